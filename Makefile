@@ -1,0 +1,38 @@
+# The two entry points a newcomer needs: `make demo` and `make test`.
+# Both build .venv/ from scratch when it is missing or pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean venv
+
+venv: $(STAMP)
+
+# torch is installed first and pinned: an unpinned torch pulled in by
+# sentence-transformers would be a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[examples,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pipetune run examples/etl_parquet.py -- --rows 400000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff format --check src tests examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pipetune.bench.overhead
+
+clean:
+	rm -rf $(VENV) .pipetune .pytest_cache .mypy_cache .ruff_cache

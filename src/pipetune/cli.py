@@ -1,0 +1,172 @@
+"""The ``pipetune`` command. ``main(argv) -> exit code``; every refusal is one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipetune.errors import PipetuneError, UsageError
+from pipetune.model import Run
+from pipetune.record.overrides import ContextOverride, Overrides, StageOverride, parse_assignment, parse_config
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    script_args: list[str] = []
+    if "--" in args:  # everything after `--` belongs to the user's script
+        cut = args.index("--")
+        args, script_args = args[:cut], args[cut + 1 :]
+    parser = _parser()
+    ns = parser.parse_args(args)
+    ns.script_args = script_args
+    try:
+        return int(ns.handler(ns))
+    except PipetuneError as err:
+        print(f"pipetune: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("pipetune: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipetune", description="Record, diagnose and tune Ray Data pipelines.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", type=Path, default=None, help="SQLite store (default .pipetune/pipetune.db)")
+
+    run = sub.add_parser("run", parents=[store], help="run a script under the recorder: pipetune run S.py -- ARGS")
+    run.add_argument("script", type=Path)
+    run.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="STAGE.KNOB=VALUE",
+        help="override a stage knob (STAGE: index, key or UDF name) or ctx.FIELD=VALUE",
+    )
+    run.add_argument("--config", type=Path, help="a JSON or TOML file of overrides (the form `tune` writes)")
+    run.add_argument("--address", help="attach to this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--timeout", type=float, help="stop the run after this many seconds")
+    run.add_argument("--json", action="store_true", help="print the run as one JSON object on stdout")
+    run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run.set_defaults(handler=cmd_run)
+
+    runs = sub.add_parser("runs", parents=[store], help="the run history")
+    runs.add_argument("--limit", type=int, default=30)
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=cmd_runs)
+
+    show = sub.add_parser("show", parents=[store], help="one run: stages, knobs, figures, bottleneck")
+    show.add_argument("run", help="run id, a unique prefix of it, or `last`")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--width", type=int, help="render the table at this width")
+    show.set_defaults(handler=cmd_show)
+
+    export = sub.add_parser("export", parents=[store], help="save a run as a JSON file")
+    export.add_argument("run")
+    export.add_argument("file", type=Path)
+    export.set_defaults(handler=cmd_export)
+
+    imp = sub.add_parser("import", parents=[store], help="add a run saved by `export` to the store")
+    imp.add_argument("file", type=Path)
+    imp.set_defaults(handler=cmd_import)
+    return parser
+
+
+def _overrides(ns: argparse.Namespace) -> Overrides:
+    from_file = parse_config(ns.config) if ns.config else Overrides()
+    items = [parse_assignment(text) for text in ns.sets]
+    stages = tuple(i for i in items if isinstance(i, StageOverride))
+    context = tuple(i for i in items if isinstance(i, ContextOverride))
+    return from_file.merged(Overrides(stages, context))
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from pipetune.record.launcher import Launch, record
+    from pipetune.store import open_store
+
+    if ns.timeout is not None and ns.timeout <= 0:
+        raise UsageError(f"--timeout {ns.timeout} is not valid", "give a number of seconds above 0")
+    launch = Launch(
+        script=ns.script,
+        args=tuple(ns.script_args),
+        overrides=_overrides(ns),
+        address=ns.address,
+        timeout_s=ns.timeout,
+        stdout_to_stderr=ns.json,
+    )
+    run = record(launch, open_store(ns.store))
+    _print_run(run, as_json=ns.json, quiet=ns.quiet)
+    return 0 if run.status.ok else (run.exit_code or 1) if run.exit_code and run.exit_code > 0 else 1
+
+
+def _print_run(run: Run, as_json: bool, quiet: bool = False, width: int | None = None) -> None:
+    from pipetune.report.figures import run_view
+    from pipetune.report.terminal import console, run_summary
+
+    if as_json:
+        print(json.dumps(run_view(run), indent=1))
+    elif not quiet:
+        console(width).print(run_summary(run))
+    if not run.status.ok and run.error:
+        print(f"pipetune: run {run.id} {run.status.value}: {run.error}", file=sys.stderr)
+
+
+def cmd_runs(ns: argparse.Namespace) -> int:
+    from pipetune.report.terminal import console, history
+    from pipetune.store import open_store
+
+    rows = open_store(ns.store).runs(limit=ns.limit)
+    if ns.json:
+        print(json.dumps([_row_dict(r) for r in rows], indent=1))
+    elif rows:
+        console().print(history(rows))
+    else:
+        print("no runs stored yet: `pipetune run SCRIPT` records one", file=sys.stderr)
+    return 0
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {**row.__dict__, "status": row.status.value}
+
+
+def cmd_show(ns: argparse.Namespace) -> int:
+    from pipetune.store import open_store
+
+    run = open_store(ns.store).load(ns.run)
+    _print_run(run, as_json=ns.json, width=ns.width)
+    return 0
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    from pipetune.store import open_store
+
+    run = open_store(ns.store).load(ns.run)
+    run.save(ns.file)
+    print(f"saved run {run.id} to {ns.file}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(ns: argparse.Namespace) -> int:
+    from pipetune.store import open_store
+
+    try:
+        run = Run.load(ns.file)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(
+            f"{ns.file} is not a saved pipetune run ({err})", "export one with `pipetune export`"
+        ) from None
+    open_store(ns.store).add(run)
+    print(f"imported run {run.id}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Every time-series metric pipetune records, declared once with its unit and meaning.
+
+The recorder fills samples with these names; tables, charts and rules read the same declarations, so a
+metric is added in one place (the way Ray declares ``OpRuntimeMetrics`` with ``metric_field``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str  # "rows", "bytes", "s", "count", "%", "blocks", "cores"
+    description: str
+    cumulative: bool = False  # a counter that only grows; rates come from differences
+
+
+_OPERATOR = (
+    Metric("rows_in", "rows", "rows received from upstream", cumulative=True),
+    Metric("rows_out", "rows", "rows produced by finished and running tasks", cumulative=True),
+    Metric("bytes_in", "bytes", "bytes received from upstream", cumulative=True),
+    Metric("bytes_out", "bytes", "bytes produced", cumulative=True),
+    Metric("tasks_running", "count", "tasks submitted and not finished"),
+    Metric("tasks_finished", "count", "tasks finished", cumulative=True),
+    Metric("tasks_failed", "count", "tasks that raised or died", cumulative=True),
+    Metric("inqueue_blocks", "blocks", "blocks waiting in the operator's input queues"),
+    Metric("inqueue_bytes", "bytes", "bytes waiting in the operator's input queues"),
+    Metric("outqueue_blocks", "blocks", "blocks produced and not yet taken downstream"),
+    Metric("outqueue_bytes", "bytes", "bytes produced and not yet taken downstream"),
+    Metric("obj_store_bytes", "bytes", "object-store memory the operator holds"),
+    Metric("backpressure_s", "s", "time the operator could not launch tasks or drain outputs", True),
+    Metric("actors_alive", "count", "actors alive in the operator's pool"),
+    Metric("actors_active", "count", "actors running a task"),
+    Metric("actors_pending", "count", "actors requested and not started yet"),
+    Metric("cpu_reserved", "cores", "CPUs reserved by the operator's running tasks"),
+    Metric("gpu_reserved", "GPUs", "GPUs reserved by the operator's running tasks"),
+)
+
+_NODE = (
+    Metric("cpu_pct", "%", "CPU use of the whole node"),
+    Metric("mem_used_bytes", "bytes", "memory in use on the node"),
+    Metric("mem_total_bytes", "bytes", "memory of the node"),
+    Metric("ray_rss_bytes", "bytes", "resident memory of the node's Ray worker processes"),
+    Metric("ray_cpu_pct", "%", "CPU use of the node's Ray worker processes (100 = one core)"),
+    Metric("gpu_count", "count", "GPUs NVML found on the node"),
+    Metric("gpu_util_pct", "%", "mean GPU utilisation"),
+    Metric("gpu_mem_used_bytes", "bytes", "GPU memory in use, all GPUs"),
+    Metric("gpu_mem_total_bytes", "bytes", "GPU memory, all GPUs"),
+)
+
+OPERATOR_METRICS: dict[str, Metric] = {m.name: m for m in _OPERATOR}
+NODE_METRICS: dict[str, Metric] = {m.name: m for m in _NODE}

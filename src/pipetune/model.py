@@ -1,0 +1,305 @@
+"""The plain data everything else passes around: a recorded Run and its parts.
+
+A Run is immutable. The recorder builds it as events arrive (the store keeps the pieces as they come, so a
+crash loses nothing), and once loaded it is only read: diagnosis, reports and tuning consume it and never reach
+back into Ray. Runs round-trip through JSON with :meth:`Run.to_json` / :meth:`Run.from_json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipetune._serde import from_plain, to_plain
+
+SCHEMA_VERSION = 1
+
+KnobValue = int | float | str | tuple[int, ...]
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run ended up. ``RUNNING`` is only ever seen while its recorder is alive."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    KILLED = "killed"
+
+    @property
+    def finished(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+    @property
+    def ok(self) -> bool:
+        return self is RunStatus.SUCCEEDED
+
+
+class StageKind(enum.StrEnum):
+    """What a stage does to the data, which decides how it should be resourced."""
+
+    READ = "read"
+    FILTER = "filter"
+    TRANSFORM = "transform"
+    ACTOR = "actor"
+    WRITE = "write"
+    ALL_TO_ALL = "all-to-all"
+
+
+class EventKind(enum.StrEnum):
+    UDF_ERROR = "udf_error"
+    OOM_KILL = "oom_kill"
+    SPILL = "spill"
+    ERRORED_BLOCKS = "errored_blocks"
+    TASK_FAILED = "task_failed"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The per-stage settings pipetune reads and overrides. ``None`` means "Ray Data's default"."""
+
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    memory: float | None = None
+    batch_size: int | None = None
+    concurrency: int | tuple[int, ...] | None = None
+    override_num_blocks: int | None = None
+    compute: str | None = None  # "tasks" or "actors", as Ray Data will run the stage
+
+    def set(self) -> dict[str, Any]:
+        """The knobs that were given a value, in declaration order."""
+        return {k: v for k, v in to_plain(self).items() if v is not None}
+
+    def replace(self, **changes: Any) -> Knobs:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One Ray Data call the script made (``read_parquet``, ``map_batches(Embed)``, ``write_parquet`` ...)."""
+
+    index: int
+    method: str
+    udf: str
+    site: str  # "file.py:LINE" of the user's call
+    kind: StageKind
+    knobs: Knobs = Knobs()
+    overridden: tuple[str, ...] = ()  # knob names changed by --set / --config for this run
+
+    @property
+    def key(self) -> str:
+        return f"{self.index}:{self.method}:{self.udf}" if self.udf else f"{self.index}:{self.method}"
+
+    @property
+    def label(self) -> str:
+        return self.method if self.udf in ("", self.method) else f"{self.method}({self.udf})"
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A distribution summarised: count, min, median, p90, mean, max."""
+
+    count: int = 0
+    min: float = 0.0
+    p50: float = 0.0
+    p90: float = 0.0
+    mean: float = 0.0
+    max: float = 0.0
+
+    @staticmethod
+    def of(values: list[float]) -> Dist:
+        if not values:
+            return Dist()
+        ordered = sorted(values)
+        return Dist(
+            count=len(ordered),
+            min=ordered[0],
+            p50=_quantile(ordered, 0.5),
+            p90=_quantile(ordered, 0.9),
+            mean=sum(ordered) / len(ordered),
+            max=ordered[-1],
+        )
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A physical operator Ray Data executed; fused operators list every stage they contain."""
+
+    uid: str  # "<execution>/<ray operator id>", unique within the run
+    name: str
+    stages: tuple[int, ...]
+    compute: str = "tasks"
+    max_concurrency: int | None = None  # the pool's or task cap's upper bound, None for "as many as fit"
+    num_cpus: float = 1.0  # per task or actor, as Ray Data will request them
+    num_gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class OperatorStats:
+    """What an operator did, measured after its execution ended."""
+
+    uid: str
+    wall_s: float = 0.0  # first task start to last task end
+    busy_s: float = 0.0  # task wall time summed over tasks
+    cpu_s: float = 0.0
+    udf_s: float = 0.0
+    rows_in: int = 0
+    rows_out: int = 0
+    bytes_out: int = 0
+    blocks: int = 0
+    block_bytes: Dist = Dist()
+    block_rows: Dist = Dist()
+    task_s: Dist = Dist()
+    peak_uss_bytes: float = 0.0
+    tasks_failed: int = 0
+    backpressure_s: float = 0.0
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One run of Ray Data's streaming executor: a write, an iteration, or a materialising call."""
+
+    index: int
+    dataset_id: str
+    started_t: float
+    operators: tuple[Operator, ...] = ()
+    ended_t: float | None = None
+    ok: bool | None = None
+    stats: tuple[OperatorStats, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A point of a time series: ``source`` is an operator uid or ``node:<id>``; values follow ``metrics``."""
+
+    t: float  # seconds since the run started
+    source: str
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A failure or warning seen while the run went on (UDF exception, OOM kill, spilling, ...)."""
+
+    t: float
+    kind: EventKind
+    message: str
+    stage: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    address: str
+    resources: Mapping[str, float]
+    is_driver: bool = False
+
+
+@dataclass(frozen=True)
+class Environment:
+    ray_version: str = ""
+    python_version: str = ""
+    platform: str = ""
+    hostname: str = ""
+    address: str = ""  # the cluster address the driver attached to, "" for a fresh local Ray
+    session_dir: str = ""
+    cluster_resources: Mapping[str, float] = field(default_factory=dict)
+    nodes: tuple[NodeInfo, ...] = ()
+    raylet_logs: Mapping[str, str] = field(default_factory=dict)  # node id -> raylet.out, nodes on this host
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything recorded about one execution of a user's script."""
+
+    id: str
+    script: str
+    args: tuple[str, ...] = ()
+    cwd: str = ""
+    script_sha256: str = ""
+    overrides: tuple[str, ...] = ()
+    status: RunStatus = RunStatus.RUNNING
+    started_at: float = 0.0  # epoch seconds
+    wall_s: float | None = None
+    exit_code: int | None = None
+    error: str = ""
+    traceback: str = ""
+    env: Environment = Environment()
+    stages: tuple[Stage, ...] = ()
+    executions: tuple[Execution, ...] = ()
+    op_samples: tuple[Sample, ...] = ()
+    node_samples: tuple[Sample, ...] = ()
+    events: tuple[Event, ...] = ()
+    version: int = SCHEMA_VERSION
+
+    # -- derived views (pure) ---------------------------------------------------------------------------
+
+    def operators(self) -> Iterator[tuple[Execution, Operator]]:
+        for execution in self.executions:
+            for op in execution.operators:
+                yield execution, op
+
+    def stats_of(self, uid: str) -> OperatorStats | None:
+        for execution in self.executions:
+            for stats in execution.stats:
+                if stats.uid == uid:
+                    return stats
+        return None
+
+    def stage(self, index: int) -> Stage:
+        return next(s for s in self.stages if s.index == index)
+
+    def operators_of(self, stage_index: int) -> list[Operator]:
+        return [op for _, op in self.operators() if stage_index in op.stages]
+
+    def samples_of(self, source: str) -> list[Sample]:
+        return [s for s in (*self.op_samples, *self.node_samples) if s.source == source]
+
+    @property
+    def rows(self) -> int:
+        """Rows the pipeline produced from its sources (the first operator of each execution)."""
+        total = 0
+        for execution in self.executions:
+            if execution.stats:
+                first = execution.stats[0]
+                total += first.rows_out
+        return total
+
+    # -- persistence ------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(to_plain(self))
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> Run:
+        return from_plain(Run, dict(data))
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @staticmethod
+    def from_json(text: str) -> Run:
+        return Run.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(indent=1))
+
+    @staticmethod
+    def load(path: str | Path) -> Run:
+        return Run.from_json(Path(path).read_text())

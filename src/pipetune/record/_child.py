@@ -1,0 +1,116 @@
+"""Entry point of the recorded driver process: ``python -m pipetune.record._child``.
+
+It installs the probe, then runs the user's script exactly as ``python SCRIPT ARGS`` would (``__main__``,
+``sys.argv``, ``sys.path[0]``, the caller's working directory), and reports how the script ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import time
+import traceback
+from typing import Any
+
+SPEC_ENV = "PIPETUNE_SPEC"
+
+
+def main() -> int:
+    spec = json.loads(os.environ.pop(SPEC_ENV))
+    from pipetune.record.channel import ENV_FD, Sender
+
+    sender = Sender(int(os.environ.pop(ENV_FD)))
+    t0 = time.perf_counter()
+    probe = _install(sender, spec, t0)
+    outcome = _run_script(spec["script"], spec["args"])
+    probe.stop()
+    sender.send("finished", wall_s=time.perf_counter() - t0, **outcome)
+    return int(outcome["exit_code"])
+
+
+def _install(sender: Any, spec: dict[str, Any], t0: float) -> Any:
+    from ray.data import DataContext
+
+    from pipetune.record import _ray_compat, interpose
+    from pipetune.record.overrides import from_mapping
+    from pipetune.record.probe import Probe
+
+    overrides = from_mapping(spec["overrides"])
+    probe = Probe(sender, overrides, t0)
+    _ray_compat.install_callback(probe)
+    interpose.install(probe.registry)
+    for o in overrides.context:  # before the script builds datasets: they copy the context
+        setattr(DataContext.get_current(), o.field, o.value)
+    sender.send("started", pid=os.getpid(), warning=_ray_compat.check_version())
+    return probe
+
+
+def _run_script(script: str, args: list[str]) -> dict[str, Any]:
+    sys.argv = [script, *args]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exit_:
+        code = _exit_code(exit_.code)
+        return _outcome("succeeded" if code == 0 else "failed", code, f"the script exited with {exit_.code}")
+    except KeyboardInterrupt:
+        return _outcome("interrupted", 130, "interrupted (Ctrl-C)")
+    except BaseException as err:
+        return _failure(err)
+    return _outcome("succeeded", 0, "")
+
+
+def _failure(err: BaseException) -> dict[str, Any]:
+    from pipetune.errors import PipetuneError
+
+    ours = _find(err, PipetuneError)
+    if ours is not None:  # refused by pipetune (e.g. an unknown stage): one line, no traceback
+        return _outcome("failed", 2, str(ours), kind="usage")
+    ray_start = _ray_start_failure(err)
+    text = _user_traceback(err)
+    lines = str(err).strip().splitlines()
+    message = f"{type(err).__name__}: {lines[0] if lines else ''}"[:500]
+    return _outcome("failed", 1, message, traceback=text, kind="ray" if ray_start else "script")
+
+
+def _user_traceback(err: BaseException) -> str:
+    """The traceback from the script's first frame on: pipetune's and runpy's own frames are noise."""
+    tb = err.__traceback__
+    here = os.path.dirname(__file__)
+    while tb is not None and (
+        tb.tb_frame.f_code.co_filename.startswith(here) or "runpy" in tb.tb_frame.f_code.co_filename
+    ):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(err), err, tb))
+
+
+def _find(err: BaseException | None, cls: type) -> Any:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, cls):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _ray_start_failure(err: BaseException) -> bool:
+    """True when the script died inside ``ray.init`` (Ray could not start or connect), not in its own code."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return any(f.name == "init" and f.filename.endswith(os.path.join("ray", "_private", "worker.py")) for f in frames)
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def _outcome(status: str, code: int, error: str, traceback: str = "", kind: str = "") -> dict[str, Any]:
+    return {"status": status, "exit_code": code, "error": error, "traceback": traceback, "error_kind": kind}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

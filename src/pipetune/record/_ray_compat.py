@@ -1,0 +1,241 @@
+"""The only module that touches ``ray.data._internal``.
+
+Everything pipetune needs from Ray Data's executor goes through the small functions here, returning plain
+dicts and tuples. A Ray upgrade that moves these internals is fixed in this one file; the version check below
+says so out loud instead of failing deep inside a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ray
+import ray.data
+from ray.data._internal.execution.execution_callback import ExecutionCallback
+
+from pipetune.model import Dist, OperatorStats
+
+log = logging.getLogger(__name__)
+
+TESTED_RAY = ("2.60",)
+CALLBACK_ENV = "RAY_DATA_EXECUTION_CALLBACKS"
+CALLBACK_PATH = "pipetune.record._ray_compat.PipetuneCallback"
+
+
+def check_version() -> str | None:
+    """A warning when the installed Ray is not one this adapter was written against, else None."""
+    major_minor = ".".join(ray.__version__.split(".")[:2])
+    if major_minor in TESTED_RAY:
+        return None
+    return f"pipetune was tested with Ray {', '.join(TESTED_RAY)}; Ray {ray.__version__} may record less"
+
+
+# -- the execution callback ----------------------------------------------------------------------------
+
+# Set by the probe in the child process before the user's script runs. Ray instantiates callback classes
+# itself, with no arguments, once per execution, so the class reaches its listener through this global.
+_listener: Any = None
+
+
+def install_callback(listener: Any) -> None:
+    """Have every Ray Data execution in this process report to ``listener``.
+
+    The environment variable is read at each plan, so it also reaches datasets whose DataContext was copied
+    before we got here; appending to the global context would miss those.
+    """
+    global _listener
+    _listener = listener
+    current = [p for p in os.environ.get(CALLBACK_ENV, "").split(",") if p]
+    if CALLBACK_PATH not in current:
+        os.environ[CALLBACK_ENV] = ",".join([*current, CALLBACK_PATH])
+
+
+class PipetuneCallback(ExecutionCallback):
+    """Forwards executor events to the probe; does nothing outside a pipetune-launched driver."""
+
+    def before_execution_starts(self, executor: Any) -> None:
+        if _listener is not None:
+            _listener.execution_started(executor)
+
+    def on_execution_step(self, executor: Any) -> None:
+        if _listener is not None:
+            _listener.execution_step(executor)
+
+    def after_execution_succeeds(self, executor: Any) -> None:
+        if _listener is not None:
+            _listener.execution_ended(executor, None)
+
+    def after_execution_fails(self, executor: Any, error: Exception) -> None:
+        if _listener is not None:
+            _listener.execution_ended(executor, error)
+
+
+# -- reading the executor --------------------------------------------------------------------------------
+
+
+def dataset_id(executor: Any) -> str:
+    return str(getattr(executor, "_dataset_id", ""))
+
+
+def _ops(executor: Any) -> Iterator[tuple[str, Any, Any]]:
+    """(operator id, physical op, op state) in topological order, without the synthetic input buffers."""
+    topology = getattr(executor, "_topology", None) or {}
+    for i, (op, state) in enumerate(topology.items()):
+        if type(op).__name__ == "InputDataBuffer":
+            continue
+        yield executor._get_operator_id(op, i), op, state
+
+
+def operators(executor: Any) -> list[dict[str, Any]]:
+    """What each physical operator is: its id, name, the logical ops fused into it and its resources."""
+    out = []
+    for op_id, op, _ in _ops(executor):
+        args = getattr(op, "_ray_remote_args", {}) or {}
+        out.append(
+            {
+                "op_id": op_id,
+                "name": op.name,
+                "logical": list(getattr(op, "_logical_operators", [])),
+                "compute": "actors" if "ActorPool" in type(op).__name__ else "tasks",
+                "max_concurrency": _max_concurrency(op),
+                "num_cpus": float(args.get("num_cpus", 1) or 0),
+                "num_gpus": float(args.get("num_gpus", 0) or 0),
+            }
+        )
+    return out
+
+
+def _max_concurrency(op: Any) -> int | None:
+    try:
+        limit = op.get_max_concurrency_limit()
+    except Exception:  # not every operator kind implements it
+        return None
+    return int(limit) if limit is not None and limit != float("inf") else None
+
+
+def snapshot(executor: Any) -> dict[str, dict[str, float]]:
+    """Live figures per operator, named as in ``pipetune.metrics.OPERATOR_METRICS``. Cheap: plain reads."""
+    rm = getattr(executor, "_resource_manager", None)
+    return {op_id: _op_snapshot(op, state, rm) for op_id, op, state in _ops(executor)}
+
+
+def _op_snapshot(op: Any, state: Any, rm: Any) -> dict[str, float]:
+    m = op.metrics
+    usage = _safe(lambda: rm.get_op_usage(op)) if rm is not None else None
+    values = {
+        "rows_in": m.num_row_inputs_received,
+        "rows_out": m.rows_task_outputs_generated,
+        "bytes_in": m.bytes_inputs_received,
+        "bytes_out": m.bytes_task_outputs_generated,
+        "tasks_running": m.num_tasks_running,
+        "tasks_finished": m.num_tasks_finished,
+        "tasks_failed": m.num_tasks_failed,
+        "inqueue_blocks": sum(q.num_blocks for q in state.input_queues) + m.obj_store_mem_internal_inqueue_blocks,
+        "inqueue_bytes": sum(q.memory_usage for q in state.input_queues) + m.obj_store_mem_internal_inqueue,
+        "outqueue_blocks": state.output_queue.num_blocks + m.obj_store_mem_internal_outqueue_blocks,
+        "outqueue_bytes": state.output_queue.memory_usage + m.obj_store_mem_internal_outqueue,
+        "obj_store_bytes": getattr(usage, "object_store_memory", 0) or 0,
+        "backpressure_s": m.task_submission_backpressure_time + m.task_output_backpressure_time,
+        "actors_alive": m.num_alive_actors,
+        "actors_active": m.num_active_actors,
+        "actors_pending": m.num_pending_actors,
+        "cpu_reserved": getattr(usage, "cpu", 0) or 0,
+        "gpu_reserved": getattr(usage, "gpu", 0) or 0,
+    }
+    return {k: float(v or 0) for k, v in values.items()}
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:  # a figure we cannot read is left out, never fatal to the user's pipeline
+        return None
+
+
+def final_stats(executor: Any) -> dict[str, OperatorStats]:
+    """Per operator, what its finished tasks did: from the blocks' execution stats and the runtime metrics."""
+    return {op_id: _op_stats(op_id, op) for op_id, op, _ in _ops(executor)}
+
+
+def _op_stats(uid: str, op: Any) -> OperatorStats:
+    blocks = [b for group in (_safe(op.get_stats) or {}).values() for b in group]
+    execs = [b.exec_stats for b in blocks if b.exec_stats is not None]
+    m = op.metrics
+    return OperatorStats(
+        uid=uid,
+        wall_s=_span(execs),
+        busy_s=sum(_task_durations(execs)),
+        cpu_s=sum(e.cpu_time_s or 0.0 for e in execs),
+        udf_s=sum(e.function_body_time_s or 0.0 for e in execs),
+        rows_in=int(m.num_row_inputs_received or 0),
+        rows_out=int(sum(b.num_rows or 0 for b in blocks)),
+        bytes_out=int(sum(b.size_bytes or 0 for b in blocks)),
+        blocks=len(blocks),
+        block_bytes=Dist.of([float(b.size_bytes or 0) for b in blocks]),
+        block_rows=Dist.of([float(b.num_rows or 0) for b in blocks]),
+        task_s=Dist.of(_task_durations(execs)),
+        peak_uss_bytes=float(m.max_uss_bytes.max or 0),
+        tasks_failed=int(m.num_tasks_failed or 0),
+        backpressure_s=float(m.task_submission_backpressure_time + m.task_output_backpressure_time),
+        nodes=tuple(sorted({str(e.node_id) for e in execs if e.node_id})),
+    )
+
+
+def _span(execs: list[Any]) -> float:
+    starts = [e.start_time_s for e in execs if e.start_time_s is not None]
+    ends = [e.end_time_s for e in execs if e.end_time_s is not None]
+    return max(ends) - min(starts) if starts and ends else 0.0
+
+
+def _task_durations(execs: list[Any]) -> list[float]:
+    """A task may yield several blocks; its duration runs from its first block's start to its last's end."""
+    spans: dict[Any, tuple[float, float]] = {}
+    for i, e in enumerate(execs):
+        if e.start_time_s is None or e.end_time_s is None:
+            continue
+        key = e.task_idx if e.task_idx is not None else ("block", i)
+        lo, hi = spans.get(key, (e.start_time_s, e.end_time_s))
+        spans[key] = (min(lo, e.start_time_s), max(hi, e.end_time_s))
+    return [hi - lo for lo, hi in spans.values()]
+
+
+def errored_blocks(executor: Any) -> int:
+    return int(getattr(executor, "_num_errored_blocks", 0) or 0)
+
+
+# -- the logical plan, for mapping operators back to the user's calls -----------------------------------
+
+
+def logical_ops(ds: Any) -> list[Any]:
+    """Every logical operator a Dataset's plan holds, the dataset's own last."""
+    plan = getattr(ds, "_logical_plan", None)
+    root = getattr(plan, "dag", None)
+    seen: dict[int, Any] = {}
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        stack.extend(getattr(node, "input_dependencies", []) or [])
+    return list(seen.values())
+
+
+# -- the Ray session, scoped to the one this driver belongs to ------------------------------------------
+
+
+def session_dir() -> str:
+    node = getattr(ray._private.worker, "_global_node", None)
+    return str(_safe(node.get_session_dir_path) or "") if node is not None else ""
+
+
+def context_fields() -> dict[str, Any]:
+    """DataContext's fields and their defaults, to validate ``ctx.FIELD=VALUE`` overrides."""
+    from ray.data.context import DataContext
+
+    ctx = DataContext()
+    return {f.name: getattr(ctx, f.name) for f in dataclasses.fields(DataContext) if not f.name.startswith("_")}

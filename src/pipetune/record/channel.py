@@ -1,0 +1,47 @@
+"""The one-way line from the recorded script (child) to the recorder (parent): JSON lines on a pipe.
+
+The child only writes; the parent reads, stores every message as it arrives, and so keeps everything sent
+before a crash. Messages are small (one sample tick is a few hundred bytes), so a write never blocks long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import IO, Any
+
+from pipetune._serde import to_plain
+
+ENV_FD = "PIPETUNE_EVENTS_FD"
+
+
+class Sender:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()  # the executor thread and the node sampler both send
+        self._broken = False
+
+    def send(self, kind: str, **payload: Any) -> None:
+        line = json.dumps({"kind": kind, **to_plain(payload)}, separators=(",", ":")) + "\n"
+        data = line.encode()
+        with self._lock:
+            if self._broken:
+                return
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            except OSError:  # the recorder is gone: keep the user's pipeline running regardless
+                self._broken = True
+
+
+def receive(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
+    """Messages in the order sent; a torn last line (the child was killed mid-write) is dropped."""
+    for raw in stream:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(message, dict):
+            yield message

@@ -1,0 +1,274 @@
+"""Turns the script's Ray Data calls into stages, and applies ``--set`` overrides to them.
+
+Only public API is wrapped (``ray.data.read_*`` / ``from_*`` / ``range*`` and the ``Dataset`` methods), so Ray
+still validates every argument itself. Calls made from inside Ray (``write_parquet`` calling
+``write_datasink``, ``add_column`` calling ``map_batches``) are passed straight through: they are not stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ray
+import ray.data
+from ray.data import ActorPoolStrategy, Dataset, TaskPoolStrategy
+
+from pipetune.errors import UsageError
+from pipetune.model import Knobs, KnobValue, Stage, StageKind
+from pipetune.record import _ray_compat
+from pipetune.record.overrides import Overrides
+
+_RAY_DIR = os.path.dirname(ray.__file__) + os.sep
+_PIPETUNE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
+
+_MAP_METHODS = {
+    "map": StageKind.TRANSFORM,
+    "map_batches": StageKind.TRANSFORM,
+    "flat_map": StageKind.TRANSFORM,
+    "filter": StageKind.FILTER,
+    "add_column": StageKind.TRANSFORM,
+    "with_column": StageKind.TRANSFORM,
+    "select_columns": StageKind.TRANSFORM,
+    "drop_columns": StageKind.TRANSFORM,
+    "rename_columns": StageKind.TRANSFORM,
+    "limit": StageKind.TRANSFORM,
+}
+_ALL_TO_ALL = ("repartition", "random_shuffle", "randomize_block_order", "sort", "union", "zip", "join")
+
+
+def _source_names() -> list[str]:
+    return [n for n in dir(ray.data) if n.startswith(("read_", "from_", "range")) and n != "read_api"]
+
+
+def _write_names() -> list[str]:
+    return [n for n in dir(Dataset) if n.startswith("write_")]
+
+
+class StageRegistry:
+    """The stages built so far, and which logical operators belong to which stage."""
+
+    def __init__(self, overrides: Overrides, on_stage: Callable[[Stage], None]) -> None:
+        self.overrides = overrides
+        self.stages: list[Stage] = []
+        self._on_stage = on_stage
+        self._owner: dict[int, int] = {}  # id(logical op) -> stage index
+        self._keep: list[Any] = []  # keeps tagged ops alive so their ids are never reused
+        self._active: list[int] = []
+
+    def add(self, stage: Stage) -> None:
+        self.stages.append(stage)
+        self._on_stage(stage)
+
+    def tag(self, stage: Stage, result: Any) -> None:
+        """Claim the logical operators a call created (those no earlier stage claimed)."""
+        if not isinstance(result, Dataset):
+            return
+        for op in _ray_compat.logical_ops(result):
+            if id(op) not in self._owner:
+                self._owner[id(op)] = stage.index
+                self._keep.append(op)
+
+    @contextlib.contextmanager
+    def active(self, stage: Stage) -> Iterator[None]:
+        """Operators planned during the call (a write executes inside it) belong to ``stage``."""
+        self._active.append(stage.index)
+        try:
+            yield
+        finally:
+            self._active.pop()
+
+    def owners(self, logical_ops: list[Any]) -> tuple[int, ...]:
+        found = {self._owner[id(op)] for op in logical_ops if id(op) in self._owner}
+        if not found and self._active and logical_ops:
+            found = {self._active[-1]}
+        return tuple(sorted(found))
+
+
+def install(registry: StageRegistry) -> None:
+    """Wrap every public Ray Data entry point the script may call."""
+    for name in _source_names():
+        wrapped = _wrap(getattr(ray.data, name), name, registry, StageKind.READ)
+        setattr(ray.data, name, wrapped)
+        if hasattr(ray.data.read_api, name):
+            setattr(ray.data.read_api, name, wrapped)
+    for name, kind in _MAP_METHODS.items():
+        setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, kind))
+    for name in _ALL_TO_ALL:
+        setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.ALL_TO_ALL))
+    for name in _write_names():
+        setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.WRITE))
+
+
+def _wrap(fn: Callable[..., Any], method: str, registry: StageRegistry, kind: StageKind) -> Callable[..., Any]:
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1)
+        if caller.f_code.co_filename.startswith((_RAY_DIR, _PIPETUNE_DIR)):
+            return fn(*args, **kwargs)  # Ray calling its own API: not a stage of the user's
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError:
+            return fn(*args, **kwargs)  # let Ray report the bad call in its own words
+        stage = _new_stage(registry, method, kind, bound, f"{caller.f_code.co_filename}:{caller.f_lineno}")
+        with registry.active(stage):
+            result = fn(*bound.args, **bound.kwargs)
+        registry.tag(stage, result)
+        _apply_context(registry.overrides, kind, result)
+        return result
+
+    return wrapper
+
+
+def _new_stage(
+    registry: StageRegistry, method: str, kind: StageKind, bound: inspect.BoundArguments, site: str
+) -> Stage:
+    udf_obj = bound.arguments.get("fn")
+    stage = Stage(
+        index=len(registry.stages),
+        method=method,
+        udf=_udf_name(udf_obj),
+        site=_short_site(site),
+        kind=StageKind.ACTOR if kind is StageKind.TRANSFORM and _is_actor(bound) else kind,
+    )
+    changes = registry.overrides.for_stage(stage)
+    for knob, value in changes.items():
+        _apply_knob(bound, knob, value, stage)
+    stage = dataclasses.replace(stage, knobs=read_knobs(bound), overridden=tuple(changes))
+    registry.add(stage)
+    return stage
+
+
+def _udf_name(fn: Any) -> str:
+    if fn is None:
+        return ""
+    if isinstance(fn, functools.partial):
+        return _udf_name(fn.func)
+    return str(getattr(fn, "__name__", type(fn).__name__))
+
+
+def _short_site(site: str) -> str:
+    path, _, line = site.rpartition(":")
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        rel = path
+    return f"{path if rel.startswith('..') else rel}:{line}"
+
+
+def _is_actor(bound: inspect.BoundArguments) -> bool:
+    compute = bound.arguments.get("compute")
+    return inspect.isclass(bound.arguments.get("fn")) or isinstance(compute, ActorPoolStrategy)
+
+
+def _remote_args(bound: inspect.BoundArguments) -> dict[str, Any]:
+    """Resource arguments passed as ``ray_remote_args={...}`` or as extra keyword arguments."""
+    params = bound.signature.parameters
+    extra: dict[str, Any] = {}
+    for name, param in params.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD or name == "ray_remote_args":
+            extra.update(bound.arguments.get(name) or {})
+    return extra
+
+
+def read_knobs(bound: inspect.BoundArguments) -> Knobs:
+    args, extra = bound.arguments, _remote_args(bound)
+
+    def pick(name: str) -> Any:
+        return args.get(name, extra.get(name))
+
+    compute = args.get("compute")
+    actors = _is_actor(bound)
+    return Knobs(
+        num_cpus=_num(pick("num_cpus")),
+        num_gpus=_num(pick("num_gpus")),
+        memory=_num(pick("memory")),
+        batch_size=args.get("batch_size") if isinstance(args.get("batch_size"), int) else None,
+        concurrency=_concurrency_of(args.get("concurrency"), compute),
+        override_num_blocks=args.get("override_num_blocks"),
+        compute="actors" if actors else "tasks",
+    )
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _concurrency_of(concurrency: Any, compute: Any) -> int | tuple[int, ...] | None:
+    if isinstance(compute, ActorPoolStrategy):
+        lo, hi = compute.min_size, compute.max_size
+        return lo if lo == hi else (int(lo), int(hi) if hi != float("inf") else 0)
+    if isinstance(compute, TaskPoolStrategy):
+        return compute.size
+    if isinstance(concurrency, int):
+        return concurrency
+    if isinstance(concurrency, tuple):
+        return tuple(int(c) for c in concurrency)
+    return None
+
+
+def _apply_knob(bound: inspect.BoundArguments, knob: str, value: KnobValue, stage: Stage) -> None:
+    params = bound.signature.parameters
+    if knob == "concurrency":
+        _apply_concurrency(bound, value, stage)
+    elif knob in params and params[knob].kind is not inspect.Parameter.VAR_KEYWORD:
+        bound.arguments[knob] = value
+        _drop_remote_arg(bound, knob)
+    elif knob in ("num_cpus", "num_gpus", "memory") and "ray_remote_args" in params:
+        remote = dict(bound.arguments.get("ray_remote_args") or {})
+        remote[knob] = value
+        bound.arguments["ray_remote_args"] = remote
+    else:
+        raise UsageError(
+            f"stage {stage.key} ({stage.method}) has no knob '{knob}'",
+            f"{stage.method} takes {', '.join(_knobs_of(bound)) or 'no knob pipetune can set'}",
+        )
+
+
+def _drop_remote_arg(bound: inspect.BoundArguments, knob: str) -> None:
+    for name, param in bound.signature.parameters.items():
+        holder = bound.arguments.get(name)
+        if (param.kind is inspect.Parameter.VAR_KEYWORD or name == "ray_remote_args") and holder:
+            bound.arguments[name] = {k: v for k, v in holder.items() if k != knob}
+
+
+def _apply_concurrency(bound: inspect.BoundArguments, value: KnobValue, stage: Stage) -> None:
+    params = bound.signature.parameters
+    if "compute" in params and stage.kind is not StageKind.READ:
+        bound.arguments.pop("concurrency", None)
+        bound.arguments["compute"] = _strategy(value, actors=_is_actor(bound))
+    elif "concurrency" in params:
+        bound.arguments["concurrency"] = value
+    else:
+        raise UsageError(f"stage {stage.key} ({stage.method}) has no knob 'concurrency'")
+
+
+def _strategy(value: KnobValue, actors: bool) -> Any:
+    if not actors:
+        return TaskPoolStrategy(size=value if isinstance(value, int) else int(value[1]))  # type: ignore[index]
+    if isinstance(value, int):
+        return ActorPoolStrategy(size=value)
+    sizes: dict[str, Any] = dict(zip(("min_size", "max_size", "initial_size"), value, strict=False))  # type: ignore[arg-type]
+    return ActorPoolStrategy(**sizes)
+
+
+def _knobs_of(bound: inspect.BoundArguments) -> list[str]:
+    params = bound.signature.parameters
+    has_remote = "ray_remote_args" in params
+    names = [k for k in ("num_cpus", "num_gpus", "memory") if k in params or has_remote]
+    return names + [k for k in ("batch_size", "concurrency", "override_num_blocks") if k in params]
+
+
+def _apply_context(overrides: Overrides, kind: StageKind, result: Any) -> None:
+    """A dataset copies the DataContext when its source is created, so ``ctx.`` overrides go there too."""
+    if kind is StageKind.READ and isinstance(result, Dataset):
+        for o in overrides.context:
+            setattr(result.context, o.field, o.value)

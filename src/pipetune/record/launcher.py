@@ -1,0 +1,247 @@
+"""Runs a user's script under the recorder and stores the run as it goes.
+
+The script runs in a child process (its own driver), so whatever it does (exit, crash, hang, get OOM-killed)
+the recorder survives to mark the run and keep what was sent. Ctrl-C is passed on to the script once; a
+second Ctrl-C, or the time limit, ends the child's whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipetune._serde import to_plain
+from pipetune.errors import RayUnavailable, ScriptError, UsageError
+from pipetune.model import Run, RunStatus
+from pipetune.record import logs
+from pipetune.record.channel import ENV_FD, receive
+from pipetune.record.overrides import Overrides
+from pipetune.report.figures import bottleneck_label
+from pipetune.store.base import RunHeader, Store
+from pipetune.store.sqlite import new_run_id
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to run and how."""
+
+    script: Path
+    args: tuple[str, ...] = ()
+    overrides: Overrides = field(default_factory=Overrides)
+    address: str | None = None  # a Ray cluster to attach to; None: the script's own (local) Ray
+    timeout_s: float | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    stdout_to_stderr: bool = False  # keeps pipetune's own stdout clean for --json
+
+
+def record(launch: Launch, store: Store, listener: Listener | None = None) -> Run:
+    """Run the script, store every part of the run as it arrives, return the finished Run."""
+    script = check_script(launch.script)
+    overrides = typed_overrides(launch.overrides)
+    address = launch.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_address(address)
+    header = _header(script, launch, overrides)
+    store.create(header)
+    outcome = _Recorder(store, header.id, listener).drive(_spawn(script, launch, overrides, address), launch)
+    _scan_logs(store, header.id, header.started_at)
+    run = store.load(header.id)
+    outcome = _judge(run, outcome)
+    store.finish(header.id, outcome, run.rows, bottleneck_label(run))
+    return store.load(header.id)
+
+
+def check_script(path: Path) -> Path:
+    if not path.is_file():
+        raise ScriptError(f"script {path} does not exist", "pass the path of a Python file")
+    try:
+        compile(path.read_bytes(), str(path), "exec")
+    except SyntaxError as err:
+        raise ScriptError(f"{path}:{err.lineno}: syntax error: {err.msg}", "fix the script and run again") from None
+    return path.resolve()
+
+
+def typed_overrides(overrides: Overrides) -> Overrides:
+    """``ctx.FIELD`` values get DataContext's types here, before anything runs."""
+    if not overrides.context:
+        return overrides
+    from pipetune.record.overrides import type_context
+
+    fields = _context_fields()
+    return Overrides(overrides.stages, type_context(overrides.context, fields))
+
+
+def _context_fields() -> dict[str, Any]:
+    from pipetune.record._ray_compat import context_fields
+
+    return context_fields()
+
+
+def check_address(address: str) -> None:
+    """Fail in a second, not after Ray's minute of retries, when nothing listens at the address."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"'{address}' is not a Ray address", "write it as HOST:PORT, e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as err:
+        raise RayUnavailable(
+            f"no Ray cluster answers at {address} ({err.strerror or err})",
+            "start one with `ray start --head`, or drop --address / RAY_ADDRESS to use a local Ray",
+        ) from None
+
+
+def _header(script: Path, launch: Launch, overrides: Overrides) -> RunHeader:
+    return RunHeader(
+        id=new_run_id(),
+        script=_display_path(script),
+        args=launch.args,
+        cwd=os.getcwd(),
+        script_sha256=hashlib.sha256(script.read_bytes()).hexdigest(),
+        overrides=overrides.describe(),
+        started_at=time.time(),
+    )
+
+
+def _display_path(script: Path) -> str:
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _spawn(
+    script: Path, launch: Launch, overrides: Overrides, address: str | None
+) -> tuple[subprocess.Popen[bytes], int]:
+    read_fd, write_fd = os.pipe()
+    spec = {"script": str(script), "args": list(launch.args), "overrides": overrides.to_config()}
+    env = {**os.environ, **launch.extra_env, "PIPETUNE_SPEC": json.dumps(spec), ENV_FD: str(write_fd)}
+    if address:
+        env["RAY_ADDRESS"] = address
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipetune.record._child"],
+        env=env,
+        pass_fds=(write_fd,),
+        start_new_session=True,  # its own process group: we can end it and everything it started
+        stdout=sys.stderr.fileno() if launch.stdout_to_stderr else None,
+    )
+    os.close(write_fd)
+    return proc, read_fd
+
+
+class _Recorder:
+    """Reads the child's messages, appends each to the store, and decides how the run ended."""
+
+    def __init__(self, store: Store, run_id: str, listener: Listener | None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.listener = listener
+        self.finished: dict[str, Any] | None = None
+        self.timed_out = False
+        self.interrupts = 0
+
+    def drive(self, child: tuple[subprocess.Popen[bytes], int], launch: Launch) -> dict[str, Any]:
+        proc, read_fd = child
+        timer = self._arm_timeout(proc, launch.timeout_s)
+        with os.fdopen(read_fd, "rb") as stream:
+            self._pump(proc, stream)
+        if timer is not None:
+            timer.cancel()
+        return self._outcome(proc.wait())
+
+    def _pump(self, proc: subprocess.Popen[bytes], stream: Any) -> None:
+        while True:
+            try:
+                for message in receive(stream):
+                    self._handle(message)
+                return
+            except KeyboardInterrupt:
+                self.interrupts += 1
+                _signal_group(proc, signal.SIGINT if self.interrupts == 1 else signal.SIGKILL)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.pop("kind", "")
+        if kind == "finished":
+            self.finished = message
+        elif kind not in ("started",):
+            self.store.append(self.run_id, kind, message)
+        if self.listener is not None:
+            self.listener({"kind": kind, **message})
+
+    def _arm_timeout(self, proc: subprocess.Popen[bytes], timeout_s: float | None) -> threading.Timer | None:
+        if timeout_s is None:
+            return None
+
+        def expire() -> None:
+            self.timed_out = True
+            _signal_group(proc, signal.SIGKILL)
+
+        timer = threading.Timer(timeout_s, expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _outcome(self, returncode: int) -> dict[str, Any]:
+        if self.timed_out:
+            return _killed(returncode, "the run passed its time limit and was stopped")
+        if self.finished is not None:
+            return self.finished
+        if self.interrupts:
+            return {"status": RunStatus.INTERRUPTED.value, "exit_code": 130, "error": "interrupted (Ctrl-C)"}
+        if returncode < 0:
+            name = signal.Signals(-returncode).name
+            return _killed(returncode, f"the script was killed by {name} (out of memory, or ended from outside)")
+        return {
+            "status": RunStatus.FAILED.value,
+            "exit_code": returncode,
+            "error": f"the script's process exited with {returncode} before it finished",
+        }
+
+
+def _killed(returncode: int, why: str) -> dict[str, Any]:
+    return {
+        "status": RunStatus.KILLED.value,
+        "exit_code": returncode if returncode > 0 else 137,
+        "error": why,
+    }
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)  # the group we created for this child, and only it
+
+
+def _scan_logs(store: Store, run_id: str, started_at: float) -> None:
+    """OOM kills and spilling live only in the raylet logs of this run's Ray session."""
+    run = store.load(run_id)
+    for event in logs.events_since(run.env.raylet_logs.values(), started_at, run.started_at):
+        store.append(run_id, "event", {"event": to_plain(event)})
+
+
+def _judge(run: Run, outcome: dict[str, Any]) -> dict[str, Any]:
+    """A script that ran to the end but never built a Ray Data pipeline did not give us a run."""
+    if outcome.get("status") == RunStatus.SUCCEEDED.value and not run.stages:
+        return {
+            **outcome,
+            "status": RunStatus.FAILED.value,
+            "exit_code": 1,
+            "error_kind": "not_a_pipeline",
+            "error": f"{run.script} ran to the end without building a Ray Data pipeline: nothing to record",
+        }
+    return outcome

@@ -1,0 +1,65 @@
+"""Failures Ray Data cannot see, read from the raylet logs of the run's own Ray session.
+
+Ray retries OOM-killed tasks silently and spills without raising, so both only show in ``raylet.out``. Only
+the logs of this run's session are read (their paths come from the driver), and only lines written after the
+run started, so other sessions and earlier runs on a shared cluster never leak in.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pipetune.model import Event, EventKind
+
+_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})")
+_KILL = re.compile(r"Killing (\d+) worker\(s\), kill details: (.*)")
+_TASK = re.compile(r"task name=([^,\)]+)")
+_SPILL = re.compile(r"Spilled (\d+) MiB, (\d+) objects")
+
+
+def line_time(line: str) -> float | None:
+    """Epoch seconds of a Ray log line's ``[YYYY-MM-DD HH:MM:SS,mmm`` prefix (local time)."""
+    match = _STAMP.match(line)
+    if not match:
+        return None
+    return time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")) + int(match.group(2)) / 1000
+
+
+def events_since(paths: Iterable[str], since: float, run_start: float) -> list[Event]:
+    """OOM kills and a spilling summary from the given raylet logs, at or after ``since`` (epoch)."""
+    events: list[Event] = []
+    spilled_mib = 0
+    for path in paths:
+        for stamp, line in _lines_since(Path(path), since):
+            kill = _KILL.search(line)
+            if kill:
+                events.append(_oom_event(stamp - run_start, kill))
+            spill = _SPILL.search(line)
+            if spill:
+                spilled_mib = max(spilled_mib, int(spill.group(1)))  # Ray logs the running total
+    if spilled_mib:
+        events.append(Event(0.0, EventKind.SPILL, f"{spilled_mib} MiB spilled from the object store to disk"))
+    return events
+
+
+def _oom_event(t: float, kill: re.Match[str]) -> Event:
+    tasks = sorted(set(_TASK.findall(kill.group(2))))
+    where = f" running {', '.join(tasks)}" if tasks else ""
+    message = f"Ray's memory monitor killed {kill.group(1)} worker(s){where} (out of memory)"
+    return Event(max(t, 0.0), EventKind.OOM_KILL, message, detail=kill.group(2)[:2000])
+
+
+def _lines_since(path: Path, since: float) -> Iterator[tuple[float, str]]:
+    try:
+        handle = path.open(errors="replace")
+    except OSError:
+        return
+    with handle:
+        stamp = None
+        for line in handle:
+            stamp = line_time(line) or stamp  # continuation lines belong to the last stamped line
+            if stamp is not None and stamp >= since - 1:  # log stamps have ms, our start has µs
+                yield stamp, line

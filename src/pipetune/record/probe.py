@@ -1,0 +1,207 @@
+"""The recorder's half inside the user's driver process: listens to Ray Data and sends what it sees.
+
+It runs on Ray Data's scheduler thread (execution callbacks) and on one sampling thread, so every handler
+copies a few numbers and returns; anything heavier happens in the parent process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import traceback
+from typing import Any
+
+import ray
+
+from pipetune.errors import PipetuneError, UsageError
+from pipetune.model import Event, EventKind, Operator, Stage
+from pipetune.record import _ray_compat, nodes
+from pipetune.record.channel import Sender
+from pipetune.record.interpose import StageRegistry
+from pipetune.record.overrides import Overrides, check_selectors
+
+SAMPLE_INTERVAL_S = 1.0
+
+
+class Probe:
+    """Receives executor callbacks (through ``_ray_compat``) and node samples; sends them to the parent."""
+
+    def __init__(self, sender: Sender, overrides: Overrides, t0: float) -> None:
+        self.sender = sender
+        self.overrides = overrides
+        self.t0 = t0
+        self.registry = StageRegistry(overrides, self._stage_built)
+        self._executions: dict[str, int] = {}  # dataset id -> execution index
+        self._last_sample: dict[str, float] = {}
+        self._node_thread: NodeSampling | None = None
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def _stage_built(self, stage: Stage) -> None:
+        self.sender.send("stage", stage=stage)
+
+    # -- executor callbacks ---------------------------------------------------------------------------
+
+    def execution_started(self, executor: Any) -> None:
+        with self._lock:
+            first = not self._executions
+            index = self._executions[_ray_compat.dataset_id(executor)] = len(self._executions)
+        if first:
+            self._first_execution()
+        ops = [self._operator(index, view) for view in _ray_compat.operators(executor)]
+        self.sender.send(
+            "execution", index=index, dataset_id=_ray_compat.dataset_id(executor), t=self.now(), operators=ops
+        )
+
+    def _first_execution(self) -> None:
+        """Ray is up by now: validate what needs the cluster, describe it, start sampling its nodes."""
+        check_selectors(self.overrides, self.registry.stages)
+        _check_gpus(self.registry.stages)
+        self.sender.send("environment", **environment())
+        self._node_thread = NodeSampling(self)
+        self._node_thread.start()
+
+    def _operator(self, index: int, view: dict[str, Any]) -> Operator:
+        return Operator(
+            uid=f"{index}/{view['op_id']}",
+            name=view["name"],
+            stages=self.registry.owners(view["logical"]),
+            compute=view["compute"],
+            max_concurrency=view["max_concurrency"],
+            num_cpus=view["num_cpus"],
+            num_gpus=view["num_gpus"],
+        )
+
+    def execution_step(self, executor: Any) -> None:
+        dataset = _ray_compat.dataset_id(executor)
+        now = time.perf_counter()
+        if now - self._last_sample.get(dataset, 0.0) < SAMPLE_INTERVAL_S:
+            return
+        self._last_sample[dataset] = now
+        self._send_samples(executor)
+
+    def _send_samples(self, executor: Any) -> None:
+        index = self._executions.get(_ray_compat.dataset_id(executor), 0)
+        values = {f"{index}/{op_id}": v for op_id, v in _ray_compat.snapshot(executor).items()}
+        self.sender.send("op_samples", t=self.now(), values=values)
+
+    def execution_ended(self, executor: Any, error: Exception | None) -> None:
+        index = self._executions.get(_ray_compat.dataset_id(executor), 0)
+        self._send_samples(executor)
+        stats = [dataclasses.replace(s, uid=f"{index}/{s.uid}") for s in _ray_compat.final_stats(executor).values()]
+        for event in self._failures(executor, index, stats, error):
+            self.sender.send("event", event=event)
+        self.sender.send("execution_end", index=index, t=self.now(), ok=error is None, stats=stats)
+
+    def _failures(self, executor: Any, index: int, stats: list[Any], error: Exception | None) -> list[Event]:
+        events = []
+        failed = [s for s in stats if s.tasks_failed]
+        errored = _ray_compat.errored_blocks(executor)
+        if errored:
+            events.append(
+                Event(
+                    self.now(),
+                    EventKind.ERRORED_BLOCKS,
+                    f"{errored} block(s) raised and were dropped (max_errored_blocks)",
+                )
+            )
+        if error is not None and not isinstance(error, PipetuneError):
+            stage = self._stage_of(executor, failed[0].uid if failed else None)
+            events.append(
+                Event(
+                    self.now(),
+                    EventKind.UDF_ERROR,
+                    _first_line(error),
+                    stage,
+                    "".join(traceback.format_exception(error)),
+                )
+            )
+        return events
+
+    def _stage_of(self, executor: Any, uid: str | None) -> int | None:
+        if uid is None:
+            return None
+        op_id = uid.split("/", 1)[1]
+        view = next((v for v in _ray_compat.operators(executor) if v["op_id"] == op_id), None)
+        owners = self.registry.owners(view["logical"]) if view else ()
+        return owners[-1] if owners else None
+
+    def stop(self) -> None:
+        if self._node_thread is not None:
+            self._node_thread.stop()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
+
+
+def _check_gpus(stages: list[Stage]) -> None:
+    wanted = [s for s in stages if (s.knobs.num_gpus or 0) > 0 and "num_gpus" in s.overridden]
+    if wanted and nodes.cluster_resources().get("GPU", 0) == 0:
+        raise UsageError(
+            f"stage {wanted[0].key} asks for num_gpus={wanted[0].knobs.num_gpus} but the cluster has no GPU",
+            "drop the num_gpus override or attach to a cluster with GPUs (--address)",
+        )
+
+
+def environment() -> dict[str, Any]:
+    import platform
+    import sys
+
+    driver = ray.get_runtime_context().get_node_id()
+    return {
+        "ray_version": ray.__version__,
+        "python_version": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": nodes.hostname(),
+        "session_dir": _ray_compat.session_dir(),
+        "cluster_resources": nodes.cluster_resources(),
+        "nodes": nodes.cluster_nodes(driver),
+        "raylet_logs": {node: path for node, (_, path) in nodes.local_raylets().items()},
+    }
+
+
+class NodeSampling(threading.Thread):
+    """Once a second, one sample per node of the cluster."""
+
+    def __init__(self, probe: Probe) -> None:
+        super().__init__(name="pipetune-nodes", daemon=True)
+        self.probe = probe
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        try:
+            samplers = self._samplers()
+            while not self._stop_event.wait(SAMPLE_INTERVAL_S):
+                self._tick(samplers)
+        except Exception as err:  # sampling is best effort: never take the user's pipeline down
+            self.probe.sender.send(
+                "event",
+                event=Event(self.probe.now(), EventKind.WARNING, f"node sampling stopped: {_first_line(err)}"),
+            )
+
+    def _samplers(self) -> dict[str, Any]:
+        local = nodes.local_raylets()
+        samplers: dict[str, Any] = {}
+        for node in nodes.alive_nodes():
+            node_id = node["NodeID"]
+            pid = local.get(node_id, (None, ""))[0]
+            samplers[node_id] = nodes.HostSampler(pid) if pid else nodes.remote_sampler(node_id)
+        return samplers
+
+    def _tick(self, samplers: dict[str, Any]) -> None:
+        t = self.probe.now()
+        values: dict[str, dict[str, float]] = {}
+        for node_id, sampler in samplers.items():
+            if isinstance(sampler, nodes.HostSampler):
+                values[f"node:{node_id}"] = sampler.sample()
+            else:
+                values[f"node:{node_id}"] = ray.get(sampler.sample.remote(), timeout=5)
+        self.probe.sender.send("node_samples", t=t, values=values)

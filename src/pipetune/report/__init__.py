@@ -1,0 +1,1 @@
+"""Renderers: turn a recorded Run into something a person (or a script) reads. They never touch Ray."""

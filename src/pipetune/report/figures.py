@@ -1,0 +1,153 @@
+"""Per-stage figures of a run, as the summary table and ``--json`` show them. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipetune._serde import to_plain
+from pipetune.diagnose.bottleneck import (
+    Bottleneck,
+    OperatorRate,
+    find_bottleneck,
+    main_execution,
+    operator_rates,
+)
+from pipetune.model import Operator, OperatorStats, Run, Stage
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    stage: Stage
+    operator: str  # the physical operator that ran it ("" if it never ran)
+    fused_with: tuple[int, ...]  # other stages in the same operator
+    rows: int
+    rows_per_s: float
+    wall_share: float  # the operator's active span over the run's wall time
+    cpu_util: float  # CPU seconds per busy task-second
+    mean_inqueue: float
+    backpressure_s: float
+    task_p50_s: float
+    task_p90_s: float
+    task_max_s: float
+    peak_mem_bytes: float
+    blocks: int
+    headroom: float | None
+    bottleneck: bool
+
+
+def stage_figures(run: Run) -> list[StageFigures]:
+    bottleneck = find_bottleneck(run)
+    execution = main_execution(run)
+    rates = {r.uid: r for r in operator_rates(run, execution)} if execution else {}
+    return [_figures(run, stage, rates, bottleneck) for stage in run.stages]
+
+
+def _figures(run: Run, stage: Stage, rates: dict[str, OperatorRate], bottleneck: Bottleneck | None) -> StageFigures:
+    op = _main_operator(run, stage)
+    stats = run.stats_of(op.uid) if op else None
+    stats = stats or OperatorStats(uid="")
+    rate = rates.get(op.uid) if op else None
+    return StageFigures(
+        stage=stage,
+        operator=op.name if op else "",
+        fused_with=tuple(i for i in op.stages if i != stage.index) if op else (),
+        rows=max(stats.rows_in, stats.rows_out),
+        rows_per_s=rate.achieved if rate else 0.0,
+        wall_share=stats.wall_s / run.wall_s if run.wall_s else 0.0,
+        cpu_util=stats.cpu_s / stats.busy_s if stats.busy_s else 0.0,
+        mean_inqueue=rate.mean_inqueue if rate else 0.0,
+        backpressure_s=stats.backpressure_s,
+        task_p50_s=stats.task_s.p50,
+        task_p90_s=stats.task_s.p90,
+        task_max_s=stats.task_s.max,
+        peak_mem_bytes=stats.peak_uss_bytes,
+        blocks=stats.blocks,
+        headroom=rate.headroom if rate else None,
+        bottleneck=bool(bottleneck and op and bottleneck.rate.uid == op.uid),
+    )
+
+
+def _main_operator(run: Run, stage: Stage) -> Operator | None:
+    """The operator that did the stage's work in the longest execution (a stage may run in several)."""
+    ops = run.operators_of(stage.index)
+    execution = main_execution(run)
+    in_main = [op for op in ops if execution and op.uid.startswith(f"{execution.index}/")]
+    chosen = in_main or ops
+    return chosen[-1] if chosen else None
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    """The run as ``--json`` prints it: stages in pipeline order with knobs and figures, and the bottleneck."""
+    bottleneck = find_bottleneck(run)
+    figures = stage_figures(run)
+    return {
+        "id": run.id,
+        "script": run.script,
+        "args": list(run.args),
+        "status": run.status.value,
+        "wall_s": run.wall_s,
+        "rows": run.rows,
+        "overrides": list(run.overrides),
+        "error": run.error,
+        "stages": [_stage_view(f) for f in figures],
+        "bottleneck": _bottleneck_view(run, bottleneck),
+        "events": to_plain(run.events),
+        "environment": to_plain(run.env),
+        "executions": [_execution_view(run, e.index) for e in run.executions],
+    }
+
+
+def _stage_view(f: StageFigures) -> dict[str, Any]:
+    s = f.stage
+    figures = {k: v for k, v in to_plain(f).items() if k not in ("stage", "operator", "fused_with", "bottleneck")}
+    return {
+        "index": s.index,
+        "key": s.key,
+        "method": s.method,
+        "udf": s.udf,
+        "site": s.site,
+        "kind": s.kind.value,
+        "knobs": s.knobs.set(),
+        "overridden": list(s.overridden),
+        "operator": f.operator,
+        "fused_with": list(f.fused_with),
+        "bottleneck": f.bottleneck,
+        "figures": figures,
+    }
+
+
+def _bottleneck_view(run: Run, b: Bottleneck | None) -> dict[str, Any] | None:
+    if b is None:
+        return None
+    stages = [run.stage(i) for i in b.rate.stages if any(s.index == i for s in run.stages)]
+    return {
+        "operator": b.rate.name,
+        "stages": [s.key for s in stages],
+        "udfs": [s.udf for s in stages],
+        "capacity_rows_per_s": b.rate.capacity,
+        "achieved_rows_per_s": b.rate.achieved,
+        "headroom": b.rate.headroom,
+        "evidence": b.evidence,
+    }
+
+
+def _execution_view(run: Run, index: int) -> dict[str, Any]:
+    e = next(x for x in run.executions if x.index == index)
+    return {
+        "index": e.index,
+        "dataset_id": e.dataset_id,
+        "wall_s": (e.ended_t - e.started_t) if e.ended_t is not None else None,
+        "ok": e.ok,
+        "operators": [{"uid": o.uid, "name": o.name, "stages": list(o.stages)} for o in e.operators],
+        "stats": to_plain(e.stats),
+    }
+
+
+def bottleneck_label(run: Run) -> str:
+    """The short name the run history shows in its bottleneck column."""
+    b = find_bottleneck(run)
+    if b is None:
+        return ""
+    keys = [s.key for s in run.stages if s.index in b.rate.stages]
+    return keys[-1] if keys else b.rate.name

@@ -1,0 +1,227 @@
+"""The SQLite store: one file, append-only parts per run, safe to read while a run writes.
+
+Finished runs are protected by the database itself (triggers refuse changes), so no code path of ours, now or
+later, can alter a recorded run. A file that is not a pipetune store is refused and left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipetune.errors import RunNotFound, StoreError
+from pipetune.model import Run, RunStatus
+from pipetune.store.base import RunHeader, RunRow, assemble
+
+DEFAULT_PATH = Path(".pipetune") / "pipetune.db"
+APPLICATION_ID = 0x70697065  # "pipe": marks the file as ours
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    script TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    wall_s REAL,
+    rows INTEGER,
+    bottleneck TEXT NOT NULL DEFAULT '',
+    header TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS parts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TRIGGER IF NOT EXISTS parts_only_while_running BEFORE INSERT ON parts
+WHEN (SELECT status FROM runs WHERE id = NEW.run_id) IS NOT 'running'
+BEGIN SELECT RAISE(ABORT, 'run is finished and immutable'); END;
+CREATE TRIGGER IF NOT EXISTS finished_runs_are_immutable BEFORE UPDATE ON runs
+WHEN OLD.status != 'running'
+BEGIN SELECT RAISE(ABORT, 'run is finished and immutable'); END;
+CREATE TRIGGER IF NOT EXISTS parts_never_change BEFORE UPDATE ON parts
+BEGIN SELECT RAISE(ABORT, 'stored parts are immutable'); END;
+"""
+
+
+def open_store(path: str | Path | None = None) -> SQLiteStore:
+    return SQLiteStore(Path(path) if path else DEFAULT_PATH)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = self._connect()
+        self._seq: dict[str, int] = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            self._check_ours(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"store {self.path} cannot be used ({err})", _hint(err)) from None
+        except OSError as err:
+            raise StoreError(f"store {self.path} cannot be created ({err.strerror})", _WRITABLE_HINT) from None
+        return db
+
+    def _check_ours(self, db: sqlite3.Connection) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and tables:
+            raise StoreError(f"{self.path} is an SQLite file but not a pipetune store", _OTHER_FILE_HINT)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._db:  # one transaction: all or nothing
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"store {self.path} refused a write ({err})", _hint(err)) from None
+
+    # -- writing --------------------------------------------------------------------------------------
+
+    def create(self, header: RunHeader) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (id, script, started_at, status, header) VALUES (?, ?, ?, 'running', ?)",
+                (header.id, header.script, header.started_at, json.dumps(header.__dict__)),
+            )
+        self._seq[header.id] = 0
+
+    def append(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        seq = self._seq.get(run_id, 0)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO parts (run_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
+                (run_id, seq, kind, json.dumps(payload, separators=(",", ":"))),
+            )
+        self._seq[run_id] = seq + 1
+
+    def finish(self, run_id: str, outcome: dict[str, Any], rows: int, bottleneck: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, wall_s = ?, rows = ?, bottleneck = ?, outcome = ? WHERE id = ?",
+                (outcome["status"], outcome.get("wall_s"), rows, bottleneck, json.dumps(outcome), run_id),
+            )
+
+    def add(self, run: Run) -> None:
+        """Store a whole run (e.g. imported from JSON) under its own id."""
+        header = RunHeader(run.id, run.script, run.args, run.cwd, run.script_sha256, run.overrides, run.started_at)
+        if self._exists(run.id):
+            raise StoreError(f"the store already holds a run {run.id}", "it is left as it was")
+        self.create(header)
+        for kind, payload in _parts_of(run):
+            self.append(run.id, kind, payload)
+        outcome = {k: getattr(run, k) for k in ("wall_s", "exit_code", "error", "traceback")}
+        self.finish(run.id, {**outcome, "status": run.status.value}, run.rows, "")
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def _exists(self, run_id: str) -> bool:
+        return self._query("SELECT 1 FROM runs WHERE id = ?", (run_id,)) != []
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"store {self.path} cannot be read ({err})", _hint(err)) from None
+
+    def resolve(self, ref: str) -> str:
+        """A run id from a full id, a unique prefix, or ``last``."""
+        if ref in ("last", "latest"):
+            rows = self._query("SELECT id FROM runs ORDER BY started_at DESC LIMIT 1")
+        else:
+            rows = self._query("SELECT id FROM runs WHERE id = ? OR id LIKE ? || '%' LIMIT 2", (ref, ref))
+        if len(rows) == 1 or (rows and rows[0][0] == ref):
+            return str(rows[0][0])
+        if not rows:
+            raise RunNotFound(f"no run '{ref}' in {self.path}", "`pipetune runs` lists the stored runs")
+        raise RunNotFound(f"'{ref}' matches several runs", "give more characters of the id")
+
+    def load(self, run_id: str) -> Run:
+        run_id = self.resolve(run_id)
+        (header_json, outcome_json), *_ = self._query("SELECT header, outcome FROM runs WHERE id = ?", (run_id,))
+        header = _header(json.loads(header_json))
+        parts = self._query("SELECT kind, payload FROM parts WHERE run_id = ? ORDER BY seq", (run_id,))
+        try:
+            return assemble(header, json.loads(outcome_json), ((k, json.loads(p)) for k, p in parts))
+        except (KeyError, TypeError, ValueError) as err:
+            raise StoreError(f"run {run_id} in {self.path} cannot be read ({err!r})", _CORRUPT_HINT) from None
+
+    def runs(self, limit: int | None = None) -> list[RunRow]:
+        sql = "SELECT id, script, started_at, status, wall_s, rows, bottleneck FROM runs ORDER BY started_at DESC"
+        rows = self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))
+        return [RunRow(r[0], r[1], r[2], RunStatus(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _header(data: dict[str, Any]) -> RunHeader:
+    return RunHeader(
+        id=data["id"],
+        script=data["script"],
+        args=tuple(data.get("args", ())),
+        cwd=data.get("cwd", ""),
+        script_sha256=data.get("script_sha256", ""),
+        overrides=tuple(data.get("overrides", ())),
+        started_at=data.get("started_at", 0.0),
+    )
+
+
+def _parts_of(run: Run) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A whole run as the parts ``assemble`` folds back: the inverse, used to import JSON."""
+    from pipetune._serde import to_plain
+
+    for stage in run.stages:
+        yield "stage", {"stage": to_plain(stage)}
+    yield "environment", to_plain(run.env)
+    for e in run.executions:
+        yield (
+            "execution",
+            {
+                "index": e.index,
+                "dataset_id": e.dataset_id,
+                "t": e.started_t,
+                "operators": to_plain(e.operators),
+            },
+        )
+        if e.ended_t is not None:
+            yield "execution_end", {"index": e.index, "t": e.ended_t, "ok": e.ok, "stats": to_plain(e.stats)}
+    for kind, samples in (("op_samples", run.op_samples), ("node_samples", run.node_samples)):
+        for s in samples:
+            yield kind, {"t": s.t, "values": {s.source: dict(s.values)}}
+    for event in run.events:
+        yield "event", {"event": to_plain(event)}
+
+
+def new_run_id(now: float | None = None) -> str:
+    import secrets
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+_WRITABLE_HINT = "choose a writable place with --store PATH"
+_OTHER_FILE_HINT = "pass --store with another path; this file was not changed"
+_CORRUPT_HINT = "the file is damaged: move it aside (other runs are kept in it) and pass --store for new runs"
+
+
+def _hint(err: sqlite3.DatabaseError) -> str:
+    text = str(err)
+    if "readonly" in text or "unable to open" in text:
+        return _WRITABLE_HINT
+    if "not a database" in text or "malformed" in text:
+        return _CORRUPT_HINT
+    return "check the file and the disk, or pass --store PATH"
