@@ -168,6 +168,7 @@ class OperatorStats:
     tasks_failed: int = 0
     backpressure_s: float = 0.0
     nodes: tuple[str, ...] = ()
+    stage_time_s: tuple[float, ...] = ()  # busy time per fused stage, in chain order (per_stage_map_timing)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class Execution:
     ended_t: float | None = None
     ok: bool | None = None
     stats: tuple[OperatorStats, ...] = ()
+    sink_rows: int = 0  # rows a write reported written: the only count a write fused into a chain gives
 
 
 @dataclass(frozen=True)
@@ -273,13 +275,13 @@ class Run:
 
     @property
     def rows(self) -> int:
-        """Rows the pipeline produced from its sources (the first operator of each execution)."""
-        total = 0
-        for execution in self.executions:
-            if execution.stats:
-                first = execution.stats[0]
-                total += first.rows_out
-        return total
+        """Rows that reached the end of the longest execution (the sink's input, or the last output)."""
+        finished = [e for e in self.executions if e.stats]
+        if not finished:
+            return 0
+        main = max(finished, key=lambda e: (e.ended_t or e.started_t) - e.started_t)
+        last = main.stats[-1]
+        return main.sink_rows or last.rows_in or last.rows_out
 
     # -- persistence ------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipetune.model import Execution, Operator, OperatorStats, Run
+from pipetune.model import Execution, Operator, OperatorStats, Run, StageKind
 
 SATURATED = 1.5  # headroom below this: the operator ran close to all it can do (measured noise ~20-30%)
 
@@ -44,7 +44,7 @@ class Bottleneck:
     def evidence(self) -> str:
         r = self.rate
         text = (
-            f"{r.per_slot:,.0f} rows/s per task x {r.slots:g} usable slots = {r.capacity:,.0f} rows/s capacity, "
+            f"{r.per_slot:,.0f} rows/s per task x {r.slots:.1f} usable slots = {r.capacity:,.0f} rows/s capacity, "
             f"ran at {r.achieved:,.0f} rows/s (headroom {r.headroom:.2f}x)"
         )
         if self.runner_up is not None:
@@ -63,17 +63,23 @@ def operator_rates(run: Run, execution: Execution) -> list[OperatorRate]:
         stats = run.stats_of(op.uid)
         if stats is None or stats.busy_s <= 0 or wall <= 0:
             continue
-        rows = max(stats.rows_in, stats.rows_out)
+        rows = operator_rows(run, op, stats, execution)
         if rows > 0:
             out.append(_rate(run, op, stats, rows, wall, cpus, gpus))
     return out
+
+
+def operator_rows(run: Run, op: Operator, stats: OperatorStats, execution: Execution) -> int:
+    """Rows the operator processed. A write fused into a chain only reports its row count to the sink."""
+    writes = any(s.kind is StageKind.WRITE for s in run.stages if s.index in op.stages)
+    return max(stats.rows_in, stats.rows_out, execution.sink_rows if writes else 0)
 
 
 def _rate(
     run: Run, op: Operator, stats: OperatorStats, rows: int, wall: float, cpus: float, gpus: float
 ) -> OperatorRate:
     cores = stats.cpu_s / stats.busy_s
-    slots = usable_slots(op, cpus, gpus, cores)
+    slots = min(usable_slots(op, cpus, gpus, cores), max(stats.task_s.count, 1))
     per_slot = rows / stats.busy_s
     queued = [s.values.get("inqueue_blocks", 0.0) for s in run.op_samples if s.source == op.uid]
     return OperatorRate(

@@ -35,12 +35,14 @@ def _install(sender: Any, spec: dict[str, Any], t0: float) -> Any:
 
     from pipetune.record import _ray_compat, interpose
     from pipetune.record.overrides import from_mapping
-    from pipetune.record.probe import Probe
+    from pipetune.record.probe import Probe, watch_sinks
 
     overrides = from_mapping(spec["overrides"])
     probe = Probe(sender, overrides, t0)
     _ray_compat.install_callback(probe)
     interpose.install(probe.registry)
+    _ray_compat.enable_stage_timing()
+    watch_sinks(probe)
     for o in overrides.context:  # before the script builds datasets: they copy the context
         setattr(DataContext.get_current(), o.field, o.value)
     sender.send("started", pid=os.getpid(), warning=_ray_compat.check_version())

@@ -182,7 +182,14 @@ def _op_stats(uid: str, op: Any) -> OperatorStats:
         tasks_failed=int(m.num_tasks_failed or 0),
         backpressure_s=float(m.task_submission_backpressure_time + m.task_output_backpressure_time),
         nodes=tuple(sorted({str(e.node_id) for e in execs if e.node_id})),
+        stage_time_s=_stage_times(execs),
     )
+
+
+def _stage_times(execs: list[Any]) -> tuple[float, ...]:
+    per_block = [tuple(e.stage_time_s) for e in execs if getattr(e, "stage_time_s", None)]
+    width = max((len(t) for t in per_block), default=0)
+    return tuple(sum(t[i] for t in per_block if len(t) == width) for i in range(width))
 
 
 def _span(execs: list[Any]) -> float:
@@ -231,6 +238,17 @@ def logical_ops(ds: Any) -> list[Any]:
 def session_dir() -> str:
     node = getattr(ray._private.worker, "_global_node", None)
     return str(_safe(node.get_session_dir_path) or "") if node is not None else ""
+
+
+def enable_stage_timing() -> None:
+    """Split fused operators' time per stage (one float per stage on each block's metadata: cheap)."""
+    from ray.data import DataContext
+
+    DataContext.get_current().per_stage_map_timing = True
+
+
+SINK_LOGGER = "ray.data.dataset"
+SINK_PATTERN = "Data sink %s finished. %d rows and %s data written."
 
 
 def context_fields() -> dict[str, Any]:

@@ -86,8 +86,9 @@ class StageRegistry:
 
     def owners(self, logical_ops: list[Any]) -> tuple[int, ...]:
         found = {self._owner[id(op)] for op in logical_ops if id(op) in self._owner}
-        if not found and self._active and logical_ops:
-            found = {self._active[-1]}
+        untagged = any(id(op) not in self._owner for op in logical_ops)
+        if untagged and self._active:
+            found.add(self._active[-1])
         return tuple(sorted(found))
 
 

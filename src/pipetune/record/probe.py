@@ -7,6 +7,7 @@ copies a few numbers and returns; anything heavier happens in the parent process
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 import traceback
@@ -129,6 +130,11 @@ class Probe:
         owners = self.registry.owners(view["logical"]) if view else ()
         return owners[-1] if owners else None
 
+    def sink_written(self, rows: int) -> None:
+        """A write reported its row count; it belongs to the execution that just ran it."""
+        if self._executions:
+            self.sender.send("sink", index=max(self._executions.values()), rows=rows)
+
     def stop(self) -> None:
         if self._node_thread is not None:
             self._node_thread.stop()
@@ -163,6 +169,23 @@ def environment() -> dict[str, Any]:
         "nodes": nodes.cluster_nodes(driver),
         "raylet_logs": {node: path for node, (_, path) in nodes.local_raylets().items()},
     }
+
+
+class SinkLogHandler(logging.Handler):
+    """Catches Ray Data's "Data sink ... finished. N rows" line: a fused write reports rows nowhere else."""
+
+    def __init__(self, probe: Probe) -> None:
+        super().__init__(level=logging.INFO)
+        self.probe = probe
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == _ray_compat.SINK_PATTERN and len(record.args or ()) == 3:
+            self.probe.sink_written(int(record.args[1]))  # type: ignore[index, arg-type]
+
+
+def watch_sinks(probe: Probe) -> None:
+    logger = logging.getLogger(_ray_compat.SINK_LOGGER)
+    logger.addHandler(SinkLogHandler(probe))
 
 
 class NodeSampling(threading.Thread):

@@ -13,7 +13,7 @@ from pipetune.diagnose.bottleneck import (
     main_execution,
     operator_rates,
 )
-from pipetune.model import Operator, OperatorStats, Run, Stage
+from pipetune.model import Operator, OperatorStats, Run, Stage, StageKind
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class StageFigures:
     stage: Stage
     operator: str  # the physical operator that ran it ("" if it never ran)
     fused_with: tuple[int, ...]  # other stages in the same operator
+    lead: bool  # the stage that carries its operator's figures (the one that spent most of its time)
+    time_share: float  # the stage's share of its operator's busy time (1.0 when not fused)
     rows: int
     rows_per_s: float
     wall_share: float  # the operator's active span over the run's wall time
@@ -52,7 +54,9 @@ def _figures(run: Run, stage: Stage, rates: dict[str, OperatorRate], bottleneck:
         stage=stage,
         operator=op.name if op else "",
         fused_with=tuple(i for i in op.stages if i != stage.index) if op else (),
-        rows=max(stats.rows_in, stats.rows_out),
+        lead=op is None or lead_stage(run, op) == stage.index,
+        time_share=_time_share(run, op, stats, stage.index) if op else 0.0,
+        rows=rate.rows if rate else max(stats.rows_in, stats.rows_out),
         rows_per_s=rate.achieved if rate else 0.0,
         wall_share=stats.wall_s / run.wall_s if run.wall_s else 0.0,
         cpu_util=stats.cpu_s / stats.busy_s if stats.busy_s else 0.0,
@@ -66,6 +70,38 @@ def _figures(run: Run, stage: Stage, rates: dict[str, OperatorRate], bottleneck:
         headroom=rate.headroom if rate else None,
         bottleneck=bool(bottleneck and op and bottleneck.rate.uid == op.uid),
     )
+
+
+def lead_stage(run: Run, op: Operator) -> int | None:
+    """Of a fused operator's stages, the one its time went to (measured), else its last UDF stage."""
+    if not op.stages:
+        return None
+    stats = run.stats_of(op.uid)
+    times = stage_times(op, stats) if stats else None
+    if times:
+        return max(zip(times, op.stages, strict=True))[1]
+    kinds = {s.index: s.kind for s in run.stages}
+    udf_stages = [i for i in op.stages if kinds.get(i) not in (StageKind.READ, StageKind.WRITE)]
+    return (udf_stages or list(op.stages))[-1]
+
+
+def stage_times(op: Operator, stats: OperatorStats) -> tuple[float, ...] | None:
+    """Busy seconds per stage of a fused operator, or None when Ray did not split them.
+
+    Ray times each function of the chain; a write adds a step of its own at the end (block conversion),
+    so surplus steps belong to the last stage.
+    """
+    n, times = len(op.stages), stats.stage_time_s
+    if n == 0 or len(times) < n or sum(times) <= 0:
+        return None
+    return (*times[: n - 1], sum(times[n - 1 :]))
+
+
+def _time_share(run: Run, op: Operator, stats: OperatorStats, index: int) -> float:
+    if len(op.stages) == 1:
+        return 1.0
+    times = stage_times(op, stats)
+    return times[op.stages.index(index)] / sum(times) if times else 0.0
 
 
 def _main_operator(run: Run, stage: Stage) -> Operator | None:
@@ -149,5 +185,6 @@ def bottleneck_label(run: Run) -> str:
     b = find_bottleneck(run)
     if b is None:
         return ""
-    keys = [s.key for s in run.stages if s.index in b.rate.stages]
-    return keys[-1] if keys else b.rate.name
+    op = next((o for _, o in run.operators() if o.uid == b.rate.uid), None)
+    lead = lead_stage(run, op) if op else None
+    return run.stage(lead).key if lead is not None else b.rate.name

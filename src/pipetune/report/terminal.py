@@ -76,20 +76,9 @@ def _cells(f: StageFigures) -> list[str]:
         )
         or "-"
     )
-    if f.fused_with and min(f.fused_with) < s.index:
-        return [
-            str(s.index),
-            s.label,
-            s.kind.value,
-            knobs,
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            f"fused in {min(f.fused_with)}",
-        ]
+    if not f.lead:
+        share = f"{f.time_share:.0%} of " if f.time_share else ""
+        return [str(s.index), s.label, s.kind.value, knobs, *[""] * 6, f"{share}fused op"]
     mark = " <- bottleneck" if f.bottleneck else ""
     return [
         str(s.index),

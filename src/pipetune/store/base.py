@@ -70,7 +70,7 @@ class Store(Protocol):
     def add(self, run: Run) -> None: ...
 
 
-PART_KINDS = ("stage", "environment", "execution", "op_samples", "node_samples", "event", "execution_end")
+PART_KINDS = ("stage", "environment", "execution", "op_samples", "node_samples", "event", "execution_end", "sink")
 
 
 def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[str, dict[str, Any]]]) -> Run:
@@ -90,6 +90,11 @@ def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[s
             executions.append(_execution(payload))
         elif kind == "execution_end":
             executions = _end_execution(executions, payload)
+        elif kind == "sink":
+            executions = [
+                replace(e, sink_rows=e.sink_rows + int(payload["rows"])) if e.index == payload["index"] else e
+                for e in executions
+            ]
         elif kind in ("op_samples", "node_samples"):
             target = op_samples if kind == "op_samples" else node_samples
             target.extend(Sample(payload["t"], src, v) for src, v in payload["values"].items())
