@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 class DocumentHandler(BaseHTTPRequestHandler):
     latency_s = 0.05
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         time.sleep(self.latency_s)
         doc_id = int(self.path.rsplit("/", 1)[-1])
         body = (f"document {doc_id} " * 200).encode()
@@ -33,7 +33,7 @@ class DocumentHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep the console quiet
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 

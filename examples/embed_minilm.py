@@ -12,14 +12,39 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import ray
 
 HERE = Path(__file__).resolve().parent
-WORDS = (
-    "fast cheap sturdy broken lovely awful battery screen delivery refund colour size fits small large "
-    "quality price recommend return again never always great poor excellent average comfortable noisy"
-).split()
+WORDS = [
+    "fast",
+    "cheap",
+    "sturdy",
+    "broken",
+    "lovely",
+    "awful",
+    "battery",
+    "screen",
+    "delivery",
+    "refund",
+    "colour",
+    "size",
+    "fits",
+    "small",
+    "large",
+    "quality",
+    "price",
+    "recommend",
+    "return",
+    "again",
+    "never",
+    "always",
+    "great",
+    "poor",
+    "excellent",
+    "average",
+    "comfortable",
+    "noisy",
+]
 
 
 def review(i: int) -> str:

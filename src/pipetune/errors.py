@@ -6,6 +6,21 @@ without a traceback (the httpx / optuna style: errors are designed for the user,
 
 from __future__ import annotations
 
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b")
+
+
+def describe_exception(err: BaseException, limit: int = 300) -> str:
+    """One line for an exception: for Ray's wrapped task errors, the user's own exception line."""
+    lines = [line.strip() for line in _ANSI.sub("", str(err)).splitlines() if line.strip()]
+    raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    own = [line for line in raised if not line.startswith("ray.")]  # Ray's wrappers name no cause
+    if own or raised:
+        return (own or raised)[-1][:limit]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:limit]
+
 
 class PipetuneError(Exception):
     """Something the user can fix. ``str(err)`` is the one line the CLI prints."""

@@ -65,15 +65,14 @@ def _run_script(script: str, args: list[str]) -> dict[str, Any]:
 
 
 def _failure(err: BaseException) -> dict[str, Any]:
-    from pipetune.errors import PipetuneError
+    from pipetune.errors import PipetuneError, describe_exception
 
     ours = _find(err, PipetuneError)
     if ours is not None:  # refused by pipetune (e.g. an unknown stage): one line, no traceback
         return _outcome("failed", 2, str(ours), kind="usage")
     ray_start = _ray_start_failure(err)
     text = _user_traceback(err)
-    lines = str(err).strip().splitlines()
-    message = f"{type(err).__name__}: {lines[0] if lines else ''}"[:500]
+    message = describe_exception(err)
     return _outcome("failed", 1, message, traceback=text, kind="ray" if ray_start else "script")
 
 

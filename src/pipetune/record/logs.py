@@ -16,7 +16,7 @@ from pipetune.model import Event, EventKind
 
 _STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})")
 _KILL = re.compile(r"Killing (\d+) worker\(s\), kill details: (.*)")
-_TASK = re.compile(r"task name=([^,\)]+)")
+_TASK = re.compile(r"task name=(.+?)(?=, [a-z _]+=|\)\s*$)")
 _SPILL = re.compile(r"Spilled (\d+) MiB, (\d+) objects")
 
 

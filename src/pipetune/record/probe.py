@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from pipetune.errors import PipetuneError, UsageError
+from pipetune.errors import PipetuneError, UsageError, describe_exception
 from pipetune.model import Event, EventKind, Operator, Stage
 from pipetune.record import _ray_compat, nodes
 from pipetune.record.channel import Sender
@@ -115,7 +115,7 @@ class Probe:
                 Event(
                     self.now(),
                     EventKind.UDF_ERROR,
-                    _first_line(error),
+                    describe_exception(error),
                     stage,
                     "".join(traceback.format_exception(error)),
                 )
@@ -138,11 +138,6 @@ class Probe:
     def stop(self) -> None:
         if self._node_thread is not None:
             self._node_thread.stop()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
 
 
 def _check_gpus(stages: list[Stage]) -> None:
@@ -207,7 +202,7 @@ class NodeSampling(threading.Thread):
         except Exception as err:  # sampling is best effort: never take the user's pipeline down
             self.probe.sender.send(
                 "event",
-                event=Event(self.probe.now(), EventKind.WARNING, f"node sampling stopped: {_first_line(err)}"),
+                event=Event(self.probe.now(), EventKind.WARNING, f"node sampling stopped: {describe_exception(err)}"),
             )
 
     def _samplers(self) -> dict[str, Any]:

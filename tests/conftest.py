@@ -1,0 +1,55 @@
+"""Shared fixtures. Integration tests share ONE local Ray cluster for the whole session (two nodes with
+different resources), and drive the real ``pipetune`` command in a child process against it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINES = Path(__file__).resolve().parent / "pipelines"
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """Two Ray nodes on this machine: a head with 2 CPUs and a worker with 1 CPU and an ``accel`` resource."""
+    from ray.cluster_utils import Cluster
+
+    common = {"include_dashboard": False, "object_store_memory": 400 * 1024**2}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, **common})
+    cluster.add_node(num_cpus=1, resources={"accel": 1}, **common)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+@pytest.fixture
+def address(ray_cluster: object) -> str:
+    return str(ray_cluster.address)  # type: ignore[attr-defined]
+
+
+def pipetune(
+    *args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run the real command line, as a user would."""
+    inherited = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # tests say where Ray is
+    full_env = {**inherited, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pipetune", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.startswith("pipetune:")]
+    return lines[-1] if lines else ""

@@ -1,0 +1,195 @@
+"""`pipetune run` on real pipelines, against the session's two-node local Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipetune.model import EventKind, RunStatus, StageKind
+from pipetune.store import open_store
+from tests.conftest import PIPELINES, last_line, pipetune
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    for script in PIPELINES.glob("*.py"):
+        shutil.copy(script, tmp_path)
+    return tmp_path
+
+
+def run_json(work: Path, address: str, *args: str) -> dict:
+    result = pipetune("run", "--address", address, "--json", *args, cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_records_every_stage_with_keys_kinds_knobs_and_figures(work: Path, address: str) -> None:
+    view = run_json(work, address, "small.py", "--", "--rows", "20000", "--out", "out")
+    stages = view["stages"]
+    assert [s["key"] for s in stages] == [
+        "0:range",
+        "1:map_batches:double",
+        "2:filter:<lambda>",
+        "3:map_batches:Scale",
+        "4:write_parquet",
+    ]
+    assert [s["kind"] for s in stages] == ["read", "transform", "filter", "actor", "write"]
+    assert stages[1]["knobs"]["batch_size"] == 500 and stages[3]["knobs"]["concurrency"] == 1
+    assert stages[1]["site"] == "small.py:28"
+    # Ray fuses map_batches(double) and the filter into one operator: both stages map back to it.
+    assert stages[1]["operator"] == stages[2]["operator"] == "MapBatches(double)->Filter(<lambda>)"
+    assert view["rows"] == 10_000 and view["status"] == "succeeded"
+    assert view["bottleneck"]["stages"] and view["bottleneck"]["evidence"]
+    assert sum(s["bottleneck"] for s in stages) == 1
+    run = open_store(work / ".pipetune" / "pipetune.db").load(view["id"])
+    sampled = {s.source for s in run.op_samples}
+    assert {op.uid for _, op in run.operators()} <= sampled
+    assert run.env.ray_version.startswith("2.") and run.env.cluster_resources["CPU"] == 3.0
+    assert len(run.script_sha256) == 64 and run.args == ("--rows", "20000", "--out", "out")
+    assert (work / "out").is_dir()  # the script really ran, in the caller's directory
+
+
+def test_the_script_runs_as_python_would(work: Path, address: str) -> None:
+    result = pipetune("run", "small.py", "--address", address, "--", "--rows", "1000", cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "small pipeline done as __main__" in result.stdout
+    assert "bottleneck" in result.stdout  # the summary table follows the script's own output
+
+
+def test_overrides_reach_ray_and_are_recorded(work: Path, address: str) -> None:
+    view = run_json(
+        work,
+        address,
+        "small.py",
+        "--set",
+        "1.num_cpus=0.5",
+        "--set",
+        "Scale.batch_size=250",
+        "--set",
+        "3.concurrency=2",
+        "--set",
+        "ctx.target_max_block_size=64MiB",
+        "--",
+        "--rows",
+        "4000",
+    )
+    stages = view["stages"]
+    assert stages[1]["knobs"]["num_cpus"] == 0.5 and stages[1]["overridden"] == ["num_cpus"]
+    assert stages[3]["knobs"]["batch_size"] == 250 and stages[3]["knobs"]["concurrency"] == 2
+    assert "ctx.target_max_block_size=67108864" in view["overrides"]
+    ops = {o["name"]: o for e in view["executions"] for o in e["operators"]}
+    # num_cpus 0.5 on map_batches(double) only: Ray can no longer fuse it with range()
+    assert "ReadRange" in ops and not any(name.startswith("ReadRange->") for name in ops)
+
+
+def test_config_file_is_the_same_as_set(work: Path, address: str) -> None:
+    (work / "best.json").write_text(json.dumps({"stages": {"double": {"batch_size": 100}}, "context": {}}))
+    view = run_json(work, address, "small.py", "--config", "best.json", "--", "--rows", "2000")
+    assert view["stages"][1]["knobs"]["batch_size"] == 100
+
+
+def test_unknown_stage_is_refused_listing_valid_ones(work: Path, address: str) -> None:
+    result = pipetune("run", "small.py", "--address", address, "--set", "infer.batch_size=8", cwd=work)
+    assert result.returncode == 2
+    line = last_line(result.stderr)
+    assert "no stage 'infer'" in line and "0 (0:range)" in line and "3 (3:map_batches:Scale)" in line
+    assert not list(work.glob("out/*.parquet"))  # refused before the pipeline ran
+
+
+def test_a_knob_the_stage_does_not_have(work: Path, address: str) -> None:
+    result = pipetune("run", "small.py", "--address", address, "--set", "0.batch_size=8", cwd=work)
+    assert result.returncode == 2
+    assert "has no knob 'batch_size'" in last_line(result.stderr)
+
+
+def test_gpu_request_without_gpus_is_refused(work: Path, address: str) -> None:
+    result = pipetune("run", "small.py", "--address", address, "--set", "double.num_gpus=1", cwd=work)
+    assert result.returncode == 2
+    assert "the cluster has no GPU" in last_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("2.num_cpus=-1", "num_cpus is a number of CPUs per task or actor, 0 or more"),
+        ("Scale.batch_size=0", "batch_size is a whole number of rows, 1 or more"),
+        ("ctx.no_such_field=1", "DataContext has no field 'no_such_field'"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_runs(work: Path, setting: str, message: str) -> None:
+    result = pipetune("run", "small.py", "--set", setting, cwd=work, timeout=60)
+    assert result.returncode == 2 and message in last_line(result.stderr)
+    assert not (work / ".pipetune").exists() or not open_store(work / ".pipetune" / "pipetune.db").runs()
+
+
+def test_udf_exception_is_stored_with_stage_and_traceback(work: Path, address: str) -> None:
+    result = pipetune("run", "raises.py", "--address", address, cwd=work)
+    assert result.returncode == 1
+    assert "ValueError" in last_line(result.stderr)
+    run = open_store(work / ".pipetune" / "pipetune.db").load("last")
+    assert run.status is RunStatus.FAILED and "bad row in batch" in run.traceback
+    udf_errors = [e for e in run.events if e.kind is EventKind.UDF_ERROR]
+    assert udf_errors and udf_errors[0].stage == 1 and "bad row in batch" in udf_errors[0].detail
+
+
+def test_not_a_ray_data_pipeline(work: Path, address: str) -> None:
+    result = pipetune("run", "not_pipeline.py", "--address", address, cwd=work)
+    assert result.returncode == 1
+    assert "without building a Ray Data pipeline" in last_line(result.stderr)
+
+
+def test_a_hanging_pipeline_is_stopped_at_its_time_limit_and_kept(work: Path, address: str) -> None:
+    result = pipetune("run", "hangs.py", "--address", address, "--timeout", "12", cwd=work)
+    assert result.returncode != 0
+    run = open_store(work / ".pipetune" / "pipetune.db").load("last")
+    assert run.status is RunStatus.KILLED and "time limit" in run.error
+    assert run.stages and run.executions and run.op_samples  # everything recorded until then is kept
+
+
+def test_a_driver_killed_with_sigkill_keeps_what_was_recorded(work: Path, address: str) -> None:
+    result = pipetune("run", "self_kill.py", "--address", address, cwd=work)
+    assert result.returncode != 0
+    run = open_store(work / ".pipetune" / "pipetune.db").load("last")
+    assert run.status is RunStatus.KILLED and "SIGKILL" in run.error
+    assert [s.kind for s in run.stages] == [StageKind.READ, StageKind.TRANSFORM, StageKind.WRITE]
+    assert len({s.t for s in run.op_samples}) >= 2
+
+
+def test_scripts_that_init_ray_themselves_and_execute_twice(work: Path, address: str) -> None:
+    result = pipetune("run", "own_init.py", "--address", address, "--json", "--", "--flag", "value", cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    view = json.loads(result.stdout)
+    assert len(view["executions"]) == 2  # count(), then the write
+    assert view["rows"] == 2000
+
+
+def test_per_node_figures_from_both_nodes(work: Path, address: str) -> None:
+    view = run_json(work, address, "accel.py")
+    run = open_store(work / ".pipetune" / "pipetune.db").load(view["id"])
+    assert len(run.env.nodes) == 2
+    sampled_nodes = {s.source for s in run.node_samples}
+    assert sampled_nodes == {f"node:{n.node_id}" for n in run.env.nodes}
+    assert all("cpu_pct" in s.values and "ray_rss_bytes" in s.values for s in run.node_samples)
+    accel_node = next(n.node_id for n in run.env.nodes if "accel" in n.resources)
+    accel_stats = next(s for e in run.executions for s in e.stats if "on_accel" in s.uid)
+    assert accel_stats.nodes == (accel_node,)
+
+
+def test_history_and_show(work: Path, address: str) -> None:
+    run_json(work, address, "small.py", "--", "--rows", "1000")
+    history = pipetune("runs", "--json", cwd=work)
+    rows = json.loads(history.stdout)
+    assert rows[0]["script"] == "small.py" and rows[0]["status"] == "succeeded" and rows[0]["rows"] == 500
+    assert rows[0]["bottleneck"]
+    shown = pipetune("show", rows[0]["id"][:17], "--width", "200", cwd=work)
+    assert shown.returncode == 0 and "map_batches(Scale)" in shown.stdout and "bottleneck" in shown.stdout
+    exported = pipetune("export", "last", "run.json", cwd=work)
+    assert exported.returncode == 0
+    imported = pipetune("import", "run.json", "--store", "other.db", cwd=work)
+    assert imported.returncode == 0
+    assert open_store(work / "other.db").load("last") == open_store(work / ".pipetune" / "pipetune.db").load("last")

@@ -1,0 +1,10 @@
+import ray
+
+
+def explode(batch):
+    if batch["id"].max() > 500:
+        raise ValueError("bad row in batch")
+    return batch
+
+
+ray.data.range(1000, override_num_blocks=4).map_batches(explode, batch_size=100).write_parquet("out")

@@ -1,0 +1,19 @@
+import pipetune
+
+
+def test_exports_are_what_all_claims() -> None:
+    for name in pipetune.__all__:
+        assert hasattr(pipetune, name), name
+    public = {
+        n for n in dir(pipetune) if not n.startswith("_") and not isinstance(getattr(pipetune, n), type(pipetune))
+    }
+    assert public <= set(pipetune.__all__) | {"annotations"}
+
+
+def test_importing_pipetune_does_not_import_ray() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, pipetune, pipetune.cli; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

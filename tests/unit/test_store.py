@@ -1,0 +1,103 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pipetune._serde import to_plain
+from pipetune.errors import RunNotFound, StoreError
+from pipetune.model import RunStatus
+from pipetune.store import RunHeader, open_store
+from tests.unit.builders import stage, two_stage_run
+
+
+def header(run_id: str = "20260101-000000-aaaa", started: float = 1.0) -> RunHeader:
+    return RunHeader(run_id, "pipe.py", ("--rows", "5"), "/tmp", "abc", ("1.num_cpus=0.5",), started)
+
+
+def test_parts_are_kept_as_they_arrive_and_fold_into_a_run(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    store.create(header())
+    store.append(header().id, "stage", {"stage": to_plain(stage(0, "range"))})
+    store.append(header().id, "op_samples", {"t": 1.0, "values": {"0/Op_1": {"rows_out": 5.0}}})
+    # A second connection (another process, in real use) sees the running run with what came so far.
+    live = open_store(tmp_path / "s.db").load(header().id)
+    assert live.status is RunStatus.RUNNING
+    assert [s.method for s in live.stages] == ["range"]
+    assert live.op_samples[0].values == {"rows_out": 5.0}
+    store.finish(header().id, {"status": "succeeded", "wall_s": 2.0, "exit_code": 0}, rows=5, bottleneck="0:range")
+    run = store.load(header().id)
+    assert (run.status, run.wall_s, run.args, run.overrides) == (
+        RunStatus.SUCCEEDED,
+        2.0,
+        ("--rows", "5"),
+        ("1.num_cpus=0.5",),
+    )
+    assert store.runs()[0].bottleneck == "0:range"
+
+
+def test_finished_runs_are_immutable_in_the_database_itself(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    store.create(header())
+    store.finish(header().id, {"status": "failed"}, 0, "")
+    with pytest.raises(StoreError, match="immutable"):
+        store.append(header().id, "event", {"event": {}})
+    with pytest.raises(StoreError, match="immutable"):
+        store.finish(header().id, {"status": "succeeded"}, 0, "")
+    assert store.load(header().id).status is RunStatus.FAILED
+
+
+def test_resolve_by_prefix_and_last(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    store.create(header("20260101-000000-aaaa", 1.0))
+    store.create(header("20260101-000000-bbbb", 2.0))
+    assert store.resolve("20260101-000000-a") == "20260101-000000-aaaa"
+    assert store.resolve("last") == "20260101-000000-bbbb"
+    with pytest.raises(RunNotFound, match="several runs"):
+        store.resolve("20260101")
+    with pytest.raises(RunNotFound, match="pipetune runs"):
+        store.resolve("nope")
+
+
+def test_a_whole_run_imports_and_exports_unchanged(tmp_path: Path) -> None:
+    run = two_stage_run()
+    store = open_store(tmp_path / "s.db")
+    store.add(run)
+    assert store.load(run.id) == run
+    with pytest.raises(StoreError, match="already holds"):
+        store.add(run)
+
+
+def test_a_corrupt_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "pipetune.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"cannot be used.*move it aside"):
+        open_store(path)
+    assert path.read_bytes() == before
+
+
+def test_another_programs_database_is_not_ours(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE accounts (id INTEGER)")
+    with pytest.raises(StoreError, match="not a pipetune store"):
+        open_store(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("accounts",)]
+
+
+def test_a_path_that_cannot_be_a_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match=r"cannot be created.*--store"):
+        open_store(blocker / "s.db")
+
+
+def test_damaged_parts_give_a_clear_error_and_other_runs_still_load(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    store.add(two_stage_run())
+    store.create(header())
+    store.append(header().id, "execution", {"index": 0})  # no "t": written by a broken recorder
+    with pytest.raises(StoreError, match="cannot be read"):
+        store.load(header().id)
+    assert store.load("r1").stages
