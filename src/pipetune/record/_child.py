@@ -73,18 +73,16 @@ def _failure(err: BaseException) -> dict[str, Any]:
     ray_start = _ray_start_failure(err)
     text = _user_traceback(err)
     message = describe_exception(err)
+    if ray_start:
+        message = f"Ray could not start or connect ({message}); check RAY_ADDRESS / --address and Ray's logs"
     return _outcome("failed", 1, message, traceback=text, kind="ray" if ray_start else "script")
 
 
 def _user_traceback(err: BaseException) -> str:
-    """The traceback from the script's first frame on: pipetune's and runpy's own frames are noise."""
-    tb = err.__traceback__
-    here = os.path.dirname(__file__)
-    while tb is not None and (
-        tb.tb_frame.f_code.co_filename.startswith(here) or "runpy" in tb.tb_frame.f_code.co_filename
-    ):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(err), err, tb))
+    """The traceback as Python prints it, without pipetune's and runpy's own frames (noise to the user)."""
+    package = os.path.dirname(os.path.dirname(__file__))
+    noise = (f'  File "{package}', f'  File "{runpy.__file__}')
+    return "".join(entry for entry in traceback.format_exception(err) if not entry.startswith(noise))
 
 
 def _find(err: BaseException | None, cls: type) -> Any:

@@ -110,7 +110,7 @@ class Probe:
                 )
             )
         if error is not None and not isinstance(error, PipetuneError):
-            stage = self._stage_of(executor, failed[0].uid if failed else None)
+            stage = self._stage_of(executor, failed[0].uid if failed else None, str(error))
             events.append(
                 Event(
                     self.now(),
@@ -122,13 +122,15 @@ class Probe:
             )
         return events
 
-    def _stage_of(self, executor: Any, uid: str | None) -> int | None:
+    def _stage_of(self, executor: Any, uid: str | None, error_text: str) -> int | None:
+        """The stage whose UDF raised: of the failed operator's stages, the one the error names."""
         if uid is None:
             return None
         op_id = uid.split("/", 1)[1]
         view = next((v for v in _ray_compat.operators(executor) if v["op_id"] == op_id), None)
-        owners = self.registry.owners(view["logical"]) if view else ()
-        return owners[-1] if owners else None
+        owners = [self.registry.stages[i] for i in (self.registry.owners(view["logical"]) if view else ())]
+        named = [s for s in owners if s.udf and f"{s.udf}" in error_text]
+        return (named or owners)[-1].index if owners else None
 
     def sink_written(self, rows: int) -> None:
         """A write reported its row count; it belongs to the execution that just ran it."""
