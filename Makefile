@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/pipetune run examples/etl_parquet.py -- --rows 400000
+	$(VENV)/bin/pipetune run examples/etl_parquet.py
+	$(VENV)/bin/pipetune runs --limit 5
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src tests examples benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -32,7 +33,7 @@ test: lint typecheck
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)
-	$(PY) -m pipetune.bench.overhead
+	$(PY) benchmarks/overhead.py
 
 clean:
 	rm -rf $(VENV) .pipetune .pytest_cache .mypy_cache .ruff_cache

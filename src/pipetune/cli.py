@@ -41,9 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--store", type=Path, default=None, help="SQLite store (default .pipetune/pipetune.db)")
 
-    run = sub.add_parser("run", parents=[store], help="run a script under the recorder: pipetune run S.py -- ARGS")
-    run.add_argument("script", type=Path)
-    run.add_argument(
+    launch = argparse.ArgumentParser(add_help=False)
+    launch.add_argument(
         "--set",
         dest="sets",
         action="append",
@@ -51,12 +50,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="STAGE.KNOB=VALUE",
         help="override a stage knob (STAGE: index, key or UDF name) or ctx.FIELD=VALUE",
     )
-    run.add_argument("--config", type=Path, help="a JSON or TOML file of overrides (the form `tune` writes)")
-    run.add_argument("--address", help="attach to this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--timeout", type=float, help="stop the run after this many seconds")
-    run.add_argument("--json", action="store_true", help="print the run as one JSON object on stdout")
+    launch.add_argument("--config", type=Path, help="a JSON or TOML file of overrides (the form `tune` writes)")
+    launch.add_argument("--address", help="attach to this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    launch.add_argument("--timeout", type=float, help="stop the run after this many seconds")
+    launch.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    run = sub.add_parser("run", parents=[store, launch], help="run a script under the recorder: run S.py -- ARGS")
+    run.add_argument("script", type=Path)
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run.set_defaults(handler=cmd_run)
+
+    doctor = sub.add_parser("doctor", parents=[store, launch], help="diagnose a run (or record one, then diagnose)")
+    doctor.add_argument("target", nargs="?", help="a run id, or a script to record first")
+    doctor.add_argument(
+        "--verify",
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        help="did the fix work? run ids, comma-separated for repeated runs",
+    )
+    doctor.set_defaults(handler=cmd_doctor)
 
     runs = sub.add_parser("runs", parents=[store], help="the run history")
     runs.add_argument("--limit", type=int, default=30)
@@ -88,23 +100,69 @@ def _overrides(ns: argparse.Namespace) -> Overrides:
     return from_file.merged(Overrides(stages, context))
 
 
-def cmd_run(ns: argparse.Namespace) -> int:
+def _record(ns: argparse.Namespace, script: Path) -> Run:
     from pipetune.record.launcher import Launch, record
     from pipetune.store import open_store
 
     if ns.timeout is not None and ns.timeout <= 0:
         raise UsageError(f"--timeout {ns.timeout} is not valid", "give a number of seconds above 0")
     launch = Launch(
-        script=ns.script,
+        script=script,
         args=tuple(ns.script_args),
         overrides=_overrides(ns),
         address=ns.address,
         timeout_s=ns.timeout,
         stdout_to_stderr=ns.json,
     )
-    run = record(launch, open_store(ns.store))
+    return record(launch, open_store(ns.store))
+
+
+def _exit_code(run: Run) -> int:
+    if run.status.ok:
+        return 0
+    return run.exit_code if run.exit_code and run.exit_code > 0 else 1
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    run = _record(ns, ns.script)
     _print_run(run, as_json=ns.json, quiet=ns.quiet)
-    return 0 if run.status.ok else (run.exit_code or 1) if run.exit_code and run.exit_code > 0 else 1
+    return _exit_code(run)
+
+
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    from pipetune.diagnose.engine import diagnose
+    from pipetune.report.doctor import diagnosis_text, diagnosis_view
+    from pipetune.report.terminal import console
+    from pipetune.store import open_store
+
+    if ns.verify:
+        return _verify(ns)
+    if not ns.target:
+        raise UsageError("doctor needs a run id or a script", "pipetune doctor RUN_ID, or pipetune doctor SCRIPT.py")
+    is_script = ns.target.endswith(".py") or Path(ns.target).is_file()
+    run = _record(ns, Path(ns.target)) if is_script else open_store(ns.store).load(ns.target)
+    found = diagnose(run)
+    if ns.json:
+        print(json.dumps(diagnosis_view(found), indent=1))
+    else:
+        console().print(diagnosis_text(found))
+    return _exit_code(run) if is_script else 0
+
+
+def _verify(ns: argparse.Namespace) -> int:
+    from pipetune.diagnose.verify import verify
+    from pipetune.report.doctor import verification_text, verification_view
+    from pipetune.report.terminal import console
+    from pipetune.store import open_store
+
+    store = open_store(ns.store)
+    before, after = ([store.load(ref) for ref in side.split(",") if ref] for side in ns.verify)
+    result = verify(before, after)
+    if ns.json:
+        print(json.dumps(verification_view(result), indent=1))
+    else:
+        console().print(verification_text(result))
+    return 0
 
 
 def _print_run(run: Run, as_json: bool, quiet: bool = False, width: int | None = None) -> None:

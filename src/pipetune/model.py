@@ -57,6 +57,7 @@ class EventKind(enum.StrEnum):
     SPILL = "spill"
     ERRORED_BLOCKS = "errored_blocks"
     TASK_FAILED = "task_failed"
+    STALL = "stall"  # the watchdog saw no rows move; detail holds the stuck workers' stacks
     WARNING = "warning"
 
 
@@ -70,6 +71,7 @@ class Knobs:
     batch_size: int | None = None
     concurrency: int | tuple[int, ...] | None = None
     override_num_blocks: int | None = None
+    repartition: int | None = None  # pipetune's own: split the stage's output into this many blocks
     compute: str | None = None  # "tasks" or "actors", as Ray Data will run the stage
 
     def set(self) -> dict[str, Any]:
@@ -206,6 +208,16 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Materialization:
+    """A call that pulls a dataset through the pipeline (``count()``, ``show()``, ``take()`` ...)."""
+
+    t: float
+    method: str
+    site: str
+    stages_built: int  # how many stages existed when it was called: more after it means "mid-pipeline"
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     node_id: str
     address: str
@@ -248,6 +260,7 @@ class Run:
     op_samples: tuple[Sample, ...] = ()
     node_samples: tuple[Sample, ...] = ()
     events: tuple[Event, ...] = ()
+    materializations: tuple[Materialization, ...] = ()
     version: int = SCHEMA_VERSION
 
     # -- derived views (pure) ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipetune.model import RunStatus
+from pipetune.model import EventKind, RunStatus
 from pipetune.store import open_store
 from tests.conftest import PIPELINES, last_line, pipetune
 
@@ -111,3 +111,18 @@ def test_ctrl_c_marks_the_run_interrupted_and_keeps_it(work: Path, address: str)
     run = open_store(store).load("last")
     assert run.status is RunStatus.INTERRUPTED and run.executions
     assert "interrupted" in err
+
+
+@pytest.mark.ray
+def test_oom_killed_workers_are_found_in_the_sessions_raylet_log(work: Path) -> None:
+    """A lowered memory threshold (its own local Ray): the retried task succeeds, the kill is still recorded."""
+    import psutil
+
+    mem = psutil.virtual_memory()
+    threshold = (mem.total - mem.available + 1.5 * 1024**3) / mem.total
+    env = {"RAY_memory_usage_threshold": f"{threshold:.3f}", "RAY_memory_monitor_refresh_ms": "100"}
+    result = pipetune("run", "oom.py", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = open_store(work / ".pipetune" / "pipetune.db").load("last")
+    kills = [e for e in run.events if e.kind is EventKind.OOM_KILL]
+    assert kills and "MapBatches(hog)" in kills[0].message

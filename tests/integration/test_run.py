@@ -193,3 +193,34 @@ def test_history_and_show(work: Path, address: str) -> None:
     imported = pipetune("import", "run.json", "--store", "other.db", cwd=work)
     assert imported.returncode == 0
     assert open_store(work / "other.db").load("last") == open_store(work / ".pipetune" / "pipetune.db").load("last")
+
+
+def test_branches_and_all_to_all_stages(work: Path, address: str) -> None:
+    view = run_json(work, address, "combine.py")
+    assert [(s["method"], s["kind"]) for s in view["stages"]] == [
+        ("range", "read"),
+        ("range", "read"),
+        ("map_batches", "transform"),
+        ("drop_columns", "transform"),  # Ray implements it with its own map_batches: one stage, not two
+        ("union", "all-to-all"),
+        ("repartition", "all-to-all"),
+        ("write_parquet", "write"),
+    ]
+    assert view["rows"] == 5000
+
+
+def test_nodes_on_other_hosts_are_sampled_by_a_pinned_actor(ray_cluster: object) -> None:
+    import ray
+
+    from pipetune.record import nodes
+
+    ray.init(address=ray_cluster.address)  # type: ignore[attr-defined]
+    try:
+        for node in nodes.alive_nodes():
+            sampler = nodes.remote_sampler(node["NodeID"])
+            values = ray.get(sampler.sample.remote(), timeout=60)
+            assert 0 <= values["cpu_pct"] <= 100 and values["mem_total_bytes"] > 0
+            assert values["ray_rss_bytes"] > 0  # the sampler runs under that node's raylet
+            ray.kill(sampler)
+    finally:
+        ray.shutdown()

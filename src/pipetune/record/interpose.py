@@ -41,6 +41,8 @@ _MAP_METHODS = {
     "limit": StageKind.TRANSFORM,
 }
 _ALL_TO_ALL = ("repartition", "random_shuffle", "randomize_block_order", "sort", "union", "zip", "join")
+# Calls that pull data through the pipeline before its end: stalls when made in the middle of one.
+_MATERIALIZING = ("count", "show", "schema", "take", "take_all", "take_batch", "materialize", "to_pandas")
 
 
 def _source_names() -> list[str]:
@@ -54,10 +56,16 @@ def _write_names() -> list[str]:
 class StageRegistry:
     """The stages built so far, and which logical operators belong to which stage."""
 
-    def __init__(self, overrides: Overrides, on_stage: Callable[[Stage], None]) -> None:
+    def __init__(
+        self,
+        overrides: Overrides,
+        on_stage: Callable[[Stage], None],
+        on_materialize: Callable[[str, str, int], None] = lambda method, site, built: None,
+    ) -> None:
         self.overrides = overrides
         self.stages: list[Stage] = []
         self._on_stage = on_stage
+        self.on_materialize = on_materialize
         self._owner: dict[int, int] = {}  # id(logical op) -> stage index
         self._keep: list[Any] = []  # keeps tagged ops alive so their ids are never reused
         self._active: list[int] = []
@@ -105,6 +113,20 @@ def install(registry: StageRegistry) -> None:
         setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.ALL_TO_ALL))
     for name in _write_names():
         setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.WRITE))
+    for name in _MATERIALIZING:
+        setattr(Dataset, name, _wrap_materializing(getattr(Dataset, name), name, registry))
+
+
+def _wrap_materializing(fn: Callable[..., Any], method: str, registry: StageRegistry) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1)
+        if not caller.f_code.co_filename.startswith((_RAY_DIR, _PIPETUNE_DIR)):
+            site = _short_site(f"{caller.f_code.co_filename}:{caller.f_lineno}")
+            registry.on_materialize(method, site, len(registry.stages))
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _wrap(fn: Callable[..., Any], method: str, registry: StageRegistry, kind: StageKind) -> Callable[..., Any]:
@@ -122,6 +144,9 @@ def _wrap(fn: Callable[..., Any], method: str, registry: StageRegistry, kind: St
         stage = _new_stage(registry, method, kind, bound, f"{caller.f_code.co_filename}:{caller.f_lineno}")
         with registry.active(stage):
             result = fn(*bound.args, **bound.kwargs)
+            if stage.knobs.repartition and isinstance(result, Dataset):
+                # e.g. a parquet read that packs small files into one block: spread it so tasks can run at once
+                result = result.repartition(stage.knobs.repartition)
         registry.tag(stage, result)
         _apply_context(registry.overrides, kind, result)
         return result
@@ -142,8 +167,10 @@ def _new_stage(
     )
     changes = registry.overrides.for_stage(stage)
     for knob, value in changes.items():
-        _apply_knob(bound, knob, value, stage)
-    stage = dataclasses.replace(stage, knobs=read_knobs(bound), overridden=tuple(changes))
+        if knob != "repartition":
+            _apply_knob(bound, knob, value, stage)
+    knobs = dataclasses.replace(read_knobs(bound), repartition=changes.get("repartition"))  # type: ignore[arg-type]
+    stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
     registry.add(stage)
     return stage
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipetune._serde import to_plain
 from pipetune.errors import RayUnavailable, ScriptError, UsageError
-from pipetune.model import Run, RunStatus
+from pipetune.model import Event, EventKind, Run, RunStatus
 from pipetune.record import logs
 from pipetune.record.channel import ENV_FD, receive
 from pipetune.record.overrides import Overrides
@@ -57,8 +57,10 @@ def record(launch: Launch, store: Store, listener: Listener | None = None) -> Ru
         check_address(address)
     header = _header(script, launch, overrides)
     store.create(header)
-    outcome = _Recorder(store, header.id, listener).drive(_spawn(script, launch, overrides, address), launch)
-    _scan_logs(store, header.id, header.started_at)
+    recorder = _Recorder(store, header.id, listener)
+    outcome = recorder.drive(_spawn(script, launch, overrides, address), launch)
+    for event in logs.events_since(recorder.raylet_logs, header.started_at, header.started_at):
+        store.append(header.id, "event", {"event": to_plain(event)})
     run = store.load(header.id)
     outcome = _judge(run, outcome)
     store.finish(header.id, outcome, run.rows, bottleneck_label(run))
@@ -153,6 +155,7 @@ class _Recorder:
         self.run_id = run_id
         self.listener = listener
         self.finished: dict[str, Any] | None = None
+        self.raylet_logs: list[str] = []  # OOM kills and spilling show only there, read after the run
         self.timed_out = False
         self.interrupts = 0
 
@@ -179,7 +182,13 @@ class _Recorder:
         kind = message.pop("kind", "")
         if kind == "finished":
             self.finished = message
-        elif kind not in ("started",):
+        elif kind == "started":
+            if message.get("warning"):  # e.g. a Ray version the adapter was not written against
+                warning = Event(0.0, EventKind.WARNING, message["warning"])
+                self.store.append(self.run_id, "event", {"event": to_plain(warning)})
+        else:
+            if kind == "environment":
+                self.raylet_logs = list(message.get("raylet_logs", {}).values())
             self.store.append(self.run_id, kind, message)
         if self.listener is not None:
             self.listener({"kind": kind, **message})
@@ -225,13 +234,6 @@ def _killed(returncode: int, why: str) -> dict[str, Any]:
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)  # the group we created for this child, and only it
-
-
-def _scan_logs(store: Store, run_id: str, started_at: float) -> None:
-    """OOM kills and spilling live only in the raylet logs of this run's Ray session."""
-    run = store.load(run_id)
-    for event in logs.events_since(run.env.raylet_logs.values(), started_at, run.started_at):
-        store.append(run_id, "event", {"event": to_plain(event)})
 
 
 def _judge(run: Run, outcome: dict[str, Any]) -> dict[str, Any]:

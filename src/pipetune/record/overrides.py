@@ -17,7 +17,7 @@ from typing import Any
 from pipetune.errors import UsageError
 from pipetune.model import KnobValue, Stage
 
-STAGE_KNOBS = ("num_cpus", "num_gpus", "memory", "batch_size", "concurrency", "override_num_blocks")
+STAGE_KNOBS = ("num_cpus", "num_gpus", "memory", "batch_size", "concurrency", "override_num_blocks", "repartition")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -144,6 +144,7 @@ _KNOB_PARSERS = {
     "batch_size": _positive_int,
     "concurrency": _concurrency,
     "override_num_blocks": _positive_int,
+    "repartition": _positive_int,
 }
 
 _KNOB_HELP = {
@@ -153,6 +154,7 @@ _KNOB_HELP = {
     "batch_size": "batch_size is a whole number of rows, 1 or more",
     "concurrency": "concurrency is a pool size (4) or MIN-MAX[-INITIAL] for an autoscaling pool (1-4)",
     "override_num_blocks": "override_num_blocks is a whole number of blocks, 1 or more",
+    "repartition": "repartition is the number of blocks to split the stage's output into, 1 or more",
 }
 
 

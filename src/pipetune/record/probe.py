@@ -32,7 +32,7 @@ class Probe:
         self.sender = sender
         self.overrides = overrides
         self.t0 = t0
-        self.registry = StageRegistry(overrides, self._stage_built)
+        self.registry = StageRegistry(overrides, self._stage_built, self._materialized)
         self._executions: dict[str, int] = {}  # dataset id -> execution index
         self._last_sample: dict[str, float] = {}
         self._node_thread: NodeSampling | None = None
@@ -43,6 +43,9 @@ class Probe:
 
     def _stage_built(self, stage: Stage) -> None:
         self.sender.send("stage", stage=stage)
+
+    def _materialized(self, method: str, site: str, built: int) -> None:
+        self.sender.send("materialize", t=self.now(), method=method, site=site, stages_built=built)
 
     # -- executor callbacks ---------------------------------------------------------------------------
 

@@ -6,14 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipetune._serde import to_plain
-from pipetune.diagnose.bottleneck import (
-    Bottleneck,
-    OperatorRate,
-    find_bottleneck,
-    main_execution,
-    operator_rates,
-)
-from pipetune.model import Operator, OperatorStats, Run, Stage, StageKind
+from pipetune.diagnose.bottleneck import Bottleneck, find_bottleneck
+from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.fusion import lead_stage, stage_times
+from pipetune.model import Operator, OperatorStats, Run, Stage
 
 
 @dataclass(frozen=True)
@@ -39,17 +35,15 @@ class StageFigures:
 
 
 def stage_figures(run: Run) -> list[StageFigures]:
-    bottleneck = find_bottleneck(run)
-    execution = main_execution(run)
-    rates = {r.uid: r for r in operator_rates(run, execution)} if execution else {}
-    return [_figures(run, stage, rates, bottleneck) for stage in run.stages]
+    facts = Facts.of(run)
+    return [_figures(facts, stage) for stage in run.stages]
 
 
-def _figures(run: Run, stage: Stage, rates: dict[str, OperatorRate], bottleneck: Bottleneck | None) -> StageFigures:
-    op = _main_operator(run, stage)
-    stats = run.stats_of(op.uid) if op else None
-    stats = stats or OperatorStats(uid="")
-    rate = rates.get(op.uid) if op else None
+def _figures(facts: Facts, stage: Stage) -> StageFigures:
+    run, bottleneck = facts.run, facts.bottleneck
+    op = facts.operator_of(stage.index)
+    stats = (run.stats_of(op.uid) if op else None) or OperatorStats(uid="")
+    rate = facts.rates.get(op.uid) if op else None
     return StageFigures(
         stage=stage,
         operator=op.name if op else "",
@@ -72,45 +66,11 @@ def _figures(run: Run, stage: Stage, rates: dict[str, OperatorRate], bottleneck:
     )
 
 
-def lead_stage(run: Run, op: Operator) -> int | None:
-    """Of a fused operator's stages, the one its time went to (measured), else its last UDF stage."""
-    if not op.stages:
-        return None
-    stats = run.stats_of(op.uid)
-    times = stage_times(op, stats) if stats else None
-    if times:
-        return max(zip(times, op.stages, strict=True))[1]
-    kinds = {s.index: s.kind for s in run.stages}
-    udf_stages = [i for i in op.stages if kinds.get(i) not in (StageKind.READ, StageKind.WRITE)]
-    return (udf_stages or list(op.stages))[-1]
-
-
-def stage_times(op: Operator, stats: OperatorStats) -> tuple[float, ...] | None:
-    """Busy seconds per stage of a fused operator, or None when Ray did not split them.
-
-    Ray times each function of the chain; a write adds a step of its own at the end (block conversion),
-    so surplus steps belong to the last stage.
-    """
-    n, times = len(op.stages), stats.stage_time_s
-    if n == 0 or len(times) < n or sum(times) <= 0:
-        return None
-    return (*times[: n - 1], sum(times[n - 1 :]))
-
-
 def _time_share(run: Run, op: Operator, stats: OperatorStats, index: int) -> float:
     if len(op.stages) == 1:
         return 1.0
     times = stage_times(op, stats)
     return times[op.stages.index(index)] / sum(times) if times else 0.0
-
-
-def _main_operator(run: Run, stage: Stage) -> Operator | None:
-    """The operator that did the stage's work in the longest execution (a stage may run in several)."""
-    ops = run.operators_of(stage.index)
-    execution = main_execution(run)
-    in_main = [op for op in ops if execution and op.uid.startswith(f"{execution.index}/")]
-    chosen = in_main or ops
-    return chosen[-1] if chosen else None
 
 
 def run_view(run: Run) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pipetune.model import (
     Environment,
     Event,
     Execution,
+    Materialization,
     Operator,
     OperatorStats,
     Run,
@@ -70,9 +71,6 @@ class Store(Protocol):
     def add(self, run: Run) -> None: ...
 
 
-PART_KINDS = ("stage", "environment", "execution", "op_samples", "node_samples", "event", "execution_end", "sink")
-
-
 def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[str, dict[str, Any]]]) -> Run:
     """Fold a run's parts, in the order they were appended, into one Run."""
     stages: list[Stage] = []
@@ -80,6 +78,7 @@ def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[s
     op_samples: list[Sample] = []
     node_samples: list[Sample] = []
     events: list[Event] = []
+    materializations: list[Materialization] = []
     env = Environment()
     for kind, payload in parts:
         if kind == "stage":
@@ -100,6 +99,8 @@ def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[s
             target.extend(Sample(payload["t"], src, v) for src, v in payload["values"].items())
         elif kind == "event":
             events.append(from_plain(Event, payload["event"]))
+        elif kind == "materialize":
+            materializations.append(from_plain(Materialization, payload))
     return Run(
         id=header.id,
         script=header.script,
@@ -119,6 +120,7 @@ def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[s
         op_samples=tuple(op_samples),
         node_samples=tuple(node_samples),
         events=tuple(events),
+        materializations=tuple(materializations),
     )
 
 

@@ -204,6 +204,8 @@ def _parts_of(run: Run) -> Iterator[tuple[str, dict[str, Any]]]:
             yield kind, {"t": s.t, "values": {s.source: dict(s.values)}}
     for event in run.events:
         yield "event", {"event": to_plain(event)}
+    for m in run.materializations:
+        yield "materialize", to_plain(m)
     for e in run.executions:
         if e.sink_rows:
             yield "sink", {"index": e.index, "rows": e.sink_rows}

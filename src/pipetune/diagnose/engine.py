@@ -1,0 +1,72 @@
+"""Runs every rule over a run and ranks what they find: the first finding is the one fix to try first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipetune.diagnose.facts import Facts, Hardware, OpType
+from pipetune.diagnose.findings import Finding
+from pipetune.diagnose.rules import RULES, Rule
+from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
+from pipetune.model import Run
+
+
+@dataclass(frozen=True)
+class StageClass:
+    """Where a stage sits in the guide's resource matrix, and what the matrix recommends for it."""
+
+    stage: int
+    key: str
+    op_type: OpType
+    num_cpus: tuple[float, float] | None
+    batch_size: tuple[int, int] | None
+    headroom: float | None
+    row: str  # which row of which table the recommendation comes from
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    run_id: str
+    hardware: Hardware
+    findings: tuple[Finding, ...]
+    stages: tuple[StageClass, ...]
+    cpu_pct: float | None
+    gpu_pct: float | None
+
+
+def rank_key(f: Finding) -> tuple[int, float, float]:
+    """Findings with a fix first, the simplest level first, then the most at stake and the most certain."""
+    level = int(f.fix.level) if f.fix else 9
+    return (level, -f.severity * f.confidence, -f.confidence)
+
+
+def diagnose(run: Run, rules: dict[str, Rule] | None = None) -> Diagnosis:
+    facts = Facts.of(run)
+    findings = [f for rule in (rules or RULES).values() for f in rule(facts)]
+    return Diagnosis(
+        run_id=run.id,
+        hardware=facts.hardware,
+        findings=tuple(sorted(findings, key=rank_key)),
+        stages=tuple(classify(facts)),
+        cpu_pct=facts.cpu_pct,
+        gpu_pct=facts.gpu_pct,
+    )
+
+
+def classify(facts: Facts) -> list[StageClass]:
+    out = []
+    for stage in facts.run.stages:
+        kind = facts.stage_type(stage)
+        rate = facts.rate_of(stage.index)
+        out.append(
+            StageClass(
+                stage=stage.index,
+                key=stage.key,
+                op_type=kind,
+                num_cpus=NUM_CPUS_BY_TYPE.get(kind),
+                batch_size=BATCH_BY_TYPE.get(kind),
+                headroom=rate.headroom if rate else None,
+                row=f"guide: resource allocation matrix by operation type, row '{kind.value}' ({facts.hardware.value})",
+            )
+        )
+    return out

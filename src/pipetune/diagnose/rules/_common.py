@@ -1,0 +1,89 @@
+"""Helpers the rules share: building a finding for a stage, the matrix's ranges, the next value to try."""
+
+from __future__ import annotations
+
+import math
+
+from pipetune.diagnose import thresholds as th
+from pipetune.diagnose.facts import Facts, OpType
+from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix
+from pipetune.model import Stage
+
+NUM_CPUS_BY_TYPE: dict[OpType, tuple[float, float]] = {
+    OpType.DATA_LOADING: th.NUM_CPUS_IO,
+    OpType.FILTERING: th.NUM_CPUS_FILTER,
+    OpType.CPU_PREPROCESSING: th.NUM_CPUS_PREPROCESS,
+    OpType.CPU_INFERENCE: th.NUM_CPUS_CPU_INFERENCE,
+    OpType.GPU_INFERENCE: th.NUM_CPUS_GPU_INFERENCE,
+    OpType.WRITING: (0.1, 0.1),  # guide: optimized ETL pattern, write num_cpus=0.1
+}
+
+BATCH_BY_TYPE: dict[OpType, tuple[int, int]] = {
+    OpType.CPU_PREPROCESSING: th.BATCH_PREPROCESS,
+    OpType.CPU_INFERENCE: th.BATCH_CPU_INFERENCE,
+    OpType.GPU_INFERENCE: th.BATCH_GPU_INFERENCE,
+}
+
+
+def finding(
+    facts: Facts,
+    rule: str,
+    symptom: str,
+    stage: Stage | None,
+    evidence: list[Evidence],
+    cause: str,
+    fix: Fix | None,
+    verify: Criterion,
+    confidence: float,
+) -> Finding:
+    return Finding(
+        rule=rule,
+        symptom=symptom,
+        stage=stage.index if stage else None,
+        stage_key=stage.key if stage else "",
+        udf=stage.udf if stage else "",
+        evidence=tuple(evidence),
+        cause=cause,
+        fix=fix,
+        verify=verify,
+        confidence=confidence,
+        severity=facts.wall_share(stage.index) if stage else 1.0,
+    )
+
+
+def lead_stages(facts: Facts) -> list[Stage]:
+    """The stages that carry their operator's figures (one per operator that ran)."""
+    out = []
+    for stage in facts.run.stages:
+        op = facts.operator_of(stage.index)
+        if op is not None and facts.lead_of(op) == stage.index and facts.rate_of(stage.index) is not None:
+            out.append(stage)
+    return out
+
+
+def doubled(value: float) -> float:
+    """The guide's upward steps: 0.25 -> 0.5 -> 1 -> 2 -> 4."""
+    return value * 2
+
+
+def halved_batch(value: int) -> int:
+    return max(1, value // 2)
+
+
+def grown_batch(current: int, low: int, high: int) -> int:
+    """Double toward the matrix's range: at least its low end, at most its high end."""
+    return int(min(max(current * 2, low), high))
+
+
+def cpu_criterion() -> Criterion:
+    return Criterion("cpu_pct", ">", th.GOOD_CPU_PCT.value, "CPU utilisation above 80%")
+
+
+def throughput_criterion(stage: Stage, rows_per_s: float) -> Criterion:
+    target = rows_per_s * (1 + th.NOISE_PCT.value / 100)
+    return Criterion("stage_rows_per_s", ">", target, "the stage's throughput rises beyond the noise", stage.index)
+
+
+def blocks_for(cpus: float) -> int:
+    """Enough blocks that every CPU gets several tasks (and a slow one does not hold the rest)."""
+    return max(8, math.ceil(cpus) * 4)

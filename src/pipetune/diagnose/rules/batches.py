@@ -1,0 +1,51 @@
+"""batch_size off the guide's matrix, or so small that per-batch overhead dominates the stage.
+
+Guide: batch sizes by operation type (CPU preprocessing 100-1000, CPU inference 16-32, GPU inference
+32-128); level 2 of the hierarchy.
+"""
+
+from __future__ import annotations
+
+from pipetune.diagnose import thresholds as th
+from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
+from pipetune.diagnose.rules._common import BATCH_BY_TYPE, finding, grown_batch, lead_stages, throughput_criterion
+from pipetune.model import Stage
+
+
+def check(facts: Facts) -> list[Finding]:
+    return [f for stage in lead_stages(facts) if (f := _small_batch(facts, stage)) is not None]
+
+
+def _small_batch(facts: Facts, stage: Stage) -> Finding | None:
+    kind = facts.stage_type(stage)
+    rate, op = facts.rate_of(stage.index), facts.operator_of(stage.index)
+    batch = stage.knobs.batch_size
+    if batch is None or kind not in BATCH_BY_TYPE or rate is None or op is None:
+        return None
+    low, high = BATCH_BY_TYPE[kind]
+    stats = facts.run.stats_of(op.uid)
+    batches = max(rate.rows / batch, 1.0)
+    ms_per_batch = (stats.udf_s if stats else 0.0) / batches * 1000
+    if batch >= low and ms_per_batch >= th.BATCH_OVERHEAD_MS.value:
+        return None
+    proposed = grown_batch(batch, low, high)
+    if proposed <= batch:
+        return None
+    return finding(
+        facts,
+        "batch-size",
+        f"batch_size {batch} is small for {kind.value}",
+        stage,
+        [
+            Evidence("batch_size", float(batch), " rows", float(low), f"guide: {kind.value} batches {low}-{high}"),
+            Evidence(
+                "UDF time per batch", ms_per_batch, " ms", th.BATCH_OVERHEAD_MS.value, th.BATCH_OVERHEAD_MS.source
+            ),
+        ],
+        f"{batches:,.0f} batches of {batch} rows: fixed per-batch costs (conversion, calls, scheduling) weigh "
+        "on every few rows",
+        Fix("batch_size", batch, proposed, Level.BATCH, stage.index),
+        throughput_criterion(stage, rate.achieved),
+        0.6,
+    )

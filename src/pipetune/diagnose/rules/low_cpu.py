@@ -1,0 +1,53 @@
+"""Low CPU utilisation: tasks reserve more CPU than they burn, so too few of them run at once.
+
+Guide: below 50% CPU, decrease num_cpus, by stage kind (I/O 0.025-0.1, simple transforms 0.1-0.25, complex
+CPU work 0.25-0.5); verified when CPU utilisation is above 80%.
+"""
+
+from __future__ import annotations
+
+from pipetune.diagnose import thresholds as th
+from pipetune.diagnose.facts import Facts, OpType
+from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
+from pipetune.diagnose.rules._common import NUM_CPUS_BY_TYPE, cpu_criterion, finding, lead_stages
+from pipetune.model import Stage
+
+_LOWERABLE = (OpType.DATA_LOADING, OpType.FILTERING, OpType.CPU_PREPROCESSING, OpType.WRITING)
+
+
+def check(facts: Facts) -> list[Finding]:
+    if facts.cpu_pct is None or facts.cpu_pct >= th.LOW_CPU_PCT.value:
+        return []
+    return [f for stage in lead_stages(facts) if (f := _over_reserving(facts, stage)) is not None]
+
+
+def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
+    rate, op = facts.rate_of(stage.index), facts.operator_of(stage.index)
+    kind = facts.stage_type(stage)
+    if rate is None or op is None or kind not in _LOWERABLE or op.num_cpus <= 0:
+        return None
+    low, high = NUM_CPUS_BY_TYPE[kind]
+    uses_half = rate.cores_per_task >= op.num_cpus * 0.5
+    stats = facts.run.stats_of(op.uid)
+    more_work_than_slots = stats is not None and stats.task_s.count > rate.slots
+    if uses_half or op.num_cpus <= low or not more_work_than_slots:
+        return None  # it uses what it reserves, is already low, or has no queued work to run in parallel
+    proposed = high if op.num_cpus > high else low
+    is_bottleneck = facts.bottleneck_stage() == stage
+    return finding(
+        facts,
+        "low-cpu",
+        f"low CPU utilisation ({kind.value} stage)",
+        stage,
+        [
+            Evidence("cluster CPU use", facts.cpu_pct or 0.0, "%", th.LOW_CPU_PCT.value, th.LOW_CPU_PCT.source),
+            Evidence("cores burnt per running task", rate.cores_per_task, "", th.WAITING_CORES.value),
+            Evidence("num_cpus reserved per task", op.num_cpus),
+            Evidence("tasks that could run at once", rate.slots),
+        ],
+        f"each task reserves {op.num_cpus:g} CPU but burns {rate.cores_per_task:.2f}: the scheduler runs only "
+        f"{rate.slots:.0f} at once while {stats.task_s.count if stats else 0} were waiting",
+        Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, stage.index),
+        cpu_criterion(),
+        0.85 if is_bottleneck else 0.5,
+    )

@@ -1,0 +1,50 @@
+"""Data skew: some tasks take far longer than the rest, or some blocks are far larger.
+
+Guide: "Some tasks much slower than others? Use repartition() for better distribution"; verified by even
+task durations.
+"""
+
+from __future__ import annotations
+
+from pipetune.diagnose import thresholds as th
+from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
+from pipetune.diagnose.rules._common import blocks_for, finding, lead_stages
+from pipetune.model import Stage
+
+
+def check(facts: Facts) -> list[Finding]:
+    return [f for stage in lead_stages(facts) if (f := _skewed(facts, stage)) is not None]
+
+
+def _skewed(facts: Facts, stage: Stage) -> Finding | None:
+    op = facts.operator_of(stage.index)
+    stats = facts.run.stats_of(op.uid) if op else None
+    if stats is None or stats.task_s.count < th.MIN_TASKS_FOR_SKEW.value or stats.task_s.p50 <= 0:
+        return None
+    spread = stats.task_s.p90 / stats.task_s.p50
+    uneven = stats.block_rows.max / stats.block_rows.mean if stats.block_rows.mean else 0.0
+    if spread < th.SKEW_P90_OVER_P50.value and uneven < th.SKEW_MAX_OVER_MEAN_ROWS.value:
+        return None
+    upstream = _upstream(facts, stage)
+    return finding(
+        facts,
+        "skew",
+        "data skew: uneven tasks",
+        stage,
+        [
+            Evidence("task time p90 / p50", spread, "x", th.SKEW_P90_OVER_P50.value, th.SKEW_P90_OVER_P50.source),
+            Evidence("largest block / mean block (rows)", uneven, "x", th.SKEW_MAX_OVER_MEAN_ROWS.value),
+            Evidence("slowest task", stats.task_s.max, " s"),
+        ],
+        "a few blocks carry much more work than the rest, so their tasks finish long after the others",
+        Fix("repartition", upstream.knobs.repartition, blocks_for(facts.cpus), Level.PARALLELISM, upstream.index),
+        Criterion("task_skew", "<", 2.0, "even task durations (p90 under 2x the median)", stage.index),
+        0.6,
+    )
+
+
+def _upstream(facts: Facts, stage: Stage) -> Stage:
+    """Where to split blocks: the stage just before this one (or itself, for a source)."""
+    before = [s for s in facts.run.stages if s.index < stage.index]
+    return before[-1] if before else stage

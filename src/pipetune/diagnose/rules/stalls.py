@@ -1,0 +1,180 @@
+"""Pipeline stalls: materialising calls mid-pipeline, no progress, intermittent pauses, and a stage
+configured so that it blocks the others (an actor pool reserving every CPU).
+
+Guide: all stages stuck -> remove .count(), .show(), .schema() (they materialise the dataset); one stage
+stuck -> its errors and stack traces; intermittent -> network, rate limits, retries; scheduling -> a stage
+blocking the others. Verified by continuous progress.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pipetune.diagnose import thresholds as th
+from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
+from pipetune.diagnose.rules._common import finding
+from pipetune.model import EventKind, Operator, Run, Stage, StageKind
+
+_MID_PIPELINE = ("count", "show", "schema", "take", "take_all", "take_batch", "materialize", "to_pandas")
+
+
+def _continuous() -> Criterion:
+    return Criterion("stall_s", "<", th.STALL_S.value, "continuous progress (no pause of 30 s or more)")
+
+
+def check_materialize(facts: Facts) -> list[Finding]:
+    run = facts.run
+    mid = [m for m in run.materializations if m.method in _MID_PIPELINE and m.stages_built < len(run.stages)]
+    return [
+        finding(
+            facts,
+            "materialize-mid-pipeline",
+            f"pipeline stall: .{m.method}() at {m.site} materialises the dataset mid-pipeline",
+            _last_built(run, m.stages_built),
+            [
+                Evidence("executions of the pipeline", float(len(run.executions))),
+                Evidence("stages built after the call", float(len(run.stages) - m.stages_built)),
+            ],
+            f".{m.method}() runs everything built so far to completion before the rest can start, and the "
+            "final write runs it all again",
+            Fix(
+                f"remove .{m.method}()",
+                m.site,
+                "drop the call (or compute it from the final output)",
+                Level.PARALLELISM,
+            ),
+            Criterion("mid_materializations", "==", 0, "continuous progress: no materialising call mid-pipeline"),
+            0.9,
+        )
+        for m in mid
+    ]
+
+
+def _last_built(run: Run, built: int) -> Stage | None:
+    return run.stage(built - 1) if built > 0 else None
+
+
+def progress_gaps(run: Run) -> list[tuple[float, float, str]]:
+    """(start, length, operator uid) of each period in which no rows moved while tasks were running."""
+    by_t: dict[float, dict[str, dict[str, float]]] = defaultdict(dict)
+    for s in run.op_samples:
+        by_t[s.t][s.source] = dict(s.values)
+    gaps, start, last, stuck = [], None, None, ""
+    for t in sorted(by_t):
+        ops = by_t[t]
+        moved = sum(v.get("rows_out", 0) + v.get("tasks_finished", 0) for v in ops.values())
+        running = [uid for uid, v in ops.items() if v.get("tasks_running", 0) > 0]
+        if last is not None and moved == last[1] and running:
+            start = start if start is not None else last[0]
+            stuck = stuck or running[0]
+        elif start is not None:
+            gaps.append((start, (last[0] if last else t) - start, stuck))
+            start, stuck = None, ""
+        last = (t, moved)
+    if start is not None and last is not None:
+        gaps.append((start, last[0] - start, stuck))
+    return gaps
+
+
+def longest_stall(run: Run) -> float:
+    return max((length for _, length, _ in progress_gaps(run)), default=0.0)
+
+
+def _task_scale(run: Run) -> float:
+    """Progress is seen when tasks finish: a pause shorter than two slow tasks is just task granularity."""
+    return 2 * max((s.task_s.p90 for e in run.executions for s in e.stats), default=0.0)
+
+
+def check_stall(facts: Facts) -> list[Finding]:
+    limit = max(th.STALL_S.value, _task_scale(facts.run))
+    gaps = [g for g in progress_gaps(facts.run) if g[1] >= limit]
+    if not gaps:
+        return []
+    start, length, uid = max(gaps, key=lambda g: g[1])
+    op = _op(facts.run, uid)
+    stage = facts.run.stage(facts.lead_of(op)) if op and facts.lead_of(op) is not None else None  # type: ignore[arg-type]
+    stacks = [e for e in facts.run.events if e.kind is EventKind.STALL]
+    where = f"; its workers were in {stacks[-1].message.split(' in ', 1)[-1]}" if stacks else ""
+    errors = [e for e in facts.run.events if e.kind is EventKind.UDF_ERROR]
+    return [
+        finding(
+            facts,
+            "stall",
+            "pipeline stall: one stage stuck",
+            stage,
+            [
+                Evidence("longest time without progress", length, " s", th.STALL_S.value, th.STALL_S.source),
+                Evidence("stall began at", start, " s"),
+                Evidence("UDF errors", float(len(errors))),
+            ],
+            f"tasks of {op.name if op else 'a stage'} ran but produced nothing{where}",
+            None,  # the fix depends on what the stack shows: a lock, a remote call without timeout, a loop
+            _continuous(),
+            0.6,
+        )
+    ]
+
+
+def _op(run: Run, uid: str) -> Operator | None:
+    return next((o for _, o in run.operators() if o.uid == uid), None)
+
+
+def check_intermittent(facts: Facts) -> list[Finding]:
+    shortest = max(th.INTERMITTENT_GAP_S.value, _task_scale(facts.run))
+    pauses = [g for g in progress_gaps(facts.run) if shortest <= g[1] < max(th.STALL_S.value, shortest)]
+    failed = sum(s.tasks_failed for e in facts.run.executions for s in e.stats)
+    if len(pauses) < 2 and not failed:
+        return []
+    return [
+        finding(
+            facts,
+            "intermittent-stall",
+            "intermittent stalls: progress pauses, then resumes",
+            facts.bottleneck_stage(),
+            [
+                Evidence("pauses of 5-30 s", float(len(pauses)), "", 2.0, th.INTERMITTENT_GAP_S.source),
+                Evidence("failed (retried) tasks", float(failed)),
+            ],
+            "remote calls that wait on the network, a rate limit or retries: check the source's timeouts and "
+            "retry settings (DataContext.retried_io_errors, the client's own timeout)",
+            None,
+            _continuous(),
+            0.4,
+        )
+    ]
+
+
+def check_blocking_pool(facts: Facts) -> list[Finding]:
+    """An actor pool whose reservations leave no CPU to the task stages that feed it."""
+    out = []
+    for _, op in facts.run.operators():
+        if op.compute != "actors" or not op.max_concurrency or facts.cpus <= 0:
+            continue
+        reserved = op.max_concurrency * op.num_cpus
+        feeders = [s for s in facts.run.stages if s.index < min(op.stages, default=0) and s.kind is not StageKind.ACTOR]
+        if reserved < facts.cpus or not feeders:
+            continue
+        lead = facts.lead_of(op)
+        stage = facts.run.stage(lead) if lead is not None else None
+        if stage is None:
+            continue
+        smaller = max(1, int((facts.cpus - 1) // op.num_cpus)) if op.num_cpus else 1
+        fix = Fix("concurrency", op.max_concurrency, smaller, Level.PARALLELISM, stage.index)
+        out.append(
+            finding(
+                facts,
+                "blocking-actor-pool",
+                "scheduling stall: an actor pool reserves every CPU",
+                stage,
+                [
+                    Evidence("CPUs the pool reserves", reserved, "", facts.cpus),
+                    Evidence("CPUs in the cluster", facts.cpus),
+                ],
+                "the upstream tasks that feed the pool cannot be scheduled, so the pool waits for input forever",
+                fix if smaller < op.max_concurrency else None,
+                _continuous(),
+                0.85,
+            )
+        )
+    return out

@@ -1,0 +1,58 @@
+"""Every number the diagnosis uses, named once, with where it comes from.
+
+"guide" means the tuning guide (shared/tuning-guide.md) states it; "measured" means we chose it from runs on
+the bundled examples, and the comment says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    source: str
+
+
+# Utilisation (guide: master decision tree, metrics table, symptom matrix)
+LOW_CPU_PCT = Threshold(50.0, "guide: low CPU utilisation is below 50%")
+GOOD_CPU_PCT = Threshold(80.0, "guide: verification, CPU utilisation above 80%")
+LOW_GPU_PCT = Threshold(50.0, "guide: low GPU utilisation is below 50%")
+BUSY_CPU_PCT = Threshold(80.0, "guide: 'are CPUs busy?' when GPUs idle; busy taken as the verification bar, 80%")
+SPIKY_GPU_CV = Threshold(0.5, "measured: GPU utilisation whose stddev exceeds half its mean is spiky")
+
+# What a task does with the CPU it reserved
+WAITING_CORES = Threshold(0.3, "measured: under 0.3 cores per busy task-second is waiting on I/O (HTTP example: 0.03)")
+COMPUTING_CORES = Threshold(0.7, "measured: tasks burning over 0.7 cores per busy second are compute-bound")
+
+# num_cpus ranges by operation type (guide: resource allocation matrix by operation type)
+NUM_CPUS_IO = (0.025, 0.1)
+NUM_CPUS_FILTER = (0.1, 0.25)
+NUM_CPUS_PREPROCESS = (0.25, 0.5)
+NUM_CPUS_CPU_INFERENCE = (2.0, 4.0)
+NUM_CPUS_GPU_INFERENCE = (1.0, 1.0)
+BATCH_PREPROCESS = (100, 1000)
+BATCH_CPU_INFERENCE = (16, 32)
+BATCH_GPU_INFERENCE = (32, 128)
+
+# Balance and skew
+SATURATED_HEADROOM = Threshold(1.5, "measured: headroom under 1.5x means the stage ran near its capacity")
+LARGE_INQUEUE_BLOCKS = Threshold(2.0, "measured: a mean of 2+ blocks waiting at a stage's input is a queue")
+SKEW_P90_OVER_P50 = Threshold(3.0, "measured: p90 task time over 3x the median is skew, not noise")
+SKEW_MAX_OVER_MEAN_ROWS = Threshold(4.0, "measured: a block with 4x the mean rows is uneven")
+MIN_TASKS_FOR_SKEW = Threshold(4.0, "statistics: fewer than 4 tasks say nothing about a distribution")
+BATCH_OVERHEAD_MS = Threshold(5.0, "measured: under 5 ms of UDF time per batch, per-batch overhead dominates")
+
+# Memory (guide: batch-size tuning loop)
+MEMORY_GROW_BELOW = Threshold(0.5, "guide: below 50% memory, double the batch")
+MEMORY_SHRINK_ABOVE = Threshold(0.85, "guide: above 85% memory, halve the batch")
+MEMORY_TARGET = (0.6, 0.8)
+OBJECT_STORE_FULL = Threshold(0.9, "measured: object-store use above 90% of its budget is full")
+
+# Stalls
+STALL_S = Threshold(30.0, "measured: no rows moving for 30 s while tasks are running is a stall")
+INTERMITTENT_GAP_S = Threshold(5.0, "measured: progress pauses of 5 s+ that then resume are intermittent stalls")
+
+# Verification (guide: measurement template, done with repeats)
+NOISE_PCT = Threshold(5.0, "measured: paired runs of the bundled examples spread 2-5% on this machine")
