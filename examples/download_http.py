@@ -61,7 +61,7 @@ def main() -> None:
     ds = ray.data.range(args.docs, override_num_blocks=60)
     ds = ds.map(fetch, num_cpus=1)
     ds = ds.filter(lambda row: row["size"] > 0)
-    ds.write_parquet(str(args.out))
+    ds.write_parquet(str(args.out.resolve()))  # Ray workers do not share the driver's directory
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def main() -> None:
     ds = ray.data.range(args.rows)
     ds = ds.map_batches(clean, batch_format="pandas")
     ds = ds.map_batches(Embedder, batch_format="pandas", batch_size=4, concurrency=1, num_cpus=1)
-    ds.write_parquet(str(args.out))
+    ds.write_parquet(str(args.out.resolve()))  # Ray workers do not share the driver's directory
 
 
 if __name__ == "__main__":

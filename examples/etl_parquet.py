@@ -63,12 +63,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE / "data" / "orders")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "orders_enriched")
     args = parser.parse_args()
-    generate(args.data, args.rows, args.files)
+    data, out = args.data.resolve(), args.out.resolve()  # Ray workers do not share the driver's directory
+    generate(data, args.rows, args.files)
 
-    ds = ray.data.read_parquet(str(args.data))
+    ds = ray.data.read_parquet(str(data))
     ds = ds.filter(lambda row: row["amount"] > 0 and row["quantity"] > 0)
     ds = ds.map_batches(enrich, batch_format="pandas", batch_size=64, num_cpus=1)
-    ds.write_parquet(str(args.out))
+    ds.write_parquet(str(out))
 
 
 if __name__ == "__main__":

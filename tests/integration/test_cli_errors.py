@@ -126,3 +126,16 @@ def test_oom_killed_workers_are_found_in_the_sessions_raylet_log(work: Path) -> 
     run = open_store(work / ".pipetune" / "pipetune.db").load("last")
     kills = [e for e in run.events if e.kind is EventKind.OOM_KILL]
     assert kills and "MapBatches(hog)" in kills[0].message
+    doctor = pipetune("doctor", "last", "--json", cwd=work)
+    assert json.loads(doctor.stdout)["findings"][0]["rule"] == "workers-oom"
+
+
+@pytest.mark.ray
+def test_spilling_under_a_small_object_store_is_found(work: Path) -> None:
+    import psutil
+
+    env = {"RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": str(100 * 1024**2 / psutil.virtual_memory().total)}
+    result = pipetune("doctor", "--json", "spills.py", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rules = [f["rule"] for f in json.loads(result.stdout)["findings"]]
+    assert "object-store" in rules

@@ -60,3 +60,43 @@ def two_stage_run(
         executions=(Execution(0, "ds", 1.0, ops, 11.0, True, stats),),
         op_samples=samples,
     )
+
+
+def with_(run: Run, **changes: object) -> Run:
+    import dataclasses
+
+    return dataclasses.replace(run, **changes)  # type: ignore[arg-type]
+
+
+def node_cpu(run: Run, pct: float, gpu_pct: float | None = None, start: float = 1.0, end: float = 11.0) -> Run:
+    """Add one node's samples, once a second over the execution."""
+    values: dict[str, float] = {"cpu_pct": pct}
+    if gpu_pct is not None:
+        values["gpu_util_pct"] = gpu_pct
+    samples = tuple(Sample(float(t), "node:n1", dict(values)) for t in range(int(start), int(end) + 1))
+    return with_(run, node_samples=samples)
+
+
+def pipeline(
+    specs: list[tuple[Stage, Operator, OperatorStats]],
+    cpus: float = 2.0,
+    gpus: float = 0.0,
+    wall: float = 10.0,
+    samples: tuple[Sample, ...] = (),
+) -> Run:
+    """A run whose stages each ran as the given operator, in one execution of ``wall`` seconds."""
+    from pipetune.model import NodeInfo
+
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return Run(
+        id="r2",
+        script="pipe.py",
+        status=RunStatus.SUCCEEDED,
+        wall_s=wall + 1,
+        env=Environment(cluster_resources=resources, nodes=(NodeInfo("n1", "127.0.0.1", resources),)),
+        stages=tuple(s for s, _, _ in specs),
+        executions=(
+            Execution(0, "ds", 1.0, tuple(o for _, o, _ in specs), 1.0 + wall, True, tuple(x for _, _, x in specs)),
+        ),
+        op_samples=samples,
+    )

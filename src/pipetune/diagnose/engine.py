@@ -34,10 +34,23 @@ class Diagnosis:
     gpu_pct: float | None
 
 
-def rank_key(f: Finding) -> tuple[int, float, float]:
-    """Findings with a fix first, the simplest level first, then the most at stake and the most certain."""
+# The master decision tree's branches in the order they must be dealt with: a pipeline that crashes or
+# stalls gives no timing worth tuning, so those come before "too slow" and "imbalanced".
+_URGENCY = {
+    "crash": 0,
+    "workers-oom": 0,
+    "gpu-oom": 0,
+    "object-store": 1,
+    "blocking-actor-pool": 1,
+    "stall": 1,
+    "materialize-mid-pipeline": 1,
+}
+
+
+def rank_key(f: Finding) -> tuple[int, int, float, float]:
+    """Crashes and stalls first; then findings with a fix, the simplest level first; then stake and certainty."""
     level = int(f.fix.level) if f.fix else 9
-    return (level, -f.severity * f.confidence, -f.confidence)
+    return (_URGENCY.get(f.rule, 2), level, -f.severity * f.confidence, -f.confidence)
 
 
 def diagnose(run: Run, rules: dict[str, Rule] | None = None) -> Diagnosis:

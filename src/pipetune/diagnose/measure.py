@@ -31,6 +31,7 @@ _RUN_METRICS: dict[str, Callable[[Facts], float | None]] = {
         sum(m.method in _MID_PIPELINE and m.stages_built < len(f.run.stages) for m in f.run.materializations)
     ),
     "stall_s": lambda f: longest_stall(f.run),
+    "udf_errors": lambda f: float(len(_events(f, EventKind.UDF_ERROR))),
 }
 
 

@@ -161,12 +161,14 @@ class _Recorder:
 
     def drive(self, child: tuple[subprocess.Popen[bytes], int], launch: Launch) -> dict[str, Any]:
         proc, read_fd = child
+        started = time.perf_counter()
         timer = self._arm_timeout(proc, launch.timeout_s)
         with os.fdopen(read_fd, "rb") as stream:
             self._pump(proc, stream)
         if timer is not None:
             timer.cancel()
-        return self._outcome(proc.wait())
+        outcome = self._outcome(proc.wait())
+        return {"wall_s": time.perf_counter() - started, **outcome}  # the child's own figure wins if it sent one
 
     def _pump(self, proc: subprocess.Popen[bytes], stream: Any) -> None:
         while True:

@@ -16,7 +16,7 @@ from pipetune.model import Event, EventKind
 
 _STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})")
 _KILL = re.compile(r"Killing (\d+) worker\(s\), kill details: (.*)")
-_TASK = re.compile(r"task name=(.+?)(?=, [a-z _]+=|\)\s*$)")
+_TASK = re.compile(r"task name=(.+?)(?=, [a-z _]+=|\)\s*$)", re.MULTILINE)
 _SPILL = re.compile(r"Spilled (\d+) MiB, (\d+) objects")
 
 
@@ -33,11 +33,11 @@ def events_since(paths: Iterable[str], since: float, run_start: float) -> list[E
     events: list[Event] = []
     spilled_mib = 0
     for path in paths:
-        for stamp, line in _lines_since(Path(path), since):
-            kill = _KILL.search(line)
+        for stamp, entry in _entries_since(Path(path), since):
+            kill = _KILL.search(entry)
             if kill:
-                events.append(_oom_event(stamp - run_start, kill))
-            spill = _SPILL.search(line)
+                events.append(_oom_event(stamp - run_start, kill.group(1), entry))
+            spill = _SPILL.search(entry)
             if spill:
                 spilled_mib = max(spilled_mib, int(spill.group(1)))  # Ray logs the running total
     if spilled_mib:
@@ -45,21 +45,30 @@ def events_since(paths: Iterable[str], since: float, run_start: float) -> list[E
     return events
 
 
-def _oom_event(t: float, kill: re.Match[str]) -> Event:
-    tasks = sorted(set(_TASK.findall(kill.group(2))))
-    where = f" running {', '.join(tasks)}" if tasks else ""
-    message = f"Ray's memory monitor killed {kill.group(1)} worker(s){where} (out of memory)"
-    return Event(max(t, 0.0), EventKind.OOM_KILL, message, detail=kill.group(2)[:2000])
+def _oom_event(t: float, workers: str, entry: str) -> Event:
+    """The kill line and its continuation lines, which name each killed task ("Selected to kill: ...")."""
+    names = sorted(set(_TASK.findall(entry)))
+    own = [n for n in names if ":_" not in n]  # Ray Data's private actors (e.g. _StatsActor) die too
+    where = f" running {', '.join(own)}" if own else ""
+    message = f"Ray's memory monitor killed {workers} worker(s){where} (out of memory)"
+    return Event(max(t, 0.0), EventKind.OOM_KILL, message, detail=entry[:4000])
 
 
-def _lines_since(path: Path, since: float) -> Iterator[tuple[float, str]]:
+def _entries_since(path: Path, since: float) -> Iterator[tuple[float, str]]:
+    """Log entries (a stamped line and the unstamped lines after it) written at or after ``since``."""
     try:
         handle = path.open(errors="replace")
     except OSError:
         return
     with handle:
-        stamp = None
+        stamp: float | None = None
+        lines: list[str] = []
         for line in handle:
-            stamp = line_time(line) or stamp  # continuation lines belong to the last stamped line
-            if stamp is not None and stamp >= since - 1:  # log stamps have ms, our start has µs
-                yield stamp, line
+            new = line_time(line)
+            if new is not None:
+                if stamp is not None and stamp >= since - 1:  # log stamps have ms, our start has µs
+                    yield stamp, "".join(lines)
+                stamp, lines = new, []
+            lines.append(line)
+        if stamp is not None and stamp >= since - 1:
+            yield stamp, "".join(lines)

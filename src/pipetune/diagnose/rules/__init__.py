@@ -38,4 +38,5 @@ RULES: dict[str, Rule] = {
     "stall": stalls.check_stall,
     "intermittent-stall": stalls.check_intermittent,
     "blocking-actor-pool": stalls.check_blocking_pool,
+    "crash": stalls.check_crash,
 }

@@ -123,7 +123,8 @@ def _op(run: Run, uid: str) -> Operator | None:
 def check_intermittent(facts: Facts) -> list[Finding]:
     shortest = max(th.INTERMITTENT_GAP_S.value, _task_scale(facts.run))
     pauses = [g for g in progress_gaps(facts.run) if shortest <= g[1] < max(th.STALL_S.value, shortest)]
-    failed = sum(s.tasks_failed for e in facts.run.executions for s in e.stats)
+    # tasks that failed in a run that still succeeded were retried: the other face of intermittent trouble
+    failed = sum(s.tasks_failed for e in facts.run.executions for s in e.stats) if facts.run.status.ok else 0
     if len(pauses) < 2 and not failed:
         return []
     return [
@@ -141,6 +142,27 @@ def check_intermittent(facts: Facts) -> list[Finding]:
             None,
             _continuous(),
             0.4,
+        )
+    ]
+
+
+def check_crash(facts: Facts) -> list[Finding]:
+    """The master tree's "crashing" branch when the cause is the user's code: say where, do not guess a knob."""
+    errors = [e for e in facts.run.events if e.kind is EventKind.UDF_ERROR]
+    if facts.run.status.ok or not errors:
+        return []
+    stage = facts.run.stage(errors[0].stage) if errors[0].stage is not None else None
+    return [
+        finding(
+            facts,
+            "crash",
+            "crashing: a stage raised",
+            stage,
+            [Evidence("UDF errors", float(len(errors)))],
+            errors[0].message,
+            None,
+            Criterion("udf_errors", "==", 0, "the run finishes without errors"),
+            0.95,
         )
     ]
 

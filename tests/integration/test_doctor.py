@@ -1,0 +1,92 @@
+"""`pipetune doctor` on real pipelines that show each symptom, on the session's local Ray."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLES, PIPELINES, pipetune
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    for script in (*PIPELINES.glob("*.py"), *EXAMPLES.glob("*.py")):
+        shutil.copy(script, tmp_path)
+    return tmp_path
+
+
+def doctor(work: Path, address: str, *args: str, timeout: float | None = None) -> dict[str, Any]:
+    extra = ("--timeout", str(timeout)) if timeout else ()
+    result = pipetune("doctor", "--address", address, "--json", *extra, *args, cwd=work)
+    assert result.stdout, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def top(report: dict[str, Any]) -> dict[str, Any]:
+    assert report["findings"], report
+    return report["findings"][0]
+
+
+def test_etl_example_one_block_feeds_the_enrich_stage(work: Path, address: str) -> None:
+    args = ("etl_parquet.py", "--", "--rows", "40000", "--files", "8", "--data", "d", "--out", "o")
+    first = top(doctor(work, address, *args))
+    assert first["rule"] == "few-blocks" and first["udf"] == "enrich"
+    assert first["fix"]["set"] == "0.repartition=12"  # 3 CPUs in the test cluster -> 12 blocks
+
+
+def test_download_example_is_latency_bound(work: Path, address: str) -> None:
+    report = doctor(work, address, "download_http.py", "--", "--docs", "120", "--out", "o")
+    first = top(report)
+    assert first["rule"] == "low-cpu" and first["udf"] == "fetch"
+    assert first["fix"]["knob"] == "num_cpus" and first["fix"]["proposed"] == 0.1
+    assert first["verify"]["text"] == "CPU utilisation above 80%"
+    types = {s["key"]: s["op_type"] for s in report["stages"]}
+    assert types["1:map:fetch"] == "data loading"
+
+
+def test_embedding_example_is_limited_by_the_model_stage(work: Path, address: str) -> None:
+    first = top(doctor(work, address, "embed_minilm.py", "--", "--rows", "120", "--out", "o"))
+    assert first["udf"] == "Embedder"
+    assert first["fix"]["knob"] in ("concurrency", "batch_size")
+
+
+def test_count_in_the_middle(work: Path, address: str) -> None:
+    first = top(doctor(work, address, "count_middle.py"))
+    assert first["rule"] == "materialize-mid-pipeline" and "count_middle.py:12" in first["symptom"]
+
+
+def test_tiny_batches(work: Path, address: str) -> None:
+    report = doctor(work, address, "tiny_batches.py")
+    batch = [f for f in report["findings"] if f["rule"] == "batch-size"]
+    assert batch and batch[0]["fix"]["current"] == 2 and batch[0]["fix"]["proposed"] == 100
+
+
+def test_skewed_blocks(work: Path, address: str) -> None:
+    report = doctor(work, address, "skewed.py")
+    skew = [f for f in report["findings"] if f["rule"] == "skew"]
+    assert skew and skew[0]["udf"] == "work" and skew[0]["fix"]["knob"] == "repartition"
+
+
+def test_an_actor_pool_that_takes_every_cpu(work: Path, address: str) -> None:
+    report = doctor(work, address, "big_pool.py", "--", "3", timeout=40)
+    first = top(report)
+    assert first["rule"] == "blocking-actor-pool" and first["udf"] == "Model"
+    assert first["fix"]["set"] == "2.concurrency=2"
+
+
+def test_verify_a_fix_before_and_after(work: Path, address: str) -> None:
+    args = ("--", "--docs", "600", "--out", "o")
+    before = [doctor(work, address, "download_http.py", *args)["run"] for _ in range(2)]
+    fixed = [doctor(work, address, "--set", "1.num_cpus=0.1", "download_http.py", *args)["run"] for _ in range(2)]
+    result = pipetune("doctor", "--verify", ",".join(before), ",".join(fixed), "--json", cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "improved" and report["improvement_pct"] > report["noise_pct"]
+    assert report["before"]["runs"] == 2 and report["after"]["runs"] == 2
+    assert any(c["rule"] == "low-cpu" for c in report["checks"])

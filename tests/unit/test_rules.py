@@ -1,0 +1,268 @@
+"""Every rule of the guide on runs built by hand: it fires on the symptom, stays quiet without it."""
+
+from __future__ import annotations
+
+from pipetune.diagnose.engine import diagnose
+from pipetune.diagnose.facts import Facts, Hardware, OpType
+from pipetune.diagnose.findings import Level
+from pipetune.diagnose.rules import RULES
+from pipetune.model import Dist, Event, EventKind, Materialization, Operator, Sample, StageKind
+from tests.unit.builders import node_cpu, op_stats, pipeline, stage, two_stage_run, with_
+
+
+def rule(name: str, run):  # type: ignore[no-untyped-def]
+    return RULES[name](Facts.of(run))
+
+
+def download_run(cores: float = 0.03, cpu_pct: float = 12.0):  # type: ignore[no-untyped-def]
+    """range -> map(fetch) fused, 60 tasks, each waiting on the network."""
+    read, fetch = stage(0, "range", kind=StageKind.READ), stage(1, "map", "fetch", num_cpus=1.0)
+    op = Operator("0/ReadRange->Map(fetch)_1", "ReadRange->Map(fetch)", (0, 1), num_cpus=1.0)
+    stats = op_stats(op.uid, 600, 30.0, 30.0 * cores, tasks=60, stage_time_s=(0.1, 29.9))
+    return node_cpu(pipeline([(read, op, stats), (fetch, op, stats)], wall=15.0), cpu_pct)
+
+
+# -- low CPU ----------------------------------------------------------------------------------------------
+
+
+def test_low_cpu_on_a_latency_bound_stage_lowers_its_num_cpus() -> None:
+    [f] = rule("low-cpu", download_run())
+    assert f.stage_key == "1:map:fetch" and f.fix is not None
+    assert (f.fix.knob, f.fix.current, f.fix.proposed, f.fix.level) == ("num_cpus", 1.0, 0.1, Level.PARALLELISM)
+    assert f.fix.setting == "1.num_cpus=0.1" and f.fix.describe() == "stage 1 num_cpus 1 -> 0.1"
+    assert f.verify.metric == "cpu_pct" and f.verify.value == 80
+    assert any(e.metric == "cluster CPU use" and e.threshold == 50 for e in f.evidence)
+
+
+def test_low_cpu_is_quiet_when_cpus_are_busy_or_tasks_compute() -> None:
+    assert rule("low-cpu", download_run(cpu_pct=85.0)) == []
+    assert rule("low-cpu", download_run(cores=0.95)) == []
+    assert rule("low-cpu", with_(download_run(), node_samples=())) == []  # no node samples: no claim
+
+
+# -- too few blocks -------------------------------------------------------------------------------------
+
+
+def etl_run(tasks: int = 1):  # type: ignore[no-untyped-def]
+    read = stage(0, "read_parquet", kind=StageKind.READ)
+    enrich = stage(1, "map_batches", "enrich", batch_size=64, num_cpus=1.0)
+    r_op = Operator("0/ReadFiles_1", "ReadFiles", (0,))
+    m_op = Operator("0/MapBatches(enrich)_2", "MapBatches(enrich)", (1,))
+    return pipeline(
+        [
+            (read, r_op, op_stats(r_op.uid, 300_000, 2.0, 2.0, tasks=1)),
+            (enrich, m_op, op_stats(m_op.uid, 300_000, 18.0, 18.0, tasks=tasks, udf_s=3.0)),
+        ],
+        wall=20.0,
+    )
+
+
+def test_one_block_for_a_stage_that_could_run_two_tasks() -> None:
+    [f] = rule("few-blocks", etl_run(tasks=1))
+    assert f.stage_key == "1:map_batches:enrich"
+    assert f.fix is not None and f.fix.knob == "repartition" and f.fix.stage == 0 and f.fix.proposed == 8
+    assert f.fix.setting == "0.repartition=8"
+
+
+def test_enough_tasks_is_not_a_block_problem() -> None:
+    assert rule("few-blocks", etl_run(tasks=16)) == []
+
+
+def test_other_sources_get_override_num_blocks() -> None:
+    run = etl_run()
+    src = stage(0, "read_csv", kind=StageKind.READ)
+    run = with_(run, stages=(src, run.stages[1]))
+    [f] = rule("few-blocks", run)
+    assert f.fix is not None and f.fix.knob == "override_num_blocks"
+
+
+# -- batch size -----------------------------------------------------------------------------------------
+
+
+def test_tiny_batches_are_grown_toward_the_matrix() -> None:
+    [f] = rule("batch-size", etl_run())
+    assert f.fix is not None and (f.fix.current, f.fix.proposed, f.fix.level) == (64, 128, Level.BATCH)
+
+
+def test_batches_in_range_with_real_work_are_fine() -> None:
+    run = etl_run()
+    enrich = with_(run.stages[1], knobs=run.stages[1].knobs.replace(batch_size=500))  # type: ignore[arg-type]
+    assert rule("batch-size", with_(run, stages=(run.stages[0], enrich))) == []
+
+
+# -- memory ---------------------------------------------------------------------------------------------
+
+
+def test_oom_kills_raise_num_cpus_of_the_stage_named_in_the_log() -> None:
+    run = with_(
+        two_stage_run(map_cpus=0.5),
+        events=(Event(3.0, EventKind.OOM_KILL, "Ray's memory monitor killed 1 worker(s) running MapBatches(work)"),),
+    )
+    [f] = rule("workers-oom", run)
+    assert f.stage_key == "1:map_batches:work"
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("num_cpus", 0.5, 1.0)
+    assert f.verify.metric == "oom_kills" and f.verify.holds(0.0) is True
+    assert rule("workers-oom", two_stage_run()) == []
+
+
+def test_oom_with_whole_node_tasks_shrinks_the_batch() -> None:
+    run = two_stage_run(map_cpus=2.0)
+    work = with_(run.stages[1], knobs=run.stages[1].knobs.replace(batch_size=64))  # type: ignore[arg-type]
+    run = with_(
+        run,
+        stages=(run.stages[0], work),
+        events=(Event(3.0, EventKind.OOM_KILL, "killed 1 worker(s) running MapBatches(work)"),),
+    )
+    [f] = rule("workers-oom", run)
+    assert f.fix is not None and (f.fix.knob, f.fix.proposed, f.fix.level) == ("batch_size", 32, Level.BATCH)
+
+
+def test_spilling_points_at_the_stage_holding_the_object_store() -> None:
+    samples = (
+        Sample(2.0, "0/ReadFiles_1", {"obj_store_bytes": 9e8}),
+        Sample(2.0, "0/MapBatches(work)_2", {"obj_store_bytes": 1e6}),
+    )
+    run = with_(
+        two_stage_run(),
+        op_samples=samples,
+        events=(Event(0.0, EventKind.SPILL, "84 MiB spilled from the object store to disk"),),
+    )
+    [f] = rule("object-store", run)
+    assert f.stage_key == "0:read_parquet" and f.fix is not None and f.fix.proposed == 2.0
+    assert f.evidence[0].value == 84
+    assert rule("object-store", two_stage_run()) == []
+
+
+# -- GPU ------------------------------------------------------------------------------------------------
+
+
+def gpu_run(gpu_pct: float, cpu_pct: float, batch: int = 32):  # type: ignore[no-untyped-def]
+    prep = stage(0, "map_batches", "prep", num_cpus=0.5)
+    infer = stage(1, "map_batches", "Model", kind=StageKind.ACTOR, num_gpus=1.0, batch_size=batch)
+    p_op = Operator("0/MapBatches(prep)_1", "MapBatches(prep)", (0,), num_cpus=0.5)
+    m_op = Operator("0/MapBatches(Model)_2", "MapBatches(Model)", (1,), compute="actors", num_gpus=1.0)
+    run = pipeline(
+        [(prep, p_op, op_stats(p_op.uid, 1000, 9.0, 9.0)), (infer, m_op, op_stats(m_op.uid, 1000, 5.0, 1.0))],
+        cpus=8,
+        gpus=1,
+    )
+    return node_cpu(run, cpu_pct, gpu_pct)
+
+
+def test_low_gpu_with_busy_cpus_is_preprocessing() -> None:
+    [f] = rule("low-gpu", gpu_run(gpu_pct=20, cpu_pct=95))
+    assert f.stage_key == "0:map_batches:prep"
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("num_cpus", 0.5, 0.25)
+
+
+def test_low_gpu_with_idle_cpus_is_small_batches() -> None:
+    [f] = rule("low-gpu", gpu_run(gpu_pct=20, cpu_pct=30))
+    assert f.stage_key == "1:map_batches:Model"
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("batch_size", 32, 64)
+    assert rule("low-gpu", gpu_run(gpu_pct=90, cpu_pct=30)) == []
+    assert Facts.of(gpu_run(20, 30)).hardware is Hardware.GPU
+
+
+def test_cuda_oom_halves_the_batch() -> None:
+    run = with_(
+        gpu_run(90, 30, batch=64),
+        events=(Event(2.0, EventKind.UDF_ERROR, "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate", 1),),
+    )
+    [f] = rule("gpu-oom", run)
+    assert f.fix is not None and (f.fix.current, f.fix.proposed) == (64, 32)
+    assert f.verify.metric == "cuda_errors"
+    assert rule("gpu-oom", with_(run, events=(Event(2.0, EventKind.UDF_ERROR, "ValueError: x", 1),))) == []
+
+
+# -- one slow stage, skew, stalls -----------------------------------------------------------------------
+
+
+def test_one_slow_actor_stage_grows_its_pool_when_resources_allow() -> None:
+    read = stage(0, "range", kind=StageKind.READ, num_cpus=0.25)
+    model = stage(1, "map_batches", "Model", kind=StageKind.ACTOR, concurrency=1)
+    r_op = Operator("0/ReadRange_1", "ReadRange", (0,), num_cpus=0.25)
+    m_op = Operator("0/MapBatches(Model)_2", "MapBatches(Model)", (1,), compute="actors", max_concurrency=1)
+    run = pipeline(
+        [(read, r_op, op_stats(r_op.uid, 10_000, 0.5, 0.5)), (model, m_op, op_stats(m_op.uid, 10_000, 9.5, 9.0))],
+        cpus=4,
+    )
+    [f] = rule("slow-stage", run)
+    assert f.stage_key == "1:map_batches:Model"
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("concurrency", 1, 2)
+
+
+def test_a_balanced_pipeline_has_no_slow_stage() -> None:
+    assert rule("slow-stage", two_stage_run(read_busy=18.0, map_busy=20.0)) == []
+
+
+def test_skewed_tasks_ask_for_a_repartition_upstream() -> None:
+    run = two_stage_run()
+    skewed = with_(run.executions[0].stats[1], task_s=Dist.of([0.5] * 8 + [6.0, 7.0]))
+    execution = with_(run.executions[0], stats=(run.executions[0].stats[0], skewed))  # type: ignore[arg-type]
+    [f] = rule("skew", with_(run, executions=(execution,)))
+    assert f.stage_key == "1:map_batches:work"
+    assert f.fix is not None and (f.fix.knob, f.fix.stage) == ("repartition", 0)
+    assert rule("skew", two_stage_run()) == []
+
+
+def test_count_in_the_middle_names_its_line() -> None:
+    run = with_(two_stage_run(), materializations=(Materialization(1.0, "count", "pipe.py:12", 1),))
+    [f] = rule("materialize-mid-pipeline", run)
+    assert "pipe.py:12" in f.symptom and f.fix is not None and f.fix.knob == "remove .count()"
+    at_the_end = with_(two_stage_run(), materializations=(Materialization(1.0, "count", "pipe.py:20", 2),))
+    assert rule("materialize-mid-pipeline", at_the_end) == []
+
+
+def progress(rows: list[float], running: float = 1.0) -> tuple[Sample, ...]:
+    return tuple(
+        Sample(float(t), "0/MapBatches(work)_2", {"rows_out": r, "tasks_running": running}) for t, r in enumerate(rows)
+    )
+
+
+def test_no_progress_for_a_long_time_is_a_stall() -> None:
+    run = with_(two_stage_run(), op_samples=progress([0, 10, 20] + [20] * 40 + [30]))
+    [f] = rule("stall", run)
+    assert f.stage_key == "1:map_batches:work" and f.evidence[0].value >= 30
+    assert rule("stall", with_(two_stage_run(), op_samples=progress(list(range(50))))) == []
+
+
+def test_pauses_that_resume_are_intermittent() -> None:
+    rows = [0, 1] + [1] * 8 + [2, 3] + [3] * 8 + [4, 5]
+    [f] = rule("intermittent-stall", with_(two_stage_run(), op_samples=progress([float(r) for r in rows])))
+    assert f.evidence[0].value == 2
+    assert rule("intermittent-stall", with_(two_stage_run(), op_samples=progress([0.0, 1.0, 2.0]))) == []
+
+
+def test_an_actor_pool_reserving_every_cpu_blocks_its_feeders() -> None:
+    read = stage(0, "read_parquet", kind=StageKind.READ)
+    model = stage(1, "map_batches", "Model", kind=StageKind.ACTOR, concurrency=2, num_cpus=1.0)
+    r_op = Operator("0/ReadFiles_1", "ReadFiles", (0,))
+    m_op = Operator("0/MapBatches(Model)_2", "MapBatches(Model)", (1,), compute="actors", max_concurrency=2)
+    run = pipeline([(read, r_op, op_stats(r_op.uid, 100, 1.0, 1.0)), (model, m_op, op_stats(m_op.uid, 100, 1, 1))])
+    [f] = rule("blocking-actor-pool", run)
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("concurrency", 2, 1)
+    roomy = pipeline(
+        [(read, r_op, op_stats(r_op.uid, 100, 1.0, 1.0)), (model, m_op, op_stats(m_op.uid, 100, 1, 1))], cpus=8
+    )
+    assert rule("blocking-actor-pool", roomy) == []
+
+
+# -- the engine -----------------------------------------------------------------------------------------
+
+
+def test_findings_are_ranked_simplest_level_first() -> None:
+    found = diagnose(node_cpu(etl_run(), 45.0)).findings
+    assert [f.rule for f in found][:2] == ["few-blocks", "batch-size"]
+    assert found[0].fix is not None and found[0].fix.level is Level.PARALLELISM
+
+
+def test_stages_are_classified_by_what_they_are_and_cost() -> None:
+    types = {s.key: s.op_type for s in diagnose(download_run()).stages}
+    assert types == {"0:range": OpType.DATA_LOADING, "1:map:fetch": OpType.DATA_LOADING}
+    etl = {s.key: (s.op_type, s.num_cpus, s.batch_size) for s in diagnose(etl_run()).stages}
+    assert etl["1:map_batches:enrich"] == (OpType.CPU_PREPROCESSING, (0.25, 0.5), (100, 1000))
+    assert diagnose(gpu_run(50, 50)).stages[1].op_type is OpType.GPU_INFERENCE
+
+
+def test_a_healthy_run_has_no_finding() -> None:
+    assert diagnose(node_cpu(two_stage_run(read_busy=18.0, map_busy=20.0), 90.0)).findings == ()
