@@ -25,6 +25,11 @@ def ray_cluster() -> Iterator[object]:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, **common})
     cluster.add_node(num_cpus=1, resources={"accel": 1}, **common)
     cluster.wait_for_nodes()
+    # Cluster() leaves its address where a bare ray.init() finds it; tests that want a fresh local Ray
+    # (the default pipetune promises) must not silently join this one.
+    from ray._common.utils import reset_ray_address
+
+    reset_ray_address()
     yield cluster
     cluster.shutdown()
 

@@ -8,4 +8,4 @@ def scale(batch):
     return batch
 
 
-ray.data.range(6_000, override_num_blocks=4).map_batches(scale, batch_size=2).write_parquet("out")
+ray.data.range(12_000, override_num_blocks=4).map_batches(scale, batch_size=2).write_parquet("out")
