@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("--address", help="attach to this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     launch.add_argument("--timeout", type=float, help="stop the run after this many seconds")
     launch.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    launch.add_argument(
+        "--stall-after",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="capture the workers' stacks when no rows move for S seconds (default 60)",
+    )
 
     run = sub.add_parser("run", parents=[store, launch], help="run a script under the recorder: run S.py -- ARGS")
     run.add_argument("script", type=Path)
@@ -80,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.add_argument("--width", type=int, help="render the table at this width")
     show.set_defaults(handler=cmd_show)
+
+    stacks = sub.add_parser("stacks", parents=[store], help="Python stacks of a run's Ray workers (py-spy)")
+    stacks.add_argument("run", help="a live run: its workers now; a finished one: what the watchdog captured")
+    stacks.set_defaults(handler=cmd_stacks)
 
     export = sub.add_parser("export", parents=[store], help="save a run as a JSON file")
     export.add_argument("run")
@@ -113,6 +124,7 @@ def _record(ns: argparse.Namespace, script: Path) -> Run:
         address=ns.address,
         timeout_s=ns.timeout,
         stdout_to_stderr=ns.json,
+        stall_after_s=ns.stall_after,
     )
     return record(launch, open_store(ns.store))
 
@@ -200,6 +212,30 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
     run = open_store(ns.store).load(ns.run)
     _print_run(run, as_json=ns.json, width=ns.width)
+    return 0
+
+
+def cmd_stacks(ns: argparse.Namespace) -> int:
+    from pipetune.model import EventKind
+    from pipetune.record import stacks
+    from pipetune.store import open_store
+
+    run = open_store(ns.store).load(ns.run)
+    if run.status.finished:
+        captured = [e for e in run.events if e.kind is EventKind.STALL]
+        for event in captured:
+            print(f"{event.message}\n{event.detail}\n")
+        if not captured:
+            print(f"run {run.id} is {run.status.value} and the watchdog captured no stack", file=sys.stderr)
+        return 0
+    if stacks.py_spy() is None:
+        raise UsageError("py-spy is not installed", "pip install py-spy")
+    workers = stacks.busy_workers(list(run.env.raylet_pids.values()))
+    for dumped in (stacks.dump(p) for p in workers):
+        if dumped is not None:
+            print(f"pid {dumped.pid} {dumped.title}: in {dumped.user_frame or '?'}\n{dumped.text}\n")
+    if not workers:
+        print(f"run {run.id}: no busy Ray worker of its session right now", file=sys.stderr)
     return 0
 
 

@@ -236,6 +236,7 @@ class Environment:
     cluster_resources: Mapping[str, float] = field(default_factory=dict)
     nodes: tuple[NodeInfo, ...] = ()
     raylet_logs: Mapping[str, str] = field(default_factory=dict)  # node id -> raylet.out, nodes on this host
+    raylet_pids: Mapping[str, int] = field(default_factory=dict)  # node id -> raylet pid, nodes on this host
 
 
 @dataclass(frozen=True)

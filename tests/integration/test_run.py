@@ -224,3 +224,17 @@ def test_nodes_on_other_hosts_are_sampled_by_a_pinned_actor(ray_cluster: object)
             ray.kill(sampler)
     finally:
         ray.shutdown()
+
+
+def test_the_watchdog_names_the_frame_stuck_workers_are_in(work: Path, address: str) -> None:
+    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "6", "--timeout", "45", cwd=work)
+    assert result.returncode != 0
+    run = open_store(work / ".pipetune" / "pipetune.db").load("last")
+    [stall] = [e for e in run.events if e.kind is EventKind.STALL]
+    assert "stuck (hangs.py:7)" in stall.message and "MapBatches(stuck)" in stall.message
+    assert "time.sleep" in stall.detail or "stuck" in stall.detail
+    shown = pipetune("stacks", "last", cwd=work)
+    assert "stuck (hangs.py:7)" in shown.stdout
+    doctor = pipetune("doctor", "last", "--json", cwd=work)
+    stalls = [f for f in json.loads(doctor.stdout)["findings"] if f["rule"] == "stall"]
+    assert stalls and "stuck (hangs.py:7)" in stalls[0]["cause"]

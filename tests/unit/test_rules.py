@@ -266,3 +266,10 @@ def test_stages_are_classified_by_what_they_are_and_cost() -> None:
 
 def test_a_healthy_run_has_no_finding() -> None:
     assert diagnose(node_cpu(two_stage_run(read_busy=18.0, map_busy=20.0), 90.0)).findings == ()
+
+
+def test_uneven_but_tiny_tasks_are_not_skew() -> None:
+    run = two_stage_run()
+    tiny = with_(run.executions[0].stats[1], task_s=Dist.of([0.01] * 8 + [0.03, 0.04]))
+    execution = with_(run.executions[0], stats=(run.executions[0].stats[0], tiny))  # type: ignore[arg-type]
+    assert rule("skew", with_(run, executions=(execution,))) == []

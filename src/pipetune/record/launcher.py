@@ -25,9 +25,10 @@ from typing import Any
 from pipetune._serde import to_plain
 from pipetune.errors import RayUnavailable, ScriptError, UsageError
 from pipetune.model import Event, EventKind, Run, RunStatus
-from pipetune.record import logs
+from pipetune.record import logs, stacks
 from pipetune.record.channel import ENV_FD, receive
 from pipetune.record.overrides import Overrides
+from pipetune.record.watchdog import Watchdog
 from pipetune.report.figures import bottleneck_label
 from pipetune.store.base import RunHeader, Store
 from pipetune.store.sqlite import new_run_id
@@ -46,6 +47,7 @@ class Launch:
     timeout_s: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     stdout_to_stderr: bool = False  # keeps pipetune's own stdout clean for --json
+    stall_after_s: float = 60.0  # the watchdog captures stacks after this long without progress
 
 
 def record(launch: Launch, store: Store, listener: Listener | None = None) -> Run:
@@ -57,7 +59,7 @@ def record(launch: Launch, store: Store, listener: Listener | None = None) -> Ru
         check_address(address)
     header = _header(script, launch, overrides)
     store.create(header)
-    recorder = _Recorder(store, header.id, listener)
+    recorder = _Recorder(store, header.id, listener, Watchdog(launch.stall_after_s))
     outcome = recorder.drive(_spawn(script, launch, overrides, address), launch)
     for event in logs.events_since(recorder.raylet_logs, header.started_at, header.started_at):
         store.append(header.id, "event", {"event": to_plain(event)})
@@ -150,7 +152,11 @@ def _spawn(
 class _Recorder:
     """Reads the child's messages, appends each to the store, and decides how the run ended."""
 
-    def __init__(self, store: Store, run_id: str, listener: Listener | None) -> None:
+    def __init__(self, store: Store, run_id: str, listener: Listener | None, watchdog: Watchdog) -> None:
+        self.watchdog = watchdog
+        self.raylet_pids: list[int] = []
+        self.captures: list[threading.Thread] = []
+        self._lock = threading.Lock()  # the stack-capturing thread appends to the store too
         self.store = store
         self.run_id = run_id
         self.listener = listener
@@ -165,6 +171,8 @@ class _Recorder:
         timer = self._arm_timeout(proc, launch.timeout_s)
         with os.fdopen(read_fd, "rb") as stream:
             self._pump(proc, stream)
+        for thread in self.captures:  # stacks being captured belong to the run: wait before it is closed
+            thread.join(timeout=60)
         if timer is not None:
             timer.cancel()
         outcome = self._outcome(proc.wait())
@@ -191,9 +199,36 @@ class _Recorder:
         else:
             if kind == "environment":
                 self.raylet_logs = list(message.get("raylet_logs", {}).values())
-            self.store.append(self.run_id, kind, message)
+                self.raylet_pids = list(message.get("raylet_pids", {}).values())
+            self._append(kind, message)
+            if kind == "op_samples":
+                self._watch(message)
         if self.listener is not None:
             self.listener({"kind": kind, **message})
+
+    def _append(self, kind: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self.store.append(self.run_id, kind, payload)
+
+    def _watch(self, message: dict[str, Any]) -> None:
+        stuck = self.watchdog.observe(message["t"], message["values"])
+        if stuck is not None:
+            args = (stuck, message["t"])
+            thread = threading.Thread(target=self._capture, args=args, name="pipetune-stacks", daemon=True)
+            thread.start()
+            self.captures.append(thread)
+
+    def _capture(self, uid: str, t: float) -> None:
+        """Stacks of the stuck operator's workers, stored with the run as a stall event."""
+        op_name = uid.split("/", 1)[-1].rsplit("_", 1)[0]
+        workers = stacks.busy_workers(self.raylet_pids, op_name)[:4]
+        dumps = [d for d in (stacks.dump(p) for p in workers) if d is not None]
+        frames = sorted({d.user_frame for d in dumps if d.user_frame})
+        where = f" in {', '.join(frames)}" if frames else ""
+        where = where or " not readable (py-spy missing or denied)"
+        message = f"no rows moved for {self.watchdog.stall_after:g} s; workers of {op_name} are{where}"
+        detail = "\n\n".join(f"pid {d.pid} {d.title}\n{d.text}" for d in dumps)
+        self._append("event", {"event": to_plain(Event(t, EventKind.STALL, message, detail=detail))})
 
     def _arm_timeout(self, proc: subprocess.Popen[bytes], timeout_s: float | None) -> threading.Timer | None:
         if timeout_s is None:

@@ -168,6 +168,7 @@ def environment() -> dict[str, Any]:
         "cluster_resources": nodes.cluster_resources(),
         "nodes": nodes.cluster_nodes(driver),
         "raylet_logs": {node: path for node, (_, path) in nodes.local_raylets().items()},
+        "raylet_pids": {node: pid for node, (pid, _) in nodes.local_raylets().items()},
     }
 
 

@@ -26,6 +26,8 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
     uneven = stats.block_rows.max / stats.block_rows.mean if stats.block_rows.mean else 0.0
     if spread < th.SKEW_P90_OVER_P50.value and uneven < th.SKEW_MAX_OVER_MEAN_ROWS.value:
         return None
+    if stats.task_s.max - stats.task_s.p50 < th.MIN_SKEW_GAP_S.value:
+        return None  # uneven, but the slowest task is still short: nothing waits long on it
     upstream = _upstream(facts, stage)
     return finding(
         facts,

@@ -1,0 +1,31 @@
+"""Notices a run whose rows stopped moving, and captures where its workers are stuck.
+
+The state machine is pure (fed the per-operator samples the recorder receives anyway); capturing stacks runs
+on its own thread so the recorder keeps storing what arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class Watchdog:
+    """Fires once per stall: no rows or finished tasks for ``stall_after`` seconds while tasks run."""
+
+    def __init__(self, stall_after: float) -> None:
+        self.stall_after = stall_after
+        self._progress: float | None = None
+        self._since = 0.0
+        self._fired = False
+
+    def observe(self, t: float, ops: Mapping[str, Mapping[str, float]]) -> str | None:
+        """The uid of the stuck operator when a stall begins, else None."""
+        progress = sum(v.get("rows_out", 0.0) + v.get("tasks_finished", 0.0) for v in ops.values())
+        running = [uid for uid, v in ops.items() if v.get("tasks_running", 0) > 0 or v.get("actors_active", 0) > 0]
+        if progress != self._progress or not running:
+            self._progress, self._since, self._fired = progress, t, False
+            return None
+        if self._fired or t - self._since < self.stall_after:
+            return None
+        self._fired = True
+        return running[0]  # the most upstream operator with work in flight: the others wait on it
