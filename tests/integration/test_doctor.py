@@ -42,7 +42,7 @@ def test_etl_example_one_block_feeds_the_enrich_stage(work: Path, address: str) 
 
 
 def test_download_example_is_latency_bound(work: Path, address: str) -> None:
-    report = doctor(work, address, "download_http.py", "--", "--docs", "120", "--out", "o")
+    report = doctor(work, address, "download_http.py", "--", "--docs", "600", "--out", "o")
     first = top(report)
     assert first["rule"] == "low-cpu" and first["udf"] == "fetch"
     assert first["fix"]["knob"] == "num_cpus" and first["fix"]["proposed"] == 0.1
