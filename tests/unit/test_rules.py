@@ -273,3 +273,10 @@ def test_uneven_but_tiny_tasks_are_not_skew() -> None:
     tiny = with_(run.executions[0].stats[1], task_s=Dist.of([0.01] * 8 + [0.03, 0.04]))
     execution = with_(run.executions[0], stats=(run.executions[0].stats[0], tiny))  # type: ignore[arg-type]
     assert rule("skew", with_(run, executions=(execution,))) == []
+
+
+def test_low_cpu_ignores_stages_that_keep_up_anyway() -> None:
+    run = download_run()
+    stats = with_(run.executions[0].stats[0], busy_s=1.0, cpu_s=0.03)  # 30x faster than it needed to be
+    execution = with_(run.executions[0], stats=(stats,))  # type: ignore[arg-type]
+    assert rule("low-cpu", with_(run, executions=(execution,))) == []

@@ -32,6 +32,8 @@ def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
     more_work_than_slots = stats is not None and stats.task_s.count > rate.slots
     if uses_half or op.num_cpus <= low or not more_work_than_slots:
         return None  # it uses what it reserves, is already low, or has no queued work to run in parallel
+    if rate.headroom > th.LIMITING_HEADROOM.value:
+        return None  # more parallelism for a stage that keeps up anyway changes nothing
     proposed = high if op.num_cpus > high else low
     is_bottleneck = facts.bottleneck_stage() == stage
     return finding(
