@@ -58,3 +58,13 @@ def pipetune(
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.startswith("pipetune:")]
     return lines[-1] if lines else ""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_the_repo() -> Iterator[None]:
+    """Ray workers run in the cluster's directory, not the driver's: a relative output path in a test
+    pipeline lands in the repository. Fail the session if one did."""
+    before = {p.name for p in ROOT.iterdir()}
+    yield
+    leaked = sorted({p.name for p in ROOT.iterdir()} - before - {".pytest_cache", ".pipetune"})
+    assert not leaked, f"tests wrote into the repository: {leaked}"

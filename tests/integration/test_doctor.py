@@ -59,7 +59,7 @@ def test_embedding_example_is_limited_by_the_model_stage(work: Path, address: st
 
 def test_count_in_the_middle(work: Path, address: str) -> None:
     first = top(doctor(work, address, "count_middle.py"))
-    assert first["rule"] == "materialize-mid-pipeline" and "count_middle.py:12" in first["symptom"]
+    assert first["rule"] == "materialize-mid-pipeline" and "count_middle.py:17" in first["symptom"]
 
 
 def test_tiny_batches(work: Path, address: str) -> None:

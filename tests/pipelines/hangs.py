@@ -1,6 +1,10 @@
+import os
 import time
 
 import ray
+
+# Ray workers do not share the driver's working directory: give them absolute paths.
+OUT = os.path.abspath("out")
 
 
 def stuck(batch):
@@ -8,4 +12,4 @@ def stuck(batch):
     return batch
 
 
-ray.data.range(100, override_num_blocks=2).map_batches(stuck).write_parquet("out")
+ray.data.range(100, override_num_blocks=2).map_batches(stuck).write_parquet(OUT)

@@ -7,7 +7,10 @@ import time
 import numpy as np
 import ray
 
-MARK = "oom_marker"
+# Ray workers do not share the driver's working directory: give them absolute paths.
+OUT = os.path.abspath("out")
+
+MARK = os.path.abspath("oom_marker")
 
 
 def hog(batch):
@@ -19,4 +22,4 @@ def hog(batch):
     return batch
 
 
-ray.data.range(10, override_num_blocks=1).map_batches(hog).write_parquet("out")
+ray.data.range(10, override_num_blocks=1).map_batches(hog).write_parquet(OUT)

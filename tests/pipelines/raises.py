@@ -1,4 +1,9 @@
+import os
+
 import ray
+
+# Ray workers do not share the driver's working directory: give them absolute paths.
+OUT = os.path.abspath("out")
 
 
 def explode(batch):
@@ -7,4 +12,4 @@ def explode(batch):
     return batch
 
 
-ray.data.range(1000, override_num_blocks=4).map_batches(explode, batch_size=100).write_parquet("out")
+ray.data.range(1000, override_num_blocks=4).map_batches(explode, batch_size=100).write_parquet(OUT)

@@ -7,6 +7,9 @@ import time
 
 import ray
 
+# Ray workers do not share the driver's working directory: give them absolute paths.
+OUT = os.path.abspath("out")
+
 
 def slow(batch):
     time.sleep(0.5)
@@ -19,4 +22,4 @@ def kill_later():
 
 
 threading.Thread(target=kill_later, daemon=True).start()
-ray.data.range(400, override_num_blocks=40).map_batches(slow, batch_size=10).write_parquet("out")
+ray.data.range(400, override_num_blocks=40).map_batches(slow, batch_size=10).write_parquet(OUT)

@@ -1,8 +1,12 @@
 """Two blocks of ten carry most of the work."""
 
+import os
 import time
 
 import ray
+
+# Ray workers do not share the driver's working directory: give them absolute paths.
+OUT = os.path.abspath("out")
 
 
 def work(batch):
@@ -10,4 +14,4 @@ def work(batch):
     return batch
 
 
-ray.data.range(1_000, override_num_blocks=10).map_batches(work, batch_size=None).write_parquet("out")
+ray.data.range(1_000, override_num_blocks=10).map_batches(work, batch_size=None).write_parquet(OUT)

@@ -1,6 +1,7 @@
 """A small pipeline with every kind of stage: read, transform, filter, actor, write."""
 
 import argparse
+import os
 
 import ray
 
@@ -28,5 +29,5 @@ ds = ray.data.range(args.rows, override_num_blocks=8)
 ds = ds.map_batches(double, batch_size=500)
 ds = ds.filter(lambda row: row["id"] % 2 == 0)
 ds = ds.map_batches(Scale, batch_size=1000, concurrency=1)
-ds.write_parquet(args.out)
+ds.write_parquet(os.path.abspath(args.out))  # workers do not share our cwd
 print("small pipeline done as", __name__)
