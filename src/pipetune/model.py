@@ -21,6 +21,9 @@ SCHEMA_VERSION = 1
 
 KnobValue = int | float | str | tuple[int, ...]
 
+# Dataset calls that pull data through the pipeline before its end (recorded with their call site).
+MATERIALIZING = ("count", "show", "schema", "take", "take_all", "take_batch", "materialize", "to_pandas")
+
 
 class RunStatus(enum.StrEnum):
     """Where a run ended up. ``RUNNING`` is only ever seen while its recorder is alive."""
@@ -283,6 +286,10 @@ class Run:
 
     def operators_of(self, stage_index: int) -> list[Operator]:
         return [op for _, op in self.operators() if stage_index in op.stages]
+
+    def mid_pipeline_materializations(self) -> list[Materialization]:
+        """Materialising calls made while more stages were still to be built: the pipeline runs twice."""
+        return [m for m in self.materializations if m.method in MATERIALIZING and m.stages_built < len(self.stages)]
 
     def samples_of(self, source: str) -> list[Sample]:
         return [s for s in (*self.op_samples, *self.node_samples) if s.source == source]

@@ -10,7 +10,7 @@ from functools import cached_property
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, main_execution, operator_rates
 from pipetune.diagnose.fusion import lead_stage
 from pipetune.diagnose.thresholds import COMPUTING_CORES, WAITING_CORES
-from pipetune.model import Execution, Operator, Run, Sample, Stage, StageKind
+from pipetune.model import Execution, Operator, OperatorStats, Run, Sample, Stage, StageKind
 
 
 class OpType(enum.StrEnum):
@@ -98,6 +98,11 @@ class Facts:
         chosen = main or ops
         return chosen[-1] if chosen else None
 
+    def stage_stats(self, stage: int) -> OperatorStats | None:
+        """What the operator that ran the stage did (shared by every stage fused into it)."""
+        op = self.operator_of(stage)
+        return self.run.stats_of(op.uid) if op else None
+
     def rate_of(self, stage: int) -> OperatorRate | None:
         op = self.operator_of(stage)
         return self.rates.get(op.uid) if op else None
@@ -135,8 +140,7 @@ class Facts:
 
     def wall_share(self, stage: int) -> float:
         """How much of the run the stage's operator was active: the stake of a finding on it."""
-        op = self.operator_of(stage)
-        stats = self.run.stats_of(op.uid) if op else None
+        stats = self.stage_stats(stage)
         if not stats or not self.run.wall_s:
             return 0.0
         return min(stats.wall_s / self.run.wall_s, 1.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pipetune.diagnose.facts import Facts
-from pipetune.diagnose.rules.gpu import _is_cuda_oom
-from pipetune.diagnose.rules.stalls import _MID_PIPELINE, longest_stall
+from pipetune.diagnose.rules.gpu import is_cuda_oom
+from pipetune.diagnose.rules.stalls import longest_stall
 from pipetune.model import EventKind
 
 
@@ -26,24 +26,20 @@ _RUN_METRICS: dict[str, Callable[[Facts], float | None]] = {
     "gpu_pct": lambda f: f.gpu_pct,
     "oom_kills": lambda f: float(len(_events(f, EventKind.OOM_KILL))),
     "spilled_mib": lambda f: float(len(_events(f, EventKind.SPILL))),
-    "cuda_errors": lambda f: float(sum(_is_cuda_oom(t) for t in _events(f, EventKind.UDF_ERROR))),
-    "mid_materializations": lambda f: float(
-        sum(m.method in _MID_PIPELINE and m.stages_built < len(f.run.stages) for m in f.run.materializations)
-    ),
+    "cuda_errors": lambda f: float(sum(is_cuda_oom(t) for t in _events(f, EventKind.UDF_ERROR))),
+    "mid_materializations": lambda f: float(len(f.run.mid_pipeline_materializations())),
     "stall_s": lambda f: longest_stall(f.run),
     "udf_errors": lambda f: float(len(_events(f, EventKind.UDF_ERROR))),
 }
 
 
 def _task_skew(facts: Facts, stage: int) -> float | None:
-    op = facts.operator_of(stage)
-    stats = facts.run.stats_of(op.uid) if op else None
+    stats = facts.stage_stats(stage)
     return stats.task_s.p90 / stats.task_s.p50 if stats and stats.task_s.p50 > 0 else None
 
 
 def _tasks(facts: Facts, stage: int) -> float | None:
-    op = facts.operator_of(stage)
-    stats = facts.run.stats_of(op.uid) if op else None
+    stats = facts.stage_stats(stage)
     return float(stats.task_s.count) if stats else None
 
 

@@ -21,7 +21,7 @@ import ray.data
 from ray.data import ActorPoolStrategy, Dataset, TaskPoolStrategy
 
 from pipetune.errors import UsageError
-from pipetune.model import Knobs, KnobValue, Stage, StageKind
+from pipetune.model import MATERIALIZING, Knobs, KnobValue, Stage, StageKind
 from pipetune.record import _ray_compat
 from pipetune.record.overrides import Overrides
 
@@ -41,8 +41,6 @@ _MAP_METHODS = {
     "limit": StageKind.TRANSFORM,
 }
 _ALL_TO_ALL = ("repartition", "random_shuffle", "randomize_block_order", "sort", "union", "zip", "join")
-# Calls that pull data through the pipeline before its end: stalls when made in the middle of one.
-_MATERIALIZING = ("count", "show", "schema", "take", "take_all", "take_batch", "materialize", "to_pandas")
 
 
 def _source_names() -> list[str]:
@@ -113,7 +111,7 @@ def install(registry: StageRegistry) -> None:
         setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.ALL_TO_ALL))
     for name in _write_names():
         setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.WRITE))
-    for name in _MATERIALIZING:
+    for name in MATERIALIZING:
         setattr(Dataset, name, _wrap_materializing(getattr(Dataset, name), name, registry))
 
 

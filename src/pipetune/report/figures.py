@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipetune._serde import to_plain
-from pipetune.diagnose.bottleneck import Bottleneck, find_bottleneck
+from pipetune.diagnose.bottleneck import Bottleneck
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.fusion import lead_stage, stage_times
 from pipetune.model import Operator, OperatorStats, Run, Stage
@@ -34,8 +34,8 @@ class StageFigures:
     bottleneck: bool
 
 
-def stage_figures(run: Run) -> list[StageFigures]:
-    facts = Facts.of(run)
+def stage_figures(run: Run, facts: Facts | None = None) -> list[StageFigures]:
+    facts = facts or Facts.of(run)
     return [_figures(facts, stage) for stage in run.stages]
 
 
@@ -75,8 +75,9 @@ def _time_share(run: Run, op: Operator, stats: OperatorStats, index: int) -> flo
 
 def run_view(run: Run) -> dict[str, Any]:
     """The run as ``--json`` prints it: stages in pipeline order with knobs and figures, and the bottleneck."""
-    bottleneck = find_bottleneck(run)
-    figures = stage_figures(run)
+    facts = Facts.of(run)
+    bottleneck = facts.bottleneck
+    figures = stage_figures(run, facts)
     return {
         "id": run.id,
         "script": run.script,
@@ -142,9 +143,8 @@ def _execution_view(run: Run, index: int) -> dict[str, Any]:
 
 def bottleneck_label(run: Run) -> str:
     """The short name the run history shows in its bottleneck column."""
-    b = find_bottleneck(run)
-    if b is None:
-        return ""
-    op = next((o for _, o in run.operators() if o.uid == b.rate.uid), None)
-    lead = lead_stage(run, op) if op else None
-    return run.stage(lead).key if lead is not None else b.rate.name
+    facts = Facts.of(run)
+    stage = facts.bottleneck_stage()
+    if stage is not None:
+        return stage.key
+    return facts.bottleneck.rate.name if facts.bottleneck else ""

@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from pipetune.diagnose.bottleneck import find_bottleneck
+from pipetune.diagnose.facts import Facts
 from pipetune.model import Run, RunStatus
 from pipetune.report.figures import StageFigures, stage_figures
 from pipetune.store.base import RunRow
@@ -23,8 +23,9 @@ _STATUS_STYLE = {
 
 
 def run_summary(run: Run) -> Group:
-    parts: list[Text | Table] = [_headline(run), _stage_table(stage_figures(run))]
-    bottleneck = find_bottleneck(run)
+    facts = Facts.of(run)
+    parts: list[Text | Table] = [_headline(run), _stage_table(stage_figures(run, facts))]
+    bottleneck = facts.bottleneck
     if bottleneck is not None:
         parts.append(Text(f"bottleneck: {bottleneck.rate.name}: {bottleneck.evidence}", style="bold"))
     for event in run.events:

@@ -18,8 +18,7 @@ def check(facts: Facts) -> list[Finding]:
 
 
 def _skewed(facts: Facts, stage: Stage) -> Finding | None:
-    op = facts.operator_of(stage.index)
-    stats = facts.run.stats_of(op.uid) if op else None
+    stats = facts.stage_stats(stage.index)
     if stats is None or stats.task_s.count < th.MIN_TASKS_FOR_SKEW.value or stats.task_s.p50 <= 0:
         return None
     spread = stats.task_s.p90 / stats.task_s.p50

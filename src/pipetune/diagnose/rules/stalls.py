@@ -16,8 +16,6 @@ from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import finding
 from pipetune.model import EventKind, Operator, Run, Stage, StageKind
 
-_MID_PIPELINE = ("count", "show", "schema", "take", "take_all", "take_batch", "materialize", "to_pandas")
-
 
 def _continuous() -> Criterion:
     return Criterion("stall_s", "<", th.STALL_S.value, "continuous progress (no pause of 30 s or more)")
@@ -25,7 +23,7 @@ def _continuous() -> Criterion:
 
 def check_materialize(facts: Facts) -> list[Finding]:
     run = facts.run
-    mid = [m for m in run.materializations if m.method in _MID_PIPELINE and m.stages_built < len(run.stages)]
+    mid = run.mid_pipeline_materializations()
     return [
         finding(
             facts,
