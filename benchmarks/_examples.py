@@ -1,0 +1,53 @@
+"""What the benchmarks share: the bundled examples, one local Ray for a whole benchmark, one recorded run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES: dict[str, tuple[str, list[str]]] = {
+    "etl": ("examples/etl_parquet.py", []),
+    "embed": ("examples/embed_minilm.py", []),
+    "http": ("examples/download_http.py", []),
+}
+
+
+class SharedRay:
+    """One local Ray for every run of a benchmark, so Ray's start-up is paid once and by no variant."""
+
+    def __enter__(self) -> SharedRay:
+        from ray.cluster_utils import Cluster
+
+        self.cluster = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": os.cpu_count(), "include_dashboard": False}
+        )
+        os.environ.pop("RAY_ADDRESS", None)  # Cluster() leaves it behind for bare ray.init() calls
+        self.env = {**os.environ, "RAY_ADDRESS": self.cluster.address, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.cluster.shutdown()
+
+
+def run_example(
+    name: str, point: dict[str, Any], ray: SharedRay, store: Path, limit_s: float, script: str | None = None
+) -> dict[str, Any]:
+    """One recorded run of an example with ``--set`` knobs, its output in a scratch directory."""
+    default_script, args = EXAMPLES[name]
+    sets = [a for k, v in sorted(point.items()) for a in ("--set", f"{k}={v}")]
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "pipetune", "run", "--json", "--store", str(store), "--timeout", str(limit_s)]
+        cmd += [*sets, script or default_script, "--", *args, "--out", str(Path(out) / "out")]
+        done = subprocess.run(cmd, cwd=ROOT, env=ray.env, capture_output=True, text=True)
+    try:
+        view = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return {"status": "error", "wall_s": limit_s, "error": done.stderr.strip().splitlines()[-1:]}
+    return {"status": view["status"], "wall_s": view["wall_s"] or limit_s, "rows": view["rows"], "id": view["id"]}
