@@ -8,6 +8,7 @@ from pipetune.errors import PipetuneError
 from pipetune.model import Event, Knobs, Run, RunStatus, Stage, StageKind
 from pipetune.record.overrides import Overrides
 from pipetune.store import SQLiteStore, Store, open_store
+from pipetune.tune import SearchPolicy, TuneResult
 
 __version__ = "0.1.0"
 
@@ -20,13 +21,16 @@ __all__ = [
     "Run",
     "RunStatus",
     "SQLiteStore",
+    "SearchPolicy",
     "Stage",
     "StageKind",
     "Store",
+    "TuneResult",
     "__version__",
     "find_bottleneck",
     "open_store",
     "record",
+    "tune",
 ]
 
 
@@ -39,3 +43,32 @@ def record(script: str, *args: str, overrides: Overrides | None = None, store: s
 
     launch = Launch(script=Path(script), args=args, overrides=overrides or Overrides())
     return _record(launch, open_store(store))
+
+
+def tune(
+    script: str,
+    *args: str,
+    budget: int = 3,
+    time_s: float | None = None,
+    start: Overrides | None = None,
+    store: str | None = None,
+    address: str | None = None,
+    apply: bool = False,
+    policy: SearchPolicy | None = None,
+) -> TuneResult:
+    """Tune ``script`` as ``pipetune tune`` does and return the result (trials, best settings, bound, patch).
+
+    ``apply=True`` also writes the best settings into the script. Progress lines go to stderr.
+    """
+    from pathlib import Path
+
+    from pipetune.tune import Tuner, result_of
+    from pipetune.tune.loop import apply_patch
+
+    opened = open_store(store)
+    tuner = Tuner.using(opened) if policy is None else Tuner(opened, policy)
+    study = tuner.create(Path(script), args, start or Overrides(), budget=budget, time_s=time_s, address=address)
+    result = result_of(tuner.drive(study), opened)
+    if apply and result.patch is not None and result.patch.diff:
+        apply_patch(result.patch)
+    return result

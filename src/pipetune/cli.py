@@ -77,6 +77,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(handler=cmd_doctor)
 
+    tune = sub.add_parser("tune", parents=[store, launch], help="find faster settings: baseline, one fix, measure")
+    tune.add_argument("script", type=Path, nargs="?", help="the script to tune (not with --resume)")
+    tune.add_argument("--budget", type=int, default=3, help="trial runs after the baseline, repeats included")
+    tune.add_argument("--time", dest="time_budget", help="wall-clock budget for the study, e.g. 90s, 10m, 1h")
+    tune.add_argument("--resume", metavar="STUDY", help="continue a study that was interrupted or killed")
+    tune.add_argument("--apply", action="store_true", help="write the tuned settings into the script")
+    tune.add_argument("-o", "--output", type=Path, help="where to write the best settings (a --config file)")
+    tune.add_argument("--no-warmup", action="store_true", help="skip the warm-up run (e.g. on a warm cluster)")
+    tune.set_defaults(handler=cmd_tune)
+
+    studies = sub.add_parser("studies", parents=[store], help="the tuning studies")
+    studies.add_argument("--limit", type=int, default=30)
+    studies.set_defaults(handler=cmd_studies)
+
     runs = sub.add_parser("runs", parents=[store], help="the run history")
     runs.add_argument("--limit", type=int, default=30)
     runs.add_argument("--json", action="store_true")
@@ -212,6 +226,95 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
     run = open_store(ns.store).load(ns.run)
     _print_run(run, as_json=ns.json, width=ns.width)
+    return 0
+
+
+def cmd_tune(ns: argparse.Namespace) -> int:
+    from pipetune.report.terminal import console
+    from pipetune.report.tune import study_summary, study_view
+    from pipetune.store import open_store
+    from pipetune.tune import Tuner, result_of
+    from pipetune.tune.loop import apply_patch
+
+    store = open_store(ns.store)
+    say = (lambda line: None) if ns.json else None
+    tuner = Tuner.using(store) if say is None else Tuner.using(store, say)
+    tuner.warmup = not ns.no_warmup
+    study_id = _study_to_drive(ns, tuner)
+    result = result_of(tuner.drive(study_id), store)
+    path = result.write_config(ns.output or store.path.parent / f"best-{study_id}.json")
+    if ns.apply and result.patch is not None and result.patch.diff:
+        apply_patch(result.patch)
+    if ns.json:
+        print(json.dumps(study_view(result, str(path)), indent=1))
+    else:
+        out = console()
+        out.print(study_summary(result))
+        out.print(f"best settings written to {path}: reuse them with `pipetune run --config {path} SCRIPT`")
+        _print_patch(result, applied=ns.apply)
+    return 0 if result.ok else 1
+
+
+def _study_to_drive(ns: argparse.Namespace, tuner: Any) -> str:
+    if ns.resume:
+        if ns.script is not None or ns.sets or ns.config:
+            raise UsageError("--resume continues a study as it was started", "drop the script and --set/--config")
+        return str(tuner.load(ns.resume).id)
+    if ns.script is None:
+        raise UsageError("tune needs a script (or --resume STUDY)", "pipetune tune my_pipeline.py --budget 3")
+    if ns.budget < 1:
+        raise UsageError(f"--budget {ns.budget} is not valid", "give at least 1 trial run")
+    if ns.timeout is not None and ns.timeout <= 0:
+        raise UsageError(f"--timeout {ns.timeout} is not valid", "give a number of seconds above 0")
+    return str(
+        tuner.create(
+            ns.script,
+            tuple(ns.script_args),
+            _overrides(ns),
+            budget=ns.budget,
+            time_s=parse_duration(ns.time_budget) if ns.time_budget else None,
+            address=ns.address,
+            trial_timeout_s=ns.timeout,
+        )
+    )
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1.5h`` -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise UsageError(f"--time {text} is not a duration", "write e.g. 90s, 10m or 1h")
+    return value
+
+
+def _print_patch(result: Any, applied: bool) -> None:
+    patch = result.patch
+    if patch is None or not patch.diff:
+        print("no change to write into the script", file=sys.stderr)
+        return
+    print("\nwritten into the script:" if applied else "\nthe patch (`--apply` writes it into the script):")
+    print(patch.diff, end="")
+    for line in patch.unplaced:
+        print(f"not placed: {line}", file=sys.stderr)
+
+
+def cmd_studies(ns: argparse.Namespace) -> int:
+    import time
+
+    from pipetune.store import open_store
+    from pipetune.tune import Study
+
+    store = open_store(ns.store)
+    for study_id, script, created in store.studies(ns.limit):
+        study = Study.fold(*store.load_study(study_id))
+        state = (study.finished or {}).get("reason", "not finished: resume with --resume")
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
+        print(f"{study_id}  {when}  {script}  {study.runs_used} trial run(s)  {state}")
     return 0
 
 

@@ -33,6 +33,7 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     KILLED = "killed"
+    STOPPED = "stopped"  # ended on purpose by pipetune (a tuning trial's time box or warm-up), not a failure
 
     @property
     def finished(self) -> bool:

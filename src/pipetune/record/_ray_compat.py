@@ -7,6 +7,7 @@ says so out loud instead of failing deep inside a run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -257,3 +258,27 @@ def context_fields() -> dict[str, Any]:
 
     ctx = DataContext()
     return {f.name: getattr(ctx, f.name) for f in dataclasses.fields(DataContext) if not f.name.startswith("_")}
+
+
+@contextlib.contextmanager
+def local_head() -> Iterator[str]:
+    """A local Ray head node for several drivers in turn (a tuning study's trials); yields its address.
+
+    Ray's ``Cluster`` helper starts a head without attaching a driver to it (a driver in this process made Ray
+    Data's actor pools in other drivers die before they started). It defaults to 1 CPU, so the host's CPUs and
+    GPUs are given explicitly, and it records its address where a bare ``ray.init()`` on this host would join
+    it: that record is removed at once.
+    """
+    from ray._common.utils import reset_ray_address
+    from ray.cluster_utils import Cluster
+
+    from pipetune.record.nodes import local_gpus
+
+    resources = {"num_cpus": len(os.sched_getaffinity(0)), "num_gpus": local_gpus()}
+    cluster = Cluster(initialize_head=True, head_node_args={"include_dashboard": False, **resources})
+    reset_ray_address()
+    os.environ.pop("RAY_ADDRESS", None)
+    try:
+        yield str(cluster.address)
+    finally:
+        cluster.shutdown()  # type: ignore[no-untyped-call]

@@ -59,8 +59,10 @@ class StageRegistry:
         overrides: Overrides,
         on_stage: Callable[[Stage], None],
         on_materialize: Callable[[str, str, int], None] = lambda method, site, built: None,
+        sandbox: str | None = None,
     ) -> None:
         self.overrides = overrides
+        self.sandbox = sandbox  # set: every write goes below this directory instead of the script's path
         self.stages: list[Stage] = []
         self._on_stage = on_stage
         self.on_materialize = on_materialize
@@ -140,6 +142,8 @@ def _wrap(fn: Callable[..., Any], method: str, registry: StageRegistry, kind: St
         except TypeError:
             return fn(*args, **kwargs)  # let Ray report the bad call in its own words
         stage = _new_stage(registry, method, kind, bound, f"{caller.f_code.co_filename}:{caller.f_lineno}")
+        if kind is StageKind.WRITE and registry.sandbox is not None:
+            _redirect(bound, stage, registry.sandbox)
         with registry.active(stage):
             result = fn(*bound.args, **bound.kwargs)
             if stage.knobs.repartition and isinstance(result, Dataset):
@@ -171,6 +175,19 @@ def _new_stage(
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
     registry.add(stage)
     return stage
+
+
+def _redirect(bound: inspect.BoundArguments, stage: Stage, sandbox: str) -> None:
+    """Send a write to the sandbox; a write that does not take a path cannot be redirected, so it never runs."""
+    if "path" not in bound.signature.parameters:
+        raise UsageError(
+            f"stage {stage.key}: {stage.method} writes to a target pipetune cannot redirect to a scratch directory",
+            "tuning never writes to your real outputs: give the stage a path-based write (e.g. write_parquet) "
+            "while tuning",
+        )
+    bound.arguments["path"] = os.path.join(sandbox, f"{stage.index}-{stage.method}")
+    if "filesystem" in bound.signature.parameters:
+        bound.arguments["filesystem"] = None  # the sandbox is a local directory, whatever the script wrote to
 
 
 def _udf_name(fn: Any) -> str:

@@ -34,6 +34,7 @@ from pipetune.store.base import RunHeader, Store
 from pipetune.store.sqlite import new_run_id
 
 Listener = Callable[[dict[str, Any]], None]
+StopRule = Callable[[dict[str, Any]], str | None]  # sees every message; a reason ends the run there
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class Launch:
     extra_env: dict[str, str] = field(default_factory=dict)
     stdout_to_stderr: bool = False  # keeps pipetune's own stdout clean for --json
     stall_after_s: float = 60.0  # the watchdog captures stacks after this long without progress
+    sandbox: Path | None = None  # set: every write_* goes below this directory (tuning trials)
+    stop: StopRule | None = None  # set: may end the run early (a time box, a warm-up that has done its job)
+    run_id: str | None = None  # set: the id to store the run under (a tuning study names its trials first)
+    output: Path | None = None  # set: the script's stdout and stderr go to this file (a study's trial log)
 
 
 def record(launch: Launch, store: Store, listener: Listener | None = None) -> Run:
@@ -59,7 +64,7 @@ def record(launch: Launch, store: Store, listener: Listener | None = None) -> Ru
         check_address(address)
     header = _header(script, launch, overrides)
     store.create(header)
-    recorder = _Recorder(store, header.id, listener, Watchdog(launch.stall_after_s))
+    recorder = _Recorder(store, header.id, listener, Watchdog(launch.stall_after_s), launch.stop)
     outcome = recorder.drive(_spawn(script, launch, overrides, address), launch)
     for event in logs.events_since(recorder.raylet_logs, header.started_at, header.started_at):
         store.append(header.id, "event", {"event": to_plain(event)})
@@ -113,7 +118,7 @@ def check_address(address: str) -> None:
 
 def _header(script: Path, launch: Launch, overrides: Overrides) -> RunHeader:
     return RunHeader(
-        id=new_run_id(),
+        id=launch.run_id or new_run_id(),
         script=_display_path(script),
         args=launch.args,
         cwd=os.getcwd(),
@@ -134,26 +139,41 @@ def _spawn(
     script: Path, launch: Launch, overrides: Overrides, address: str | None
 ) -> tuple[subprocess.Popen[bytes], int]:
     read_fd, write_fd = os.pipe()
-    spec = {"script": str(script), "args": list(launch.args), "overrides": overrides.to_config()}
+    spec = {
+        "script": str(script),
+        "args": list(launch.args),
+        "overrides": overrides.to_config(),
+        "sandbox": str(launch.sandbox) if launch.sandbox else None,
+    }
     env = {**os.environ, **launch.extra_env, "PIPETUNE_SPEC": json.dumps(spec), ENV_FD: str(write_fd)}
     if address:
         env["RAY_ADDRESS"] = address
+    log = open(launch.output, "ab") if launch.output else None  # noqa: SIM115 - closed once the child has it
+    stdout = log.fileno() if log else sys.stderr.fileno() if launch.stdout_to_stderr else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipetune.record._child"],
         env=env,
         pass_fds=(write_fd,),
         start_new_session=True,  # its own process group: we can end it and everything it started
-        stdout=sys.stderr.fileno() if launch.stdout_to_stderr else None,
+        stdout=stdout,
+        stderr=log.fileno() if log else None,
     )
     os.close(write_fd)
+    if log:
+        log.close()
     return proc, read_fd
 
 
 class _Recorder:
     """Reads the child's messages, appends each to the store, and decides how the run ended."""
 
-    def __init__(self, store: Store, run_id: str, listener: Listener | None, watchdog: Watchdog) -> None:
+    def __init__(
+        self, store: Store, run_id: str, listener: Listener | None, watchdog: Watchdog, stop: StopRule | None = None
+    ) -> None:
         self.watchdog = watchdog
+        self.stop = stop
+        self.stopped: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self.raylet_pids: list[int] = []
         self.captures: list[threading.Thread] = []
         self._lock = threading.Lock()  # the stack-capturing thread appends to the store too
@@ -167,6 +187,7 @@ class _Recorder:
 
     def drive(self, child: tuple[subprocess.Popen[bytes], int], launch: Launch) -> dict[str, Any]:
         proc, read_fd = child
+        self._proc = proc
         started = time.perf_counter()
         timer = self._arm_timeout(proc, launch.timeout_s)
         with os.fdopen(read_fd, "rb") as stream:
@@ -205,6 +226,15 @@ class _Recorder:
                 self._watch(message)
         if self.listener is not None:
             self.listener({"kind": kind, **message})
+        self._maybe_stop({"kind": kind, **message})
+
+    def _maybe_stop(self, message: dict[str, Any]) -> None:
+        if self.stop is None or self.stopped is not None or self._proc is None:
+            return
+        reason = self.stop(message)
+        if reason:
+            self.stopped = reason
+            _signal_group(self._proc, signal.SIGKILL)  # what was measured is stored; the rest is not needed
 
     def _append(self, kind: str, payload: dict[str, Any]) -> None:
         with self._lock:
@@ -246,6 +276,8 @@ class _Recorder:
     def _outcome(self, returncode: int) -> dict[str, Any]:
         if self.timed_out:
             return _killed(returncode, "the run passed its time limit and was stopped")
+        if self.stopped is not None:
+            return {"status": RunStatus.STOPPED.value, "exit_code": 0, "error": self.stopped}
         if self.finished is not None:
             return self.finished
         if self.interrupts:

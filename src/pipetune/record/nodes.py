@@ -94,6 +94,17 @@ def _gpu_values(handles: list[Any]) -> dict[str, float]:
     }
 
 
+def local_gpus() -> int:
+    """GPUs on this host (NVML), 0 where there is no driver."""
+    if pynvml is None:
+        return 0
+    try:
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetCount())
+    except Exception:  # no driver, no device: NVML's errors are its own classes
+        return 0
+
+
 def local_raylets() -> dict[str, tuple[int, str]]:
     """node id -> (raylet pid, raylet.out path) for every raylet running on this host."""
     found: dict[str, tuple[int, str]] = {}

@@ -18,6 +18,7 @@ _STATUS_STYLE = {
     RunStatus.FAILED: "red",
     RunStatus.KILLED: "red",
     RunStatus.INTERRUPTED: "yellow",
+    RunStatus.STOPPED: "yellow",
     RunStatus.RUNNING: "cyan",
 }
 

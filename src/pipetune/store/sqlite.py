@@ -47,6 +47,23 @@ WHEN OLD.status != 'running'
 BEGIN SELECT RAISE(ABORT, 'run is finished and immutable'); END;
 CREATE TRIGGER IF NOT EXISTS parts_never_change BEFORE UPDATE ON parts
 BEGIN SELECT RAISE(ABORT, 'stored parts are immutable'); END;
+CREATE TABLE IF NOT EXISTS studies (
+    id TEXT PRIMARY KEY,
+    script TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    spec TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS study_events (
+    study_id TEXT NOT NULL REFERENCES studies(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (study_id, seq)
+);
+CREATE TRIGGER IF NOT EXISTS study_events_never_change BEFORE UPDATE ON study_events
+BEGIN SELECT RAISE(ABORT, 'study events are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS studies_never_change BEFORE UPDATE ON studies
+BEGIN SELECT RAISE(ABORT, 'study specs are immutable'); END;
 """
 
 
@@ -163,6 +180,56 @@ class SQLiteStore:
         sql = "SELECT id, script, started_at, status, wall_s, rows, bottleneck FROM runs ORDER BY started_at DESC"
         rows = self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))
         return [RunRow(r[0], r[1], r[2], RunStatus(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    # -- studies (tuning): a spec, then events appended in order; the state is their fold ---------------
+
+    def create_study(self, study_id: str, script: str, spec: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO studies (id, script, created_at, spec) VALUES (?, ?, ?, ?)",
+                (study_id, script, time.time(), json.dumps(spec)),
+            )
+
+    def append_study(self, study_id: str, kind: str, payload: dict[str, Any]) -> None:
+        with self._write() as db:  # the next seq is read inside the transaction: two writers cannot collide
+            (seq,) = db.execute("SELECT count(*) FROM study_events WHERE study_id = ?", (study_id,)).fetchone()
+            db.execute(
+                "INSERT INTO study_events (study_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
+                (study_id, seq, kind, json.dumps(payload, separators=(",", ":"))),
+            )
+
+    def resolve_study(self, ref: str) -> str:
+        if ref in ("last", "latest"):
+            rows = self._query("SELECT id FROM studies ORDER BY created_at DESC LIMIT 1")
+        else:
+            rows = self._query("SELECT id FROM studies WHERE id = ? OR id LIKE ? || '%' LIMIT 2", (ref, ref))
+        if len(rows) == 1 or (rows and rows[0][0] == ref):
+            return str(rows[0][0])
+        if not rows:
+            raise RunNotFound(f"no study '{ref}' in {self.path}", "`pipetune studies` lists the stored studies")
+        raise RunNotFound(f"'{ref}' matches several studies", "give more characters of the id")
+
+    def load_study(self, ref: str) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+        """(id, spec, events in order)."""
+        study_id = self.resolve_study(ref)
+        ((spec_json,),) = self._query("SELECT spec FROM studies WHERE id = ?", (study_id,))
+        events = self._query("SELECT kind, payload FROM study_events WHERE study_id = ? ORDER BY seq", (study_id,))
+        try:
+            return study_id, json.loads(spec_json), [(k, json.loads(p)) for k, p in events]
+        except ValueError as err:
+            raise StoreError(f"study {study_id} in {self.path} cannot be read ({err})", _CORRUPT_HINT) from None
+
+    def studies(self, limit: int | None = None) -> list[tuple[str, str, float]]:
+        sql = "SELECT id, script, created_at FROM studies ORDER BY created_at DESC"
+        return [(r[0], r[1], r[2]) for r in self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))]
+
+    def abandon(self, run_id: str, why: str) -> None:
+        """Close a run whose recorder died (``kill -9``) so the history does not show it running forever."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET status = 'killed', outcome = ? WHERE id = ? AND status = 'running'",
+                (json.dumps({"status": "killed", "exit_code": 137, "error": why}), run_id),
+            )
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,90 @@
+"""Can Ray schedule these settings at all? Checked before a trial runs, never learnt by running it.
+
+Pure. An actor pool holds its CPUs (and GPUs) for the whole execution; task stages need at least one task's
+worth of what is left, or the pipeline waits forever. That is the classic hang on a small machine: a pool of
+actors reserving every CPU while the read tasks that feed it cannot start. A task or actor that asks for more
+than the largest node has never starts either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipetune.model import Knobs, Run, Stage, StageKind
+from pipetune.record.overrides import Overrides
+
+DEFAULT_NUM_CPUS = 1.0  # Ray Data's default reservation for a map task and for an actor
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float
+    gpus: float
+    largest_node_cpus: float
+    largest_node_gpus: float
+
+    @staticmethod
+    def of(run: Run) -> Resources:
+        nodes = run.env.nodes
+        return Resources(
+            cpus=run.env.cluster_resources.get("CPU", 0.0),
+            gpus=run.env.cluster_resources.get("GPU", 0.0),
+            largest_node_cpus=max((n.resources.get("CPU", 0.0) for n in nodes), default=0.0),
+            largest_node_gpus=max((n.resources.get("GPU", 0.0) for n in nodes), default=0.0),
+        )
+
+
+def knobs_under(stage: Stage, overrides: Overrides) -> Knobs:
+    """The stage's knobs once ``overrides`` are applied on top of what the recorded run used."""
+    changes: dict[str, Any] = dict(overrides.for_stage(stage))
+    return replace(stage.knobs, **changes) if changes else stage.knobs
+
+
+def unschedulable(run: Run, overrides: Overrides) -> str | None:
+    """Why Ray could not run the pipeline with these settings, or None when it can."""
+    res = Resources.of(run)
+    if res.cpus <= 0:
+        return None  # nothing known about the cluster: do not guess
+    stages = [(s, knobs_under(s, overrides)) for s in run.stages]
+    for stage, knobs in stages:
+        too_big = _too_big(stage, knobs, res)
+        if too_big:
+            return too_big
+    return _starved(stages, res)
+
+
+def _too_big(stage: Stage, knobs: Knobs, res: Resources) -> str | None:
+    cpus = _cpus(stage, knobs)
+    if res.largest_node_cpus and cpus > res.largest_node_cpus:
+        return f"stage {stage.key} asks {cpus:g} CPUs per task; the largest node has {res.largest_node_cpus:g}"
+    gpus = knobs.num_gpus or 0.0
+    if gpus > res.largest_node_gpus:
+        return f"stage {stage.key} asks {gpus:g} GPUs per task; the largest node has {res.largest_node_gpus:g}"
+    return None
+
+
+def _starved(stages: list[tuple[Stage, Knobs]], res: Resources) -> str | None:
+    actors = [(s, k) for s, k in stages if s.kind is StageKind.ACTOR]
+    held_cpus = sum(pool_size(k) * _cpus(s, k) for s, k in actors)
+    held_gpus = sum(pool_size(k) * (k.num_gpus or 0.0) for s, k in actors)
+    if held_gpus > res.gpus + 1e-9:
+        return f"actor pools hold {held_gpus:g} GPUs; the cluster has {res.gpus:g}"
+    tasks = [_cpus(s, k) for s, k in stages if s.kind is not StageKind.ACTOR]
+    need = max(tasks, default=0.0)
+    if held_cpus + need > res.cpus + 1e-9:
+        what = f"the task stages need {need:g} more to run" if need else "nothing is left"
+        return f"actor pools hold {held_cpus:g} of {res.cpus:g} CPUs and {what}: the pipeline would hang"
+    return None
+
+
+def pool_size(knobs: Knobs) -> int:
+    """Actors a pool keeps for the whole execution: its fixed size, or its minimum."""
+    c = knobs.concurrency
+    if isinstance(c, tuple):
+        return int(c[0])
+    return int(c) if c else 1
+
+
+def _cpus(stage: Stage, knobs: Knobs) -> float:
+    return DEFAULT_NUM_CPUS if knobs.num_cpus is None else knobs.num_cpus

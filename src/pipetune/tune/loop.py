@@ -1,0 +1,237 @@
+"""Runs a study: one shared Ray, a scratch sandbox for every write, each trial stored the moment it ends.
+
+The decisions are ``steps.py``'s; this module only carries them out. Nothing a trial does reaches the user's
+outputs: every ``write_*`` goes to a scratch directory that is removed after the trial. A trial that fails,
+hangs past its limit or is OOM-killed is recorded and the study goes on. The study's state is the fold of its
+stored events, re-read before every decision, so a tuner killed at any point resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipetune.diagnose.engine import diagnose
+from pipetune.errors import UsageError
+from pipetune.model import Run
+from pipetune.record.launcher import Launch, check_script, record
+from pipetune.record.overrides import Overrides, from_mapping
+from pipetune.store.sqlite import SQLiteStore, new_run_id
+from pipetune.tune.patch import Patch
+from pipetune.tune.policy import ModelGuided, SearchPolicy
+from pipetune.tune.steps import Finish, Step, conclude, next_step
+from pipetune.tune.study import Role, Spec, Study, Trial, collapse, trial_payload
+
+WARMUP_AFTER_EXECUTION_S = 5.0  # a warm-up has done its job once the pipeline has run this long
+Say = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Tuner:
+    store: SQLiteStore
+    policy: SearchPolicy
+    say: Say = _stderr
+    warmup: bool = True
+
+    @staticmethod
+    def using(store: SQLiteStore, say: Say = _stderr) -> Tuner:
+        return Tuner(store, ModelGuided(), say)
+
+    def create(self, script: Path, args: tuple[str, ...], start: Overrides, **spec: Any) -> str:
+        path = check_script(script)
+        study_id = "s" + new_run_id()
+        config = collapse(start)
+        spec_obj = Spec(script=_shown(path), args=args, cwd=os.getcwd(), start=config, **spec)
+        from pipetune._serde import to_plain
+
+        self.store.create_study(study_id, spec_obj.script, to_plain(spec_obj))
+        return study_id
+
+    def load(self, ref: str) -> Study:
+        return Study.fold(*self.store.load_study(ref))
+
+    def drive(self, study_id: str) -> Study:
+        study = self.load(study_id)
+        for run_id in study.in_flight:  # the tuner died during these: close them, then run the step again
+            self.store.abandon(run_id, "the tuner stopped while this trial ran (it will be run again)")
+        if study.finished is not None:
+            return study
+        _check_cwd(study.spec)
+        with _shared_ray(study.spec.address) as address, _scratch() as sandbox:
+            warm = not self.warmup
+            while True:
+                study = self.load(study_id)
+                step = next_step(study, self._incumbent_run(study), self.policy)
+                if isinstance(step, Finish):
+                    self._finish(study, step)
+                    return self.load(study_id)
+                if not warm:
+                    self._run(study, Step(Role.WARMUP, step.config), address, sandbox)
+                    warm = True
+                    continue
+                self._run(study, step, address, sandbox)
+
+    def _incumbent_run(self, study: Study) -> Run | None:
+        incumbent = study.incumbent()
+        runs = study.runs_of(incumbent.config) if incumbent else []
+        return self.store.load(runs[-1].run_id) if runs else None
+
+    def _run(self, study: Study, step: Step, address: str | None, sandbox: Path) -> None:
+        run_id = new_run_id()
+        self.store.append_study(study.id, "trial-started", {"run_id": run_id, "role": step.role.value})
+        self.say(_announce(study, step))
+        run = self._record(study, step, run_id, address, sandbox)
+        verdict, gain, noise = conclude(study, step, run)
+        findings = tuple(f"{f.rule}: {f.fix.describe() if f.fix else f.symptom}" for f in diagnose(run).findings)
+        trial = Trial(
+            seq=len(study.trials),
+            role=step.role,
+            config=step.config,
+            change=step.change,
+            settings=step.settings,
+            rule=step.rule,
+            reason=step.reason,
+            run_id=run.id,
+            status=run.status.value,
+            wall_s=run.wall_s,
+            rows=run.rows,
+            verdict=verdict,
+            improvement_pct=gain,
+            noise_pct=noise,
+            findings=findings[:4],
+        )
+        self.store.append_study(study.id, "trial", trial_payload(trial))
+        self.say(_result(trial, run))
+
+    def _record(self, study: Study, step: Step, run_id: str, address: str | None, sandbox: Path) -> Run:
+        spec = study.spec
+        scratch = sandbox / run_id
+        scratch.mkdir()
+        launch = Launch(
+            script=Path(spec.script),
+            args=tuple(spec.args),
+            overrides=from_mapping(step.config),
+            address=address,
+            timeout_s=_limit(spec, step),
+            sandbox=scratch,
+            stop=_stop_rule(step),
+            run_id=run_id,
+            output=sandbox / f"{run_id}.log",
+            extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
+        )
+        try:
+            return record(launch, self.store)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _finish(self, study: Study, finish: Finish) -> None:
+        incumbent = study.incumbent()
+        best = incumbent.config if incumbent else study.spec.start
+        payload = {"reason": finish.reason, "ok": finish.ok, "best": best, "at": time.time()}
+        self.store.append_study(study.id, "finished", payload)
+        self.say(f"study {study.id}: {finish.reason}")
+
+
+def _limit(spec: Spec, step: Step) -> float | None:
+    """A hard limit for runs with no time box (baseline, warm-up): the user's, if any."""
+    if step.time_box_s is not None:
+        return step.time_box_s + 30.0  # the stop rule ends it first; this catches a run that sends nothing
+    return spec.trial_timeout_s
+
+
+def _stop_rule(step: Step) -> Callable[[dict[str, Any]], str | None] | None:
+    if step.role is Role.WARMUP:
+        started: list[float] = []
+
+        def warmed(message: dict[str, Any]) -> str | None:
+            if message.get("kind") == "execution" and not started:
+                started.append(float(message["t"]))
+            t = message.get("t")
+            if started and isinstance(t, (int, float)) and t - started[0] >= WARMUP_AFTER_EXECUTION_S:
+                return "warm-up done: stopped once the pipeline had run for a while"
+            return None
+
+        return warmed
+    box = step.time_box_s
+    if box is None:
+        return None
+
+    def boxed(message: dict[str, Any]) -> str | None:
+        t = message.get("t")
+        if isinstance(t, (int, float)) and t > box:
+            return f"stopped at its time box ({box:.1f} s): slower than the incumbent beyond the noise"
+        return None
+
+    return boxed
+
+
+@contextlib.contextmanager
+def _shared_ray(address: str | None) -> Iterator[str | None]:
+    """The given cluster, or one local Ray for the whole study (its start-up is paid once, not per trial)."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        yield address
+        return
+    from pipetune.record._ray_compat import local_head
+
+    with local_head() as head:  # one head node, no driver attached: each trial's script is the only driver
+        yield head
+
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="pipetune-tune-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_cwd(spec: Spec) -> None:
+    """The script's relative paths and arguments mean what they meant when the study began."""
+    if spec.cwd and Path(spec.cwd).resolve() != Path.cwd().resolve():
+        raise UsageError(f"this study ran in {spec.cwd}", f"resume it from there: cd {spec.cwd}")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _announce(study: Study, step: Step) -> str:
+    n = study.runs_used + (1 if step.role in (Role.TRIAL, Role.REPEAT) else 0)
+    what = {Role.WARMUP: "warm-up", Role.BASELINE: "baseline"}.get(step.role, f"trial {n}/{study.spec.budget}")
+    return f"{what}: {step.change or 'the starting settings'}" + (" (again)" if step.role is Role.REPEAT else "")
+
+
+def _result(trial: Trial, run: Run) -> str:
+    wall = f"{trial.wall_s:.1f} s" if trial.wall_s else "-"
+    gain = (
+        f" ({trial.improvement_pct:+.1f}%, noise {trial.noise_pct:.1f}%)" if trial.improvement_pct is not None else ""
+    )
+    error = f": {run.error}" if run.error and not run.status.ok else ""
+    return f"  {trial.status}, {wall}{gain} -> {trial.verdict.value}{error}"
+
+
+def apply_patch(patch: Patch) -> None:
+    """Write the patched script in place: whole or not at all, and only over the text the patch was made from."""
+    target = Path(patch.path)
+    if target.read_text() != patch.source:
+        raise UsageError(f"{target} changed while the study ran; not patched", "apply the printed diff by hand")
+    tmp = target.with_name(f".{target.name}.pipetune-tmp")
+    tmp.write_text(patch.patched)
+    os.replace(tmp, target)

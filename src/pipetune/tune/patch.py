@@ -1,0 +1,175 @@
+"""Write tuned settings into the script's own calls, keeping its comments and layout (libcst).
+
+Pure: source text and settings in, source text out. Each stage is found by the call site the recorder saw
+(``file:line`` and method name); a knob becomes a keyword argument of that call (replaced if present, added if
+not); ``repartition`` chains ``.repartition(n)`` onto the call; a DataContext setting becomes one line after the
+imports. Settings that cannot be placed (a stage built in another file) are reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from pipetune.model import Stage
+from pipetune.record.overrides import Overrides
+
+CALL_KNOBS = ("num_cpus", "num_gpus", "memory", "batch_size", "concurrency", "override_num_blocks")
+
+
+@dataclass(frozen=True)
+class Edit:
+    line: int
+    method: str
+    knobs: dict[str, Any] = field(default_factory=dict)
+    repartition: int | None = None
+
+
+@dataclass(frozen=True)
+class Patch:
+    source: str
+    patched: str
+    path: str
+    unplaced: tuple[str, ...] = ()  # settings that could not be written into this file, with why
+
+    @property
+    def diff(self) -> str:
+        lines = difflib.unified_diff(
+            self.source.splitlines(keepends=True),
+            self.patched.splitlines(keepends=True),
+            fromfile=f"a/{self.path}",
+            tofile=f"b/{self.path}",
+        )
+        return "".join(lines)
+
+
+def patch_script(source: str, path: str, stages: Sequence[Stage], overrides: Overrides) -> Patch:
+    """``source`` of the script at ``path`` with ``overrides`` written into the calls that built ``stages``."""
+    edits, unplaced = _edits(path, stages, overrides)
+    module = cst.parse_module(source)
+    wrapper = MetadataWrapper(module)
+    placer = _Placer(edits)
+    patched = wrapper.visit(placer)
+    missing = [f"stage at line {e.line} ({e.method}): call not found in {path}" for e in edits if e not in placer.done]
+    patched = _with_context(patched, overrides)
+    return Patch(source, patched.code, path, (*unplaced, *missing))
+
+
+def _edits(path: str, stages: Sequence[Stage], overrides: Overrides) -> tuple[list[Edit], list[str]]:
+    edits, unplaced = [], []
+    for stage in stages:
+        knobs = overrides.for_stage(stage)
+        if not knobs:
+            continue
+        site_path, _, line = stage.site.rpartition(":")
+        if not _same_file(site_path, path) or not line.isdigit():
+            unplaced.append(f"stage {stage.key} is built at {stage.site}, outside {path}")
+            continue
+        rep = knobs.pop("repartition", None)
+        edits.append(Edit(int(line), stage.method, dict(knobs), rep if isinstance(rep, int) else None))
+    return edits, unplaced
+
+
+def _same_file(site_path: str, path: str) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(site_path).resolve() == Path(path).resolve()
+    except OSError:
+        return False
+
+
+class _Placer(cst.CSTTransformer):
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, edits: list[Edit]) -> None:
+        super().__init__()
+        self.edits = edits
+        self.done: list[Edit] = []
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        edit = self._edit_for(original)
+        if edit is None:
+            return updated
+        self.done.append(edit)
+        call = _set_keywords(updated, edit.knobs)
+        if edit.repartition is None:
+            return call
+        chained = cst.Attribute(value=call, attr=cst.Name("repartition"))
+        return cst.Call(func=chained, args=[cst.Arg(cst.Integer(str(edit.repartition)))])
+
+    def _edit_for(self, call: cst.Call) -> Edit | None:
+        name = _method_name(call)
+        if name is None:
+            return None
+        pos = self.get_metadata(PositionProvider, call)
+        for edit in self.edits:
+            if edit not in self.done and edit.method == name and pos.start.line <= edit.line <= pos.end.line:
+                return edit
+        return None
+
+
+def _method_name(call: cst.Call) -> str | None:
+    func = call.func
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    if isinstance(func, cst.Name):
+        return func.value
+    return None
+
+
+def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
+    args = list(call.args)
+    for knob, value in knobs.items():
+        expr = cst.parse_expression(repr(_literal(knob, value)))
+        at = next((i for i, a in enumerate(args) if a.keyword and a.keyword.value == knob), None)
+        if at is not None:
+            args[at] = args[at].with_changes(value=expr)
+        else:
+            args = _appended(args, cst.Arg(value=expr, keyword=cst.Name(knob), equal=_EQUAL))
+    return call.with_changes(args=args)
+
+
+def _literal(knob: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if knob == "memory" and isinstance(value, float) and value.is_integer():
+        return int(value)  # bytes
+    return value
+
+
+_EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+
+
+def _appended(args: list[cst.Arg], new: cst.Arg) -> list[cst.Arg]:
+    """Add an argument after the last one, keeping the call's own comma style (one line or one per line)."""
+    if not args:
+        return [new]
+    last = args[-1]
+    comma = last.comma
+    if isinstance(comma, cst.Comma):  # a trailing comma: the call is laid out one argument per line
+        between = args[-2].comma if len(args) > 1 else comma  # a line break and the arguments' indent
+        return [*args[:-1], last.with_changes(comma=between), new.with_changes(comma=comma)]
+    return [*args[:-1], last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), new]
+
+
+def _with_context(module: cst.Module, overrides: Overrides) -> cst.Module:
+    if not overrides.context:
+        return module
+    lines = ["from ray.data import DataContext  # pipetune tune"]
+    lines += [f"DataContext.get_current().{o.field} = {o.value!r}" for o in overrides.context]
+    new = [cst.parse_statement(line + "\n") for line in lines]
+    body = list(module.body)
+    at = max((i + 1 for i, s in enumerate(body) if _is_import(s)), default=0)
+    return module.with_changes(body=[*body[:at], *new, *body[at:]])
+
+
+def _is_import(statement: cst.CSTNode) -> bool:
+    return isinstance(statement, cst.SimpleStatementLine) and any(
+        isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body
+    )

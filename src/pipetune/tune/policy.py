@@ -1,0 +1,212 @@
+"""The next change to try: a search policy proposes, the loop measures and decides.
+
+A policy is pure: the same view gives the same proposal. The model-guided policy starts from the doctor's
+findings on the incumbent's latest run (what is wrong, and the guide's fix for it), sizes the numeric changes
+from the measured service rates (how many batches pay a fixed cost, how many slots a stage can use), adds the
+moves the doctor cannot express as one knob (a larger actor pool with a smaller reservation, so it fits),
+predicts each one's gain, and proposes the best that was never tried and that Ray can schedule.
+Ordering: the guide's hierarchy (parallelism, then batch size, then DataContext) among changes of similar
+predicted gain; a change predicted to gain several times more goes first, whatever its level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipetune.diagnose.engine import diagnose
+from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.findings import Finding, Level
+from pipetune.model import Run, StageKind
+from pipetune.record.overrides import from_mapping
+from pipetune.tune import predict
+from pipetune.tune.feasible import DEFAULT_NUM_CPUS, pool_size, unschedulable
+from pipetune.tune.study import config_key, with_settings
+
+SIMILAR_GAIN = 2.0  # predicted gains within this factor of each other are ordered by the guide's hierarchy
+BATCH_MEMORY_SHARE = 0.6  # guide: batches should keep worker memory within 60-80%
+BATCH_COPIES = 4  # a UDF holds a few copies of its batch (input, intermediates, output)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    settings: tuple[str, ...]  # --set arguments, applied on top of the incumbent's settings
+    change: str
+    rule: str  # the doctor rule or model move it comes from
+    reason: str
+    level: Level
+    predicted: float  # predicted speed-up of the whole run (1.0: unknown or none)
+
+
+@dataclass(frozen=True)
+class View:
+    """What a policy may look at: the incumbent's settings and latest run, and every setting tried so far."""
+
+    config: dict[str, Any]
+    run: Run
+    tried: frozenset[str]
+
+
+class SearchPolicy(Protocol):
+    """Proposes the next change from the incumbent.
+
+    Contract: ``propose`` is deterministic for a given view; it never returns settings whose full
+    configuration (the incumbent's settings with the proposal's applied) is in ``view.tried``; it only returns
+    settings Ray can schedule on the recorded cluster; it returns None when it has nothing left to try.
+    """
+
+    name: str
+
+    def propose(self, view: View) -> Proposal | None: ...
+
+
+class ModelGuided:
+    name = "model-guided"
+
+    def propose(self, view: View) -> Proposal | None:
+        facts = Facts.of(view.run)
+        viable = [p for p in candidates(facts, view.config) if _viable(p, view)]
+        return min(viable, key=_rank, default=None)
+
+
+def _rank(p: Proposal) -> tuple[float, int, float]:
+    bucket = -math.floor(math.log(max(p.predicted, 1.0), SIMILAR_GAIN))  # gains within 2x share a bucket
+    return (bucket, int(p.level), -p.predicted)
+
+
+def _viable(p: Proposal, view: View) -> bool:
+    config = with_settings(view.config, p.settings)
+    if config_key(config) in view.tried or config_key(config) == config_key(view.config):
+        return False
+    return unschedulable(view.run, from_mapping(config)) is None
+
+
+def candidates(facts: Facts, config: dict[str, Any]) -> Iterator[Proposal]:
+    for f in diagnose(facts.run).findings:
+        proposal = _from_finding(facts, f)
+        if proposal is not None:
+            yield proposal
+    yield from _batch_moves(facts)
+    yield from _pool_moves(facts)
+
+
+def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
+    fix = f.fix
+    if fix is None or fix.setting is None:
+        return None
+    if fix.knob == "batch_size" and f.stage is not None and isinstance(fix.current, int):
+        floor = fix.proposed if isinstance(fix.proposed, int) else 0  # the guide's matrix: at least its range
+        return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
+    predicted = _predicted(facts, f)
+    return Proposal((fix.setting,), fix.describe(), f.rule, f.cause, fix.level, predicted)
+
+
+def _predicted(facts: Facts, f: Finding) -> float:
+    fix, op = f.fix, facts.operator_of(f.stage) if f.stage is not None else None
+    if fix is None or op is None:
+        return 1.0
+    if fix.knob == "num_cpus" and isinstance(fix.proposed, (int, float)):
+        return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=float(fix.proposed)))
+    if fix.knob == "concurrency" and isinstance(fix.proposed, int):
+        return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, concurrency=fix.proposed))
+    if fix.knob in ("repartition", "override_num_blocks") and isinstance(fix.proposed, int):
+        return _blocks_speedup(facts, f.stage, fix.proposed)
+    return 1.0
+
+
+def _blocks_speedup(facts: Facts, stage: int | None, blocks: int) -> float:
+    """More blocks help the operators downstream of the stage that now get more tasks."""
+    best = 1.0
+    for op in facts.execution.operators if facts.execution else ():
+        if stage is not None and op.stages and min(op.stages) >= stage:
+            best = max(best, predict.run_speedup(facts, op, predict.slots_speedup(facts, op, blocks=blocks)))
+    return best
+
+
+def _batch_moves(facts: Facts) -> Iterator[Proposal]:
+    """Every map_batches stage whose batches are so small that fixed per-batch costs weigh."""
+    for stage in facts.run.stages:
+        batch = stage.knobs.batch_size
+        if stage.method == "map_batches" and batch:
+            move = _batch_move(facts, stage.index, batch, "batch-size (model)", "")
+            if move is not None:
+                yield move
+
+
+def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, floor: int = 0) -> Proposal | None:
+    proposed = predict.batch_for(facts, stage, batch)
+    if proposed is not None:
+        proposed = min(max(proposed, floor), _memory_cap(facts, stage), _block_cap(facts, stage, batch))
+    if proposed is None or proposed <= batch:
+        return None
+    op = facts.operator_of(stage)
+    gain = predict.run_speedup(facts, op, predict.batch_speedup(facts, stage, batch, proposed)) if op else 1.0
+    if gain < 1.0:
+        return None  # the model says larger batches would not pay
+    model = predict.batch_model(facts, stage, batch)
+    why = cause or (
+        f"{model[1] * 1000:.1f} ms fixed per batch against {model[2] * 1e6:.1f} us per row: fixed costs dominate"
+        if model
+        else "small batches"
+    )
+    return Proposal(
+        (f"{stage}.batch_size={proposed}",),
+        f"stage {stage} batch_size {batch} -> {proposed}",
+        rule,
+        why,
+        Level.BATCH,
+        gain,
+    )
+
+
+def _block_cap(facts: Facts, stage: int, batch: int) -> int:
+    """No more rows than a block holds: a larger batch bundles blocks and leaves fewer tasks to run at once."""
+    stats = facts.stage_stats(stage)
+    rows = int(stats.block_rows.max) if stats and stats.block_rows.max else 0
+    return max(rows, batch) if rows else 1 << 30
+
+
+def _memory_cap(facts: Facts, stage: int) -> int:
+    """The most rows per batch that keep a worker's share of node memory under the guide's 60%."""
+    stats = facts.stage_stats(stage)
+    nodes = [n.resources for n in facts.run.env.nodes if n.resources.get("CPU")]
+    if stats is None or not nodes or stats.block_rows.mean <= 0 or stats.block_bytes.mean <= 0:
+        return 1 << 30
+    per_worker = min(n.get("memory", 0.0) / n["CPU"] for n in nodes) or 2**31
+    bytes_per_row = stats.block_bytes.mean / stats.block_rows.mean
+    return max(1, int(BATCH_MEMORY_SHARE * per_worker / (BATCH_COPIES * bytes_per_row)))
+
+
+def _pool_moves(facts: Facts) -> Iterator[Proposal]:
+    """A limiting actor pool one actor larger, each actor reserving less so that the pool still fits."""
+    stage = facts.bottleneck_stage()
+    if stage is None or stage.kind is not StageKind.ACTOR or facts.cpus <= 0:
+        return
+    op, rate = facts.operator_of(stage.index), facts.rate_of(stage.index)
+    knobs = stage.knobs  # as the incumbent ran it, overrides included
+    if op is None or rate is None or isinstance(knobs.concurrency, tuple):
+        return
+    actors = pool_size(knobs) + 1
+    task_need = max(
+        (s.knobs.num_cpus or DEFAULT_NUM_CPUS for s in facts.run.stages if s.kind is not StageKind.ACTOR), default=0.0
+    )
+    share = math.floor((facts.cpus - min(task_need, 1.0)) / actors * 4) / 4  # quarter-CPU steps
+    if share < 0.25:
+        return
+    current = knobs.num_cpus or DEFAULT_NUM_CPUS
+    settings: tuple[str, ...] = (f"{stage.index}.concurrency={actors}",)
+    if share < current:
+        settings += (f"{stage.index}.num_cpus={share:g}",)
+    gain = predict.run_speedup(
+        facts, op, min(actors / max(rate.slots, 1.0), facts.cpus / max(rate.cores_per_task, 0.1))
+    )
+    change = f"stage {stage.index} concurrency {pool_size(knobs)} -> {actors}" + (
+        f", num_cpus {current:g} -> {share:g}" if share < current else ""
+    )
+    why = (
+        f"the pool of {pool_size(knobs)} limits the pipeline; {actors} actors of {share:g} CPU leave the "
+        "upstream tasks room to run"
+    )
+    yield Proposal(settings, change, "balance (model)", why, Level.PARALLELISM, gain)

@@ -1,0 +1,108 @@
+"""The six-step loop's decisions, pure: what to run next, and what a finished run means.
+
+baseline -> identify (the policy reads the incumbent's run) -> one change -> measure -> keep or revert
+-> repeat, until the budget or the time is spent, two trials in a row gain nothing, the run is within a few
+percent of its hardware bound, or nothing is left to try. The driver (``loop.py``) runs what this decides.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from pipetune.diagnose.facts import Facts
+from pipetune.model import Run
+from pipetune.tune.bound import bound
+from pipetune.tune.judge import judge, time_box
+from pipetune.tune.policy import Proposal, SearchPolicy, View
+from pipetune.tune.study import Role, Study, Trial, Verdict, with_settings
+
+PLATEAU_TRIALS = 2  # this many reverted trials in a row: the gains have run out
+NEAR_BOUND_PCT = 5.0  # within this of the hardware bound, knob tuning has nothing left to give
+
+
+@dataclass(frozen=True)
+class Step:
+    role: Role
+    config: dict[str, Any]
+    change: str = ""
+    settings: tuple[str, ...] = ()
+    rule: str = ""
+    reason: str = ""
+    time_box_s: float | None = None  # past this the trial is slower than the incumbent beyond the noise
+
+    @staticmethod
+    def trying(proposal: Proposal, config: dict[str, Any], box: float) -> Step:
+        return Step(Role.TRIAL, config, proposal.change, proposal.settings, proposal.rule, proposal.reason, box)
+
+    @staticmethod
+    def again(trial: Trial, box: float) -> Step:
+        return Step(Role.REPEAT, trial.config, trial.change, trial.settings, trial.rule, trial.reason, box)
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str
+    ok: bool = True
+
+
+def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> Step | Finish:
+    baseline = study.baseline
+    if baseline is None:
+        return Step(Role.BASELINE, study.spec.start)
+    if baseline.status != "succeeded":
+        return Finish(f"the baseline run {baseline.run_id} {baseline.status}: nothing to tune from", ok=False)
+    last = study.compared()[-1]
+    incumbent = study.incumbent()
+    assert incumbent is not None  # a succeeded baseline is one
+    walls = [t.wall_s for t in study.runs_of(incumbent.config) if t.wall_s]
+    if last.verdict is Verdict.REPEAT and study.runs_used < study.spec.budget:
+        return Step.again(last, time_box(walls))
+    stop = _should_stop(study, incumbent_run, walls)
+    if stop is not None:
+        return stop
+    assert incumbent_run is not None
+    view = View(incumbent.config, incumbent_run, frozenset(study.tried()))
+    proposal = policy.propose(view)
+    if proposal is None:
+        return Finish("nothing left to try: every proposal was tried or cannot be scheduled")
+    return Step.trying(proposal, with_settings(incumbent.config, proposal.settings), time_box(walls))
+
+
+def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) -> Finish | None:
+    spec = study.spec
+    if study.runs_used >= spec.budget:
+        return Finish(f"the budget of {spec.budget} trial run(s) is spent")
+    spent = sum(t.wall_s or 0.0 for t in study.trials)
+    if spec.time_s is not None and spent + statistics.median(walls) > spec.time_s:
+        return Finish(f"the time budget of {spec.time_s:g} s would be passed by another run")
+    trials = [t for t in study.compared() if t.role in (Role.TRIAL, Role.REPEAT)]
+    recent = trials[-PLATEAU_TRIALS:]
+    if len(recent) == PLATEAU_TRIALS and all(t.verdict.value.startswith("reverted") for t in recent):
+        return Finish(f"the last {PLATEAU_TRIALS} trials gained nothing: the gains have levelled off")
+    if incumbent_run is None:
+        return Finish("the incumbent's run cannot be loaded", ok=False)
+    floor = bound(Facts.of(incumbent_run))
+    if floor is not None and floor.gap_pct is not None and floor.gap_pct <= NEAR_BOUND_PCT:
+        return Finish(f"within {NEAR_BOUND_PCT:g}% of the hardware bound: knob tuning has run out")
+    return None
+
+
+def conclude(study: Study, step: Step, run: Run) -> tuple[Verdict, float | None, float | None]:
+    """The verdict on a finished run of ``step``: (verdict, improvement %, noise %)."""
+    if step.role is Role.WARMUP:
+        return Verdict.NOT_COMPARED, None, None
+    if step.role is Role.BASELINE:
+        return Verdict.BASELINE, None, None
+    if run.status.value == "stopped":
+        return Verdict.STOPPED, None, None
+    if not run.status.ok or not run.wall_s:
+        return Verdict.FAILED, None, None
+    incumbent = study.incumbent()
+    assert incumbent is not None
+    base = [t.wall_s for t in study.runs_of(incumbent.config) if t.wall_s]
+    mine = [t.wall_s for t in study.runs_of(step.config) if t.wall_s] + [run.wall_s]
+    can_repeat = study.runs_used + 1 < study.spec.budget
+    verdict = judge(base, mine, can_repeat)
+    return verdict.verdict, verdict.improvement_pct, verdict.noise_pct

@@ -1,0 +1,185 @@
+"""The tuner's decisions, on hand-built runs: no Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipetune.diagnose.facts import Facts
+from pipetune.model import Dist, Knobs, NodeInfo, Operator, Stage, StageKind
+from pipetune.record.overrides import from_mapping
+from pipetune.tune.bound import bound
+from pipetune.tune.feasible import unschedulable
+from pipetune.tune.judge import judge, noise_band, time_box
+from pipetune.tune.policy import ModelGuided, View, candidates
+from pipetune.tune.steps import Finish, Step, conclude, next_step
+from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, config_key, with_settings
+from tests.unit.builders import op_stats, pipeline, stage, with_
+
+# -- runs ------------------------------------------------------------------------------------------------
+
+
+def etl_run(batch: int = 64, wall: float = 24.0) -> object:
+    """read -> map_batches(enrich) fused into one task over one block: tiny batches, fixed costs dominate."""
+    read = stage(0, "read_parquet", kind=StageKind.READ)
+    enrich = stage(1, "map_batches", "enrich", num_cpus=1.0, batch_size=batch)
+    op = Operator("0/Read->MapBatches(enrich)_1", "Read->MapBatches(enrich)", (0, 1), num_cpus=1.0)
+    stats = op_stats(op.uid, 340_000, wall - 2, wall - 2, tasks=1, stage_time_s=(1.0, wall - 3))
+    stats = dataclasses.replace(stats, block_rows=Dist.of([340_000.0]), block_bytes=Dist.of([34e6]))
+    return pipeline([(read, op, stats), (enrich, op, stats)], wall=wall - 1)
+
+
+def actor_run(concurrency: int = 1, num_cpus: float = 1.0) -> object:
+    """range -> map_batches(clean) -> map_batches(Embed) on a pool that limits everything."""
+    src = stage(0, "range", kind=StageKind.READ)
+    clean = stage(1, "map_batches", "clean", batch_size=None)
+    embed = Stage(
+        2,
+        "map_batches",
+        "Embed",
+        "pipe.py:12",
+        StageKind.ACTOR,
+        Knobs(num_cpus=num_cpus, batch_size=16, concurrency=concurrency, compute="actors"),
+    )
+    o1 = Operator("0/Range->MapBatches(clean)_1", "Range->MapBatches(clean)", (0, 1), num_cpus=1.0)
+    o2 = Operator("0/MapBatches(Embed)_2", "MapBatches(Embed)", (2,), "actors", concurrency, num_cpus)
+    s1 = op_stats(o1.uid, 3000, 1.0, 1.0, tasks=10)
+    s2 = op_stats(o2.uid, 3000, 20.0, 20.0, tasks=100)
+    return pipeline([(src, o1, s1), (clean, o1, s1), (embed, o2, s2)], wall=20.0)
+
+
+# -- judge -----------------------------------------------------------------------------------------------
+
+
+def test_a_change_inside_the_noise_is_not_a_win() -> None:
+    assert judge([10.0], [9.7], can_repeat=True).verdict is Verdict.WITHIN_NOISE
+    assert judge([10.0, 11.0], [10.0], can_repeat=True).noise_pct == pytest.approx(100 / 10.5)
+
+
+def test_a_small_win_seen_once_is_repeated_and_a_large_one_kept() -> None:
+    assert judge([10.0], [9.2], can_repeat=True).verdict is Verdict.REPEAT
+    assert judge([10.0], [9.2], can_repeat=False).verdict is Verdict.KEPT
+    assert judge([10.0], [5.0], can_repeat=True).verdict is Verdict.KEPT
+    assert judge([10.0], [12.0], can_repeat=True).verdict is Verdict.SLOWER
+
+
+def test_the_time_box_allows_the_noise_twice_over() -> None:
+    assert noise_band([10.0], []) == 5.0
+    assert time_box([10.0]) == pytest.approx(10.0 * 1.1 + 5.0)
+
+
+# -- feasibility -----------------------------------------------------------------------------------------
+
+
+def test_an_actor_pool_that_leaves_the_tasks_no_cpu_is_refused() -> None:
+    run = actor_run()
+    assert unschedulable(run, from_mapping({"stages": {"2": {"concurrency": 2}}})) is not None  # type: ignore[arg-type]
+    assert unschedulable(run, from_mapping({"stages": {"2": {"concurrency": 2, "num_cpus": 0.5}}})) is None  # type: ignore[arg-type]
+
+
+def test_a_task_bigger_than_any_node_is_refused() -> None:
+    run = with_(actor_run(), env=dataclasses.replace(actor_run().env, nodes=(NodeInfo("n", "h", {"CPU": 2.0}),)))  # type: ignore[attr-defined]
+    why = unschedulable(run, from_mapping({"stages": {"1": {"num_cpus": 4}}}))  # type: ignore[arg-type]
+    assert why is not None and "largest node" in why
+
+
+# -- the policy ------------------------------------------------------------------------------------------
+
+
+def test_tiny_batches_are_grown_first_when_fixed_costs_dominate() -> None:
+    proposal = ModelGuided().propose(View({}, etl_run(), frozenset()))  # type: ignore[arg-type]
+    assert proposal is not None and proposal.settings[0].startswith("1.batch_size=")
+    assert int(proposal.settings[0].split("=")[1]) >= 64 * 16
+    assert proposal.predicted > 2
+
+
+def test_a_limiting_actor_pool_grows_with_smaller_reservations_so_it_fits() -> None:
+    proposal = ModelGuided().propose(View({}, actor_run(), frozenset()))  # type: ignore[arg-type]
+    assert proposal is not None
+    assert set(proposal.settings) == {"2.concurrency=2", "2.num_cpus=0.5"}
+
+
+def test_nothing_tried_twice() -> None:
+    run = actor_run()
+    first = ModelGuided().propose(View({}, run, frozenset()))  # type: ignore[arg-type]
+    assert first is not None
+    tried = frozenset({config_key(with_settings({}, first.settings))})
+    second = ModelGuided().propose(View({}, run, tried))  # type: ignore[arg-type]
+    assert second is None or second.settings != first.settings
+
+
+def test_every_candidate_is_schedulable_or_filtered() -> None:
+    run = actor_run()
+    for p in candidates(Facts.of(run), {}):  # type: ignore[arg-type]
+        config = from_mapping(with_settings({}, p.settings))
+        if unschedulable(run, config) is not None:  # type: ignore[arg-type]
+            assert ModelGuided().propose(View({}, run, frozenset())) != p  # type: ignore[arg-type]
+
+
+# -- the study's state and the loop's steps --------------------------------------------------------------
+
+
+def trial(seq: int, role: Role, wall: float, verdict: Verdict, config: dict | None = None) -> Trial:  # type: ignore[type-arg]
+    return Trial(
+        seq, role, config or {"stages": {}, "context": {}}, "", (), "", "", f"r{seq}", "succeeded", wall, 1000, verdict
+    )
+
+
+def test_the_study_is_the_fold_of_its_events() -> None:
+    spec = {"script": "pipe.py", "budget": 3}
+    events = [
+        ("trial-started", {"run_id": "r0"}),
+        ("trial", dataclasses.asdict(trial(0, Role.BASELINE, 10.0, Verdict.BASELINE)) | {"run_id": "r0"}),
+        ("trial-started", {"run_id": "r1"}),
+    ]
+    study = Study.fold("s1", spec, events)
+    assert study.in_flight == ("r1",)
+    assert study.incumbent() is not None and study.incumbent().run_id == "r0"  # type: ignore[union-attr]
+    assert study.runs_used == 0
+
+
+def test_first_comes_the_baseline_then_a_proposal_then_the_budget_stops_it() -> None:
+    run = etl_run()
+    empty = Study("s", Spec("pipe.py", budget=1))
+    assert next_step(empty, None, ModelGuided()) == Step(Role.BASELINE, {})
+    base = dataclasses.replace(empty, trials=(trial(0, Role.BASELINE, 24.0, Verdict.BASELINE),))
+    step = next_step(base, run, ModelGuided())  # type: ignore[arg-type]
+    assert isinstance(step, Step) and step.role is Role.TRIAL and step.time_box_s is not None
+    done = dataclasses.replace(base, trials=(*base.trials, trial(1, Role.TRIAL, 6.0, Verdict.KEPT, step.config)))
+    assert isinstance(next_step(done, run, ModelGuided()), Finish)  # type: ignore[arg-type]
+
+
+def test_a_failed_baseline_ends_the_study_with_an_error() -> None:
+    failed = dataclasses.replace(trial(0, Role.BASELINE, 1.0, Verdict.BASELINE), status="failed")
+    finish = next_step(Study("s", Spec("pipe.py"), (failed,)), None, ModelGuided())
+    assert isinstance(finish, Finish) and not finish.ok
+
+
+def test_two_reverted_trials_in_a_row_are_a_plateau() -> None:
+    trials = (
+        trial(0, Role.BASELINE, 10.0, Verdict.BASELINE),
+        trial(1, Role.TRIAL, 10.2, Verdict.WITHIN_NOISE, {"stages": {"1": {"num_cpus": 0.5}}}),
+        trial(2, Role.TRIAL, 13.0, Verdict.SLOWER, {"stages": {"1": {"num_cpus": 2}}}),
+    )
+    finish = next_step(Study("s", Spec("pipe.py", budget=5), trials), etl_run(), ModelGuided())  # type: ignore[arg-type]
+    assert isinstance(finish, Finish) and "levelled off" in finish.reason
+
+
+def test_conclude_compares_against_the_incumbent_median() -> None:
+    study = Study("s", Spec("pipe.py", budget=3), (trial(0, Role.BASELINE, 24.0, Verdict.BASELINE),))
+    step = Step(Role.TRIAL, {"stages": {"1": {"batch_size": 4096}}, "context": {}})
+    fast = with_(etl_run(4096, 6.0), wall_s=6.0)  # type: ignore[arg-type]
+    verdict, gain, _ = conclude(study, step, fast)  # type: ignore[arg-type]
+    assert verdict is Verdict.KEPT and gain == pytest.approx(75.0)
+
+
+# -- the bound -------------------------------------------------------------------------------------------
+
+
+def test_the_bound_is_fixed_time_plus_cpu_work_over_the_cores() -> None:
+    b = bound(Facts.of(etl_run()))  # type: ignore[arg-type]
+    assert b is not None and b.resource == "CPU"
+    assert b.fixed_s == pytest.approx(1.0)
+    assert b.work_s == pytest.approx(22.0 / 2)
+    assert b.gap_pct is not None and b.gap_pct > 0
