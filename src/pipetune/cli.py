@@ -246,7 +246,7 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     if ns.apply and result.patch is not None and result.patch.diff:
         apply_patch(result.patch)
     if ns.json:
-        print(json.dumps(study_view(result, str(path)), indent=1))
+        print(json.dumps(study_view(result, str(path.resolve())), indent=1))
     else:
         out = console()
         out.print(study_summary(result))

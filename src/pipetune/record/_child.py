@@ -18,6 +18,7 @@ SPEC_ENV = "PIPETUNE_SPEC"
 
 
 def main() -> int:
+    _die_with_parent()
     spec = json.loads(os.environ.pop(SPEC_ENV))
     from pipetune.record.channel import ENV_FD, Sender
 
@@ -28,6 +29,18 @@ def main() -> int:
     probe.stop()
     sender.send("finished", wall_s=time.perf_counter() - t0, **outcome)
     return int(outcome["exit_code"])
+
+
+def _die_with_parent() -> None:
+    """If the recorder is killed outright (kill -9), this driver goes too, and Ray frees what it held."""
+    if sys.platform != "linux":
+        return
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _install(sender: Any, spec: dict[str, Any], t0: float) -> Any:

@@ -51,7 +51,9 @@ def _cells(t: Trial, base: float | None) -> tuple[str, ...]:
     if t.status not in ("succeeded",):
         wall += f" ({t.status})"
     rate = f"{t.rows_per_s:,.0f}" if t.rows_per_s and t.status == "succeeded" else "-"
-    vs = f"{(base - t.wall_s) / base * 100:+.1f}%" if base and t.wall_s and t.status == "succeeded" else "-"
+    vs = "-"
+    if base and t.wall_s and t.status == "succeeded" and t.role is not Role.WARMUP:
+        vs = f"{(base - t.wall_s) / base * 100:+.1f}%"
     change = t.change or ("(starting settings)" if t.role is not Role.WARMUP else "(warm-up, not compared)")
     return (str(t.seq), t.role.value, change, wall, rate, vs, t.verdict.value)
 

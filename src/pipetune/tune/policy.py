@@ -47,6 +47,7 @@ class View:
     config: dict[str, Any]
     run: Run
     tried: frozenset[str]
+    failed: frozenset[str] = frozenset()  # --set arguments of trials that failed (e.g. a batch that ran out of memory)
 
 
 class SearchPolicy(Protocol):
@@ -67,13 +68,31 @@ class ModelGuided:
 
     def propose(self, view: View) -> Proposal | None:
         facts = Facts.of(view.run)
-        viable = [p for p in candidates(facts, view.config) if _viable(p, view)]
+        capped = (_below_failures(p, view.failed) for p in candidates(facts, view.config))
+        viable = [p for p in capped if p is not None and _viable(p, view)]
         return min(viable, key=_rank, default=None)
 
 
 def _rank(p: Proposal) -> tuple[float, int, float]:
     bucket = -math.floor(math.log(max(p.predicted, 1.0), SIMILAR_GAIN))  # gains within 2x share a bucket
     return (bucket, int(p.level), -p.predicted)
+
+
+def _below_failures(p: Proposal, failed: frozenset[str]) -> Proposal | None:
+    """A batch size at or above one that failed is halved below it (the guide: halve on OOM)."""
+    if len(p.settings) != 1 or ".batch_size=" not in p.settings[0]:
+        return p
+    target, value = p.settings[0].split("=")
+    limits = [int(f.split("=")[1]) for f in failed if f.startswith(target + "=")]
+    if not limits or int(value) < min(limits):
+        return p
+    halved = min(limits) // 2
+    current = p.change.split(" -> ")[0].rsplit(" ", 1)[-1]
+    if not current.isdigit() or halved <= int(current):
+        return None
+    change = f"{p.change.split(' -> ')[0]} -> {halved}"
+    reason = f"{value} rows per batch failed before: half of it"
+    return Proposal((f"{target}={halved}",), change, p.rule, reason, p.level, p.predicted)
 
 
 def _viable(p: Proposal, view: View) -> bool:
@@ -162,21 +181,33 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
 
 
 def _block_cap(facts: Facts, stage: int, batch: int) -> int:
-    """No more rows than a block holds: a larger batch bundles blocks and leaves fewer tasks to run at once."""
-    stats = facts.stage_stats(stage)
-    rows = int(stats.block_rows.max) if stats and stats.block_rows.max else 0
-    return max(rows, batch) if rows else 1 << 30
+    """No more rows than a task gets: a larger batch bundles blocks and leaves fewer tasks to run at once."""
+    stats, rate = facts.stage_stats(stage), facts.rate_of(stage)
+    if stats is None or rate is None or not stats.task_s.count:
+        return 1 << 30
+    return max(int(rate.rows / stats.task_s.count), batch)
 
 
 def _memory_cap(facts: Facts, stage: int) -> int:
     """The most rows per batch that keep a worker's share of node memory under the guide's 60%."""
-    stats = facts.stage_stats(stage)
+    per_row = _input_bytes_per_row(facts, stage)
     nodes = [n.resources for n in facts.run.env.nodes if n.resources.get("CPU")]
-    if stats is None or not nodes or stats.block_rows.mean <= 0 or stats.block_bytes.mean <= 0:
+    if per_row is None or not nodes:
         return 1 << 30
     per_worker = min(n.get("memory", 0.0) / n["CPU"] for n in nodes) or 2**31
-    bytes_per_row = stats.block_bytes.mean / stats.block_rows.mean
-    return max(1, int(BATCH_MEMORY_SHARE * per_worker / (BATCH_COPIES * bytes_per_row)))
+    return max(1, int(BATCH_MEMORY_SHARE * per_worker / (BATCH_COPIES * per_row)))
+
+
+def _input_bytes_per_row(facts: Facts, stage: int) -> float | None:
+    """Bytes per row of the blocks the stage reads: the upstream operator's output (its own may be a write's)."""
+    op = facts.operator_of(stage)
+    ops = list({o.uid: o for o in facts.execution.operators}.values()) if facts.execution else []
+    if op is None or op not in ops or ops.index(op) == 0:
+        return None
+    upstream = facts.run.stats_of(ops[ops.index(op) - 1].uid)
+    if upstream is None or upstream.block_rows.mean <= 0 or upstream.block_bytes.mean <= 0:
+        return None
+    return upstream.block_bytes.mean / upstream.block_rows.mean
 
 
 def _pool_moves(facts: Facts) -> Iterator[Proposal]:

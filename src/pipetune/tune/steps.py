@@ -63,7 +63,8 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     if stop is not None:
         return stop
     assert incumbent_run is not None
-    view = View(incumbent.config, incumbent_run, frozenset(study.tried()))
+    failed = frozenset(s for t in study.trials if t.verdict is Verdict.FAILED for s in t.settings)
+    view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed)
     proposal = policy.propose(view)
     if proposal is None:
         return Finish("nothing left to try: every proposal was tried or cannot be scheduled")
