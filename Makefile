@@ -19,8 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/pipetune run examples/etl_parquet.py
-	$(VENV)/bin/pipetune runs --limit 5
+	$(VENV)/bin/pipetune tune examples/etl_parquet.py --budget 3
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks
@@ -32,8 +31,12 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(VENV)/bin/pytest -q
 
+# Benchmarks print tables; they are not tests. The tuning benchmark needs Optuna (the `bench` extra) and the
+# grid oracle's cached table (benchmarks/oracle.json, made by benchmarks/oracle.py).
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[examples,dev,bench]'
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/tune_bench.py
 
 clean:
 	rm -rf $(VENV) .pipetune .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,10 @@ class SharedRay:
         self.cluster = Cluster(
             initialize_head=True, head_node_args={"num_cpus": os.cpu_count(), "include_dashboard": False}
         )
-        os.environ.pop("RAY_ADDRESS", None)  # Cluster() leaves it behind for bare ray.init() calls
+        from ray._common.utils import reset_ray_address
+
+        reset_ray_address()  # Cluster() leaves its address where any bare ray.init() on this host would join it
+        os.environ.pop("RAY_ADDRESS", None)
         self.env = {**os.environ, "RAY_ADDRESS": self.cluster.address, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
         return self
 

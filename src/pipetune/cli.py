@@ -87,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-warmup", action="store_true", help="skip the warm-up run (e.g. on a warm cluster)")
     tune.set_defaults(handler=cmd_tune)
 
+    lint = sub.add_parser("lint", help="the production checklist on the code (static, no Ray); exit 1 on findings")
+    lint.add_argument("files", type=Path, nargs="+")
+    lint.add_argument("--fix", action="store_true", help="apply the safe fixes in place")
+    lint.add_argument("--format", choices=("text", "json"), default="text")
+    lint.add_argument("--gpus", type=int, help="GPUs the pipeline will have (default: this machine's)")
+    lint.set_defaults(handler=cmd_lint)
+
     studies = sub.add_parser("studies", parents=[store], help="the tuning studies")
     studies.add_argument("--limit", type=int, default=30)
     studies.set_defaults(handler=cmd_studies)
@@ -301,6 +308,48 @@ def _print_patch(result: Any, applied: bool) -> None:
     print(patch.diff, end="")
     for line in patch.unplaced:
         print(f"not placed: {line}", file=sys.stderr)
+
+
+def cmd_lint(ns: argparse.Namespace) -> int:
+    from pipetune.lint.engine import lint_file
+    from pipetune.record.nodes import local_gpus
+
+    gpus = ns.gpus if ns.gpus is not None else local_gpus()
+    results = [lint_file(path, gpus, fix=ns.fix) for path in ns.files]
+    for result in results:
+        if result.fixed is not None:
+            Path(result.path).write_text(result.fixed)
+    if ns.format == "json":
+        rows = [{"path": r.path, **_plain(f), "fixable": f.fix is not None} for r in results for f in r.findings]
+        print(json.dumps(rows, indent=1))
+    else:
+        for r in results:
+            for f in r.findings:
+                print(f.render(r.path))
+        _lint_summary(results, ns.fix)
+    return 1 if any(r.findings for r in results) else 0
+
+
+def _plain(finding: Any) -> dict[str, Any]:
+    return {
+        "rule": finding.rule,
+        "name": finding.name,
+        "line": finding.line,
+        "col": finding.col + 1,
+        "message": finding.message,
+    }
+
+
+def _lint_summary(results: list[Any], fixed: bool) -> None:
+    total = sum(len(r.findings) for r in results)
+    fixable = sum(1 for r in results for f in r.findings if f.fix)
+    done = sum(1 for r in results if r.fixed is not None)
+    lines = [f"{total} finding(s)"]
+    if fixable and not fixed:
+        lines.append(f"{fixable} fixable with --fix (marked [*])")
+    if done:
+        lines.append(f"fixed {done} file(s)")
+    print("; ".join(lines), file=sys.stderr)
 
 
 def cmd_studies(ns: argparse.Namespace) -> int:

@@ -173,3 +173,18 @@ def _is_import(statement: cst.CSTNode) -> bool:
     return isinstance(statement, cst.SimpleStatementLine) and any(
         isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body
     )
+
+
+def without_knobs(source: str) -> str:
+    """The script with every knob argument removed from its calls: Ray Data's defaults (for benchmarks)."""
+    return cst.parse_module(source).visit(_Stripper()).code
+
+
+class _Stripper(cst.CSTTransformer):
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        kept = [a for a in updated.args if not (a.keyword and a.keyword.value in CALL_KNOBS)]
+        if len(kept) == len(updated.args):
+            return updated
+        if kept and len(kept) < len(updated.args):
+            kept[-1] = kept[-1].with_changes(comma=updated.args[-1].comma)
+        return updated.with_changes(args=kept)
