@@ -94,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
     lint.add_argument("--gpus", type=int, help="GPUs the pipeline will have (default: this machine's)")
     lint.set_defaults(handler=cmd_lint)
 
+    check = sub.add_parser("checklist", parents=[store], help="the production checklist for a recorded run")
+    check.add_argument("run", help="run id, a unique prefix of it, or `last`")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(handler=cmd_checklist)
+
+    plan = sub.add_parser("plan", parents=[store], help="starting settings per stage from the guide's tables")
+    plan.add_argument("script", type=Path)
+    plan.add_argument("--cluster", help='a cluster you may not have, e.g. "4x(16 CPU, 1 A10G)"')
+    plan.add_argument("--model", help="the model's name, for the GPU batch table (e.g. resnet152)")
+    plan.add_argument("--resolution", type=int, help="image side in pixels, for the batch scaling (e.g. 448)")
+    plan.add_argument("--run", help="plan from this recorded run (default: the script's latest, if any)")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(handler=cmd_plan)
+
     studies = sub.add_parser("studies", parents=[store], help="the tuning studies")
     studies.add_argument("--limit", type=int, default=30)
     studies.set_defaults(handler=cmd_studies)
@@ -350,6 +364,59 @@ def _lint_summary(results: list[Any], fixed: bool) -> None:
     if done:
         lines.append(f"fixed {done} file(s)")
     print("; ".join(lines), file=sys.stderr)
+
+
+def cmd_checklist(ns: argparse.Namespace) -> int:
+    from pipetune.lint.checklist import State, checklist
+    from pipetune.store import open_store
+
+    run = open_store(ns.store).load(ns.run)
+    script = Path(run.cwd) / run.script
+    items = checklist(run, script.read_text() if script.is_file() else None)
+    if ns.json:
+        print(json.dumps([{"item": i.name, "state": i.state.value, "evidence": i.evidence} for i in items], indent=1))
+    else:
+        marks = {State.PASSED: "[x]", State.FAILED: "[ ]", State.UNKNOWN: "[?]"}
+        print(f"production checklist for run {run.id} ({run.script})")
+        for i in items:
+            print(f"{marks[i.state]} {i.name}: {i.state.value}: {i.evidence}")
+    return 1 if any(i.state is State.FAILED for i in items) else 0
+
+
+def cmd_plan(ns: argparse.Namespace) -> int:
+    from pipetune.plan import cluster as clusters
+    from pipetune.plan.planner import plan
+    from pipetune.plan.stages import from_run, from_source
+    from pipetune.report.plan import plan_summary, plan_view
+    from pipetune.report.terminal import console
+
+    if not ns.script.is_file():
+        raise UsageError(f"{ns.script} does not exist", "pass the path of a Python file")
+    run = _recorded(ns)
+    stages = from_run(run) if run else from_source(ns.script)
+    where = (
+        clusters.parse_cluster(ns.cluster) if ns.cluster else clusters.from_run(run) if run else clusters.this_machine()
+    )
+    result = plan(stages, where, ns.model, ns.resolution)
+    basis = f"measured in run {run.id}" if run else "read from the source (no recorded run: types from the code)"
+    if ns.json:
+        print(json.dumps(plan_view(result, basis), indent=1))
+    else:
+        console().print(plan_summary(result, basis))
+    return 0
+
+
+def _recorded(ns: argparse.Namespace) -> Run | None:
+    from pipetune.store import open_store
+
+    store = open_store(ns.store)
+    if ns.run:
+        return store.load(ns.run)
+    target = ns.script.resolve()
+    for row in store.runs(limit=200):
+        if row.status.ok and (Path(row.script).resolve() == target):
+            return store.load(row.id)
+    return None
 
 
 def cmd_studies(ns: argparse.Namespace) -> int:

@@ -98,7 +98,8 @@ class _Visitor(cst.CSTVisitor):
     def _add(self, node: cst.Call, method: str) -> None:
         pos = self.get_metadata(PositionProvider, node)
         keywords = frozenset(a.keyword.value for a in node.args if a.keyword)
-        udf = _udf_name(node.args[0].value) if node.args and not node.args[0].keyword else ""
+        takes_udf = method in UDF_METHODS and node.args and not node.args[0].keyword
+        udf = _udf_name(node.args[0].value) if takes_udf else ""
         discards = id(node) in self._discarded
         self.script.calls.append(DataCall(method, pos.start.line, pos.start.column, node, keywords, udf, discards))
 
