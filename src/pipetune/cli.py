@@ -108,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(handler=cmd_plan)
 
+    batch = sub.add_parser("batch-size", parents=[store], help="the batch-size loop on the real stage, on a slice")
+    batch.add_argument("script", type=Path)
+    batch.add_argument("--stage", required=True, help="the stage: index, key or UDF name")
+    batch.add_argument("--start", type=int, default=16, help="the first batch size to measure (default 16)")
+    batch.add_argument("--rows", type=int, default=2048, help="rows of real input each probe reads (default 2048)")
+    batch.add_argument("--address", help="attach to this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    batch.add_argument("--json", action="store_true")
+    batch.set_defaults(handler=cmd_batch_size)
+
     studies = sub.add_parser("studies", parents=[store], help="the tuning studies")
     studies.add_argument("--limit", type=int, default=30)
     studies.set_defaults(handler=cmd_studies)
@@ -417,6 +426,37 @@ def _recorded(ns: argparse.Namespace) -> Run | None:
         if row.status.ok and (Path(row.script).resolve() == target):
             return store.load(row.id)
     return None
+
+
+def cmd_batch_size(ns: argparse.Namespace) -> int:
+    from pipetune.plan.batch_size import search
+    from pipetune.record.launcher import check_script
+    from pipetune.store import open_store
+
+    script = check_script(ns.script)
+    if ns.start < 1 or ns.rows < 1:
+        raise UsageError("--start and --rows take whole numbers of 1 or more")
+    say = (lambda line: None) if ns.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    result = search(open_store(ns.store), script, tuple(ns.script_args), ns.stage, ns.start, ns.rows, ns.address, say)
+    best = result.best
+    if ns.json:
+        view = {
+            "stage": result.stage,
+            "device": result.device,
+            "note": result.note,
+            "probes": [p.__dict__ for p in result.probes],
+            "best": best.__dict__ if best else None,
+        }
+        print(json.dumps(view, indent=1))
+    else:
+        if best is None:
+            print(f"no batch size of {result.stage} ran within 80% of a worker's memory")
+        else:
+            speed = f"{best.rows_per_s:,.0f} rows/s per task" if best.rows_per_s else "rate not measured"
+            print(f"fastest batch size that fits for {result.stage}: {best.batch} ({speed})")
+        if result.note:
+            print(result.note)
+    return 0 if best is not None else 1
 
 
 def cmd_studies(ns: argparse.Namespace) -> int:

@@ -86,7 +86,7 @@ class _Visitor(cst.CSTVisitor):
             if isinstance(t, cst.Attribute) and "context" in self.script.code(t.value).lower():
                 self.script.context_fields.add(t.attr.value)
 
-    def visit_Call(self, node: cst.Call) -> None:
+    def leave_Call(self, node: cst.Call) -> None:  # after its receiver: chains come out in pipeline order
         func = node.func
         if not isinstance(func, cst.Attribute):
             return

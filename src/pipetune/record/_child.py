@@ -51,7 +51,7 @@ def _install(sender: Any, spec: dict[str, Any], t0: float) -> Any:
     from pipetune.record.probe import Probe, watch_sinks
 
     overrides = from_mapping(spec["overrides"])
-    probe = Probe(sender, overrides, t0, spec.get("sandbox"))
+    probe = Probe(sender, overrides, t0, spec.get("sandbox"), spec.get("sample_rows"))
     _ray_compat.install_callback(probe)
     interpose.install(probe.registry)
     _ray_compat.enable_stage_timing()

@@ -60,8 +60,10 @@ class StageRegistry:
         on_stage: Callable[[Stage], None],
         on_materialize: Callable[[str, str, int], None] = lambda method, site, built: None,
         sandbox: str | None = None,
+        sample_rows: int | None = None,
     ) -> None:
         self.overrides = overrides
+        self.sample_rows = sample_rows  # set: each source yields only this many rows (a slice of real input)
         self.sandbox = sandbox  # set: every write goes below this directory instead of the script's path
         self.stages: list[Stage] = []
         self._on_stage = on_stage
@@ -146,6 +148,8 @@ def _wrap(fn: Callable[..., Any], method: str, registry: StageRegistry, kind: St
             _redirect(bound, stage, registry.sandbox)
         with registry.active(stage):
             result = fn(*bound.args, **bound.kwargs)
+            if kind is StageKind.READ and registry.sample_rows and isinstance(result, Dataset):
+                result = result.limit(registry.sample_rows)
             if stage.knobs.repartition and isinstance(result, Dataset):
                 # e.g. a parquet read that packs small files into one block: spread it so tasks can run at once
                 result = result.repartition(stage.knobs.repartition)

@@ -53,6 +53,7 @@ class Launch:
     stop: StopRule | None = None  # set: may end the run early (a time box, a warm-up that has done its job)
     run_id: str | None = None  # set: the id to store the run under (a tuning study names its trials first)
     output: Path | None = None  # set: the script's stdout and stderr go to this file (a study's trial log)
+    sample_rows: int | None = None  # set: every source is cut to this many rows (batch-size search on a slice)
 
 
 def record(launch: Launch, store: Store, listener: Listener | None = None) -> Run:
@@ -144,6 +145,7 @@ def _spawn(
         "args": list(launch.args),
         "overrides": overrides.to_config(),
         "sandbox": str(launch.sandbox) if launch.sandbox else None,
+        "sample_rows": launch.sample_rows,
     }
     env = {**os.environ, **launch.extra_env, "PIPETUNE_SPEC": json.dumps(spec), ENV_FD: str(write_fd)}
     if address:

@@ -28,11 +28,18 @@ SAMPLE_INTERVAL_S = 1.0
 class Probe:
     """Receives executor callbacks (through ``_ray_compat``) and node samples; sends them to the parent."""
 
-    def __init__(self, sender: Sender, overrides: Overrides, t0: float, sandbox: str | None = None) -> None:
+    def __init__(
+        self,
+        sender: Sender,
+        overrides: Overrides,
+        t0: float,
+        sandbox: str | None = None,
+        sample_rows: int | None = None,
+    ) -> None:
         self.sender = sender
         self.overrides = overrides
         self.t0 = t0
-        self.registry = StageRegistry(overrides, self._stage_built, self._materialized, sandbox)
+        self.registry = StageRegistry(overrides, self._stage_built, self._materialized, sandbox, sample_rows)
         self._executions: dict[str, int] = {}  # dataset id -> execution index
         self._last_sample: dict[str, float] = {}
         self._node_thread: NodeSampling | None = None
