@@ -68,3 +68,12 @@ def test_a_stage_built_elsewhere_is_reported_not_guessed() -> None:
 def test_the_patched_script_still_parses() -> None:
     p = patch({"stages": {"0": {"repartition": 8}, "1": {"batch_size": 4096}, "2": {"num_cpus": 0.1}}})
     compile(p.patched, "pipe.py", "exec")  # type: ignore[attr-defined]
+
+
+def test_without_knobs_leaves_ray_datas_defaults() -> None:
+    from pipetune.tune.patch import without_knobs
+
+    stripped = without_knobs(SOURCE)
+    assert "batch_size" not in stripped and "num_cpus" not in stripped
+    assert "enrich,  # the UDF" in stripped
+    compile(stripped, "pipe.py", "exec")

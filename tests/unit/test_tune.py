@@ -183,3 +183,11 @@ def test_the_bound_is_fixed_time_plus_cpu_work_over_the_cores() -> None:
     assert b.fixed_s == pytest.approx(1.0)
     assert b.work_s == pytest.approx(22.0 / 2)
     assert b.gap_pct is not None and b.gap_pct > 0
+
+
+def test_the_static_settings_take_the_matrix_rows() -> None:
+    from pipetune.plan.static import static_settings
+
+    settings = static_settings(etl_run())  # type: ignore[arg-type]
+    assert settings["stages"]["1"] == {"num_cpus": 0.25, "batch_size": 1000}  # CPU preprocessing row
+    assert "0" not in settings["stages"]  # sources keep their own settings

@@ -183,8 +183,4 @@ def without_knobs(source: str) -> str:
 class _Stripper(cst.CSTTransformer):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         kept = [a for a in updated.args if not (a.keyword and a.keyword.value in CALL_KNOBS)]
-        if len(kept) == len(updated.args):
-            return updated
-        if kept and len(kept) < len(updated.args):
-            kept[-1] = kept[-1].with_changes(comma=updated.args[-1].comma)
-        return updated.with_changes(args=kept)
+        return updated if len(kept) == len(updated.args) else updated.with_changes(args=kept)
