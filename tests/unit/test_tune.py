@@ -191,3 +191,17 @@ def test_the_static_settings_take_the_matrix_rows() -> None:
     settings = static_settings(etl_run())  # type: ignore[arg-type]
     assert settings["stages"]["1"] == {"num_cpus": 0.25, "batch_size": 1000}  # CPU preprocessing row
     assert "0" not in settings["stages"]  # sources keep their own settings
+
+
+def test_a_waiting_stage_reserves_what_its_tasks_burn() -> None:
+    from tests.unit.builders import node_cpu
+
+    src = stage(0, "range", kind=StageKind.READ)
+    fetch = stage(1, "map", "fetch", num_cpus=1.0)
+    o0 = Operator("0/ReadRange_1", "ReadRange", (0,), num_cpus=1.0)
+    o1 = Operator("0/Map(fetch)_2", "Map(fetch)", (1,), num_cpus=1.0)
+    s0 = op_stats(o0.uid, 600, 0.5, 0.5, tasks=60)
+    s1 = op_stats(o1.uid, 600, 30.0, 0.9, tasks=60)  # 0.03 cores per busy second: waiting on the network
+    run = node_cpu(pipeline([(src, o0, s0), (fetch, o1, s1)], wall=15.0), 12.0, start=1, end=16)
+    proposal = ModelGuided().propose(View({}, run, frozenset()))  # type: ignore[arg-type]
+    assert proposal is not None and proposal.settings == ("1.num_cpus=0.05",)

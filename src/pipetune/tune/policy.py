@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pipetune.diagnose.engine import diagnose
 from pipetune.diagnose.facts import Facts
-from pipetune.diagnose.findings import Finding, Level
+from pipetune.diagnose.findings import Finding, Fix, Level
+from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
 from pipetune.model import Run, StageKind
 from pipetune.record.overrides import from_mapping
 from pipetune.tune import predict
@@ -118,8 +119,21 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
     if fix.knob == "batch_size" and f.stage is not None and isinstance(fix.current, int):
         floor = fix.proposed if isinstance(fix.proposed, int) else 0  # the guide's matrix: at least its range
         return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
+    if fix.knob == "num_cpus" and f.stage is not None:
+        fix = _waiting_cpus(facts, f.stage, fix)
+        f = replace(f, fix=fix)
     predicted = _predicted(facts, f)
-    return Proposal((fix.setting,), fix.describe(), f.rule, f.cause, fix.level, predicted)
+    return Proposal((fix.setting or "",), fix.describe(), f.rule, f.cause, fix.level, predicted)
+
+
+def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
+    """A stage that mostly waits reserves what its tasks measurably burn: enough slots to hide the latency."""
+    rate = facts.rate_of(stage)
+    if rate is None or rate.cores_per_task >= WAITING_CORES.value or not isinstance(fix.current, (int, float)):
+        return fix
+    low = NUM_CPUS_IO[0]
+    measured = max(low, math.ceil(rate.cores_per_task / low) * low)
+    return replace(fix, proposed=round(measured, 3)) if measured < fix.current else fix
 
 
 def _predicted(facts: Facts, f: Finding) -> float:
