@@ -7,11 +7,7 @@ stage's workers' peak (USS) against a worker's share of its node's memory on CPU
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +17,7 @@ from pipetune.model import Run, Stage
 from pipetune.plan.batch_search import Probe, fastest, next_batch
 from pipetune.record.launcher import Launch, record
 from pipetune.record.overrides import Overrides, StageOverride
+from pipetune.record.shared import scratch, shared_ray
 from pipetune.store.sqlite import SQLiteStore
 
 
@@ -40,7 +37,7 @@ def search(
     probes: list[Probe] = []
     batch: int | None = start
     device = "cpu"
-    with _ray(address) as where, _scratch() as sandbox:
+    with shared_ray(address) as where, scratch("pipetune-batch-") as sandbox:
         while batch is not None and len(probes) < max_probes:
             run = _probe_run(store, script, args, stage, batch, rows, where, sandbox)
             device = _device(run, stage)
@@ -113,24 +110,3 @@ def _line(p: Probe) -> str:
     speed = f"{p.rows_per_s:,.0f} rows/s per task" if p.rows_per_s else "no rate"
     memory = f"{p.memory * 100:.1f}% of a worker's memory" if p.memory is not None else "memory not measured"
     return f"batch_size {p.batch}: {speed}, {memory}"
-
-
-@contextlib.contextmanager
-def _ray(address: str | None) -> Iterator[str | None]:
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        yield address
-        return
-    from pipetune.record._ray_compat import local_head
-
-    with local_head() as head:
-        yield head
-
-
-@contextlib.contextmanager
-def _scratch() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="pipetune-batch-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

@@ -156,15 +156,18 @@ class SQLiteStore:
 
     def resolve(self, ref: str) -> str:
         """A run id from a full id, a unique prefix, or ``last``."""
+        return self._resolve("runs", "started_at", ref, "run")
+
+    def _resolve(self, table: str, order: str, ref: str, noun: str) -> str:
         if ref in ("last", "latest"):
-            rows = self._query("SELECT id FROM runs ORDER BY started_at DESC LIMIT 1")
+            rows = self._query(f"SELECT id FROM {table} ORDER BY {order} DESC LIMIT 1")
         else:
-            rows = self._query("SELECT id FROM runs WHERE id = ? OR id LIKE ? || '%' LIMIT 2", (ref, ref))
+            rows = self._query(f"SELECT id FROM {table} WHERE id = ? OR id LIKE ? || '%' LIMIT 2", (ref, ref))
         if len(rows) == 1 or (rows and rows[0][0] == ref):
             return str(rows[0][0])
         if not rows:
-            raise RunNotFound(f"no run '{ref}' in {self.path}", "`pipetune runs` lists the stored runs")
-        raise RunNotFound(f"'{ref}' matches several runs", "give more characters of the id")
+            raise RunNotFound(f"no {noun} '{ref}' in {self.path}", f"`pipetune {table}` lists the stored {table}")
+        raise RunNotFound(f"'{ref}' matches several {table}", "give more characters of the id")
 
     def load(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)
@@ -199,15 +202,7 @@ class SQLiteStore:
             )
 
     def resolve_study(self, ref: str) -> str:
-        if ref in ("last", "latest"):
-            rows = self._query("SELECT id FROM studies ORDER BY created_at DESC LIMIT 1")
-        else:
-            rows = self._query("SELECT id FROM studies WHERE id = ? OR id LIKE ? || '%' LIMIT 2", (ref, ref))
-        if len(rows) == 1 or (rows and rows[0][0] == ref):
-            return str(rows[0][0])
-        if not rows:
-            raise RunNotFound(f"no study '{ref}' in {self.path}", "`pipetune studies` lists the stored studies")
-        raise RunNotFound(f"'{ref}' matches several studies", "give more characters of the id")
+        return self._resolve("studies", "created_at", ref, "study")
 
     def load_study(self, ref: str) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
         """(id, spec, events in order)."""

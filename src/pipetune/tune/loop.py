@@ -8,13 +8,11 @@ stored events, re-read before every decision, so a tuner killed at any point res
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from pipetune.errors import UsageError
 from pipetune.model import Run
 from pipetune.record.launcher import Launch, check_script, record
 from pipetune.record.overrides import Overrides, from_mapping
+from pipetune.record.shared import scratch, shared_ray
 from pipetune.store.sqlite import SQLiteStore, new_run_id
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
@@ -69,7 +68,7 @@ class Tuner:
         if study.finished is not None:
             return study
         _check_cwd(study.spec)
-        with _shared_ray(study.spec.address) as address, _scratch() as sandbox:
+        with shared_ray(study.spec.address) as address, scratch("pipetune-tune-") as sandbox:
             warm = not self.warmup
             while True:
                 study = self.load(study_id)
@@ -175,28 +174,6 @@ def _stop_rule(step: Step) -> Callable[[dict[str, Any]], str | None] | None:
         return None
 
     return boxed
-
-
-@contextlib.contextmanager
-def _shared_ray(address: str | None) -> Iterator[str | None]:
-    """The given cluster, or one local Ray for the whole study (its start-up is paid once, not per trial)."""
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        yield address
-        return
-    from pipetune.record._ray_compat import local_head
-
-    with local_head() as head:  # one head node, no driver attached: each trial's script is the only driver
-        yield head
-
-
-@contextlib.contextmanager
-def _scratch() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="pipetune-tune-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_cwd(spec: Spec) -> None:
