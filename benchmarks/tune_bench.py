@@ -85,7 +85,7 @@ def tpe(name: str, oracle: dict[str, Any], seeds: int, budget: int) -> dict[str,
     }
 
 
-def tune(name: str, budget: int, store: Path) -> dict[str, Any]:
+def tune(name: str, budget: int, store: Path, oracle_s: float) -> dict[str, Any]:
     script, args = EXAMPLES[name]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     with tempfile.TemporaryDirectory() as out:
@@ -127,7 +127,7 @@ def bench(name: str, ns: argparse.Namespace, ray: SharedRay, store: Path, oracle
     row["defaults"] = _time(defaults_run(name, ray, store, limit))
     row["static"] = _time(run_example(name, flat(static), ray, store, limit))
     row["static_settings"] = flat(static)
-    tuned = tune(name, ns.budget, store)
+    tuned = tune(name, ns.budget, store, oracle["best_s"])
     row["tune"] = {k: v for k, v in tuned.items() if k != "view"}
     row["tuned_settings"] = flat(tuned["view"]["best"])
     row["bound"] = tuned["view"]["bound"]
@@ -182,6 +182,14 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
             "unknown" if gap is None else f"{gap:+.0f}%",
         )
         print(" ".join(f"{c:>9}" for c in cells))
+
+    print(
+        "speedup: shipped / tuned; % oracle: the oracle's time / tuned time (throughput ratio); trials: pipetune's "
+        "trial runs after the baseline; ->5%: the trial that first came within 5% of the oracle; tune wall: the "
+        "whole `pipetune tune` (Ray start, warm-up, baseline, trials); TPE ->5%: median trials over the seeds; "
+        f"TPE %@{budget}: TPE's best after {budget} trials as % of the oracle's throughput; bound gap: the tuned "
+        "run above its hardware bound"
+    )
 
 
 def _fmt(value: float | str) -> str:

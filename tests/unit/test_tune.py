@@ -64,9 +64,9 @@ def test_a_small_win_seen_once_is_repeated_and_a_large_one_kept() -> None:
     assert judge([10.0], [12.0], can_repeat=True).verdict is Verdict.SLOWER
 
 
-def test_the_time_box_allows_the_noise_twice_over() -> None:
+def test_the_time_box_is_the_incumbent_plus_the_noise() -> None:
     assert noise_band([10.0], []) == 5.0
-    assert time_box([10.0]) == pytest.approx(10.0 * 1.1 + 5.0)
+    assert time_box([10.0]) == pytest.approx(10.0 * 1.05 + 2.0)
 
 
 # -- feasibility -----------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ def judge(incumbent: Sequence[float], trial: Sequence[float], can_repeat: bool) 
 
 
 def time_box(incumbent: Sequence[float]) -> float:
-    """How long a trial may run: past this it is slower than the incumbent beyond any noise, so it is stopped."""
+    """How long a trial may run: past this it is slower than the incumbent beyond the noise, so it is stopped
+    (it would be reverted anyway; a couple of seconds cover the driver's start-up jitter)."""
     base = statistics.median(incumbent)
-    return base * (1 + 2 * noise_band(incumbent, ()) / 100) + 5.0
+    return base * (1 + noise_band(incumbent, ()) / 100) + 2.0

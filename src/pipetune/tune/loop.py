@@ -29,7 +29,7 @@ from pipetune.tune.policy import ModelGuided, SearchPolicy
 from pipetune.tune.steps import Finish, Step, conclude, next_step
 from pipetune.tune.study import Role, Spec, Study, Trial, collapse, trial_payload
 
-WARMUP_AFTER_EXECUTION_S = 5.0  # a warm-up has done its job once the pipeline has run this long
+WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline has run this long
 Say = Callable[[str], None]
 
 
