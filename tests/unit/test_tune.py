@@ -204,4 +204,4 @@ def test_a_waiting_stage_reserves_what_its_tasks_burn() -> None:
     s1 = op_stats(o1.uid, 600, 30.0, 0.9, tasks=60)  # 0.03 cores per busy second: waiting on the network
     run = node_cpu(pipeline([(src, o0, s0), (fetch, o1, s1)], wall=15.0), 12.0, start=1, end=16)
     proposal = ModelGuided().propose(View({}, run, frozenset()))  # type: ignore[arg-type]
-    assert proposal is not None and proposal.settings == ("1.num_cpus=0.05",)
+    assert proposal is not None and proposal.settings == ("1.num_cpus=0.025",)  # 60 tasks at once on 2 CPUs

@@ -127,13 +127,18 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
 
 
 def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
-    """A stage that mostly waits reserves what its tasks measurably burn: enough slots to hide the latency."""
-    rate = facts.rate_of(stage)
-    if rate is None or rate.cores_per_task >= WAITING_CORES.value or not isinstance(fix.current, (int, float)):
+    """A stage that mostly waits hides its latency when all its tasks wait at once: reserve the cluster's CPUs
+    over its tasks, unless their measured CPU would then oversubscribe the cores; never under the guide's floor."""
+    rate, stats = facts.rate_of(stage), facts.stage_stats(stage)
+    if rate is None or stats is None or rate.cores_per_task >= WAITING_CORES.value:
         return fix
-    low = NUM_CPUS_IO[0]
-    measured = max(low, math.ceil(rate.cores_per_task / low) * low)
-    return replace(fix, proposed=round(measured, 3)) if measured < fix.current else fix
+    if not isinstance(fix.current, (int, float)) or facts.cpus <= 0:
+        return fix
+    tasks = max(stats.task_s.count, 1)
+    wanted = facts.cpus / tasks if tasks * rate.cores_per_task <= facts.cpus else rate.cores_per_task
+    step = NUM_CPUS_IO[0]
+    proposed = round(max(step, math.floor(wanted / step) * step), 3)
+    return replace(fix, proposed=proposed) if proposed < fix.current else fix
 
 
 def _predicted(facts: Facts, f: Finding) -> float:
