@@ -55,16 +55,16 @@ def test_apply_writes_the_patch_and_the_api_returns_the_same_result(tmp_path: Pa
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, address: str) -> None:
     script = PIPELINES / "fragile_batches.py"
-    done = pipetune("tune", script, "--budget", "2", "--no-warmup", "--address", address, "--json", cwd=tmp_path)
+    done = pipetune("tune", script, "--budget", "3", "--no-warmup", "--address", address, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    view = json.loads(done.stdout)
-    verdicts = [t["verdict"] for t in view["trials"]]
-    assert "reverted: failed" in verdicts
-    assert verdicts[0] == "baseline" and len(verdicts) == 3  # the study went on after the failure
-    failed = next(t for t in view["trials"] if t["verdict"] == "reverted: failed")
-    after = view["trials"][2]
-    assert int(after["settings"][0].split("=")[1]) <= int(failed["settings"][0].split("=")[1]) // 2  # halved
-    assert all(t["status"] in ("succeeded", "failed") for t in view["trials"])
+    trials = json.loads(done.stdout)["trials"]
+    assert trials[0]["verdict"] == "baseline"
+    failed = [i for i, t in enumerate(trials) if t["verdict"] == "reverted: failed"]
+    assert failed, [t["change"] for t in trials]
+    limit = int(trials[failed[0]]["settings"][0].split("=")[1])
+    later = [t for t in trials[failed[0] + 1 :] if any(".batch_size=" in x for x in t["settings"])]
+    assert later and int(later[0]["settings"][0].split("=")[1]) <= limit // 2  # halved below, never retried
+    assert later[0]["status"] == "succeeded"
 
 
 def test_a_study_killed_with_sigkill_resumes_without_redoing_finished_trials(tmp_path: Path) -> None:
