@@ -66,7 +66,10 @@ def test_a_gpu_cluster_plan_cites_its_rows() -> None:
     assert infer["concurrency"].value == 4 and infer["num_gpus"].value == 1.0
     assert infer["batch_size"].value == 256 // 4
     assert "24 GB (A10G)" in infer["batch_size"].source and "divide by 4" in infer["batch_size"].source
-    assert p.stages[1].settings["num_cpus"].value == 0.25  # mixed cluster: CPU stages at 0.25
+    assert p.stages[1].settings["num_cpus"].value == 0.25  # the matrix's CPU preprocessing row
+    assert p.stages[0].settings["num_cpus"].value == 0.025  # every node has a GPU: not a mixed cluster
+    mixed = plan(stages(), parse_cluster("2x(16 CPU, 1 A10G) + 2x(32 CPU)"), model="resnet152")
+    assert mixed.stages[0].settings["num_cpus"].value == 0.25 and "mixed" in mixed.stages[0].settings["num_cpus"].source
 
 
 def test_a_cpu_cluster_plan_sizes_actor_pools_by_four_cpus() -> None:

@@ -41,6 +41,11 @@ class Cluster:
         return sum(n.gpus for n in self.nodes)
 
     @property
+    def mixed(self) -> bool:
+        """Some nodes with GPUs and some without: the guide's mixed cluster."""
+        return 0 < sum(1 for n in self.nodes if n.gpus) < len(self.nodes)
+
+    @property
     def gpu_memory_gb(self) -> float:
         return min((n.gpu_memory_gb for n in self.nodes if n.gpus), default=0.0)
 

@@ -80,7 +80,7 @@ def _plan_stage(stage: StageIn, cluster: Cluster, model: str | None, resolution:
 
 def _task(stage: StageIn, cluster: Cluster, settings: dict[str, Value]) -> None:
     row = NUM_CPUS_BY_TYPE.get(stage.op_type)
-    if cluster.gpus and stage.op_type is not OpType.WRITING:
+    if cluster.mixed and stage.op_type is not OpType.WRITING:
         settings["num_cpus"] = Value(tables.MIXED_CPU_STAGE_CPUS, f"guide: by hardware, {tables.MIXED_CLUSTER}")
     elif row is not None:
         settings["num_cpus"] = Value(row[0], _MATRIX.format(stage.op_type.value) + f", low end of {row[0]}-{row[1]}")
