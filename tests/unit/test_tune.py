@@ -205,3 +205,13 @@ def test_a_waiting_stage_reserves_what_its_tasks_burn() -> None:
     run = node_cpu(pipeline([(src, o0, s0), (fetch, o1, s1)], wall=15.0), 12.0, start=1, end=16)
     proposal = ModelGuided().propose(View({}, run, frozenset()))  # type: ignore[arg-type]
     assert proposal is not None and proposal.settings == ("1.num_cpus=0.025",)  # 60 tasks at once on 2 CPUs
+
+
+def test_a_batch_size_that_failed_is_halved_not_retried() -> None:
+    run = etl_run()
+    view = View(
+        {}, run, frozenset({config_key({"stages": {"1": {"batch_size": 4096}}})}), frozenset({"1.batch_size=4096"})
+    )  # type: ignore[arg-type]
+    proposal = ModelGuided().propose(view)
+    assert proposal is not None and proposal.settings == ("1.batch_size=2048",)
+    assert proposal.change == "stage 1 batch_size 64 -> 2048"

@@ -69,7 +69,7 @@ class ModelGuided:
 
     def propose(self, view: View) -> Proposal | None:
         facts = Facts.of(view.run)
-        capped = (_below_failures(p, view.failed) for p in candidates(facts, view.config))
+        capped = (_below_failures(p, view) for p in candidates(facts, view.config))
         viable = [p for p in capped if p is not None and _viable(p, view)]
         return min(viable, key=_rank, default=None)
 
@@ -79,21 +79,23 @@ def _rank(p: Proposal) -> tuple[float, int, float]:
     return (bucket, int(p.level), -p.predicted)
 
 
-def _below_failures(p: Proposal, failed: frozenset[str]) -> Proposal | None:
+def _below_failures(p: Proposal, view: View) -> Proposal | None:
     """A batch size at or above one that failed is halved below it (the guide: halve on OOM)."""
     if len(p.settings) != 1 or ".batch_size=" not in p.settings[0]:
         return p
     target, value = p.settings[0].split("=")
-    limits = [int(f.split("=")[1]) for f in failed if f.startswith(target + "=")]
+    limits = [int(f.split("=")[1]) for f in view.failed if f.startswith(target + "=")]
     if not limits or int(value) < min(limits):
         return p
+    index = int(target.split(".")[0])
+    current = view.run.stage(index).knobs.batch_size or 0
     halved = min(limits) // 2
-    current = p.change.split(" -> ")[0].rsplit(" ", 1)[-1]
-    if not current.isdigit() or halved <= int(current):
+    if halved <= current:
         return None
-    change = f"{p.change.split(' -> ')[0]} -> {halved}"
-    reason = f"{value} rows per batch failed before: half of it"
-    return Proposal((f"{target}={halved}",), change, p.rule, reason, p.level, p.predicted)
+    change = f"stage {index} batch_size {current} -> {halved}"
+    return Proposal(
+        (f"{target}={halved}",), change, p.rule, f"{min(limits)} rows per batch failed: half", p.level, p.predicted
+    )
 
 
 def _viable(p: Proposal, view: View) -> bool:
