@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("--address", help="attach to this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     launch.add_argument("--timeout", type=float, help="stop the run after this many seconds")
     launch.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    launch.add_argument("--full-names", action="store_true", help="show stage names in full in the live view")
     launch.add_argument(
         "--stall-after",
         type=float,
@@ -117,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--json", action="store_true")
     batch.set_defaults(handler=cmd_batch_size)
 
+    report = sub.add_parser("report", parents=[store], help="a self-contained HTML report of a run or a study")
+    report.add_argument("id", help="a run id or a study id (a unique prefix, or `last` for the last run)")
+    report.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
+    report.set_defaults(handler=cmd_report)
+
+    trace = sub.add_parser("trace", parents=[store], help="a run in Chrome trace format (Perfetto, chrome://tracing)")
+    trace.add_argument("run", help="run id, a unique prefix of it, or `last`")
+    trace.add_argument("-o", "--output", type=Path, required=True, help="the JSON file to write")
+    trace.set_defaults(handler=cmd_trace)
+
     studies = sub.add_parser("studies", parents=[store], help="the tuning studies")
     studies.add_argument("--limit", type=int, default=30)
     studies.set_defaults(handler=cmd_studies)
@@ -161,6 +172,7 @@ def _record(ns: argparse.Namespace, script: Path) -> Run:
 
     if ns.timeout is not None and ns.timeout <= 0:
         raise UsageError(f"--timeout {ns.timeout} is not valid", "give a number of seconds above 0")
+    live = not ns.json and not getattr(ns, "quiet", False)
     launch = Launch(
         script=script,
         args=tuple(ns.script_args),
@@ -169,8 +181,14 @@ def _record(ns: argparse.Namespace, script: Path) -> Run:
         timeout_s=ns.timeout,
         stdout_to_stderr=ns.json,
         stall_after_s=ns.stall_after,
+        extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"} if live else {},  # one display at a time: ours
     )
-    return record(launch, open_store(ns.store))
+    if not live:
+        return record(launch, open_store(ns.store))
+    from pipetune.report.live import LiveView
+
+    with LiveView(full_names=ns.full_names) as view:
+        return record(launch, open_store(ns.store), view)
 
 
 def _exit_code(run: Run) -> int:
@@ -270,6 +288,8 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     say = (lambda line: None) if ns.json else None
     tuner = Tuner.using(store) if say is None else Tuner.using(store, say)
     tuner.warmup = not ns.no_warmup
+    tuner.live = not ns.json
+    tuner.full_names = ns.full_names
     study_id = _study_to_drive(ns, tuner)
     result = result_of(tuner.drive(study_id), store)
     path = result.write_config(ns.output or store.path.parent / f"best-{study_id}.json")
@@ -457,6 +477,43 @@ def cmd_batch_size(ns: argparse.Namespace) -> int:
         if result.note:
             print(result.note)
     return 0 if best is not None else 1
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from pipetune.errors import RunNotFound
+    from pipetune.report.html import run_report, study_report
+    from pipetune.store import open_store
+    from pipetune.tune import Study, result_of
+
+    store = open_store(ns.store)
+    try:
+        study = Study.fold(*store.load_study(ns.id)) if ns.id != "last" else None
+    except RunNotFound:
+        study = None
+    if study is not None:
+        result = result_of(study, store)
+        best = result.study.runs_of(result.best)
+        page = study_report(result, store.load(best[-1].run_id) if best else None)
+    else:
+        page = run_report(store.load(ns.id))
+    _write_output(ns.output, page)
+    return 0
+
+
+def cmd_trace(ns: argparse.Namespace) -> int:
+    from pipetune.report.trace import trace
+    from pipetune.store import open_store
+
+    _write_output(ns.output, json.dumps(trace(open_store(ns.store).load(ns.run))))
+    return 0
+
+
+def _write_output(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as err:
+        raise UsageError(f"cannot write {path} ({err.strerror})", "choose a writable path with -o") from None
+    print(f"wrote {path} ({len(text) / 1e6:.1f} MB)", file=sys.stderr)
 
 
 def cmd_studies(ns: argparse.Namespace) -> int:

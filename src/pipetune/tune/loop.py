@@ -43,6 +43,8 @@ class Tuner:
     policy: SearchPolicy
     say: Say = _stderr
     warmup: bool = True
+    live: bool = False  # show each trial's live view on stderr
+    full_names: bool = False
 
     @staticmethod
     def using(store: SQLiteStore, say: Say = _stderr) -> Tuner:
@@ -131,7 +133,13 @@ class Tuner:
             extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
         )
         try:
-            return record(launch, self.store)
+            if not self.live:
+                return record(launch, self.store)
+            from pipetune.report.live import LiveView
+
+            with LiveView(full_names=self.full_names) as view:
+                view.state.caption = _announce(study, step)
+                return record(launch, self.store, view)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -1,0 +1,137 @@
+"""Self-contained HTML reports of a run or a study: one file, charts inlined, opens with no network.
+
+Charts are Plotly's (its JavaScript ships inside the ``plotly`` package and is inlined once per file): they
+carry units and hover values, and a person reads them at a glance. Pages are Jinja2 templates with
+autoescaping, so stage names, UDF names, log text and error messages always show as text.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from pipetune.diagnose.engine import Diagnosis, diagnose
+from pipetune.model import Run, StageKind
+from pipetune.report import series
+from pipetune.report.figures import stage_figures
+from pipetune.tune.result import TuneResult
+from pipetune.tune.study import Verdict
+
+MIB = 1 / 2**20
+_MERGES = ("union", "zip", "join")
+
+
+def run_report(run: Run) -> str:
+    found = diagnose(run)
+    return _render("run.html.j2", title=f"pipetune run {run.id}", run=run, diagnosis=found,
+                   figures=stage_figures(run), tree=pipeline_tree(run), charts=run_charts(run))  # fmt: skip
+
+
+def study_report(result: TuneResult, best: Run | None) -> str:
+    return _render("study.html.j2", title=f"pipetune study {result.study.id}", result=result, best=best,
+                   charts=study_charts(result) + (run_charts(best) if best else []))  # fmt: skip
+
+
+def pipeline_tree(run: Run) -> list[dict[str, Any]]:
+    """The stages in pipeline order; a union/zip/join starts a merge of the branches built before it."""
+    ops = {i: op.name for _, op in run.operators() for i in op.stages}
+    return [
+        {
+            "stage": s,
+            "operator": ops.get(s.index, "(did not run)"),
+            "merge": s.method in _MERGES,
+            "source": s.kind is StageKind.READ,
+        }
+        for s in run.stages
+    ]
+
+
+def run_charts(run: Run) -> list[dict[str, Any]]:
+    memory = series.node_metric(run, "mem_used_bytes", "mem_total_bytes")
+    return [
+        _lines("throughput", "Rows per second, per operator", series.op_rate(run), "rows/s"),
+        _lines("queues", "Blocks queued at each operator's input", series.op_metric(run, "inqueue_blocks"), "blocks"),
+        _lines("objstore", "Object-store memory per operator", series.op_metric(run, "obj_store_bytes", MIB), "MiB"),
+        _lines("cpu", "Node CPU use", series.node_metric(run, "cpu_pct"), "% of all cores"),
+        _lines("memory", "Node memory use", memory, "% of memory"),
+        _lines("gpu", "GPU utilisation", series.node_metric(run, "gpu_util_pct"), "%"),
+        _task_durations(run),
+    ]
+
+
+def _lines(key: str, title: str, data: list[series.Series], unit: str) -> dict[str, Any]:
+    traces = [{"type": "scatter", "mode": "lines", "name": s.name, "x": s.t, "y": s.y} for s in data]
+    layout = _layout(title, "seconds since the run started", unit)
+    return {"id": key, "title": title, "data": traces, "layout": layout, "empty": not any(s.t for s in data)}
+
+
+def _task_durations(run: Run) -> dict[str, Any]:
+    names = series.operator_names(run)
+    stats = [s for e in run.executions for s in e.stats if s.task_s.count]
+    labels = [names.get(s.uid, s.uid) for s in stats]
+    traces = [
+        {"type": "bar", "name": label, "x": labels, "y": [getattr(s.task_s, attr) for s in stats]}
+        for label, attr in (("median", "p50"), ("p90", "p90"), ("slowest", "max"))
+    ]
+    layout = {**_layout("Task durations per operator", "", "seconds per task"), "barmode": "group"}
+    return {"id": "tasks", "title": layout["title"]["text"], "data": traces, "layout": layout, "empty": not stats}
+
+
+def study_charts(result: TuneResult) -> list[dict[str, Any]]:
+    trials = [t for t in result.trials if t.wall_s]
+    colours = {Verdict.KEPT: "#2e7d32", Verdict.BASELINE: "#1565c0"}
+    trace = {
+        "type": "bar",
+        "x": [f"#{t.seq} {t.role.value}" for t in trials],
+        "y": [t.wall_s for t in trials],
+        "text": [t.change or t.role.value for t in trials],
+        "marker": {"color": [colours.get(t.verdict, "#9e9e9e") for t in trials]},
+        "hovertemplate": "%{text}<br>%{y:.2f} s<extra></extra>",
+    }
+    layout = _layout("Time per trial (green: kept, blue: baseline, grey: reverted)", "trial", "seconds")
+    return [{"id": "trials", "title": layout["title"]["text"], "data": [trace], "layout": layout, "empty": not trials}]
+
+
+def _layout(title: str, x: str, y: str) -> dict[str, Any]:
+    return {
+        "title": {"text": title},
+        "xaxis": {"title": {"text": x}},
+        "yaxis": {"title": {"text": y}, "rangemode": "tozero"},
+        "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+        "height": 320,
+        "legend": {"orientation": "h"},
+    }
+
+
+def _render(template: str, **context: Any) -> str:
+    return _env().get_template(template).render(plotly_js=_plotly_js(), **context)
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pipetune.report", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    env.filters["chart_json"] = _chart_json
+    env.filters["num"] = lambda v, fmt=",.0f": format(v, fmt) if isinstance(v, (int, float)) else "-"
+    return env
+
+
+def _chart_json(chart: dict[str, Any]) -> Markup:
+    """JSON that is safe inside a <script> element: no '<', '>' or '&' survive, so nothing can close it early."""
+    text = json.dumps({"data": chart["data"], "layout": chart["layout"]})
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+@cache
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
+
+    return str(get_plotlyjs())
+
+
+__all__ = ["Diagnosis", "pipeline_tree", "run_report", "study_report"]

@@ -1,0 +1,60 @@
+"""Time series out of a recorded run, ready to plot: per-operator rates and queues, per-node use. Pure."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import pairwise
+
+from pipetune.model import Run
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    t: tuple[float, ...]
+    y: tuple[float, ...]
+
+
+def operator_names(run: Run) -> dict[str, str]:
+    return {op.uid: f"{op.name} [{','.join(map(str, op.stages))}]" for _, op in run.operators()}
+
+
+def op_metric(run: Run, metric: str, scale: float = 1.0) -> list[Series]:
+    """One series per operator of a gauge metric (queues, memory), scaled (e.g. bytes -> MiB)."""
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for s in run.op_samples:
+        if metric in s.values:
+            points[s.source].append((s.t, s.values[metric] * scale))
+    names = operator_names(run)
+    return [_series(names.get(uid, uid), pts) for uid, pts in points.items()]
+
+
+def op_rate(run: Run, metric: str = "rows_out") -> list[Series]:
+    """Per-operator rate of a cumulative counter (rows/s), from consecutive samples."""
+    out = []
+    for series in op_metric(run, metric):
+        pairs = list(zip(series.t, series.y, strict=True))
+        rates = [(t1, max(y1 - y0, 0.0) / (t1 - t0)) for (t0, y0), (t1, y1) in pairwise(pairs) if t1 > t0]
+        out.append(_series(series.name, rates))
+    return out
+
+
+def node_metric(run: Run, metric: str, total: str | None = None) -> list[Series]:
+    """One series per node; with ``total``, as a percentage of it (memory used of memory total)."""
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for s in run.node_samples:
+        if metric not in s.values:
+            continue
+        value = s.values[metric]
+        if total is not None:
+            if not s.values.get(total):
+                continue
+            value = value / s.values[total] * 100
+        points[s.source.removeprefix("node:")[:8]].append((s.t, value))
+    return [_series(f"node {node}", pts) for node, pts in points.items()]
+
+
+def _series(name: str, points: list[tuple[float, float]]) -> Series:
+    points.sort()
+    return Series(name, tuple(t for t, _ in points), tuple(y for _, y in points))

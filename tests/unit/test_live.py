@@ -1,0 +1,86 @@
+"""The live view's renderings at a fixed width, against golden files (regenerate: PIPETUNE_GOLDEN=write)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from pipetune.report.live import LiveState, LiveView, plain_line, render
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+LONG = "MapBatches(enrich_orders_with_a_long_name)"
+OPS = [
+    {"uid": "0/ReadParquet_1", "name": "ReadParquet", "stages": [0]},
+    {"uid": f"0/{LONG}_2", "name": LONG, "stages": [1, 2]},
+    {"uid": "0/Write_3", "name": "Write", "stages": [3]},
+]
+
+
+def sample(t: float, read: float, enrich: float, write: float, queued: float, pressure: float) -> dict:  # type: ignore[type-arg]
+    return {
+        "kind": "op_samples",
+        "t": t,
+        "values": {
+            "0/ReadParquet_1": {"rows_out": read, "tasks_running": 0.0 if t > 5 else 2.0, "inqueue_blocks": 0.0},
+            "0/MapBatches(enrich_orders_with_a_long_name)_2": {
+                "rows_out": enrich, "tasks_running": 2.0, "inqueue_blocks": queued, "backpressure_s": 0.0,
+            },
+            "0/Write_3": {"rows_out": write, "tasks_running": 1.0, "inqueue_blocks": 0.0, "backpressure_s": pressure},
+        },
+    }  # fmt: skip
+
+
+def state() -> LiveState:
+    s = LiveState()
+    s.feed({"kind": "execution", "operators": OPS})
+    s.feed(sample(5.0, 100_000, 40_000, 30_000, 6, 0.0))
+    s.feed(sample(6.0, 100_000, 50_000, 38_000, 5, 0.4))
+    node = {"cpu_pct": 93.0, "mem_used_bytes": 6.0, "mem_total_bytes": 24.0}
+    s.feed({"kind": "node_samples", "t": 6.0, "values": {"node:abc": node}})
+    return s
+
+
+def text(renderable: object, width: int = 100) -> str:
+    console = Console(width=width, file=io.StringIO(), color_system=None, force_terminal=False)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def check(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("PIPETUNE_GOLDEN") == "write":
+        path.write_text(actual)
+    assert actual == path.read_text()
+
+
+def test_live_view_at_100_columns() -> None:
+    check("live_100.txt", text(render(state())))
+
+
+def test_live_view_with_full_names_and_a_trial_caption() -> None:
+    s = state()
+    s.caption = "trial 2/3: stage 1 batch_size 64 -> 4096"
+    check("live_full_names_120.txt", text(render(s, full_names=True), width=120))
+
+
+def test_plain_lines_when_the_output_is_not_a_terminal() -> None:
+    check("live_plain.txt", plain_line(state()) + "\n")
+    out = io.StringIO()
+    view = LiveView(stream=out, every_s=0.0)
+    with view:
+        for message in ({"kind": "execution", "operators": OPS}, sample(5.0, 10, 5, 1, 0, 0)):
+            view(message)
+    assert out.getvalue().startswith("[    5s] 1 rows")
+
+
+def test_figures_folded_from_the_messages() -> None:
+    s = state()
+    enrich = s.stages["0/MapBatches(enrich_orders_with_a_long_name)_2"]
+    assert enrich.rows_per_s == 10_000 and enrich.queued == 5
+    assert s.stages["0/Write_3"].backpressured
+    assert s.bottleneck == "0/MapBatches(enrich_orders_with_a_long_name)_2"
+    assert s.remaining_s == (100_000 - 38_000) / 8_000
+    assert s.cpu_pct == 93.0 and s.mem_pct == 25.0
