@@ -5,7 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean venv
+.PHONY: demo test lint typecheck bench clean venv chromium screenshots
+
+# Debian's Chromium, for the browser tests and the screenshots (apt, as root or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 venv: $(STAMP)
 
@@ -22,14 +25,20 @@ demo: $(STAMP)
 	$(VENV)/bin/pipetune tune examples/etl_parquet.py --budget 3
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks
-	$(VENV)/bin/ruff format --check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests examples benchmarks tools
+	$(VENV)/bin/ruff format --check src tests examples benchmarks tools
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+chromium:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
+
+test: lint typecheck chromium
 	$(VENV)/bin/pytest -q
+
+screenshots: $(STAMP) chromium
+	$(PY) tools/screenshots.py
 
 # Benchmarks print tables; they are not tests. The tuning benchmark needs Optuna (the `bench` extra) and the
 # grid oracle's cached table (benchmarks/oracle.json, made by benchmarks/oracle.py).
@@ -39,4 +48,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/tune_bench.py
 
 clean:
-	rm -rf $(VENV) .pipetune .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pipetune .pytest_cache .mypy_cache .ruff_cache screenshots

@@ -128,6 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("-o", "--output", type=Path, required=True, help="the JSON file to write")
     trace.set_defaults(handler=cmd_trace)
 
+    ui = sub.add_parser("ui", parents=[store], help="a local dashboard over the store (read-only)")
+    ui.add_argument("--host", default="127.0.0.1", help="where to listen (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=8765)
+    ui.set_defaults(handler=cmd_ui)
+
     studies = sub.add_parser("studies", parents=[store], help="the tuning studies")
     studies.add_argument("--limit", type=int, default=30)
     studies.set_defaults(handler=cmd_studies)
@@ -514,6 +519,13 @@ def _write_output(path: Path, text: str) -> None:
     except OSError as err:
         raise UsageError(f"cannot write {path} ({err.strerror})", "choose a writable path with -o") from None
     print(f"wrote {path} ({len(text) / 1e6:.1f} MB)", file=sys.stderr)
+
+
+def cmd_ui(ns: argparse.Namespace) -> int:
+    from pipetune.ui.app import serve
+
+    serve(ns.store, ns.host, ns.port)
+    return 0
 
 
 def cmd_studies(ns: argparse.Namespace) -> int:

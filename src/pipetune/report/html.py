@@ -27,12 +27,12 @@ _MERGES = ("union", "zip", "join")
 
 def run_report(run: Run) -> str:
     found = diagnose(run)
-    return _render("run.html.j2", title=f"pipetune run {run.id}", run=run, diagnosis=found,
+    return render("run.html.j2", title=f"pipetune run {run.id}", run=run, diagnosis=found,
                    figures=stage_figures(run), tree=pipeline_tree(run), charts=run_charts(run))  # fmt: skip
 
 
 def study_report(result: TuneResult, best: Run | None) -> str:
-    return _render("study.html.j2", title=f"pipetune study {result.study.id}", result=result, best=best,
+    return render("study.html.j2", title=f"pipetune study {result.study.id}", result=result, best=best,
                    charts=study_charts(result) + (run_charts(best) if best else []))  # fmt: skip
 
 
@@ -107,8 +107,12 @@ def _layout(title: str, x: str, y: str) -> dict[str, Any]:
     }
 
 
-def _render(template: str, **context: Any) -> str:
-    return _env().get_template(template).render(plotly_js=_plotly_js(), **context)
+def render(template: str, **context: Any) -> str:
+    """A page; inlines Plotly unless ``plotly_src`` says where to fetch it (the dashboard serves it)."""
+    context.setdefault("dashboard", False)
+    context.setdefault("live", None)
+    inline = "" if context.get("plotly_src") else plotly_js()
+    return _env().get_template(template).render(plotly_js=inline, **{"plotly_src": "", **context})
 
 
 @cache
@@ -128,7 +132,7 @@ def _chart_json(chart: dict[str, Any]) -> Markup:
 
 
 @cache
-def _plotly_js() -> str:
+def plotly_js() -> str:
     from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
     return str(get_plotlyjs())

@@ -67,15 +67,27 @@ BEGIN SELECT RAISE(ABORT, 'study specs are immutable'); END;
 """
 
 
-def open_store(path: str | Path | None = None) -> SQLiteStore:
-    return SQLiteStore(Path(path) if path else DEFAULT_PATH)
+def open_store(path: str | Path | None = None, readonly: bool = False) -> SQLiteStore:
+    return SQLiteStore(Path(path) if path else DEFAULT_PATH, readonly)
 
 
 class SQLiteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
-        self._db = self._connect()
+        self._db = self._connect_readonly() if readonly else self._connect()
         self._seq: dict[str, int] = {}
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """For viewers (the dashboard): SQLite itself refuses every write on this connection."""
+        if not self.path.is_file():
+            raise StoreError(f"no store at {self.path}", "record a run first, or pass --store PATH")
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10,
+                                 check_same_thread=False)  # fmt: skip
+            self._check_ours(db)
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"store {self.path} cannot be used ({err})", _hint(err)) from None
+        return db
 
     def _connect(self) -> sqlite3.Connection:
         try:
