@@ -96,10 +96,14 @@ def tune(name: str, budget: int, store: Path, oracle_s: float) -> dict[str, Any]
         wall = time.perf_counter() - started
     view = json.loads(done.stdout)
     trials = [t for t in view["trials"] if t["role"] in ("trial", "repeat")]
+    hits = [n for n, t in enumerate(trials, 1) if t["status"] == "succeeded" and t["wall_s"] <= 1.05 * oracle_s]
     return {
         "view": view,
         "wall_s": wall,
         "trials": len(trials),
+        "trials_to_5pct": hits[0] if hits else None,
+        "runs": [(t["role"], t["change"], t["wall_s"], t["status"], t["verdict"]) for t in view["trials"]],
+        "reason": view["reason"],
         "failed": sum(
             t["status"] != "succeeded" and t["verdict"] != "reverted: stopped at its time box" for t in trials
         ),
@@ -154,11 +158,12 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         "speedup",
         "% oracle",
         "trials",
+        "->5%",
         "failed",
         "tune wall",
         "x shipped",
-        "TPE trials->5%",
-        "TPE %@budget",
+        "TPE ->5%",
+        f"TPE %@{budget}",
         "bound gap",
     )
     print(" ".join(f"{h:>9}" for h in head))
@@ -174,6 +179,7 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
             f"{r['shipped'] / r['tuned']:.2f}x",
             f"{r['oracle'] / r['tuned'] * 100:.0f}%",
             str(r["tune"]["trials"]),
+            str(r["tune"].get("trials_to_5pct") or "-"),
             str(r["tune"]["failed"]),
             f"{r['tune']['wall_s']:.0f}",
             f"{r['tune']['wall_s'] / r['shipped']:.1f}x",
@@ -182,7 +188,6 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
             "unknown" if gap is None else f"{gap:+.0f}%",
         )
         print(" ".join(f"{c:>9}" for c in cells))
-
     print(
         "speedup: shipped / tuned; % oracle: the oracle's time / tuned time (throughput ratio); trials: pipetune's "
         "trial runs after the baseline; ->5%: the trial that first came within 5% of the oracle; tune wall: the "
@@ -202,7 +207,11 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--save", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--table", type=Path, help="print the table of rows saved by --save, run nothing")
     ns = parser.parse_args()
+    if ns.table:
+        table(json.loads(ns.table.read_text()), ns.budget)
+        return
     oracle = json.loads(CACHE.read_text())["examples"]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp, SharedRay() as ray:
