@@ -204,7 +204,10 @@ def test_a_waiting_stage_reserves_what_its_tasks_burn() -> None:
     s1 = op_stats(o1.uid, 600, 30.0, 0.9, tasks=60)  # 0.03 cores per busy second: waiting on the network
     run = node_cpu(pipeline([(src, o0, s0), (fetch, o1, s1)], wall=15.0), 12.0, start=1, end=16)
     proposal = ModelGuided().propose(View({}, run, frozenset()))  # type: ignore[arg-type]
-    assert proposal is not None and proposal.settings == ("1.num_cpus=0.025",)  # 60 tasks at once on 2 CPUs
+    assert proposal is not None and proposal.settings == ("1.num_cpus=0.05",)  # 0.03 cores a task, rounded up
+    tried = frozenset({config_key(with_settings({}, proposal.settings))})
+    backed = ModelGuided().propose(View({}, run, tried, lost=frozenset(proposal.settings)))  # type: ignore[arg-type]
+    assert backed is not None and backed.settings == ("1.num_cpus=0.224",)  # sqrt(1 x 0.05): half-way in ratio
 
 
 def test_a_batch_size_that_failed_is_halved_not_retried() -> None:

@@ -49,6 +49,7 @@ class View:
     run: Run
     tried: frozenset[str]
     failed: frozenset[str] = frozenset()  # --set arguments of trials that failed (e.g. a batch that ran out of memory)
+    lost: frozenset[str] = frozenset()  # --set arguments of trials that ran slower than the incumbent
 
 
 class SearchPolicy(Protocol):
@@ -69,7 +70,7 @@ class ModelGuided:
 
     def propose(self, view: View) -> Proposal | None:
         facts = Facts.of(view.run)
-        capped = (_below_failures(p, view) for p in candidates(facts, view.config))
+        capped = (_below_failures(_back_off(p, view), view) for p in candidates(facts, view.config))
         viable = [p for p in capped if p is not None and _viable(p, view)]
         return min(viable, key=_rank, default=None)
 
@@ -121,26 +122,56 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
     if fix.knob == "batch_size" and f.stage is not None and isinstance(fix.current, int):
         floor = fix.proposed if isinstance(fix.proposed, int) else 0  # the guide's matrix: at least its range
         return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
+    settings: tuple[str, ...] = (fix.setting,)
+    change = fix.describe()
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
+        settings, change = _whole_operator(facts, f.stage, fix)
         f = replace(f, fix=fix)
-    predicted = _predicted(facts, f)
-    return Proposal((fix.setting or "",), fix.describe(), f.rule, f.cause, fix.level, predicted)
+    return Proposal(settings, change, f.rule, f.cause, fix.level, _predicted(facts, f))
 
 
 def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
-    """A stage that mostly waits hides its latency when all its tasks wait at once: reserve the cluster's CPUs
-    over its tasks, unless their measured CPU would then oversubscribe the cores; never under the guide's floor."""
-    rate, stats = facts.rate_of(stage), facts.stage_stats(stage)
-    if rate is None or stats is None or rate.cores_per_task >= WAITING_CORES.value:
+    """A stage that mostly waits reserves what its tasks measurably burn (in the guide's I/O steps), so that as
+    many run at once as the cores can carry. Not less: every extra slot is a Ray worker to start, and on a small
+    machine starting them costs more than the latency they would hide (measured on the HTTP example)."""
+    rate = facts.rate_of(stage)
+    if rate is None or rate.cores_per_task >= WAITING_CORES.value or not isinstance(fix.current, (int, float)):
         return fix
-    if not isinstance(fix.current, (int, float)) or facts.cpus <= 0:
-        return fix
-    tasks = max(stats.task_s.count, 1)
-    wanted = facts.cpus / tasks if tasks * rate.cores_per_task <= facts.cpus else rate.cores_per_task
     step = NUM_CPUS_IO[0]
-    proposed = round(max(step, math.floor(wanted / step) * step), 3)
-    return replace(fix, proposed=proposed) if proposed < fix.current else fix
+    measured = round(max(step, math.ceil(rate.cores_per_task / step) * step), 3)
+    return replace(fix, proposed=measured) if measured < fix.current else fix
+
+
+def _whole_operator(facts: Facts, stage: int, fix: Fix) -> tuple[tuple[str, ...], str]:
+    """The same reservation for every stage fused with this one: a different num_cpus would split the chain,
+    and the stages left at the old reservation (a write reserving a whole CPU) become the new bottleneck."""
+    op = facts.operator_of(stage)
+    kinds = {s.index: s.kind for s in facts.run.stages}
+    fused = [i for i in (op.stages if op else (stage,)) if kinds.get(i) is not StageKind.READ] or [stage]
+    settings = tuple(f"{i}.num_cpus={fix.proposed:g}" for i in fused)
+    if len(fused) == 1:
+        return settings, fix.describe()
+    return settings, f"stages {','.join(map(str, fused))} num_cpus {fix.current:g} -> {fix.proposed:g} (one operator)"
+
+
+def _back_off(p: Proposal, view: View) -> Proposal:
+    """A num_cpus that lost (slower, or stopped at its time box) is not pushed further: the next try sits
+    half-way, in ratio, between the incumbent's value and the one that lost."""
+    if not p.settings or ".num_cpus=" not in p.settings[0]:
+        return p
+    target, value = p.settings[0].split("=")
+    current = view.run.stage(int(target.split(".")[0])).knobs.num_cpus or 1.0
+    wanted = float(value)
+    lost = [float(x.split("=")[1]) for x in view.lost if x.startswith(target + "=")]
+    beyond = [v for v in lost if (v - current) * (wanted - current) > 0 and abs(wanted - current) >= abs(v - current)]
+    if not beyond:
+        return p
+    nearest = min(beyond, key=lambda v: abs(v - current))
+    middle = round(max(NUM_CPUS_IO[0], math.sqrt(current * nearest)), 3)
+    settings = tuple(f"{x.split('=')[0]}={middle:g}" for x in p.settings)
+    reason = f"{nearest:g} lost to the incumbent: half-way, in ratio, between {current:g} and {nearest:g}"
+    return replace(p, settings=settings, change=f"{p.change.split(' -> ')[0]} -> {middle:g}", reason=reason)
 
 
 def _predicted(facts: Facts, f: Finding) -> float:

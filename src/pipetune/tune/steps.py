@@ -64,7 +64,8 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
         return stop
     assert incumbent_run is not None
     failed = frozenset(s for t in study.trials if t.verdict is Verdict.FAILED for s in t.settings)
-    view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed)
+    lost = frozenset(s for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED) for s in t.settings)
+    view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost)
     proposal = policy.propose(view)
     if proposal is None:
         return Finish("nothing left to try: every proposal was tried or cannot be scheduled")
