@@ -37,7 +37,9 @@ def test_etl_example_one_block_feeds_the_enrich_stage(work: Path, address: str) 
     args = ("etl_parquet.py", "--", "--rows", "40000", "--files", "8", "--data", "d", "--out", "o")
     first = top(doctor(work, address, *args))
     assert first["rule"] == "few-blocks"
-    assert first["stage_key"] in ("2:map_batches:enrich", "3:write_parquet")  # fused: enrich->write
+    # read, filter, enrich and write run fused in one task over the one block: the finding sits on whichever
+    # of them measured the most time in that task (enrich or the read, at this size; it varies run to run)
+    assert first["stage_key"] in ("0:read_parquet", "2:map_batches:enrich", "3:write_parquet")
     assert first["fix"]["set"] == "0.repartition=12"  # 3 CPUs in the test cluster -> 12 blocks
 
 

@@ -65,7 +65,9 @@ def visit(browser: Any, url: str) -> tuple[Any, list[str]]:
 
 def test_run_report_is_one_file_with_charts_tree_and_findings(browser: Any, store: Path) -> None:
     out = store / "run.html"
-    assert pipetune("report", "last", "-o", out, cwd=store).returncode == 0
+    runs = json.loads(pipetune("runs", "--json", cwd=store).stdout)
+    evil = next(r["id"] for r in runs if "evil" in r["script"])
+    assert pipetune("report", evil, "-o", out, cwd=store).returncode == 0
     page, problems = visit(browser, out.as_uri())
     assert problems == []
     assert page.title().startswith("pipetune run")
@@ -87,7 +89,7 @@ def test_study_report_shows_the_trials(browser: Any, store: Path) -> None:
     assert problems == []
     rows = page.locator("#trials tr")
     assert rows.count() == 3  # header, baseline, one trial
-    assert "baseline" in page.inner_text("#trials") and page.locator("#chart-trials .main-svg").count() == 1
+    assert "baseline" in page.inner_text("#trials") and page.locator("#chart-trials .main-svg").count() >= 1
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +146,7 @@ def test_unknown_ids_and_paths_are_404_pages_and_nothing_else_is_served(dashboar
 
 def test_trace_is_valid_chrome_trace_json(store: Path) -> None:
     out = store / "trace.json"
-    assert pipetune("trace", "last", "-o", out, cwd=store).returncode == 0
+    assert pipetune("trace", "last", "-o", out, cwd=store).returncode == 0  # the tuned run of pandas_batches
     events = json.loads(out.read_text())["traceEvents"]
     phases = {e["ph"] for e in events}
     assert {"M", "X", "C"} <= phases
