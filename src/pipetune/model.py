@@ -192,6 +192,19 @@ class Execution:
 
 
 @dataclass(frozen=True)
+class TaskSpan:
+    """One task of an operator: submitted and finished as the driver saw it, and where it ran."""
+
+    uid: str  # the operator's uid
+    index: int  # the task's index within the operator
+    submitted_t: float  # seconds since the run started
+    finished_t: float
+    worker_s: float | None = None  # the task's own wall time on its worker
+    node: str = ""  # the node its output blocks came from
+    failed: bool = False
+
+
+@dataclass(frozen=True)
 class Sample:
     """A point of a time series: ``source`` is an operator uid or ``node:<id>``; values follow ``metrics``."""
 
@@ -266,6 +279,7 @@ class Run:
     node_samples: tuple[Sample, ...] = ()
     events: tuple[Event, ...] = ()
     materializations: tuple[Materialization, ...] = ()
+    tasks: tuple[TaskSpan, ...] = ()
     version: int = SCHEMA_VERSION
 
     # -- derived views (pure) ---------------------------------------------------------------------------

@@ -91,6 +91,58 @@ def _ops(executor: Any) -> Iterator[tuple[str, Any, Any]]:
         yield executor._get_operator_id(op, i), op, state
 
 
+TaskSink = Callable[[str, int, Any, dict[str, Any]], None]  # (event, task index, physical op, details)
+_task_sink: TaskSink | None = None
+
+
+def install_task_hooks(sink: TaskSink) -> None:
+    """Have every operator report its tasks' submission, first output (its node) and end to ``sink``.
+
+    Ray Data's per-operator runtime metrics already hear of each task; wrapping those three methods costs a
+    dictionary write per task event, far below a task's own cost.
+    """
+    global _task_sink
+    from ray.data._internal.execution.interfaces.op_runtime_metrics import OpRuntimeMetrics
+
+    if _task_sink is None:
+        _wrap_metric(OpRuntimeMetrics, "on_task_submitted", "submitted", lambda args: {})
+        _wrap_metric(OpRuntimeMetrics, "on_task_output_generated", "output", _output_node)
+        _wrap_metric(OpRuntimeMetrics, "on_task_finished", "finished", _finish_details)
+    _task_sink = sink
+
+
+def _wrap_metric(cls: Any, name: str, event: str, details: Callable[[tuple[Any, ...]], dict[str, Any]]) -> None:
+    original = getattr(cls, name)
+
+    def wrapper(self: Any, task_index: int, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, task_index, *args, **kwargs)
+        if _task_sink is not None:
+            try:
+                _task_sink(event, task_index, getattr(self, "_op", None), details(args))
+            except Exception:  # never let the recorder break the pipeline it watches
+                logging.getLogger(__name__).debug("task event %s dropped", event, exc_info=True)
+        return result
+
+    setattr(cls, name, wrapper)
+
+
+def _output_node(args: tuple[Any, ...]) -> dict[str, Any]:
+    blocks = getattr(args[0], "blocks", []) if args else []
+    stats = getattr(getattr(blocks[0], "metadata", None), "exec_stats", None) if blocks else None
+    return {"node": str(getattr(stats, "node_id", "") or "")}
+
+
+def _finish_details(args: tuple[Any, ...]) -> dict[str, Any]:
+    exception = args[0] if args else None
+    worker = getattr(args[1], "task_wall_time_s", None) if len(args) > 1 else None
+    return {"failed": exception is not None, "worker_s": worker}
+
+
+def operator_objects(executor: Any) -> dict[int, str]:
+    """id(physical op) -> its operator id, so task events can be attributed to operators."""
+    return {id(op): op_id for op_id, op, _ in _ops(executor)}
+
+
 def operators(executor: Any) -> list[dict[str, Any]]:
     """What each physical operator is: its id, name, the logical ops fused into it and its resources."""
     out = []

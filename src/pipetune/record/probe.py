@@ -21,6 +21,7 @@ from pipetune.record import _ray_compat, nodes
 from pipetune.record.channel import Sender
 from pipetune.record.interpose import StageRegistry
 from pipetune.record.overrides import Overrides, check_selectors
+from pipetune.record.tasks import TaskLog
 
 SAMPLE_INTERVAL_S = 1.0
 
@@ -44,6 +45,8 @@ class Probe:
         self._last_sample: dict[str, float] = {}
         self._node_thread: NodeSampling | None = None
         self._lock = threading.Lock()
+        self.tasks = TaskLog(t0)
+        _ray_compat.install_task_hooks(self.tasks)
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -63,6 +66,7 @@ class Probe:
         if first:
             self._first_execution()
         ops = [self._operator(index, view) for view in _ray_compat.operators(executor)]
+        self.tasks.register(index, _ray_compat.operator_objects(executor))
         self.sender.send(
             "execution", index=index, dataset_id=_ray_compat.dataset_id(executor), t=self.now(), operators=ops
         )
@@ -98,6 +102,12 @@ class Probe:
         index = self._executions.get(_ray_compat.dataset_id(executor), 0)
         values = {f"{index}/{op_id}": v for op_id, v in _ray_compat.snapshot(executor).items()}
         self.sender.send("op_samples", t=self.now(), values=values)
+        self._send_tasks()
+
+    def _send_tasks(self) -> None:
+        spans = self.tasks.drain()
+        if spans:
+            self.sender.send("tasks", spans=spans)
 
     def execution_ended(self, executor: Any, error: Exception | None) -> None:
         index = self._executions.get(_ray_compat.dataset_id(executor), 0)

@@ -18,6 +18,7 @@ from pipetune.model import (
     RunStatus,
     Sample,
     Stage,
+    TaskSpan,
 )
 
 
@@ -79,6 +80,7 @@ def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[s
     node_samples: list[Sample] = []
     events: list[Event] = []
     materializations: list[Materialization] = []
+    tasks: list[TaskSpan] = []
     env = Environment()
     for kind, payload in parts:
         if kind == "stage":
@@ -101,6 +103,8 @@ def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[s
             events.append(from_plain(Event, payload["event"]))
         elif kind == "materialize":
             materializations.append(from_plain(Materialization, payload))
+        elif kind == "tasks":
+            tasks.extend(TaskSpan(*row) for row in payload["spans"])
     return Run(
         id=header.id,
         script=header.script,
@@ -121,6 +125,7 @@ def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[s
         node_samples=tuple(node_samples),
         events=tuple(events),
         materializations=tuple(materializations),
+        tasks=tuple(tasks),
     )
 
 

@@ -280,6 +280,8 @@ def _parts_of(run: Run) -> Iterator[tuple[str, dict[str, Any]]]:
         yield "event", {"event": to_plain(event)}
     for m in run.materializations:
         yield "materialize", to_plain(m)
+    if run.tasks:
+        yield "tasks", {"spans": [list(to_plain(t).values()) for t in run.tasks]}
     for e in run.executions:
         if e.sink_rows:
             yield "sink", {"index": e.index, "rows": e.sink_rows}
