@@ -218,3 +218,12 @@ def test_a_batch_size_that_failed_is_halved_not_retried() -> None:
     proposal = ModelGuided().propose(view)
     assert proposal is not None and proposal.settings == ("1.batch_size=2048",)
     assert proposal.change == "stage 1 batch_size 64 -> 2048"
+
+
+def test_no_larger_pool_once_its_actors_burn_every_core() -> None:
+    busy = actor_run(concurrency=2, num_cpus=0.5)
+    facts = Facts.of(busy)  # type: ignore[arg-type]
+    rate = next(r for r in facts.rates.values() if "Embed" in r.name)
+    assert rate.cores_per_task == pytest.approx(1.0)
+    moves = [p for p in candidates(facts, {}) if p.rule == "balance (model)"]
+    assert moves == []  # two actors already burn both cores

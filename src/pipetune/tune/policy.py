@@ -282,9 +282,10 @@ def _pool_moves(facts: Facts) -> Iterator[Proposal]:
     settings: tuple[str, ...] = (f"{stage.index}.concurrency={actors}",)
     if share < current:
         settings += (f"{stage.index}.num_cpus={share:g}",)
-    gain = predict.run_speedup(
-        facts, op, min(actors / max(rate.slots, 1.0), facts.cpus / max(rate.cores_per_task, 0.1))
-    )
+    busy = min(actors, facts.cpus / max(rate.cores_per_task, 0.1))  # actors beyond the cores only share them
+    if busy <= rate.slots + 0.25:
+        return  # the pool already has every core its actors can burn: another actor would only share them
+    gain = predict.run_speedup(facts, op, busy / max(rate.slots, 1.0))
     change = f"stage {stage.index} concurrency {pool_size(knobs)} -> {actors}" + (
         f", num_cpus {current:g} -> {share:g}" if share < current else ""
     )
