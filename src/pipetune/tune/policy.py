@@ -122,37 +122,24 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
     if fix.knob == "batch_size" and f.stage is not None and isinstance(fix.current, int):
         floor = fix.proposed if isinstance(fix.proposed, int) else 0  # the guide's matrix: at least its range
         return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
-    settings: tuple[str, ...] = (fix.setting,)
-    change = fix.describe()
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
-        settings, change = _whole_operator(facts, f.stage, fix)
         f = replace(f, fix=fix)
-    return Proposal(settings, change, f.rule, f.cause, fix.level, _predicted(facts, f))
+    return Proposal((fix.setting or "",), fix.describe(), f.rule, f.cause, fix.level, _predicted(facts, f))
 
 
 def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
     """A stage that mostly waits reserves what its tasks measurably burn (in the guide's I/O steps), so that as
     many run at once as the cores can carry. Not less: every extra slot is a Ray worker to start, and on a small
-    machine starting them costs more than the latency they would hide (measured on the HTTP example)."""
+    machine starting them costs more than the latency they would hide (measured on the HTTP example). Only
+    this stage changes: the stages fused with it keep their reservation, so a heavy write does not get a
+    worker per slot too (the HTTP example ran 2x slower when fetch, filter and write all went to 0.05)."""
     rate = facts.rate_of(stage)
     if rate is None or rate.cores_per_task >= WAITING_CORES.value or not isinstance(fix.current, (int, float)):
         return fix
     step = NUM_CPUS_IO[0]
     measured = round(max(step, math.ceil(rate.cores_per_task / step) * step), 3)
     return replace(fix, proposed=measured) if measured < fix.current else fix
-
-
-def _whole_operator(facts: Facts, stage: int, fix: Fix) -> tuple[tuple[str, ...], str]:
-    """The same reservation for every stage fused with this one: a different num_cpus would split the chain,
-    and the stages left at the old reservation (a write reserving a whole CPU) become the new bottleneck."""
-    op = facts.operator_of(stage)
-    kinds = {s.index: s.kind for s in facts.run.stages}
-    fused = [i for i in (op.stages if op else (stage,)) if kinds.get(i) is not StageKind.READ] or [stage]
-    settings = tuple(f"{i}.num_cpus={fix.proposed:g}" for i in fused)
-    if len(fused) == 1:
-        return settings, fix.describe()
-    return settings, f"stages {','.join(map(str, fused))} num_cpus {fix.current:g} -> {fix.proposed:g} (one operator)"
 
 
 def _back_off(p: Proposal, view: View) -> Proposal:
