@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pipetune.diagnose.engine import Diagnosis, diagnose
+from pipetune.diagnose.engine import diagnose
 from pipetune.model import Run, StageKind
 from pipetune.report import series
 from pipetune.report.figures import stage_figures
@@ -136,6 +136,3 @@ def plotly_js() -> str:
     from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
     return str(get_plotlyjs())
-
-
-__all__ = ["Diagnosis", "pipeline_tree", "run_report", "study_report"]
