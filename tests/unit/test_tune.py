@@ -109,12 +109,17 @@ def test_nothing_tried_twice() -> None:
     assert second is None or second.settings != first.settings
 
 
-def test_every_candidate_is_schedulable_or_filtered() -> None:
+def test_a_proposal_that_would_hang_is_never_made() -> None:
+    from pipetune.diagnose.findings import Level
+    from pipetune.tune.policy import Proposal, _viable
+
     run = actor_run()
-    for p in candidates(Facts.of(run), {}):  # type: ignore[arg-type]
-        config = from_mapping(with_settings({}, p.settings))
-        if unschedulable(run, config) is not None:  # type: ignore[arg-type]
-            assert ModelGuided().propose(View({}, run, frozenset())) != p  # type: ignore[arg-type]
+    view = View({}, run, frozenset())  # type: ignore[arg-type]
+    hangs = Proposal(("2.concurrency=2",), "stage 2 concurrency 1 -> 2", "test", "", Level.PARALLELISM, 2.0)
+    assert not _viable(hangs, view)  # two 1-CPU actors on 2 CPUs leave the upstream tasks nothing
+    chosen = ModelGuided().propose(view)
+    assert chosen is not None
+    assert unschedulable(run, from_mapping(with_settings({}, chosen.settings))) is None  # type: ignore[arg-type]
 
 
 # -- the study's state and the loop's steps --------------------------------------------------------------
