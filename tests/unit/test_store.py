@@ -7,6 +7,7 @@ from pipetune._serde import to_plain
 from pipetune.errors import RunNotFound, StoreError
 from pipetune.model import RunStatus
 from pipetune.store import RunHeader, open_store
+from pipetune.store.sqlite import SCHEMA_VERSION
 from tests.unit.builders import stage, two_stage_run
 
 
@@ -101,3 +102,66 @@ def test_damaged_parts_give_a_clear_error_and_other_runs_still_load(tmp_path: Pa
     with pytest.raises(StoreError, match="cannot be read"):
         store.load(header().id)
     assert store.load("r1").stages
+
+
+OLD_STORE = Path(__file__).resolve().parent.parent / "data" / "store-v0.db"  # written by pipetune before versions
+
+
+def test_a_store_from_before_schema_versions_is_upgraded_and_reads_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    path.write_bytes(OLD_STORE.read_bytes())
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    readonly = open_store(path, readonly=True)  # a viewer reads it as it is, without upgrading it
+    assert [r.status for r in readonly.runs()] == [RunStatus.SUCCEEDED] * 3
+    store = open_store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    runs = store.runs()
+    assert len(runs) == 3 and all(store.load(r.id).stages for r in runs)
+    [(study_id, _, _)] = store.studies()
+    _, spec, events = store.load_study(study_id)
+    assert spec["budget"] == 1 and [k for k, _ in events][-1] == "finished"
+    store.create(header("20990101-000000-cccc", 9e9))  # and it takes new runs
+    assert store.resolve("last") == "20990101-000000-cccc"
+
+
+def test_a_store_from_a_newer_pipetune_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    open_store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()  # the last connection: the change is in the file itself, not in a write-ahead log
+    before = path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=r"newer pipetune.*file was not changed"):
+            open_store(path, readonly=readonly)
+    assert path.read_bytes() == before
+
+
+def test_two_writers_open_a_new_store_at_once(tmp_path: Path) -> None:
+    """Each migration runs under the write lock: the second opener finds the store already current."""
+    import threading
+
+    path, errors = tmp_path / "s.db", []
+
+    def open_and_write(n: int) -> None:
+        try:
+            store = open_store(path)
+            store.create(header(f"20260101-00000{n}-aaaa", float(n)))
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_and_write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(open_store(path).runs()) == 4
+
+
+def test_runs_started_in_the_same_instant_list_in_the_order_stored(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    for suffix in ("bbbb", "aaaa", "cccc"):
+        store.create(header(f"20260101-000000-{suffix}", 5.0))
+    assert [r.id[-4:] for r in store.runs()] == ["cccc", "aaaa", "bbbb"]
+    assert store.resolve("last").endswith("cccc")

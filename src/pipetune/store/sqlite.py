@@ -20,7 +20,7 @@ from pipetune.store.base import RunHeader, RunRow, assemble
 
 DEFAULT_PATH = Path(".pipetune") / "pipetune.db"
 APPLICATION_ID = 0x70697065  # "pipe": marks the file as ours
-SCHEMA = """
+LAYOUT_0 = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     script TEXT NOT NULL,
@@ -65,6 +65,17 @@ BEGIN SELECT RAISE(ABORT, 'study events are immutable'); END;
 CREATE TRIGGER IF NOT EXISTS studies_never_change BEFORE UPDATE ON studies
 BEGIN SELECT RAISE(ABORT, 'study specs are immutable'); END;
 """
+# The schema's history, oldest first: migration N takes a store from version N-1 to N (``PRAGMA user_version``).
+# Stores written before versions existed are version 0 and hold ``LAYOUT_0`` (all IF NOT EXISTS), so migration 1
+# both creates a new store and stamps an old one. Append a migration for every change; never edit one.
+MIGRATIONS: tuple[str, ...] = (
+    LAYOUT_0
+    + """
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+CREATE INDEX IF NOT EXISTS studies_by_creation ON studies (created_at);
+""",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def open_store(path: str | Path | None = None, readonly: bool = False) -> SQLiteStore:
@@ -85,6 +96,7 @@ class SQLiteStore:
             db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10,
                                  check_same_thread=False)  # fmt: skip
             self._check_ours(db)
+            self._check_version(db)
         except sqlite3.DatabaseError as err:
             raise StoreError(f"store {self.path} cannot be used ({err})", _hint(err)) from None
         return db
@@ -94,9 +106,9 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
             self._check_ours(db)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._check_version(db)
+            _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
+            self._migrate(db)
         except sqlite3.DatabaseError as err:
             raise StoreError(f"store {self.path} cannot be used ({err})", _hint(err)) from None
         except OSError as err:
@@ -108,6 +120,33 @@ class SQLiteStore:
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id != APPLICATION_ID and tables:
             raise StoreError(f"{self.path} is an SQLite file but not a pipetune store", _OTHER_FILE_HINT)
+
+    def _check_version(self, db: sqlite3.Connection) -> None:
+        """A store from a newer pipetune is refused before anything is written to it."""
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path} was written by a newer pipetune (schema {version}; this one reads up to "
+                f"{SCHEMA_VERSION})",
+                "upgrade pipetune to read it, or pass --store PATH for another store; the file was not changed",
+            )
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the store to ``SCHEMA_VERSION``, one migration at a time, each in one transaction."""
+        while True:
+            with db:
+                db.execute("BEGIN IMMEDIATE")  # re-read under the write lock: two processes never both migrate
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                if version >= SCHEMA_VERSION:
+                    return
+                for statement in _statements(MIGRATIONS[version]):
+                    db.execute(statement)
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version={version + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._query("PRAGMA user_version")[0][0])
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -172,7 +211,7 @@ class SQLiteStore:
 
     def _resolve(self, table: str, order: str, ref: str, noun: str) -> str:
         if ref in ("last", "latest"):
-            rows = self._query(f"SELECT id FROM {table} ORDER BY {order} DESC LIMIT 1")
+            rows = self._query(f"SELECT id FROM {table} ORDER BY {order} DESC, rowid DESC LIMIT 1")
         else:
             rows = self._query(f"SELECT id FROM {table} WHERE id = ? OR id LIKE ? || '%' LIMIT 2", (ref, ref))
         if len(rows) == 1 or (rows and rows[0][0] == ref):
@@ -192,7 +231,8 @@ class SQLiteStore:
             raise StoreError(f"run {run_id} in {self.path} cannot be read ({err!r})", _CORRUPT_HINT) from None
 
     def runs(self, limit: int | None = None) -> list[RunRow]:
-        sql = "SELECT id, script, started_at, status, wall_s, rows, bottleneck FROM runs ORDER BY started_at DESC"
+        columns = "id, script, started_at, status, wall_s, rows, bottleneck"
+        sql = f"SELECT {columns} FROM runs ORDER BY started_at DESC, rowid DESC"
         rows = self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))
         return [RunRow(r[0], r[1], r[2], RunStatus(r[3]), r[4], r[5], r[6]) for r in rows]
 
@@ -227,7 +267,7 @@ class SQLiteStore:
             raise StoreError(f"study {study_id} in {self.path} cannot be read ({err})", _CORRUPT_HINT) from None
 
     def studies(self, limit: int | None = None) -> list[tuple[str, str, float]]:
-        sql = "SELECT id, script, created_at FROM studies ORDER BY created_at DESC"
+        sql = "SELECT id, script, created_at FROM studies ORDER BY created_at DESC, rowid DESC"
         return [(r[0], r[1], r[2]) for r in self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))]
 
     def abandon(self, run_id: str, why: str) -> None:
@@ -285,6 +325,29 @@ def _parts_of(run: Run) -> Iterator[tuple[str, dict[str, Any]]]:
     for e in run.executions:
         if e.sink_rows:
             yield "sink", {"index": e.index, "rows": e.sink_rows}
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements one by one (``executescript`` would commit the migration's transaction)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [s for s in statements if s]
+
+
+def _retry_locked(action: Any, attempts: int = 20) -> Any:
+    """Switching to WAL takes the write lock; with another process starting at the same moment, try again."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    return None
 
 
 def new_run_id(now: float | None = None) -> str:
