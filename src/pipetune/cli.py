@@ -296,7 +296,13 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     tuner.live = not ns.json
     tuner.full_names = ns.full_names
     study_id = _study_to_drive(ns, tuner)
-    result = result_of(tuner.drive(study_id), store)
+    try:
+        study = tuner.drive(study_id)
+    except KeyboardInterrupt:
+        print(f"pipetune: interrupted: every finished trial is stored; continue with "
+              f"`pipetune tune --resume {study_id}`", file=sys.stderr)  # fmt: skip
+        return 130
+    result = result_of(study, store)
     path = result.write_config(ns.output or store.path.parent / f"best-{study_id}.json")
     if ns.apply and result.patch is not None and result.patch.diff:
         apply_patch(result.patch)

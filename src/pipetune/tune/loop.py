@@ -19,7 +19,7 @@ from typing import Any
 
 from pipetune.diagnose.engine import diagnose
 from pipetune.errors import UsageError
-from pipetune.model import Run
+from pipetune.model import Run, RunStatus
 from pipetune.record.launcher import Launch, check_script, record
 from pipetune.record.overrides import Overrides, from_mapping
 from pipetune.record.shared import scratch, shared_ray
@@ -31,6 +31,11 @@ from pipetune.tune.study import Role, Spec, Study, Trial, collapse, trial_payloa
 
 WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline has run this long
 Say = Callable[[str], None]
+SANDBOX_NOTE = (
+    "note: trials never touch your outputs: every write_* and every file the script writes itself under its "
+    "working directory or its write_* paths goes to a scratch directory; files a UDF writes from a Ray worker "
+    "are not redirected"
+)
 
 
 def _stderr(line: str) -> None:
@@ -42,6 +47,7 @@ class Tuner:
     store: SQLiteStore
     policy: SearchPolicy
     say: Say = _stderr
+    warn: Say = _stderr  # what the user must know even when progress lines are off (--json)
     warmup: bool = True
     live: bool = False  # show each trial's live view on stderr
     full_names: bool = False
@@ -70,6 +76,7 @@ class Tuner:
         if study.finished is not None:
             return study
         _check_cwd(study.spec)
+        self.warn(SANDBOX_NOTE)
         with shared_ray(study.spec.address) as address, scratch("pipetune-tune-") as sandbox:
             warm = not self.warmup
             while True:
@@ -91,9 +98,12 @@ class Tuner:
 
     def _run(self, study: Study, step: Step, address: str | None, sandbox: Path) -> None:
         run_id = new_run_id()
-        self.store.append_study(study.id, "trial-started", {"run_id": run_id, "role": step.role.value})
+        started = {"run_id": run_id, "role": step.role.value, "config": step.config, "settings": list(step.settings)}
+        self.store.append_study(study.id, "trial-started", started)
         self.say(_announce(study, step))
         run = self._record(study, step, run_id, address, sandbox)
+        if run.status is RunStatus.INTERRUPTED:  # Ctrl-C: the run is kept as interrupted, the study stops here
+            raise KeyboardInterrupt  # and the trial stays in flight, so --resume runs it again
         verdict, gain, noise = conclude(study, step, run)
         findings = tuple(f"{f.rule}: {f.fix.describe() if f.fix else f.symptom}" for f in diagnose(run).findings)
         trial = Trial(

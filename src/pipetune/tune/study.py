@@ -124,7 +124,9 @@ class Study:
         return [t for t in self.compared() if config_key(t.config) == key and t.status == "succeeded" and t.wall_s]
 
     def tried(self) -> set[str]:
-        return {config_key(t.config) for t in self.trials}
+        """Settings already measured. A warm-up is not a measurement: on resume it may run the very proposal
+        that was in flight, and that proposal must still be tried."""
+        return {config_key(t.config) for t in self.compared()}
 
 
 def config_key(config: dict[str, Any]) -> str:
