@@ -40,6 +40,7 @@ _MAP_METHODS = {
     "rename_columns": StageKind.TRANSFORM,
     "limit": StageKind.TRANSFORM,
 }
+_CONSUMING = ("iter_batches", "iter_rows", "iter_torch_batches", "iter_tf_batches", "streaming_split", "split")
 _ALL_TO_ALL = ("repartition", "random_shuffle", "randomize_block_order", "sort", "union", "zip", "join")
 
 
@@ -71,6 +72,8 @@ class StageRegistry:
         self._owner: dict[int, int] = {}  # id(logical op) -> stage index
         self._keep: list[Any] = []  # keeps tagged ops alive so their ids are never reused
         self._active: list[int] = []
+        self.before_execution: Callable[[], None] = lambda: None  # runs on the user's thread, before Ray executes
+        self.files: Any = None  # a record.files.FileGuard while tuning: write targets become protected roots
 
     def add(self, stage: Stage) -> None:
         self.stages.append(stage)
@@ -117,6 +120,22 @@ def install(registry: StageRegistry) -> None:
         setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.WRITE))
     for name in MATERIALIZING:
         setattr(Dataset, name, _wrap_materializing(getattr(Dataset, name), name, registry))
+    for name in _CONSUMING:
+        if hasattr(Dataset, name):
+            setattr(Dataset, name, _checked_first(getattr(Dataset, name), registry))
+
+
+def _checked_first(fn: Callable[..., Any], registry: StageRegistry) -> Callable[..., Any]:
+    """A call that starts an execution from the user's code: pipetune's checks run first, on this thread, so a
+    refused override is the user's one-line error and not an exception inside Ray's executor."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not sys._getframe(1).f_code.co_filename.startswith((_RAY_DIR, _PIPETUNE_DIR)):
+            registry.before_execution()
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _wrap_materializing(fn: Callable[..., Any], method: str, registry: StageRegistry) -> Callable[..., Any]:
@@ -126,6 +145,7 @@ def _wrap_materializing(fn: Callable[..., Any], method: str, registry: StageRegi
         if not caller.f_code.co_filename.startswith((_RAY_DIR, _PIPETUNE_DIR)):
             site = _short_site(f"{caller.f_code.co_filename}:{caller.f_lineno}")
             registry.on_materialize(method, site, len(registry.stages))
+            registry.before_execution()
         return fn(*args, **kwargs)
 
     return wrapper
@@ -145,7 +165,9 @@ def _wrap(fn: Callable[..., Any], method: str, registry: StageRegistry, kind: St
             return fn(*args, **kwargs)  # let Ray report the bad call in its own words
         stage = _new_stage(registry, method, kind, bound, f"{caller.f_code.co_filename}:{caller.f_lineno}")
         if kind is StageKind.WRITE and registry.sandbox is not None:
-            _redirect(bound, stage, registry.sandbox)
+            _redirect(bound, stage, registry)
+        if kind is StageKind.WRITE:  # a write executes the pipeline inside this call
+            registry.before_execution()
         with registry.active(stage):
             result = fn(*bound.args, **bound.kwargs)
             if kind is StageKind.READ and registry.sample_rows and isinstance(result, Dataset):
@@ -181,15 +203,17 @@ def _new_stage(
     return stage
 
 
-def _redirect(bound: inspect.BoundArguments, stage: Stage, sandbox: str) -> None:
+def _redirect(bound: inspect.BoundArguments, stage: Stage, registry: StageRegistry) -> None:
     """Send a write to the sandbox; a write that does not take a path cannot be redirected, so it never runs."""
+    if registry.files is not None:
+        registry.files.protect(bound.arguments.get("path"))
     if "path" not in bound.signature.parameters:
         raise UsageError(
             f"stage {stage.key}: {stage.method} writes to a target pipetune cannot redirect to a scratch directory",
             "tuning never writes to your real outputs: give the stage a path-based write (e.g. write_parquet) "
             "while tuning",
         )
-    bound.arguments["path"] = os.path.join(sandbox, f"{stage.index}-{stage.method}")
+    bound.arguments["path"] = os.path.join(str(registry.sandbox), f"{stage.index}-{stage.method}")
     if "filesystem" in bound.signature.parameters:
         bound.arguments["filesystem"] = None  # the sandbox is a local directory, whatever the script wrote to
 

@@ -47,6 +47,18 @@ class Probe:
         self._lock = threading.Lock()
         self.tasks = TaskLog(t0)
         _ray_compat.install_task_hooks(self.tasks)
+        self.registry.before_execution = self.check_settings
+        self._checked = False
+
+    def check_settings(self) -> None:
+        """Refuse overrides that name no stage or ask for GPUs the cluster lacks: once, before Ray executes."""
+        if self._checked:
+            return
+        check_selectors(self.overrides, self.registry.stages)
+        if any("num_gpus" in s.overridden for s in self.registry.stages) and not ray.is_initialized():
+            ray.init()  # what Ray Data would do on the first execution (RAY_ADDRESS or a local Ray)
+        _check_gpus(self.registry.stages)
+        self._checked = True
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -73,8 +85,7 @@ class Probe:
 
     def _first_execution(self) -> None:
         """Ray is up by now: validate what needs the cluster, describe it, start sampling its nodes."""
-        check_selectors(self.overrides, self.registry.stages)
-        _check_gpus(self.registry.stages)
+        self.check_settings()
         self.sender.send("environment", **environment())
         self._node_thread = NodeSampling(self)
         self._node_thread.start()
