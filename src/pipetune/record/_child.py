@@ -25,8 +25,11 @@ def main() -> int:
     sender = Sender(int(os.environ.pop(ENV_FD)))
     t0 = time.perf_counter()
     probe = _install(sender, spec, t0)
+    guard = _guard_files(spec.get("sandbox"), probe)
     outcome = _run_script(spec["script"], spec["args"])
     probe.stop()
+    if guard is not None and guard.redirected:
+        _report_redirected(sender, guard, time.perf_counter() - t0)
     sender.send("finished", wall_s=time.perf_counter() - t0, **outcome)
     return int(outcome["exit_code"])
 
@@ -60,6 +63,29 @@ def _install(sender: Any, spec: dict[str, Any], t0: float) -> Any:
         setattr(DataContext.get_current(), o.field, o.value)
     sender.send("started", pid=os.getpid(), warning=_ray_compat.check_version())
     return probe
+
+
+def _guard_files(sandbox: str | None, probe: Any) -> Any:
+    """Tuning: files the script writes itself under its outputs or working directory go to the sandbox."""
+    if sandbox is None:
+        return None
+    import tempfile
+
+    from pipetune.record import files
+
+    ray_tmp = os.environ.get("RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "ray")
+    guard = files.FileGuard(sandbox, [os.getcwd()], exempt=[ray_tmp])
+    probe.registry.files = guard
+    files.install(guard)
+    return guard
+
+
+def _report_redirected(sender: Any, guard: Any, t: float) -> None:
+    from pipetune.model import Event, EventKind
+
+    shown = ", ".join(sorted(guard.redirected)[:5]) + (" ..." if len(guard.redirected) > 5 else "")
+    text = f"{len(guard.redirected)} file(s) the script wrote itself went to the trial's sandbox: {shown}"
+    sender.send("event", event=Event(t, EventKind.WARNING, text))
 
 
 def _run_script(script: str, args: list[str]) -> dict[str, Any]:
