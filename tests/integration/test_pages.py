@@ -45,9 +45,17 @@ def store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: Any) -> Path:
     address = str(ray_cluster.address)
     assert pipetune("run", PIPELINES / "evil_names.py", "--address", address, cwd=where).returncode == 0
     tuned = pipetune("tune", PIPELINES / "pandas_batches.py", "--budget", "1", "--no-warmup", "--address", address,
-                     cwd=where)  # fmt: skip
+                     "--json", cwd=where)  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr
+    (where / "study.json").write_text(tuned.stdout)  # the tests pick its runs by id, never by list order
     return where
+
+
+def study_runs(store: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The study's baseline and its one trial, as `tune --json` reported them."""
+    baseline, trial = json.loads((store / "study.json").read_text())["trials"]
+    assert baseline["role"] == "baseline" and trial["role"] == "trial"
+    return baseline, trial
 
 
 def visit(browser: Any, url: str) -> tuple[Any, list[str]]:
@@ -126,9 +134,10 @@ def test_dashboard_pages(browser: Any, dashboard: str, store: Path) -> None:
     page, problems = visit(browser, f"{dashboard}/runs/{evil}")
     assert problems == [] and EVIL in page.inner_text("#tree")
     assert page.locator(".chart .main-svg").count() >= 3 and "no warning" in page.inner_text("#events")
-    pair = [r["id"] for r in runs if "pandas_batches" in r["script"]][:2]
-    page, problems = visit(browser, f"{dashboard}/compare?a={pair[1]}&b={pair[0]}")
-    assert problems == [] and "batch_size" in page.inner_text("#deltas")
+    baseline, trial = study_runs(store)
+    page, problems = visit(browser, f"{dashboard}/compare?a={baseline['run_id']}&b={trial['run_id']}")
+    knob = trial["settings"][0].split("=")[0].split(".")[-1]  # what the trial changed, e.g. batch_size
+    assert problems == [] and knob in page.inner_text("#deltas")
     study = page.goto(dashboard + "/")
     assert study is not None
     link = page.locator("#studies a").first.get_attribute("href")
@@ -146,7 +155,8 @@ def test_unknown_ids_and_paths_are_404_pages_and_nothing_else_is_served(dashboar
 
 def test_trace_is_valid_chrome_trace_json(store: Path) -> None:
     out = store / "trace.json"
-    assert pipetune("trace", "last", "-o", out, cwd=store).returncode == 0  # the tuned run of pandas_batches
+    _, trial = study_runs(store)
+    assert pipetune("trace", trial["run_id"], "-o", out, cwd=store).returncode == 0
     events = json.loads(out.read_text())["traceEvents"]
     phases = {e["ph"] for e in events}
     assert {"M", "X", "C"} <= phases

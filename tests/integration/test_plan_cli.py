@@ -43,6 +43,7 @@ def test_checklist_judges_a_recorded_run(tmp_path: Path, address: str) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_batch_size_search_on_the_real_minilm_model(tmp_path: Path, address: str) -> None:
     script = ROOT / "examples" / "embed_minilm.py"
     out = ROOT / "examples" / "out"

@@ -45,7 +45,8 @@ def test_records_every_stage_with_keys_kinds_knobs_and_figures(work: Path, addre
     assert stages[1]["operator"] == stages[2]["operator"] == "MapBatches(double)->Filter(<lambda>)"
     assert view["rows"] == 10_000 and view["status"] == "succeeded"
     assert view["bottleneck"]["stages"] and view["bottleneck"]["evidence"]
-    assert sum(s["bottleneck"] for s in stages) == 1
+    flagged = [s for s in stages if s["bottleneck"]]  # the stages of one operator: which one is measured
+    assert flagged and len({s["operator"] for s in flagged}) == 1
     run = open_store(work / ".pipetune" / "pipetune.db").load(view["id"])
     sampled = {s.source for s in run.op_samples}
     assert {op.uid for _, op in run.operators()} <= sampled
@@ -144,7 +145,7 @@ def test_not_a_ray_data_pipeline(work: Path, address: str) -> None:
 
 
 def test_a_hanging_pipeline_is_stopped_at_its_time_limit_and_kept(work: Path, address: str) -> None:
-    result = pipetune("run", "hangs.py", "--address", address, "--timeout", "12", cwd=work)
+    result = pipetune("run", "hangs.py", "--address", address, "--timeout", "30", cwd=work)
     assert result.returncode != 0
     run = open_store(work / ".pipetune" / "pipetune.db").load("last")
     assert run.status is RunStatus.KILLED and "time limit" in run.error
@@ -227,7 +228,7 @@ def test_nodes_on_other_hosts_are_sampled_by_a_pinned_actor(ray_cluster: object)
 
 
 def test_the_watchdog_names_the_frame_stuck_workers_are_in(work: Path, address: str) -> None:
-    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "6", "--timeout", "45", cwd=work)
+    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "6", "--timeout", "75", cwd=work)
     assert result.returncode != 0
     run = open_store(work / ".pipetune" / "pipetune.db").load("last")
     [stall] = [e for e in run.events if e.kind is EventKind.STALL]
