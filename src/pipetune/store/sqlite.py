@@ -116,8 +116,10 @@ class SQLiteStore:
         return db
 
     def _check_ours(self, db: sqlite3.Connection) -> None:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        # one statement, one snapshot: read apart, another process could create the store in between
+        app_id, tables = db.execute(
+            "SELECT application_id, (SELECT count(*) FROM sqlite_master) FROM pragma_application_id"
+        ).fetchone()
         if app_id != APPLICATION_ID and tables:
             raise StoreError(f"{self.path} is an SQLite file but not a pipetune store", _OTHER_FILE_HINT)
 
