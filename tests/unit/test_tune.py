@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 
 from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.noise import noise_band
 from pipetune.model import Dist, Knobs, NodeInfo, Operator, Stage, StageKind
 from pipetune.record.overrides import from_mapping
 from pipetune.tune.bound import bound
 from pipetune.tune.feasible import unschedulable
-from pipetune.diagnose.noise import noise_band
 from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import ModelGuided, View, candidates
 from pipetune.tune.steps import Finish, Step, conclude, next_step
