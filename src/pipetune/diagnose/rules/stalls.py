@@ -13,6 +13,7 @@ from collections import defaultdict
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
+from pipetune.diagnose.progress import in_flight, moved
 from pipetune.diagnose.rules._common import finding
 from pipetune.model import EventKind, Operator, Run, Stage, StageKind
 
@@ -61,15 +62,14 @@ def progress_gaps(run: Run) -> list[tuple[float, float, str]]:
     gaps, start, last, stuck = [], None, None, ""
     for t in sorted(by_t):
         ops = by_t[t]
-        moved = sum(v.get("rows_out", 0) + v.get("tasks_finished", 0) for v in ops.values())
-        running = [uid for uid, v in ops.items() if v.get("tasks_running", 0) > 0]
-        if last is not None and moved == last[1] and running:
+        done, running = moved(ops), in_flight(ops)
+        if last is not None and done == last[1] and running:
             start = start if start is not None else last[0]
             stuck = stuck or running[0]
         elif start is not None:
             gaps.append((start, (last[0] if last else t) - start, stuck))
             start, stuck = None, ""
-        last = (t, moved)
+        last = (t, done)
     if start is not None and last is not None:
         gaps.append((start, last[0] - start, stuck))
     return gaps
