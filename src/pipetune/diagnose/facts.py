@@ -144,3 +144,12 @@ class Facts:
         if not stats or not self.run.wall_s:
             return 0.0
         return min(stats.wall_s / self.run.wall_s, 1.0)
+
+
+def bottleneck_label(run: Run) -> str:
+    """The short name the run history shows in its bottleneck column."""
+    facts = Facts.of(run)
+    stage = facts.bottleneck_stage()
+    if stage is not None:
+        return stage.key
+    return facts.bottleneck.rate.name if facts.bottleneck else ""

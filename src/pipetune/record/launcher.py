@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from pipetune._serde import to_plain
+from pipetune.diagnose.facts import bottleneck_label
 from pipetune.errors import RayUnavailable, ScriptError, UsageError
 from pipetune.model import Event, EventKind, Run, RunStatus
 from pipetune.record import logs, stacks
 from pipetune.record.channel import ENV_FD, receive
 from pipetune.record.overrides import Overrides
 from pipetune.record.watchdog import Watchdog
-from pipetune.report.figures import bottleneck_label
 from pipetune.store.base import RunHeader, Store
 from pipetune.store.sqlite import new_run_id
 
