@@ -1,6 +1,8 @@
 """pipetune: record, diagnose and tune Ray Data pipelines, measured and automatic.
 
-The public API is what ``__all__`` lists; everything else is private and may change.
+The public API is what ``__all__`` lists; everything else is private and may change. The subpackages keep
+their names (``pipetune.record``, ``pipetune.tune``, ...): no function here shadows one of them, so the
+recorder is ``run_script`` and the tuner ``tune_script``.
 """
 
 from pipetune.diagnose import Bottleneck, find_bottleneck
@@ -29,23 +31,22 @@ __all__ = [
     "__version__",
     "find_bottleneck",
     "open_store",
-    "record",
-    "tune",
+    "run_script",
+    "tune_script",
 ]
 
 
-def record(script: str, *args: str, overrides: Overrides | None = None, store: str | None = None) -> Run:
+def run_script(script: str, *args: str, overrides: Overrides | None = None, store: str | None = None) -> Run:
     """Run ``script`` under the recorder, as ``pipetune run`` does, and return the stored Run."""
     from pathlib import Path
 
-    from pipetune.record.launcher import Launch
-    from pipetune.record.launcher import record as _record
+    from pipetune.record import Launch, record
 
     launch = Launch(script=Path(script), args=args, overrides=overrides or Overrides())
-    return _record(launch, open_store(store))
+    return record(launch, open_store(store))
 
 
-def tune(
+def tune_script(
     script: str,
     *args: str,
     budget: int = 3,

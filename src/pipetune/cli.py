@@ -172,7 +172,7 @@ def _overrides(ns: argparse.Namespace) -> Overrides:
 
 
 def _record(ns: argparse.Namespace, script: Path) -> Run:
-    from pipetune.record.launcher import Launch, record
+    from pipetune.record import Launch, record
     from pipetune.store import open_store
 
     if ns.timeout is not None and ns.timeout <= 0:
@@ -365,8 +365,8 @@ def _print_patch(result: Any, applied: bool) -> None:
 
 
 def cmd_lint(ns: argparse.Namespace) -> int:
-    from pipetune.lint.engine import lint_file
-    from pipetune.record.nodes import local_gpus
+    from pipetune.lint import lint_file
+    from pipetune.record import local_gpus
 
     gpus = ns.gpus if ns.gpus is not None else local_gpus()
     results = [lint_file(path, gpus, fix=ns.fix) for path in ns.files]
@@ -407,7 +407,7 @@ def _lint_summary(results: list[Any], fixed: bool) -> None:
 
 
 def cmd_checklist(ns: argparse.Namespace) -> int:
-    from pipetune.lint.checklist import State, checklist
+    from pipetune.lint import State, checklist
     from pipetune.store import open_store
 
     run = open_store(ns.store).load(ns.run)
@@ -461,7 +461,7 @@ def _recorded(ns: argparse.Namespace) -> Run | None:
 
 def cmd_batch_size(ns: argparse.Namespace) -> int:
     from pipetune.plan.batch_size import search
-    from pipetune.record.launcher import check_script
+    from pipetune.record import check_script
     from pipetune.store import open_store
 
     script = check_script(ns.script)

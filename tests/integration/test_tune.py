@@ -65,7 +65,7 @@ def test_the_api_with_apply_writes_the_best_settings_into_the_script(tmp_path: P
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        result = pipetune.tune(script.name, budget=1, address=address, apply=True, start=start,
+        result = pipetune.tune_script(script.name, budget=1, address=address, apply=True, start=start,
                                store=str(tmp_path / "s.db"), policy=OneChange())  # fmt: skip
     finally:
         os.chdir(cwd)

@@ -15,9 +15,8 @@ from pipetune.diagnose.facts import Facts
 from pipetune.errors import UsageError
 from pipetune.model import Run, Stage
 from pipetune.plan.batch_search import Probe, fastest, next_batch
-from pipetune.record.launcher import Launch, record
+from pipetune.record import Launch, record, scratch, shared_ray
 from pipetune.record.overrides import Overrides, StageOverride
-from pipetune.record.shared import scratch, shared_ray
 from pipetune.store.sqlite import SQLiteStore
 
 

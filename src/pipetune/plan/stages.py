@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipetune.diagnose.engine import classify
 from pipetune.diagnose.facts import Facts, OpType
-from pipetune.lint.scan import MATERIALIZING, Script, scan
+from pipetune.lint import MATERIALIZING, Script, scan
 from pipetune.model import Run
 from pipetune.plan.planner import StageIn, Value
 from pipetune.tune import predict as batch_model

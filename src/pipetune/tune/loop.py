@@ -20,9 +20,8 @@ from typing import Any
 from pipetune.diagnose.engine import diagnose
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
-from pipetune.record.launcher import Launch, check_script, record
+from pipetune.record import Launch, check_script, record, scratch, shared_ray
 from pipetune.record.overrides import Overrides, from_mapping
-from pipetune.record.shared import scratch, shared_ray
 from pipetune.store.sqlite import SQLiteStore, new_run_id
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
