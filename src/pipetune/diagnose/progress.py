@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pipetune.metrics import declared
+
 OperatorValues = Mapping[str, Mapping[str, float]]  # operator uid -> metric -> value, one sample tick
+_ROWS_OUT, _TASKS_FINISHED = declared("rows_out"), declared("tasks_finished")
+_TASKS_RUNNING, _ACTORS_ACTIVE = declared("tasks_running"), declared("actors_active")
 
 
 def moved(ops: OperatorValues) -> float:
     """Rows and tasks the operators have finished so far (grows whenever anything moves)."""
-    return sum(v.get("rows_out", 0.0) + v.get("tasks_finished", 0.0) for v in ops.values())
+    return sum(v.get(_ROWS_OUT, 0.0) + v.get(_TASKS_FINISHED, 0.0) for v in ops.values())
 
 
 def in_flight(ops: OperatorValues) -> list[str]:
     """Operators with work under way, most upstream first (the order the executor reports them)."""
-    return [uid for uid, v in ops.items() if v.get("tasks_running", 0) > 0 or v.get("actors_active", 0) > 0]
+    return [uid for uid, v in ops.items() if v.get(_TASKS_RUNNING, 0) > 0 or v.get(_ACTORS_ACTIVE, 0) > 0]
