@@ -293,8 +293,7 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     say = (lambda line: None) if ns.json else None
     tuner = Tuner.using(store) if say is None else Tuner.using(store, say)
     tuner.warmup = not ns.no_warmup
-    tuner.live = not ns.json
-    tuner.full_names = ns.full_names
+    tuner.watch = None if ns.json else _trial_view(ns.full_names)
     study_id = _study_to_drive(ns, tuner)
     try:
         study = tuner.drive(study_id)
@@ -314,6 +313,21 @@ def cmd_tune(ns: argparse.Namespace) -> int:
         out.print(f"best settings written to {path}: reuse them with `pipetune run --config {path} SCRIPT`")
         _print_patch(result, applied=ns.apply)
     return 0 if result.ok else 1
+
+
+def _trial_view(full_names: bool) -> Any:
+    """The live view of each trial, captioned with what the trial tries (the tune loop draws nothing itself)."""
+    import contextlib
+
+    from pipetune.report.live import LiveView
+
+    @contextlib.contextmanager
+    def watch(caption: str) -> Any:
+        with LiveView(full_names=full_names) as view:
+            view.state.caption = caption
+            yield view
+
+    return watch
 
 
 def _study_to_drive(ns: argparse.Namespace, tuner: Any) -> str:

@@ -6,8 +6,8 @@ modules behind it are private: ``_child`` and ``probe`` run inside the user's dr
 Ray Data calls into stages, ``_ray_compat`` is the only module that touches ``ray.data._internal``.
 """
 
-from pipetune.record.launcher import Launch, check_script, record
+from pipetune.record.launcher import Launch, Listener, check_script, record
 from pipetune.record.nodes import local_gpus
 from pipetune.record.shared import scratch, shared_ray
 
-__all__ = ["Launch", "check_script", "local_gpus", "record", "scratch", "shared_ray"]
+__all__ = ["Launch", "Listener", "check_script", "local_gpus", "record", "scratch", "shared_ray"]

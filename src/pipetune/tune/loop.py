@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from pipetune.diagnose.engine import diagnose
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
-from pipetune.record import Launch, check_script, record, scratch, shared_ray
+from pipetune.record import Launch, Listener, check_script, record, scratch, shared_ray
 from pipetune.record.overrides import Overrides, from_mapping
 from pipetune.store.sqlite import SQLiteStore, new_run_id
 from pipetune.tune.patch import Patch
@@ -30,6 +31,7 @@ from pipetune.tune.study import Role, Spec, Study, Trial, collapse, trial_payloa
 
 WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline has run this long
 Say = Callable[[str], None]
+Watch = Callable[[str], AbstractContextManager[Listener]]
 SANDBOX_NOTE = (
     "note: trials never touch your outputs: every write_* and every file the script writes itself under its "
     "working directory or its write_* paths goes to a scratch directory; files a UDF writes from a Ray worker "
@@ -48,8 +50,7 @@ class Tuner:
     say: Say = _stderr
     warn: Say = _stderr  # what the user must know even when progress lines are off (--json)
     warmup: bool = True
-    live: bool = False  # show each trial's live view on stderr
-    full_names: bool = False
+    watch: Watch | None = None  # presentation, injected: a display for each trial, given its caption
 
     @staticmethod
     def using(store: SQLiteStore, say: Say = _stderr) -> Tuner:
@@ -142,13 +143,10 @@ class Tuner:
             extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
         )
         try:
-            if not self.live:
+            if self.watch is None:
                 return record(launch, self.store)
-            from pipetune.report.live import LiveView
-
-            with LiveView(full_names=self.full_names) as view:
-                view.state.caption = _announce(study, step)
-                return record(launch, self.store, view)
+            with self.watch(_announce(study, step)) as listener:
+                return record(launch, self.store, listener)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
