@@ -18,6 +18,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from pipetune.model import Stage
 from pipetune.record.overrides import Overrides
+from pipetune.sourcecode import EQUAL, after_imports, appended
 
 CALL_KNOBS = ("num_cpus", "num_gpus", "memory", "batch_size", "concurrency", "override_num_blocks")
 
@@ -131,7 +132,7 @@ def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
         if at is not None:
             args[at] = args[at].with_changes(value=expr)
         else:
-            args = _appended(args, cst.Arg(value=expr, keyword=cst.Name(knob), equal=_EQUAL))
+            args = appended(args, cst.Arg(value=expr, keyword=cst.Name(knob), equal=EQUAL))
     return call.with_changes(args=args)
 
 
@@ -143,36 +144,12 @@ def _literal(knob: str, value: Any) -> Any:
     return value
 
 
-_EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
-
-
-def _appended(args: list[cst.Arg], new: cst.Arg) -> list[cst.Arg]:
-    """Add an argument after the last one, keeping the call's own comma style (one line or one per line)."""
-    if not args:
-        return [new]
-    last = args[-1]
-    comma = last.comma
-    if isinstance(comma, cst.Comma):  # a trailing comma: the call is laid out one argument per line
-        between = args[-2].comma if len(args) > 1 else comma  # a line break and the arguments' indent
-        return [*args[:-1], last.with_changes(comma=between), new.with_changes(comma=comma)]
-    return [*args[:-1], last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), new]
-
-
 def _with_context(module: cst.Module, overrides: Overrides) -> cst.Module:
     if not overrides.context:
         return module
     lines = ["from ray.data import DataContext  # pipetune tune"]
     lines += [f"DataContext.get_current().{o.field} = {o.value!r}" for o in overrides.context]
-    new = [cst.parse_statement(line + "\n") for line in lines]
-    body = list(module.body)
-    at = max((i + 1 for i, s in enumerate(body) if _is_import(s)), default=0)
-    return module.with_changes(body=[*body[:at], *new, *body[at:]])
-
-
-def _is_import(statement: cst.CSTNode) -> bool:
-    return isinstance(statement, cst.SimpleStatementLine) and any(
-        isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body
-    )
+    return after_imports(module, lines)
 
 
 def without_knobs(source: str) -> str:
