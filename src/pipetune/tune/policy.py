@@ -16,14 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from pipetune.diagnose import capacity as predict
+from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, as_run, pool_size
 from pipetune.diagnose.engine import diagnose
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
 from pipetune.model import Run, StageKind
 from pipetune.record.overrides import from_mapping
-from pipetune.tune import predict
-from pipetune.tune.feasible import DEFAULT_NUM_CPUS, pool_size, unschedulable
+from pipetune.tune.feasible import unschedulable
 from pipetune.tune.study import config_key, with_settings
 
 SIMILAR_GAIN = 2.0  # predicted gains within this factor of each other are ordered by the guide's hierarchy
@@ -259,10 +260,9 @@ def _pool_moves(facts: Facts) -> Iterator[Proposal]:
     if op is None or rate is None or isinstance(knobs.concurrency, tuple):
         return
     actors = pool_size(knobs) + 1
-    task_need = max(
-        (s.knobs.num_cpus or DEFAULT_NUM_CPUS for s in facts.run.stages if s.kind is not StageKind.ACTOR), default=0.0
-    )
-    share = math.floor((facts.cpus - min(task_need, 1.0)) / actors * 4) / 4  # quarter-CPU steps
+    held = as_run(facts.run)
+    others = held.pool_cpus - pool_size(knobs) * (knobs.num_cpus or DEFAULT_NUM_CPUS)
+    share = math.floor((held.left_for_pools(facts.cpus) - others) / actors * 4) / 4  # quarter-CPU steps
     if share < 0.25:
         return
     current = knobs.num_cpus or DEFAULT_NUM_CPUS
