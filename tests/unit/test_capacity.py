@@ -24,7 +24,8 @@ def pool_run(actors: int, actor_cpus: float, cpus: float = 3.0) -> Run:
         Operator("0/MapBatches(Model)_2", "MapBatches(Model)", (1,), "actors", actors, actor_cpus),
         Operator("0/Write_3", "Write", (2,)),
     ]
-    return pipeline([(s, o, op_stats(o.uid, 1000, 5.0, 5.0)) for s, o in zip((read, model, write), ops)], cpus=cpus)
+    return pipeline([(s, o, op_stats(o.uid, 1000, 5.0, 5.0)) for s, o in zip((read, model, write), ops, strict=True)],
+                    cpus=cpus)  # fmt: skip
 
 
 @pytest.mark.parametrize(("actors", "actor_cpus", "fits"), [(2, 1.0, True), (2, 1.5, False), (3, 1.0, False)])
