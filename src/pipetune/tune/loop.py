@@ -23,7 +23,7 @@ from pipetune.model import Run, RunStatus
 from pipetune.record.launcher import Launch, check_script, record
 from pipetune.record.overrides import Overrides, from_mapping
 from pipetune.record.shared import scratch, shared_ray
-from pipetune.store.sqlite import SQLiteStore, new_run_id
+from pipetune.store import Store, new_run_id
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
 from pipetune.tune.steps import Finish, Step, conclude, next_step
@@ -44,7 +44,7 @@ def _stderr(line: str) -> None:
 
 @dataclass
 class Tuner:
-    store: SQLiteStore
+    store: Store
     policy: SearchPolicy
     say: Say = _stderr
     warn: Say = _stderr  # what the user must know even when progress lines are off (--json)
@@ -53,7 +53,7 @@ class Tuner:
     full_names: bool = False
 
     @staticmethod
-    def using(store: SQLiteStore, say: Say = _stderr) -> Tuner:
+    def using(store: Store, say: Say = _stderr) -> Tuner:
         return Tuner(store, ModelGuided(), say)
 
     def create(self, script: Path, args: tuple[str, ...], start: Overrides, **spec: Any) -> str:
