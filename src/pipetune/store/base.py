@@ -111,8 +111,9 @@ class Store(Protocol):
         """Store a whole finished run (an import) under its own id, so that ``load`` returns it unchanged."""
         ...
 
-    def load(self, ref: str) -> Run:
-        """The run ``ref`` names, folded from its parts in order; a running run shows what has come so far."""
+    def load(self, run_id: str) -> Run:
+        """The run, folded from its parts in order (a running run shows what has come so far). ``run_id`` is
+        resolved first, so any reference ``resolve`` takes will do."""
         ...
 
     def runs(self, limit: int | None = None) -> list[RunRow]:

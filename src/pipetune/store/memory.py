@@ -90,8 +90,8 @@ class MemoryStore:
         outcome = {k: getattr(run, k) for k in ("wall_s", "exit_code", "error", "traceback")}
         self.finish(run.id, {**outcome, "status": run.status.value}, run.rows, "")
 
-    def load(self, ref: str) -> Run:
-        run_id = self.resolve(ref)
+    def load(self, run_id: str) -> Run:
+        run_id = self.resolve(run_id)
         with self._lock:
             run = self._runs[run_id]
             header, outcome, parts = run.header, run.outcome, list(run.parts)
