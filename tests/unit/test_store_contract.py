@@ -42,6 +42,19 @@ def test_every_store_has_every_method_of_the_contract(cls: type) -> None:
         assert inspect.signature(getattr(cls, name)) == inspect.signature(getattr(Store, name)), name
 
 
+def test_the_store_computes_no_presentation() -> None:
+    """Labels such as the history's bottleneck are passed in: store/ imports neither diagnose/ nor report/."""
+    import ast
+
+    import pipetune.store
+
+    for source in Path(pipetune.store.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.startswith(("pipetune.diagnose", "pipetune.report"))], source.name
+
+
 # -- runs ------------------------------------------------------------------------------------------------
 
 

@@ -76,12 +76,14 @@ class Store(Protocol):
     The contract every store honours (tests/unit/test_store_contract.py checks it for each one):
 
     - Append-only: parts of a run and events of a study are kept in the order appended and never change.
-    - Durable on return: once a write returns, the data survives a crash of the writer.
+    - Durable on return: once a write returns, a crash of the writer loses none of it (MemoryStore: for the
+      life of the process).
     - Finished runs are immutable: after ``finish`` (or ``abandon``) a run takes no part and no second outcome;
       trying raises StoreError "run is finished and immutable".
     - What a caller gets back is its own copy: changing it changes nothing stored.
     - Errors are :class:`pipetune.errors.StoreError` (unknown references: :class:`pipetune.errors.RunNotFound`)
       whose ``str`` is one line with the cause and what to do; a refused call changes nothing stored.
+    - The store computes nothing about a run: summaries such as the history line's bottleneck are passed in.
     - References: a full id, a unique prefix of one, or ``last`` (the newest). Listings are newest first,
       entries of the same instant in the reverse of the order they were stored.
     """

@@ -19,8 +19,8 @@ from pipetune.model import Run, RunStatus
 from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, assemble, chosen
 from pipetune.store.sqlite import _parts_of
 
-WHERE = "the memory store"
-_IMMUTABLE = f"{WHERE} refused a write (run is finished and immutable)"
+_WHERE = "the memory store"
+_IMMUTABLE = f"{_WHERE} refused a write (run is finished and immutable)"
 _IMMUTABLE_HINT = "a finished run never changes; nothing was written"
 _Row = TypeVar("_Row", RunRow, StudyRow)
 
@@ -37,10 +37,11 @@ class _Run:
         self.row = RunRow(h.id, h.script, h.started_at, RunStatus.RUNNING, None, None, "")
 
     def close(self, outcome: dict[str, Any], rows: int | None, bottleneck: str) -> None:
-        """The run's one outcome: its history line changes with it, and never again."""
-        self.outcome = _json(outcome)
-        self.row = replace(self.row, status=RunStatus(outcome["status"]), wall_s=outcome.get("wall_s"),
-                           rows=rows, bottleneck=bottleneck)  # fmt: skip
+        """The run's one outcome, and its history line with it; both are built before either is kept."""
+        text = _json(outcome)
+        row = replace(self.row, status=RunStatus(outcome["status"]), wall_s=outcome.get("wall_s"), rows=rows,
+                      bottleneck=bottleneck)  # fmt: skip
+        self.outcome, self.row = text, row
 
 
 @dataclass
@@ -98,7 +99,7 @@ class MemoryStore:
         try:
             return assemble(header, json.loads(outcome), _decoded(parts))
         except (KeyError, TypeError, ValueError) as err:
-            raise StoreError(f"run {run_id} in {WHERE} cannot be read ({err!r})", _DAMAGED_HINT) from None
+            raise StoreError(f"run {run_id} in {_WHERE} cannot be read ({err!r})", _DAMAGED_HINT) from None
 
     def runs(self, limit: int | None = None) -> list[RunRow]:
         with self._lock:
@@ -106,12 +107,12 @@ class MemoryStore:
         return _newest_first(rows, lambda row: row.started_at)[: limit or None]
 
     def resolve(self, ref: str) -> str:
-        return chosen(ref, _matches(ref, [row.id for row in self.runs()]), "run", WHERE)
+        return chosen(ref, _matches(ref, [row.id for row in self.runs()]), "run", _WHERE)
 
     def _running(self, run_id: str) -> _Run:
         run = self._runs.get(run_id)
         if run is None:
-            raise StoreError(f"no run {run_id} in {WHERE}", "create the run before writing to it")
+            raise StoreError(f"no run {run_id} in {_WHERE}", "create the run before writing to it")
         if run.row.status is not RunStatus.RUNNING:
             raise StoreError(_IMMUTABLE, _IMMUTABLE_HINT)
         return run
@@ -129,7 +130,7 @@ class MemoryStore:
         with self._lock:
             study = self._studies.get(study_id)
             if study is None:
-                raise StoreError(f"no study {study_id} in {WHERE}", "create the study before its events")
+                raise StoreError(f"no study {study_id} in {_WHERE}", "create the study before its events")
             study.events.append((kind, text))
 
     def load_study(self, ref: str) -> StoredStudy:
@@ -145,7 +146,7 @@ class MemoryStore:
         return _newest_first(rows, lambda row: row.created_at)[: limit or None]
 
     def resolve_study(self, ref: str) -> str:
-        return chosen(ref, _matches(ref, [row.id for row in self.studies()]), "study", WHERE)
+        return chosen(ref, _matches(ref, [row.id for row in self.studies()]), "study", _WHERE)
 
     def close(self) -> None:
         """Nothing is held open; the contents stay until the store is dropped."""
@@ -153,7 +154,7 @@ class MemoryStore:
     @staticmethod
     def _refuse_taken(key: str, taken: dict[str, Any], noun: str) -> None:
         if key in taken:
-            raise StoreError(f"{WHERE} refused a write (the {noun} id {key} is taken)", "nothing was written")
+            raise StoreError(f"{_WHERE} refused a write (the {noun} id {key} is taken)", "nothing was written")
 
 
 def _json(payload: dict[str, Any]) -> str:
