@@ -9,7 +9,7 @@ from pipetune.diagnose import Bottleneck, find_bottleneck
 from pipetune.errors import PipetuneError
 from pipetune.model import Event, Knobs, Run, RunStatus, Stage, StageKind
 from pipetune.record.overrides import Overrides
-from pipetune.store import SQLiteStore, Store, open_store
+from pipetune.store import MemoryStore, SQLiteStore, Store, open_store
 from pipetune.tune import SearchPolicy, TuneResult
 
 __version__ = "0.1.0"
@@ -18,6 +18,7 @@ __all__ = [
     "Bottleneck",
     "Event",
     "Knobs",
+    "MemoryStore",
     "Overrides",
     "PipetuneError",
     "Run",

@@ -17,7 +17,7 @@ from pipetune.model import Run, Stage
 from pipetune.plan.batch_search import Probe, fastest, next_batch
 from pipetune.record import Launch, record, scratch, shared_ray
 from pipetune.record.overrides import Overrides, StageOverride
-from pipetune.store.sqlite import SQLiteStore
+from pipetune.store import Store
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class SearchResult:
 
 
 def search(
-    store: SQLiteStore, script: Path, args: tuple[str, ...], stage: str, start: int, rows: int,
+    store: Store, script: Path, args: tuple[str, ...], stage: str, start: int, rows: int,
     address: str | None = None, say: Callable[[str], None] = lambda line: None, max_probes: int = 8,
 ) -> SearchResult:  # fmt: skip
     probes: list[Probe] = []
@@ -48,7 +48,7 @@ def search(
 
 
 def _probe_run(
-    store: SQLiteStore, script: Path, args: tuple[str, ...], stage: str, batch: int, rows: int,
+    store: Store, script: Path, args: tuple[str, ...], stage: str, batch: int, rows: int,
     address: str | None, sandbox: Path,
 ) -> Run:  # fmt: skip
     overrides = Overrides((StageOverride(stage, "batch_size", batch),))

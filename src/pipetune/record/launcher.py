@@ -30,8 +30,7 @@ from pipetune.record import logs, stacks
 from pipetune.record.channel import ENV_FD, receive
 from pipetune.record.overrides import Overrides
 from pipetune.record.watchdog import Watchdog
-from pipetune.store.base import RunHeader, Store
-from pipetune.store.sqlite import new_run_id
+from pipetune.store import RunHeader, Store, new_run_id
 
 Listener = Callable[[dict[str, Any]], None]
 StopRule = Callable[[dict[str, Any]], str | None]  # sees every message; a reason ends the run there

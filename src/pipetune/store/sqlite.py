@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipetune.errors import RunNotFound, StoreError
+from pipetune.errors import StoreError
 from pipetune.model import Run, RunStatus
-from pipetune.store.base import RunHeader, RunRow, assemble
+from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, assemble, chosen
 
 DEFAULT_PATH = Path(".pipetune") / "pipetune.db"
 APPLICATION_ID = 0x70697065  # "pipe": marks the file as ours
@@ -79,10 +79,18 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def open_store(path: str | Path | None = None, readonly: bool = False) -> SQLiteStore:
+    """The store at ``path`` (default ``DEFAULT_PATH``), created and brought to ``SCHEMA_VERSION`` if needed;
+    ``readonly`` opens it as it is, for viewers, and refuses every write."""
     return SQLiteStore(Path(path) if path else DEFAULT_PATH, readonly)
 
 
 class SQLiteStore:
+    """:class:`pipetune.store.Store` in one SQLite file (WAL: readers never wait for the writer).
+
+    Every write is one transaction, committed before the call returns. Several processes may write at once:
+    a study's next event number is read under the write lock, so two writers never take the same one.
+    """
+
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
         self._db = self._connect_readonly() if readonly else self._connect()
@@ -116,9 +124,10 @@ class SQLiteStore:
         return db
 
     def _check_ours(self, db: sqlite3.Connection) -> None:
-        # one statement, one snapshot: read apart, another process could create the store in between
+        # One statement, so one snapshot: read apart, another opener's first migration could commit in between
+        # (tables, but no id yet) and a new store would be taken for someone else's file.
         app_id, tables = db.execute(
-            "SELECT application_id, (SELECT count(*) FROM sqlite_master) FROM pragma_application_id"
+            "SELECT (SELECT application_id FROM pragma_application_id), (SELECT count(*) FROM sqlite_master)"
         ).fetchone()
         if app_id != APPLICATION_ID and tables:
             raise StoreError(f"{self.path} is an SQLite file but not a pipetune store", _OTHER_FILE_HINT)
@@ -148,6 +157,7 @@ class SQLiteStore:
 
     @property
     def schema_version(self) -> int:
+        """The schema the file holds now (``PRAGMA user_version``)."""
         return int(self._query("PRAGMA user_version")[0][0])
 
     @contextmanager
@@ -180,10 +190,12 @@ class SQLiteStore:
 
     def finish(self, run_id: str, outcome: dict[str, Any], rows: int, bottleneck: str) -> None:
         with self._write() as db:
-            db.execute(
+            updated = db.execute(
                 "UPDATE runs SET status = ?, wall_s = ?, rows = ?, bottleneck = ?, outcome = ? WHERE id = ?",
                 (outcome["status"], outcome.get("wall_s"), rows, bottleneck, json.dumps(outcome), run_id),
             )
+            if updated.rowcount == 0:  # a finished run is refused by the trigger: none here means no such run
+                raise StoreError(f"no run {run_id} in {self.path}", "create the run before finishing it")
 
     def add(self, run: Run) -> None:
         """Store a whole run (e.g. imported from JSON) under its own id."""
@@ -208,19 +220,16 @@ class SQLiteStore:
             raise StoreError(f"store {self.path} cannot be read ({err})", _hint(err)) from None
 
     def resolve(self, ref: str) -> str:
-        """A run id from a full id, a unique prefix, or ``last``."""
-        return self._resolve("runs", "started_at", ref, "run")
+        return chosen(ref, self._matches("runs", "started_at", ref), "run", str(self.path))
 
-    def _resolve(self, table: str, order: str, ref: str, noun: str) -> str:
-        if ref in ("last", "latest"):
+    def _matches(self, table: str, order: str, ref: str) -> list[str]:
+        """The ids ``chosen`` picks from: the newest for ``last``, else the exact id first, then prefixes."""
+        if ref in LAST:
             rows = self._query(f"SELECT id FROM {table} ORDER BY {order} DESC, rowid DESC LIMIT 1")
-        else:
-            rows = self._query(f"SELECT id FROM {table} WHERE id = ? OR id LIKE ? || '%' LIMIT 2", (ref, ref))
-        if len(rows) == 1 or (rows and rows[0][0] == ref):
-            return str(rows[0][0])
-        if not rows:
-            raise RunNotFound(f"no {noun} '{ref}' in {self.path}", f"`pipetune {table}` lists the stored {table}")
-        raise RunNotFound(f"'{ref}' matches several {table}", "give more characters of the id")
+        else:  # substr, not LIKE: LIKE ignores case and reads _ and % as wildcards
+            prefixed = f"SELECT id FROM {table} WHERE substr(id, 1, length(?1)) = ?1"
+            rows = self._query(prefixed + " ORDER BY id != ?1 LIMIT 2", (ref,))
+        return [str(row[0]) for row in rows]
 
     def load(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)
@@ -249,6 +258,8 @@ class SQLiteStore:
 
     def append_study(self, study_id: str, kind: str, payload: dict[str, Any]) -> None:
         with self._write() as db:  # the next seq is read inside the transaction: two writers cannot collide
+            if db.execute("SELECT 1 FROM studies WHERE id = ?", (study_id,)).fetchone() is None:
+                raise StoreError(f"no study {study_id} in {self.path}", "create the study before its events")
             (seq,) = db.execute("SELECT count(*) FROM study_events WHERE study_id = ?", (study_id,)).fetchone()
             db.execute(
                 "INSERT INTO study_events (study_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
@@ -256,25 +267,23 @@ class SQLiteStore:
             )
 
     def resolve_study(self, ref: str) -> str:
-        return self._resolve("studies", "created_at", ref, "study")
+        return chosen(ref, self._matches("studies", "created_at", ref), "study", str(self.path))
 
-    def load_study(self, ref: str) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
-        """(id, spec, events in order)."""
+    def load_study(self, ref: str) -> StoredStudy:
         study_id = self.resolve_study(ref)
         ((spec_json,),) = self._query("SELECT spec FROM studies WHERE id = ?", (study_id,))
         events = self._query("SELECT kind, payload FROM study_events WHERE study_id = ? ORDER BY seq", (study_id,))
         try:
-            return study_id, json.loads(spec_json), [(k, json.loads(p)) for k, p in events]
+            return StoredStudy(study_id, json.loads(spec_json), [(k, json.loads(p)) for k, p in events])
         except ValueError as err:
             raise StoreError(f"study {study_id} in {self.path} cannot be read ({err})", _CORRUPT_HINT) from None
 
-    def studies(self, limit: int | None = None) -> list[tuple[str, str, float]]:
+    def studies(self, limit: int | None = None) -> list[StudyRow]:
         sql = "SELECT id, script, created_at FROM studies ORDER BY created_at DESC, rowid DESC"
-        return [(r[0], r[1], r[2]) for r in self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))]
+        return [StudyRow(*r) for r in self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))]
 
     def abandon(self, run_id: str, why: str) -> None:
-        """Close a run whose recorder died (``kill -9``) so the history does not show it running forever."""
-        with self._write() as db:
+        with self._write() as db:  # only a running run matches, so the immutability trigger never fires here
             db.execute(
                 "UPDATE runs SET status = 'killed', outcome = ? WHERE id = ? AND status = 'running'",
                 (json.dumps({"status": "killed", "exit_code": 137, "error": why}), run_id),
@@ -352,13 +361,6 @@ def _retry_locked(action: Any, attempts: int = 20) -> Any:
     return None
 
 
-def new_run_id(now: float | None = None) -> str:
-    import secrets
-
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
-    return f"{stamp}-{secrets.token_hex(2)}"
-
-
 _WRITABLE_HINT = "choose a writable place with --store PATH"
 _OTHER_FILE_HINT = "pass --store with another path; this file was not changed"
 _CORRUPT_HINT = "the file is damaged: move it aside (other runs are kept in it) and pass --store for new runs"
@@ -366,6 +368,10 @@ _CORRUPT_HINT = "the file is damaged: move it aside (other runs are kept in it) 
 
 def _hint(err: sqlite3.DatabaseError) -> str:
     text = str(err)
+    if "immutable" in text:
+        return "a finished run, and a study's spec and events, never change; nothing was written"
+    if "UNIQUE constraint" in text:
+        return "the id is already stored; nothing was written"
     if "readonly" in text or "unable to open" in text:
         return _WRITABLE_HINT
     if "not a database" in text or "malformed" in text:

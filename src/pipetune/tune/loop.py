@@ -23,7 +23,7 @@ from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
 from pipetune.record import Launch, Listener, check_script, record, scratch, shared_ray
 from pipetune.record.overrides import Overrides, from_mapping
-from pipetune.store.sqlite import SQLiteStore, new_run_id
+from pipetune.store import Store, new_run_id
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
 from pipetune.tune.steps import Finish, Step, conclude, next_step
@@ -45,7 +45,7 @@ def _stderr(line: str) -> None:
 
 @dataclass
 class Tuner:
-    store: SQLiteStore
+    store: Store
     policy: SearchPolicy
     say: Say = _stderr
     warn: Say = _stderr  # what the user must know even when progress lines are off (--json)
@@ -53,7 +53,7 @@ class Tuner:
     watch: Watch | None = None  # presentation, injected: a display for each trial, given its caption
 
     @staticmethod
-    def using(store: SQLiteStore, say: Say = _stderr) -> Tuner:
+    def using(store: Store, say: Say = _stderr) -> Tuner:
         return Tuner(store, ModelGuided(), say)
 
     def create(self, script: Path, args: tuple[str, ...], start: Overrides, **spec: Any) -> str:

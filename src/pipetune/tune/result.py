@@ -11,7 +11,7 @@ from typing import Any
 from pipetune.diagnose.facts import Facts
 from pipetune.model import Run
 from pipetune.record.overrides import from_mapping
-from pipetune.store.sqlite import SQLiteStore
+from pipetune.store import Store
 from pipetune.tune.bound import Bound, bound
 from pipetune.tune.patch import Patch, patch_script
 from pipetune.tune.study import Study, Trial
@@ -42,7 +42,7 @@ class TuneResult:
         return path
 
 
-def result_of(study: Study, store: SQLiteStore) -> TuneResult:
+def result_of(study: Study, store: Store) -> TuneResult:
     finished = study.finished or {}
     incumbent = study.incumbent()
     best = incumbent.config if incumbent else study.spec.start
