@@ -6,7 +6,7 @@ The public API is what ``__all__`` lists; everything else is private and may cha
 from pipetune.diagnose import Bottleneck, find_bottleneck
 from pipetune.errors import PipetuneError
 from pipetune.model import Event, Knobs, Run, RunStatus, Stage, StageKind
-from pipetune.record.overrides import Overrides
+from pipetune.settings import Settings
 from pipetune.store import SQLiteStore, Store, open_store
 from pipetune.tune import SearchPolicy, TuneResult
 
@@ -16,12 +16,12 @@ __all__ = [
     "Bottleneck",
     "Event",
     "Knobs",
-    "Overrides",
     "PipetuneError",
     "Run",
     "RunStatus",
     "SQLiteStore",
     "SearchPolicy",
+    "Settings",
     "Stage",
     "StageKind",
     "Store",
@@ -34,14 +34,14 @@ __all__ = [
 ]
 
 
-def record(script: str, *args: str, overrides: Overrides | None = None, store: str | None = None) -> Run:
+def record(script: str, *args: str, overrides: Settings | None = None, store: str | None = None) -> Run:
     """Run ``script`` under the recorder, as ``pipetune run`` does, and return the stored Run."""
     from pathlib import Path
 
     from pipetune.record.launcher import Launch
     from pipetune.record.launcher import record as _record
 
-    launch = Launch(script=Path(script), args=args, overrides=overrides or Overrides())
+    launch = Launch(script=Path(script), args=args, overrides=overrides or Settings())
     return _record(launch, open_store(store))
 
 
@@ -50,7 +50,7 @@ def tune(
     *args: str,
     budget: int = 3,
     time_s: float | None = None,
-    start: Overrides | None = None,
+    start: Settings | None = None,
     store: str | None = None,
     address: str | None = None,
     apply: bool = False,
@@ -67,7 +67,7 @@ def tune(
 
     opened = open_store(store)
     tuner = Tuner.using(opened) if policy is None else Tuner(opened, policy)
-    study = tuner.create(Path(script), args, start or Overrides(), budget=budget, time_s=time_s, address=address)
+    study = tuner.create(Path(script), args, start or Settings(), budget=budget, time_s=time_s, address=address)
     result = result_of(tuner.drive(study), opened)
     if apply and result.patch is not None and result.patch.diff:
         apply_patch(result.patch)

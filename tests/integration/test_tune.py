@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipetune.diagnose.findings import Level
-from pipetune.record.overrides import from_mapping, parse_config
+from pipetune.settings import Settings, parse_config
 from pipetune.tune.policy import Proposal, View
 from pipetune.tune.study import Verdict, config_key, with_settings
 from tests.conftest import PIPELINES, last_line, pipetune
@@ -32,7 +32,7 @@ def test_tune_measures_a_change_writes_the_best_and_never_touches_the_output(tmp
     assert first["config"] == with_settings(view["trials"][0]["config"], first["settings"])
     assert first["verdict"] in {v.value for v in Verdict} - {"baseline", "not compared"}
     assert not (tmp_path / "out").exists()  # every write went to the sandbox
-    assert from_mapping(view["best"]) == parse_config(Path(view["config_file"]))  # what --config reads
+    assert Settings.from_config(view["best"]) == parse_config(Path(view["config_file"]))  # what --config reads
     kept = [t for t in view["trials"] if t["verdict"] == "kept"]
     assert view["best"] == (kept[-1]["config"] if kept else view["trials"][0]["config"])
     if view["best"] == view["trials"][0]["config"]:
@@ -61,7 +61,7 @@ def test_the_api_with_apply_writes_the_best_settings_into_the_script(tmp_path: P
 
     script = tmp_path / "pandas_batches.py"
     script.write_text((PIPELINES / "pandas_batches.py").read_text())
-    start = from_mapping({"stages": {"1": {"batch_size": 600}}, "context": {}})
+    start = Settings.from_config({"stages": {"1": {"batch_size": 600}}, "context": {}})
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from pipetune.diagnose.facts import Facts
 from pipetune.model import Dist, Knobs, NodeInfo, Operator, Stage, StageKind
-from pipetune.record.overrides import from_mapping
+from pipetune.settings import Settings
 from pipetune.tune.bound import bound
 from pipetune.tune.feasible import unschedulable
 from pipetune.tune.judge import judge, noise_band, time_box
@@ -74,13 +74,13 @@ def test_the_time_box_is_the_incumbent_plus_the_noise() -> None:
 
 def test_an_actor_pool_that_leaves_the_tasks_no_cpu_is_refused() -> None:
     run = actor_run()
-    assert unschedulable(run, from_mapping({"stages": {"2": {"concurrency": 2}}})) is not None  # type: ignore[arg-type]
-    assert unschedulable(run, from_mapping({"stages": {"2": {"concurrency": 2, "num_cpus": 0.5}}})) is None  # type: ignore[arg-type]
+    assert unschedulable(run, Settings.from_config({"stages": {"2": {"concurrency": 2}}})) is not None  # type: ignore[arg-type]
+    assert unschedulable(run, Settings.from_config({"stages": {"2": {"concurrency": 2, "num_cpus": 0.5}}})) is None  # type: ignore[arg-type]
 
 
 def test_a_task_bigger_than_any_node_is_refused() -> None:
     run = with_(actor_run(), env=dataclasses.replace(actor_run().env, nodes=(NodeInfo("n", "h", {"CPU": 2.0}),)))  # type: ignore[attr-defined]
-    why = unschedulable(run, from_mapping({"stages": {"1": {"num_cpus": 4}}}))  # type: ignore[arg-type]
+    why = unschedulable(run, Settings.from_config({"stages": {"1": {"num_cpus": 4}}}))  # type: ignore[arg-type]
     assert why is not None and "largest node" in why
 
 
@@ -119,7 +119,7 @@ def test_a_proposal_that_would_hang_is_never_made() -> None:
     assert not _viable(hangs, view)  # two 1-CPU actors on 2 CPUs leave the upstream tasks nothing
     chosen = ModelGuided().propose(view)
     assert chosen is not None
-    assert unschedulable(run, from_mapping(with_settings({}, chosen.settings))) is None  # type: ignore[arg-type]
+    assert unschedulable(run, Settings.from_config(with_settings({}, chosen.settings))) is None  # type: ignore[arg-type]
 
 
 # -- the study's state and the loop's steps --------------------------------------------------------------

@@ -21,8 +21,8 @@ from pipetune.diagnose.engine import diagnose
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
 from pipetune.record.launcher import Launch, check_script, record
-from pipetune.record.overrides import Overrides, from_mapping
 from pipetune.record.shared import scratch, shared_ray
+from pipetune.settings import Settings
 from pipetune.store.sqlite import SQLiteStore, new_run_id
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
@@ -56,7 +56,7 @@ class Tuner:
     def using(store: SQLiteStore, say: Say = _stderr) -> Tuner:
         return Tuner(store, ModelGuided(), say)
 
-    def create(self, script: Path, args: tuple[str, ...], start: Overrides, **spec: Any) -> str:
+    def create(self, script: Path, args: tuple[str, ...], start: Settings, **spec: Any) -> str:
         path = check_script(script)
         study_id = "s" + new_run_id()
         config = collapse(start)
@@ -133,7 +133,7 @@ class Tuner:
         launch = Launch(
             script=Path(spec.script),
             args=tuple(spec.args),
-            overrides=from_mapping(step.config),
+            overrides=Settings.from_config(step.config),
             address=address,
             timeout_s=_limit(spec, step),
             sandbox=scratch,

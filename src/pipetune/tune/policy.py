@@ -21,7 +21,7 @@ from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
 from pipetune.model import Run, StageKind
-from pipetune.record.overrides import from_mapping
+from pipetune.settings import Settings
 from pipetune.tune import predict
 from pipetune.tune.feasible import DEFAULT_NUM_CPUS, pool_size, unschedulable
 from pipetune.tune.study import config_key, with_settings
@@ -103,7 +103,7 @@ def _viable(p: Proposal, view: View) -> bool:
     config = with_settings(view.config, p.settings)
     if config_key(config) in view.tried or config_key(config) == config_key(view.config):
         return False
-    return unschedulable(view.run, from_mapping(config)) is None
+    return unschedulable(view.run, Settings.from_config(config)) is None
 
 
 def candidates(facts: Facts, config: dict[str, Any]) -> Iterator[Proposal]:

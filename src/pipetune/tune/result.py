@@ -10,7 +10,7 @@ from typing import Any
 
 from pipetune.diagnose.facts import Facts
 from pipetune.model import Run
-from pipetune.record.overrides import from_mapping
+from pipetune.settings import Settings
 from pipetune.store.sqlite import SQLiteStore
 from pipetune.tune.bound import Bound, bound
 from pipetune.tune.patch import Patch, patch_script
@@ -70,5 +70,5 @@ def _patch(study: Study, best: dict[str, Any], run: Run | None) -> Patch | None:
     path = Path(study.spec.cwd or ".") / study.spec.script
     if run is None or not path.is_file():
         return None
-    patch = patch_script(path.read_text(), study.spec.script, run.stages, from_mapping(best))
+    patch = patch_script(path.read_text(), study.spec.script, run.stages, Settings.from_config(best))
     return patch if patch.diff or patch.unplaced else None

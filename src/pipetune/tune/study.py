@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipetune._serde import from_plain, to_plain
-from pipetune.record.overrides import Overrides, from_mapping
+from pipetune.settings import Settings
 
 
 class Role(enum.StrEnum):
@@ -73,8 +73,8 @@ class Trial:
         return self.rows / self.wall_s if self.wall_s and self.rows else None
 
     @property
-    def overrides(self) -> Overrides:
-        return from_mapping(self.config)
+    def overrides(self) -> Settings:
+        return Settings.from_config(self.config)
 
 
 @dataclass(frozen=True)
@@ -131,30 +131,15 @@ class Study:
 
 def config_key(config: dict[str, Any]) -> str:
     """Settings in a canonical form, so the same configuration is recognised however it was written."""
-    overrides = from_mapping(config)
-    stages = sorted({(o.selector, o.knob): o.value for o in overrides.stages}.items())
-    context = sorted({o.field: o.value for o in overrides.context}.items())
-    return repr((stages, context))
+    return Settings.from_config(config).key()
 
 
 def with_settings(config: dict[str, Any], settings: Sequence[str]) -> dict[str, Any]:
     """``config`` with ``--set`` arguments applied on top (later values win)."""
-    from pipetune.record.overrides import parse_assignment
-
-    merged = from_mapping(config)
-    for text in settings:
-        item = parse_assignment(text)
-        merged = merged.merged(_as_overrides(item))
-    return collapse(merged)
+    return collapse(Settings.from_config(config).merged(Settings.from_args(settings)))
 
 
-def _as_overrides(item: Any) -> Overrides:
-    from pipetune.record.overrides import ContextOverride
-
-    return Overrides(context=(item,)) if isinstance(item, ContextOverride) else Overrides(stages=(item,))
-
-
-def collapse(overrides: Overrides) -> dict[str, Any]:
+def collapse(overrides: Settings) -> dict[str, Any]:
     """The --config form with one value per (stage, knob): the last one set."""
     plain = overrides.to_config()
     return {"stages": plain["stages"], "context": plain["context"]}

@@ -4,16 +4,15 @@ import pytest
 
 from pipetune.errors import UsageError
 from pipetune.model import StageKind
-from pipetune.record.overrides import (
-    ContextOverride,
-    Overrides,
-    StageOverride,
+from pipetune.settings import (
+    ContextSetting,
+    Settings,
+    StageSetting,
     check_selectors,
+    knob,
     parse_assignment,
     parse_config,
-    parse_knob,
     parse_size,
-    type_context,
 )
 from tests.unit.builders import stage
 
@@ -32,19 +31,19 @@ def test_parse_size_refuses_words() -> None:
 
 
 def test_stage_assignment_by_index_and_name() -> None:
-    assert parse_assignment("2.num_cpus=0.25") == StageOverride("2", "num_cpus", 0.25)
-    assert parse_assignment("infer.batch_size=256") == StageOverride("infer", "batch_size", 256)
-    assert parse_assignment("1:map_batches:Embed.concurrency=1-4") == StageOverride(
+    assert parse_assignment("2.num_cpus=0.25") == StageSetting("2", "num_cpus", 0.25)
+    assert parse_assignment("infer.batch_size=256") == StageSetting("infer", "batch_size", 256)
+    assert parse_assignment("1:map_batches:Embed.concurrency=1-4") == StageSetting(
         "1:map_batches:Embed", "concurrency", (1, 4)
     )
 
 
 def test_context_assignment_is_kept_raw_until_typed() -> None:
-    assert parse_assignment("ctx.target_max_block_size=64MiB") == ContextOverride("target_max_block_size", "64MiB")
+    assert parse_assignment("ctx.target_max_block_size=64MiB") == ContextSetting("target_max_block_size", "64MiB")
 
 
 @pytest.mark.parametrize(
-    ("knob", "raw", "message"),
+    ("name", "raw", "message"),
     [
         ("num_cpus", "-1", "num_cpus is a number"),
         ("batch_size", "0", "batch_size is a whole number"),
@@ -54,9 +53,9 @@ def test_context_assignment_is_kept_raw_until_typed() -> None:
         ("num_gpus", "nan", "num_gpus"),
     ],
 )
-def test_bad_values_are_refused_with_what_is_valid(knob: str, raw: str, message: str) -> None:
+def test_bad_values_are_refused_with_what_is_valid(name: str, raw: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        parse_knob(knob, raw)
+        knob(name).value(raw)
 
 
 def test_unknown_knob_lists_valid_ones() -> None:
@@ -70,17 +69,17 @@ def test_malformed_assignment() -> None:
 
 
 def test_concurrency_forms() -> None:
-    assert parse_knob("concurrency", "3") == 3
-    assert parse_knob("concurrency", "1,4,2") == (1, 4, 2)
-    assert parse_knob("concurrency", [2, 8]) == (2, 8)
+    assert knob("concurrency").value("3") == 3
+    assert knob("concurrency").value("1,4,2") == (1, 4, 2)
+    assert knob("concurrency").value([2, 8]) == (2, 8)
     with pytest.raises(UsageError):
-        parse_knob("concurrency", "1,4,9")  # initial outside min..max
+        knob("concurrency").value("1,4,9")  # initial outside min..max
 
 
 def test_config_round_trip_json_and_toml(tmp_path: Path) -> None:
-    overrides = Overrides(
-        (StageOverride("1", "num_cpus", 0.5), StageOverride("Embed", "concurrency", (1, 2))),
-        (ContextOverride("target_max_block_size", 1024),),
+    overrides = Settings(
+        (StageSetting("1", "num_cpus", 0.5), StageSetting("Embed", "concurrency", (1, 2))),
+        (ContextSetting("target_max_block_size", 1024),),
     )
     as_json = tmp_path / "best.json"
     as_json.write_text(__import__("json").dumps(overrides.to_config()))
@@ -107,33 +106,32 @@ def test_config_errors(tmp_path: Path) -> None:
 
 def test_context_values_take_the_field_type() -> None:
     fields = {"target_max_block_size": 128, "enable_progress_bars": True, "op_resource_reservation_ratio": 0.5}
-    typed = type_context(
-        [
-            ContextOverride("target_max_block_size", "64MiB"),
-            ContextOverride("enable_progress_bars", "false"),
-            ContextOverride("op_resource_reservation_ratio", "0.25"),
-        ],
-        fields,
-    )
-    assert [o.value for o in typed] == [64 * 1024**2, False, 0.25]
+    typed = Settings(
+        context=(
+            ContextSetting("target_max_block_size", "64MiB"),
+            ContextSetting("enable_progress_bars", "false"),
+            ContextSetting("op_resource_reservation_ratio", "0.25"),
+        ),
+    ).typed(fields)
+    assert [o.value for o in typed.context] == [64 * 1024**2, False, 0.25]
 
 
 def test_unknown_context_field_suggests_close_names() -> None:
     with pytest.raises(UsageError, match=r"no field 'target_block_size'.*target_max_block_size"):
-        type_context([ContextOverride("target_block_size", "1")], {"target_max_block_size": 1})
+        Settings(context=(ContextSetting("target_block_size", "1"),)).typed({"target_max_block_size": 1})
 
 
 def test_selectors_must_name_exactly_one_stage() -> None:
     stages = [stage(0, "read_parquet", kind=StageKind.READ), stage(1, "map_batches", "f"), stage(2, "map_batches", "f")]
-    check_selectors(Overrides((StageOverride("0", "num_cpus", 1.0),)), stages)
-    check_selectors(Overrides((StageOverride("2:map_batches:f", "num_cpus", 1.0),)), stages)
+    check_selectors(Settings((StageSetting("0", "num_cpus", 1.0),)), stages)
+    check_selectors(Settings((StageSetting("2:map_batches:f", "num_cpus", 1.0),)), stages)
     with pytest.raises(UsageError, match="ambiguous"):
-        check_selectors(Overrides((StageOverride("f", "num_cpus", 1.0),)), stages)
+        check_selectors(Settings((StageSetting("f", "num_cpus", 1.0),)), stages)
     with pytest.raises(UsageError, match=r"no stage 'infer'.*valid stages are 0 \(0:read_parquet\)"):
-        check_selectors(Overrides((StageOverride("infer", "batch_size", 8),)), stages)
+        check_selectors(Settings((StageSetting("infer", "batch_size", 8),)), stages)
 
 
 def test_for_stage_later_settings_win() -> None:
-    overrides = Overrides((StageOverride("1", "num_cpus", 1.0), StageOverride("f", "num_cpus", 0.5)))
+    overrides = Settings((StageSetting("1", "num_cpus", 1.0), StageSetting("f", "num_cpus", 0.5)))
     assert overrides.for_stage(stage(1, "map_batches", "f")) == {"num_cpus": 0.5}
-    assert overrides.describe() == ("1.num_cpus=1.0", "f.num_cpus=0.5")
+    assert overrides.to_args() == ("1.num_cpus=1", "f.num_cpus=0.5")
