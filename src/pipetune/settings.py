@@ -159,6 +159,15 @@ def show(name: str, value: object) -> str:
     return KNOBS[name].show(value) if name in KNOBS else show_number(value)  # type: ignore[arg-type]
 
 
+def change(name: str, current: object, proposed: object) -> str:
+    """``batch_size 16 -> 32``: one knob's (or ``ctx.FIELD``'s) change as reports show it; None is ``default``."""
+    return f"{name} {_or_default(name, current)} -> {_or_default(name, proposed)}"
+
+
+def _or_default(name: str, value: object) -> str:
+    return "default" if value is None else show(name, value)
+
+
 @dataclass(frozen=True)
 class StageSetting:
     """One knob of the stages ``selector`` names: an index, a stage key, a UDF name or a method name."""
