@@ -28,7 +28,7 @@ from typing import Any
 from pipetune.errors import UsageError
 from pipetune.model import KnobValue, Stage
 
-ContextValue = bool | int | float | str | None | list[Any]  # a DataContext field's value, as JSON can hold it
+ContextValue = bool | int | float | str | None | list[object]  # a DataContext field's value, as JSON can hold it
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -62,7 +62,7 @@ class Knob:
     parse: Callable[[object], KnobValue]
     hint: str
     where: Where
-    show: Callable[[KnobValue], str]
+    show: Callable[[object], str]
 
     def value(self, raw: object) -> KnobValue:
         """``raw`` (``--set`` text or a config value) typed and range-checked, or the one-line refusal."""
@@ -117,11 +117,11 @@ def show_number(value: object) -> str:
     return short if math.isnan(value) or float(short) == value else repr(value)
 
 
-def _show_bytes(value: KnobValue) -> str:
+def _show_bytes(value: object) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else show_number(value)
 
 
-def _show_pool(value: KnobValue) -> str:
+def _show_pool(value: object) -> str:
     return "-".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
@@ -156,7 +156,7 @@ def knob(name: str) -> Knob:
 
 def show(name: str, value: object) -> str:
     """A value as the user writes it after ``--set STAGE.NAME=``; a name that is no knob is shown plainly."""
-    return KNOBS[name].show(value) if name in KNOBS else show_number(value)  # type: ignore[arg-type]
+    return KNOBS[name].show(value) if name in KNOBS else show_number(value)
 
 
 def change(name: str, current: object, proposed: object) -> str:
@@ -263,7 +263,7 @@ class Settings:
         """``--set`` arguments, every value checked."""
         return Settings.of(parse_assignment(text) for text in texts)
 
-    def typed(self, fields: Mapping[str, Any]) -> Settings:
+    def typed(self, fields: Mapping[str, object]) -> Settings:
         """Context fields checked against DataContext's (name -> default value), each converted to its type."""
         return Settings(self.stages, tuple(ContextSetting(o.field, _context_value(o, fields)) for o in self.context))
 
@@ -303,7 +303,7 @@ def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return table
 
 
-def _context_value(o: ContextSetting, fields: Mapping[str, Any]) -> ContextValue:
+def _context_value(o: ContextSetting, fields: Mapping[str, object]) -> ContextValue:
     if o.field not in fields:
         close = [f for f in fields if o.field.split("_")[0] in f][:8]
         hint = f"did you mean one of {', '.join(close)}?" if close else "see ray.data.DataContext for its fields"

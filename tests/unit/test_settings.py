@@ -5,9 +5,11 @@ import pytest
 from pipetune.errors import UsageError
 from pipetune.model import StageKind
 from pipetune.settings import (
+    KNOBS,
     ContextSetting,
     Settings,
     StageSetting,
+    change,
     check_selectors,
     knob,
     parse_assignment,
@@ -135,3 +137,39 @@ def test_for_stage_later_settings_win() -> None:
     overrides = Settings((StageSetting("1", "num_cpus", 1.0), StageSetting("f", "num_cpus", 0.5)))
     assert overrides.for_stage(stage(1, "map_batches", "f")) == {"num_cpus": 0.5}
     assert overrides.to_args() == ("1.num_cpus=1", "f.num_cpus=0.5")
+
+
+def test_every_declared_knob_is_a_knob_a_stage_records() -> None:
+    import dataclasses
+
+    from pipetune.model import Knobs
+
+    assert list(KNOBS) == [f.name for f in dataclasses.fields(Knobs) if f.name != "compute"]
+
+
+def test_set_arguments_round_trip_exactly_and_read_short() -> None:
+    settings = Settings(
+        (
+            StageSetting("1", "num_cpus", 1.0),
+            StageSetting("1", "num_gpus", 1 / 3),
+            StageSetting("Embed", "concurrency", (1, 4)),
+            StageSetting("0", "memory", 2.0 * 1024**3),
+            StageSetting("0", "repartition", 8),
+        ),
+        (ContextSetting("target_max_block_size", "64MiB"),),
+    )
+    args = settings.to_args()
+    assert args[0] == "1.num_cpus=1" and args[2] == "Embed.concurrency=1-4" and args[3] == "0.memory=2147483648"
+    assert Settings.from_args(args) == settings
+
+
+def test_changes_read_as_the_reports_show_them() -> None:
+    assert change("batch_size", 16, 32) == "batch_size 16 -> 32"
+    assert change("num_cpus", None, 0.25) == "num_cpus default -> 0.25"
+    assert change("concurrency", 1, (1, 4)) == "concurrency 1 -> 1-4"
+
+
+def test_a_later_setting_wins_where_the_first_was_given() -> None:
+    settings = Settings.from_args(["1.num_cpus=1", "2.batch_size=8", "1.num_cpus=0.5"]).collapsed()
+    assert settings.to_args() == ("1.num_cpus=0.5", "2.batch_size=8")
+    assert settings.key() == Settings.from_args(["2.batch_size=8", "1.num_cpus=0.5"]).key()
