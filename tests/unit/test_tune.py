@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -171,6 +172,22 @@ def test_stored_payloads_keep_the_config_and_set_forms_and_load_back_typed() -> 
     assert loaded.config.for_stage(stage(2, "map_batches", "Embed")) == {"concurrency": (1, 4), "num_cpus": 0.5}
     assert study.spec.start.to_args() == ("1.batch_size=64",)
     assert trial_payload(loaded) == {**stored, "improvement_pct": None, "noise_pct": None, "findings": []}
+
+
+def test_a_study_stored_by_an_older_pipetune_folds_into_typed_settings(tmp_path: Path) -> None:
+    from pipetune.store import open_store
+    from tests.unit.test_store import OLD_STORE
+
+    path = tmp_path / "old.db"
+    path.write_bytes(OLD_STORE.read_bytes())
+    store = open_store(path)
+    [(study_id, _, _)] = store.studies()
+    study = Study.fold(*store.load_study(study_id))
+    assert [(t.role, t.settings.to_args()) for t in study.trials] == [
+        (Role.BASELINE, ()),
+        (Role.TRIAL, ("1.batch_size=128",)),
+    ]
+    assert study.trials[1].config == Settings((StageSetting("1", "batch_size", 128),))
 
 
 def test_first_comes_the_baseline_then_a_proposal_then_the_budget_stops_it() -> None:
