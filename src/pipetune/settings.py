@@ -177,6 +177,7 @@ class StageSetting:
     value: KnobValue
 
     def matches(self, stage: Stage) -> bool:
+        """Whether ``selector`` names ``stage`` (it may name several: :func:`check_selectors` refuses that)."""
         return self.selector in (str(stage.index), stage.key, stage.udf, stage.method)
 
     @property
@@ -194,6 +195,7 @@ class ContextSetting:
 
     @property
     def arg(self) -> str:
+        """The ``--set`` argument: ``ctx.target_max_block_size=67108864``."""
         return f"ctx.{self.field}={self.value}"
 
 
