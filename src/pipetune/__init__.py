@@ -8,7 +8,7 @@ recorder is ``run_script`` and the tuner ``tune_script``.
 from pipetune.diagnose import Bottleneck, find_bottleneck
 from pipetune.errors import PipetuneError
 from pipetune.model import Event, Knobs, Run, RunStatus, Stage, StageKind
-from pipetune.record.overrides import Overrides
+from pipetune.settings import Settings
 from pipetune.store import MemoryStore, SQLiteStore, Store, open_store
 from pipetune.tune import SearchPolicy, TuneResult
 
@@ -19,12 +19,12 @@ __all__ = [
     "Event",
     "Knobs",
     "MemoryStore",
-    "Overrides",
     "PipetuneError",
     "Run",
     "RunStatus",
     "SQLiteStore",
     "SearchPolicy",
+    "Settings",
     "Stage",
     "StageKind",
     "Store",
@@ -37,13 +37,13 @@ __all__ = [
 ]
 
 
-def run_script(script: str, *args: str, overrides: Overrides | None = None, store: str | None = None) -> Run:
+def run_script(script: str, *args: str, overrides: Settings | None = None, store: str | None = None) -> Run:
     """Run ``script`` under the recorder, as ``pipetune run`` does, and return the stored Run."""
     from pathlib import Path
 
     from pipetune.record import Launch, record
 
-    launch = Launch(script=Path(script), args=args, overrides=overrides or Overrides())
+    launch = Launch(script=Path(script), args=args, overrides=overrides or Settings())
     return record(launch, open_store(store))
 
 
@@ -52,7 +52,7 @@ def tune_script(
     *args: str,
     budget: int = 3,
     time_s: float | None = None,
-    start: Overrides | None = None,
+    start: Settings | None = None,
     store: str | None = None,
     address: str | None = None,
     apply: bool = False,
@@ -69,7 +69,7 @@ def tune_script(
 
     opened = open_store(store)
     tuner = Tuner.using(opened) if policy is None else Tuner(opened, policy)
-    study = tuner.create(Path(script), args, start or Overrides(), budget=budget, time_s=time_s, address=address)
+    study = tuner.create(Path(script), args, start or Settings(), budget=budget, time_s=time_s, address=address)
     result = result_of(tuner.drive(study), opened)
     if apply and result.patch is not None and result.patch.diff:
         apply_patch(result.patch)

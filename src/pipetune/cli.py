@@ -11,7 +11,7 @@ from typing import Any
 
 from pipetune.errors import PipetuneError, UsageError
 from pipetune.model import Run
-from pipetune.record.overrides import ContextOverride, Overrides, StageOverride, parse_assignment, parse_config
+from pipetune.settings import Settings, parse_config
 
 EXIT_USAGE = 2
 
@@ -163,12 +163,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overrides(ns: argparse.Namespace) -> Overrides:
-    from_file = parse_config(ns.config) if ns.config else Overrides()
-    items = [parse_assignment(text) for text in ns.sets]
-    stages = tuple(i for i in items if isinstance(i, StageOverride))
-    context = tuple(i for i in items if isinstance(i, ContextOverride))
-    return from_file.merged(Overrides(stages, context))
+def _overrides(ns: argparse.Namespace) -> Settings:
+    """The settings the command line gives: the ``--config`` file's, then every ``--set`` on top."""
+    from_file = parse_config(ns.config) if ns.config else Settings()
+    return from_file.merged(Settings.from_args(ns.sets))
 
 
 def _record(ns: argparse.Namespace, script: Path) -> Run:

@@ -9,7 +9,7 @@ from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.rules.stalls import check_blocking_pool
 from pipetune.lint.checklist import State, checklist
 from pipetune.model import Operator, Run, StageKind
-from pipetune.record.overrides import Overrides
+from pipetune.settings import Settings
 from pipetune.tune.feasible import unschedulable
 from tests.unit.builders import op_stats, pipeline, stage
 
@@ -32,7 +32,7 @@ def pool_run(actors: int, actor_cpus: float, cpus: float = 3.0) -> Run:
 def test_every_judge_of_pool_fit_agrees(actors: int, actor_cpus: float, fits: bool) -> None:
     run = pool_run(actors, actor_cpus)
     assert as_run(run).fits(3.0) is fits
-    assert (unschedulable(run, Overrides()) is None) is fits  # the tuner never tries what would hang
+    assert (unschedulable(run, Settings()) is None) is fits  # the tuner never tries what would hang
     assert (not check_blocking_pool(Facts.of(run))) is fits  # the doctor names the hang
     [item] = [i for i in checklist(run, None) if i.name == "concurrency matches resources"]
     assert (item.state is State.PASSED) is fits  # the checklist agrees

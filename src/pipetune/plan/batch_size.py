@@ -16,7 +16,7 @@ from pipetune.errors import UsageError
 from pipetune.model import Run, Stage
 from pipetune.plan.batch_search import Probe, fastest, next_batch
 from pipetune.record import Launch, record, scratch, shared_ray
-from pipetune.record.overrides import Overrides, StageOverride
+from pipetune.settings import Settings, StageSetting
 from pipetune.store import Store
 
 
@@ -51,7 +51,7 @@ def _probe_run(
     store: Store, script: Path, args: tuple[str, ...], stage: str, batch: int, rows: int,
     address: str | None, sandbox: Path,
 ) -> Run:  # fmt: skip
-    overrides = Overrides((StageOverride(stage, "batch_size", batch),))
+    overrides = Settings((StageSetting(stage, "batch_size", batch),))
     launch = Launch(script, args, overrides, address=address, sandbox=sandbox / str(batch), sample_rows=rows,
                     output=sandbox / f"{batch}.log", extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"})  # fmt: skip
     run = record(launch, store)
@@ -70,7 +70,7 @@ def _device(run: Run, stage: str) -> str:
 
 
 def _stage(run: Run, selector: str) -> Stage | None:
-    probe = StageOverride(selector, "batch_size", 1)
+    probe = StageSetting(selector, "batch_size", 1)
     return next((s for s in run.stages if probe.matches(s)), None)
 
 

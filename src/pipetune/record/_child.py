@@ -50,10 +50,10 @@ def _install(sender: Any, spec: dict[str, Any], t0: float) -> Any:
     from ray.data import DataContext
 
     from pipetune.record import _ray_compat, interpose
-    from pipetune.record.overrides import from_mapping
     from pipetune.record.probe import Probe, watch_sinks
+    from pipetune.settings import Settings
 
-    overrides = from_mapping(spec["overrides"])
+    overrides = Settings.from_config(spec["overrides"])
     probe = Probe(sender, overrides, t0, spec.get("sandbox"), spec.get("sample_rows"))
     _ray_compat.install_callback(probe)
     interpose.install(probe.registry)

@@ -28,8 +28,8 @@ from pipetune.errors import RayUnavailable, ScriptError, UsageError
 from pipetune.model import Event, EventKind, Run, RunStatus
 from pipetune.record import logs, stacks
 from pipetune.record.channel import ENV_FD, receive
-from pipetune.record.overrides import Overrides
 from pipetune.record.watchdog import Watchdog
+from pipetune.settings import Settings
 from pipetune.store import RunHeader, Store, new_run_id
 
 Listener = Callable[[dict[str, Any]], None]
@@ -42,7 +42,7 @@ class Launch:
 
     script: Path
     args: tuple[str, ...] = ()
-    overrides: Overrides = field(default_factory=Overrides)
+    overrides: Settings = field(default_factory=Settings)
     address: str | None = None  # a Ray cluster to attach to; None: the script's own (local) Ray
     timeout_s: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -84,14 +84,11 @@ def check_script(path: Path) -> Path:
     return path.resolve()
 
 
-def typed_overrides(overrides: Overrides) -> Overrides:
+def typed_overrides(overrides: Settings) -> Settings:
     """``ctx.FIELD`` values get DataContext's types here, before anything runs."""
     if not overrides.context:
         return overrides
-    from pipetune.record.overrides import type_context
-
-    fields = _context_fields()
-    return Overrides(overrides.stages, type_context(overrides.context, fields))
+    return overrides.typed(_context_fields())
 
 
 def _context_fields() -> dict[str, Any]:
@@ -116,14 +113,14 @@ def check_address(address: str) -> None:
         ) from None
 
 
-def _header(script: Path, launch: Launch, overrides: Overrides) -> RunHeader:
+def _header(script: Path, launch: Launch, overrides: Settings) -> RunHeader:
     return RunHeader(
         id=launch.run_id or new_run_id(),
         script=_display_path(script),
         args=launch.args,
         cwd=os.getcwd(),
         script_sha256=hashlib.sha256(script.read_bytes()).hexdigest(),
-        overrides=overrides.describe(),
+        overrides=overrides.to_args(),
         started_at=time.time(),
     )
 
@@ -136,7 +133,7 @@ def _display_path(script: Path) -> str:
 
 
 def _spawn(
-    script: Path, launch: Launch, overrides: Overrides, address: str | None
+    script: Path, launch: Launch, overrides: Settings, address: str | None
 ) -> tuple[subprocess.Popen[bytes], int]:
     read_fd, write_fd = os.pipe()
     spec = {

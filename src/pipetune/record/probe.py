@@ -20,8 +20,8 @@ from pipetune.model import Event, EventKind, Operator, Stage
 from pipetune.record import _ray_compat, nodes
 from pipetune.record.channel import Sender
 from pipetune.record.interpose import StageRegistry
-from pipetune.record.overrides import Overrides, check_selectors
 from pipetune.record.tasks import TaskLog
+from pipetune.settings import Settings, check_selectors
 
 SAMPLE_INTERVAL_S = 1.0
 
@@ -32,7 +32,7 @@ class Probe:
     def __init__(
         self,
         sender: Sender,
-        overrides: Overrides,
+        overrides: Settings,
         t0: float,
         sandbox: str | None = None,
         sample_rows: int | None = None,

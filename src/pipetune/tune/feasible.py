@@ -13,7 +13,7 @@ from typing import Any
 
 from pipetune.diagnose.capacity import cpus_of, reservations
 from pipetune.model import Knobs, Run, Stage
-from pipetune.record.overrides import Overrides
+from pipetune.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,13 @@ class Resources:
         )
 
 
-def knobs_under(stage: Stage, overrides: Overrides) -> Knobs:
+def knobs_under(stage: Stage, overrides: Settings) -> Knobs:
     """The stage's knobs once ``overrides`` are applied on top of what the recorded run used."""
     changes: dict[str, Any] = dict(overrides.for_stage(stage))
     return replace(stage.knobs, **changes) if changes else stage.knobs
 
 
-def unschedulable(run: Run, overrides: Overrides) -> str | None:
+def unschedulable(run: Run, overrides: Settings) -> str | None:
     """Why Ray could not run the pipeline with these settings, or None when it can."""
     res = Resources.of(run)
     if res.cpus <= 0:

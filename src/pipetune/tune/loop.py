@@ -22,12 +22,12 @@ from pipetune.diagnose.engine import diagnose
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
 from pipetune.record import Launch, Listener, check_script, record, scratch, shared_ray
-from pipetune.record.overrides import Overrides, from_mapping
+from pipetune.settings import Settings
 from pipetune.store import Store, new_run_id
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
 from pipetune.tune.steps import Finish, Step, conclude, next_step
-from pipetune.tune.study import Role, Spec, Study, Trial, collapse, trial_payload
+from pipetune.tune.study import Role, Spec, Study, Trial, spec_payload, trial_payload
 
 WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline has run this long
 Say = Callable[[str], None]
@@ -56,14 +56,11 @@ class Tuner:
     def using(store: Store, say: Say = _stderr) -> Tuner:
         return Tuner(store, ModelGuided(), say)
 
-    def create(self, script: Path, args: tuple[str, ...], start: Overrides, **spec: Any) -> str:
+    def create(self, script: Path, args: tuple[str, ...], start: Settings, **spec: Any) -> str:
         path = check_script(script)
         study_id = "s" + new_run_id()
-        config = collapse(start)
-        spec_obj = Spec(script=_shown(path), args=args, cwd=os.getcwd(), start=config, **spec)
-        from pipetune._serde import to_plain
-
-        self.store.create_study(study_id, spec_obj.script, to_plain(spec_obj))
+        spec_obj = Spec(script=_shown(path), args=args, cwd=os.getcwd(), start=start.collapsed(), **spec)
+        self.store.create_study(study_id, spec_obj.script, spec_payload(spec_obj))
         return study_id
 
     def load(self, ref: str) -> Study:
@@ -98,7 +95,12 @@ class Tuner:
 
     def _run(self, study: Study, step: Step, address: str | None, sandbox: Path) -> None:
         run_id = new_run_id()
-        started = {"run_id": run_id, "role": step.role.value, "config": step.config, "settings": list(step.settings)}
+        started = {
+            "run_id": run_id,
+            "role": step.role.value,
+            "config": step.config.to_config(),
+            "settings": list(step.settings.to_args()),
+        }
         self.store.append_study(study.id, "trial-started", started)
         self.say(_announce(study, step))
         run = self._record(study, step, run_id, address, sandbox)
@@ -133,7 +135,7 @@ class Tuner:
         launch = Launch(
             script=Path(spec.script),
             args=tuple(spec.args),
-            overrides=from_mapping(step.config),
+            overrides=step.config,
             address=address,
             timeout_s=_limit(spec, step),
             sandbox=scratch,
@@ -153,7 +155,7 @@ class Tuner:
     def _finish(self, study: Study, finish: Finish) -> None:
         incumbent = study.incumbent()
         best = incumbent.config if incumbent else study.spec.start
-        payload = {"reason": finish.reason, "ok": finish.ok, "best": best, "at": time.time()}
+        payload = {"reason": finish.reason, "ok": finish.ok, "best": best.to_config(), "at": time.time()}
         self.store.append_study(study.id, "finished", payload)
         self.say(f"study {study.id}: {finish.reason}")
 

@@ -1,9 +1,10 @@
 """Write tuned settings into the script's own calls, keeping its comments and layout (libcst).
 
 Pure: source text and settings in, source text out. Each stage is found by the call site the recorder saw
-(``file:line`` and method name); a knob becomes a keyword argument of that call (replaced if present, added if
-not); ``repartition`` chains ``.repartition(n)`` onto the call; a DataContext setting becomes one line after the
-imports. Settings that cannot be placed (a stage built in another file) are reported, never guessed.
+(``file:line`` and method name); a keyword knob (``Knob.keyword``) becomes a keyword argument of that call
+(replaced if present, added if not); a chained knob (``repartition``) chains ``.repartition(n)`` onto the
+call; a DataContext setting becomes one line after the imports. Settings that cannot be placed (a stage built
+in another file) are reported, never guessed.
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from pipetune.model import Stage
-from pipetune.record.overrides import Overrides
+from pipetune.settings import KNOBS, Settings
 from pipetune.sourcecode import EQUAL, after_imports, appended
 
-CALL_KNOBS = ("num_cpus", "num_gpus", "memory", "batch_size", "concurrency", "override_num_blocks")
+CALL_KNOBS = tuple(k.name for k in KNOBS.values() if k.keyword)  # the knobs a call takes as keyword arguments
 
 
 @dataclass(frozen=True)
 class Edit:
     line: int
     method: str
-    knobs: dict[str, Any] = field(default_factory=dict)
-    repartition: int | None = None
+    knobs: dict[str, Any] = field(default_factory=dict)  # written as keyword arguments of the call
+    chained: dict[str, Any] = field(default_factory=dict)  # written as calls chained onto it: .repartition(8)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Patch:
         return "".join(lines)
 
 
-def patch_script(source: str, path: str, stages: Sequence[Stage], overrides: Overrides) -> Patch:
+def patch_script(source: str, path: str, stages: Sequence[Stage], overrides: Settings) -> Patch:
     """``source`` of the script at ``path`` with ``overrides`` written into the calls that built ``stages``."""
     edits, unplaced = _edits(path, stages, overrides)
     module = cst.parse_module(source)
@@ -61,7 +62,7 @@ def patch_script(source: str, path: str, stages: Sequence[Stage], overrides: Ove
     return Patch(source, patched.code, path, (*unplaced, *missing))
 
 
-def _edits(path: str, stages: Sequence[Stage], overrides: Overrides) -> tuple[list[Edit], list[str]]:
+def _edits(path: str, stages: Sequence[Stage], overrides: Settings) -> tuple[list[Edit], list[str]]:
     edits, unplaced = [], []
     for stage in stages:
         knobs = overrides.for_stage(stage)
@@ -71,8 +72,9 @@ def _edits(path: str, stages: Sequence[Stage], overrides: Overrides) -> tuple[li
         if not _same_file(site_path, path) or not line.isdigit():
             unplaced.append(f"stage {stage.key} is built at {stage.site}, outside {path}")
             continue
-        rep = knobs.pop("repartition", None)
-        edits.append(Edit(int(line), stage.method, dict(knobs), rep if isinstance(rep, int) else None))
+        keyword = {k: v for k, v in knobs.items() if KNOBS[k].keyword}
+        chained = {k: v for k, v in knobs.items() if not KNOBS[k].keyword}
+        edits.append(Edit(int(line), stage.method, keyword, chained))
     return edits, unplaced
 
 
@@ -99,10 +101,10 @@ class _Placer(cst.CSTTransformer):
             return updated
         self.done.append(edit)
         call = _set_keywords(updated, edit.knobs)
-        if edit.repartition is None:
-            return call
-        chained = cst.Attribute(value=call, attr=cst.Name("repartition"))
-        return cst.Call(func=chained, args=[cst.Arg(cst.Integer(str(edit.repartition)))])
+        for name, value in edit.chained.items():
+            chained = cst.Attribute(value=call, attr=cst.Name(name))
+            call = cst.Call(func=chained, args=[cst.Arg(cst.parse_expression(repr(value)))])
+        return call
 
     def _edit_for(self, call: cst.Call) -> Edit | None:
         name = _method_name(call)
@@ -144,7 +146,7 @@ def _literal(knob: str, value: Any) -> Any:
     return value
 
 
-def _with_context(module: cst.Module, overrides: Overrides) -> cst.Module:
+def _with_context(module: cst.Module, overrides: Settings) -> cst.Module:
     if not overrides.context:
         return module
     lines = ["from ray.data import DataContext  # pipetune tune"]
