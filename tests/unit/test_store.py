@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from pipetune._serde import to_plain
+from pipetune.capture import EventSeen, OpId, OpSamples, Outcome, StageBuilt
 from pipetune.errors import RunNotFound, StoreError
-from pipetune.model import RunStatus
+from pipetune.model import Event, EventKind, RunStatus
 from pipetune.store import RunHeader, open_store
 from pipetune.store.sqlite import SCHEMA_VERSION
 from tests.unit.builders import stage, two_stage_run
@@ -18,14 +18,14 @@ def header(run_id: str = "20260101-000000-aaaa", started: float = 1.0) -> RunHea
 def test_parts_are_kept_as_they_arrive_and_fold_into_a_run(tmp_path: Path) -> None:
     store = open_store(tmp_path / "s.db")
     store.create(header())
-    store.append(header().id, "stage", {"stage": to_plain(stage(0, "range"))})
-    store.append(header().id, "op_samples", {"t": 1.0, "values": {"0/Op_1": {"rows_out": 5.0}}})
+    store.append(header().id, StageBuilt(stage(0, "range")))
+    store.append(header().id, OpSamples(1.0, {OpId(0, "Op", 1): {"rows_out": 5.0}}))
     # A second connection (another process, in real use) sees the running run with what came so far.
     live = open_store(tmp_path / "s.db").load(header().id)
     assert live.status is RunStatus.RUNNING
     assert [s.method for s in live.stages] == ["range"]
     assert live.op_samples[0].values == {"rows_out": 5.0}
-    store.finish(header().id, {"status": "succeeded", "wall_s": 2.0, "exit_code": 0}, rows=5, bottleneck="0:range")
+    store.finish(header().id, Outcome(RunStatus.SUCCEEDED, 0, wall_s=2.0), rows=5, bottleneck="0:range")
     run = store.load(header().id)
     assert (run.status, run.wall_s, run.args, run.overrides) == (
         RunStatus.SUCCEEDED,
@@ -39,11 +39,11 @@ def test_parts_are_kept_as_they_arrive_and_fold_into_a_run(tmp_path: Path) -> No
 def test_finished_runs_are_immutable_in_the_database_itself(tmp_path: Path) -> None:
     store = open_store(tmp_path / "s.db")
     store.create(header())
-    store.finish(header().id, {"status": "failed"}, 0, "")
+    store.finish(header().id, Outcome(RunStatus.FAILED), 0, "")
     with pytest.raises(StoreError, match="immutable"):
-        store.append(header().id, "event", {"event": {}})
+        store.append(header().id, EventSeen(Event(0.0, EventKind.WARNING, "late")))
     with pytest.raises(StoreError, match="immutable"):
-        store.finish(header().id, {"status": "succeeded"}, 0, "")
+        store.finish(header().id, Outcome(RunStatus.SUCCEEDED), 0, "")
     assert store.load(header().id).status is RunStatus.FAILED
 
 
@@ -98,7 +98,9 @@ def test_damaged_parts_give_a_clear_error_and_other_runs_still_load(tmp_path: Pa
     store = open_store(tmp_path / "s.db")
     store.add(two_stage_run())
     store.create(header())
-    store.append(header().id, "execution", {"index": 0})  # no "t": written by a broken recorder
+    with store._write() as db:  # no "t": written by a broken recorder
+        db.execute("INSERT INTO parts (run_id, seq, kind, payload) VALUES (?, 0, 'execution', '{\"index\": 0}')",
+                   (header().id,))  # fmt: skip
     with pytest.raises(StoreError, match="cannot be read"):
         store.load(header().id)
     assert store.load("r1").stages
