@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, get_args
 
 import msgspec
@@ -328,10 +328,10 @@ class RunBuilder:
                 self.env = message.environment()
             case ExecutionStarted():
                 self.executions.append(message.execution())
-            case ExecutionEnded(index=index):
-                self._update(index, ended_t=message.t, ok=message.ok, stats=message.stats)
+            case ExecutionEnded(index=index, t=t, ok=ok, stats=stats):
+                self._replace(index, lambda e: dataclasses.replace(e, ended_t=t, ok=ok, stats=stats))
             case SinkRows(index=index, rows=rows):
-                self._update(index, add_sink_rows=rows)
+                self._replace(index, lambda e: dataclasses.replace(e, sink_rows=e.sink_rows + rows))
             case OpSamples() | NodeSamples():
                 target = self.op_samples if isinstance(message, OpSamples) else self.node_samples
                 target.extend(message.samples())
@@ -342,11 +342,9 @@ class RunBuilder:
             case Tasks(spans=spans):
                 self.tasks.extend(row.span() for row in spans)
 
-    def _update(self, index: int, add_sink_rows: int = 0, **changes: Any) -> None:
-        self.executions = [
-            dataclasses.replace(e, sink_rows=e.sink_rows + add_sink_rows, **changes) if e.index == index else e
-            for e in self.executions
-        ]
+    def _replace(self, index: int, change: Callable[[Execution], Execution]) -> None:
+        """Apply ``change`` to execution ``index`` (a part for an execution never started changes nothing)."""
+        self.executions = [change(e) if e.index == index else e for e in self.executions]
 
     def run(self) -> Run:
         """The run as folded so far (a new immutable value every call)."""

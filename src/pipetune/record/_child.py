@@ -14,9 +14,11 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the driver imports these only once it is running, after the parent-death signal is set
     from pipetune.capture import Outcome
     from pipetune.record.channel import Sender
+    from pipetune.record.files import FileGuard
+    from pipetune.record.probe import Probe
 
 SPEC_ENV = "PIPETUNE_SPEC"
 
@@ -52,7 +54,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _install(sender: Sender, spec: dict[str, Any], t0: float) -> Any:
+def _install(sender: Sender, spec: dict[str, Any], t0: float) -> Probe:
     from ray.data import DataContext
 
     from pipetune.capture import Started
@@ -72,7 +74,7 @@ def _install(sender: Sender, spec: dict[str, Any], t0: float) -> Any:
     return probe
 
 
-def _guard_files(sandbox: str | None, probe: Any) -> Any:
+def _guard_files(sandbox: str | None, probe: Probe) -> FileGuard | None:
     """Tuning: files the script writes itself under its outputs or working directory go to the sandbox."""
     if sandbox is None:
         return None
@@ -87,7 +89,7 @@ def _guard_files(sandbox: str | None, probe: Any) -> Any:
     return guard
 
 
-def _report_redirected(sender: Sender, guard: Any, t: float) -> None:
+def _report_redirected(sender: Sender, guard: FileGuard, t: float) -> None:
     from pipetune.capture import EventSeen
     from pipetune.model import Event, EventKind
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 
@@ -205,7 +205,7 @@ class _Recorder:
             return outcome
         return msgspec.structs.replace(outcome, wall_s=time.perf_counter() - started)
 
-    def _pump(self, proc: subprocess.Popen[bytes], stream: Any) -> None:
+    def _pump(self, proc: subprocess.Popen[bytes], stream: IO[bytes]) -> None:
         while True:
             try:
                 for message in receive(stream):
