@@ -309,55 +309,55 @@ class RunBuilder:
     """Folds a run's messages, in the order sent, onto ``seed`` (the run's header and outcome)."""
 
     def __init__(self, seed: Run) -> None:
-        self.seed = seed
-        self.env = seed.env
-        self.stages: list[Stage] = []
-        self.executions: list[Execution] = []
-        self.op_samples: list[Sample] = []
-        self.node_samples: list[Sample] = []
-        self.events: list[Event] = []
-        self.materializations: list[Materialization] = []
-        self.tasks: list[TaskSpan] = []
+        self._seed = seed
+        self._env = seed.env
+        self._stages: list[Stage] = []
+        self._executions: list[Execution] = []
+        self._op_samples: list[Sample] = []
+        self._node_samples: list[Sample] = []
+        self._events: list[Event] = []
+        self._materializations: list[Materialization] = []
+        self._tasks: list[TaskSpan] = []
 
     def feed(self, message: Message) -> None:
         """Take one message; kinds that hold nothing of the run (started, finished) are ignored."""
         match message:
             case StageBuilt(stage=stage):
-                self.stages.append(stage)
+                self._stages.append(stage)
             case EnvironmentSeen():
-                self.env = message.environment()
+                self._env = message.environment()
             case ExecutionStarted():
-                self.executions.append(message.execution())
+                self._executions.append(message.execution())
             case ExecutionEnded(index=index, t=t, ok=ok, stats=stats):
                 self._replace(index, lambda e: dataclasses.replace(e, ended_t=t, ok=ok, stats=stats))
             case SinkRows(index=index, rows=rows):
                 self._replace(index, lambda e: dataclasses.replace(e, sink_rows=e.sink_rows + rows))
             case OpSamples() | NodeSamples():
-                target = self.op_samples if isinstance(message, OpSamples) else self.node_samples
+                target = self._op_samples if isinstance(message, OpSamples) else self._node_samples
                 target.extend(message.samples())
             case EventSeen(event=event):
-                self.events.append(event)
+                self._events.append(event)
             case Materialized():
-                self.materializations.append(message.materialization())
+                self._materializations.append(message.materialization())
             case Tasks(spans=spans):
-                self.tasks.extend(row.span() for row in spans)
+                self._tasks.extend(row.span() for row in spans)
 
     def _replace(self, index: int, change: Callable[[Execution], Execution]) -> None:
         """Apply ``change`` to execution ``index`` (a part for an execution never started changes nothing)."""
-        self.executions = [change(e) if e.index == index else e for e in self.executions]
+        self._executions = [change(e) if e.index == index else e for e in self._executions]
 
     def run(self) -> Run:
         """The run as folded so far (a new immutable value every call)."""
         return dataclasses.replace(
-            self.seed,
-            env=self.env,
-            stages=tuple(self.stages),
-            executions=tuple(self.executions),
-            op_samples=tuple(self.op_samples),
-            node_samples=tuple(self.node_samples),
-            events=tuple(self.events),
-            materializations=tuple(self.materializations),
-            tasks=tuple(self.tasks),
+            self._seed,
+            env=self._env,
+            stages=tuple(self._stages),
+            executions=tuple(self._executions),
+            op_samples=tuple(self._op_samples),
+            node_samples=tuple(self._node_samples),
+            events=tuple(self._events),
+            materializations=tuple(self._materializations),
+            tasks=tuple(self._tasks),
         )
 
 

@@ -89,3 +89,17 @@ def test_stop_rules_read_the_typed_messages() -> None:
     boxed = _stop_rule(Step(Role.TRIAL, {}, time_box_s=5.0))
     assert boxed is not None and boxed(Outcome(wall_s=99.0)) is None and boxed(OpSamples(5.0, {})) is None
     assert "time box" in (boxed(OpSamples(5.1, {})) or "")
+
+
+def test_the_dashboard_shows_a_running_run_from_the_same_messages_as_the_live_view() -> None:
+    from pipetune.report.live import LiveState
+    from pipetune.ui.views import live_state
+
+    run = two_stage_run()
+    live = LiveState()
+    for message in capture.messages_of(run):
+        live.feed(message)
+    shown = live_state(run)
+    assert (shown.t, shown.rows, list(shown.stages)) == (live.t, live.rows, list(live.stages))
+    assert shown.t == 9.0 and list(shown.stages) == [OpId(0, "ReadFiles", 1), OP]
+    assert shown.stages[OP].queued == 4.0
