@@ -223,6 +223,10 @@ class Outcome(_Message, frozen=True, tag="finished"):
     error_kind: str = ""  # "usage", "script", "ray", "not_a_pipeline": which kind of failure, for the CLI
     wall_s: float | None = None
 
+    def timed(self, wall_s: float) -> Outcome:
+        """The same outcome, ``wall_s`` long."""
+        return msgspec.structs.replace(self, wall_s=wall_s)
+
     def applied_to(self, run: Run) -> Run:
         return dataclasses.replace(run, status=self.status, wall_s=self.wall_s, exit_code=self.exit_code,
                                    error=self.error, traceback=self.traceback)  # fmt: skip

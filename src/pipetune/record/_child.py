@@ -26,8 +26,6 @@ SPEC_ENV = "PIPETUNE_SPEC"
 def main() -> int:
     _die_with_parent()
     spec = json.loads(os.environ.pop(SPEC_ENV))
-    import msgspec
-
     from pipetune.record.channel import ENV_FD, Sender
 
     sender = Sender(int(os.environ.pop(ENV_FD)))
@@ -38,7 +36,7 @@ def main() -> int:
     probe.stop()
     if guard is not None and guard.redirected:
         _report_redirected(sender, guard, time.perf_counter() - t0)
-    sender.send(msgspec.structs.replace(outcome, wall_s=time.perf_counter() - t0))
+    sender.send(outcome.timed(time.perf_counter() - t0))
     return outcome.exit_code or 0
 
 

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import msgspec
-
 from pipetune.capture import EnvironmentSeen, EventSeen, Message, OpId, OpSamples, Outcome, Part, Started
 from pipetune.errors import RayUnavailable, ScriptError, UsageError
 from pipetune.model import Event, EventKind, Run, RunStatus
@@ -203,7 +201,7 @@ class _Recorder:
         outcome = self._outcome(proc.wait())
         if outcome.wall_s is not None:  # the child's own figure wins if it sent one
             return outcome
-        return msgspec.structs.replace(outcome, wall_s=time.perf_counter() - started)
+        return outcome.timed(time.perf_counter() - started)
 
     def _pump(self, proc: subprocess.Popen[bytes], stream: IO[bytes]) -> None:
         while True:
@@ -310,11 +308,6 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 def _judge(run: Run, outcome: Outcome) -> Outcome:
     """A script that ran to the end but never built a Ray Data pipeline did not give us a run."""
     if outcome.status is RunStatus.SUCCEEDED and not run.stages:
-        return msgspec.structs.replace(
-            outcome,
-            status=RunStatus.FAILED,
-            exit_code=1,
-            error_kind="not_a_pipeline",
-            error=f"{run.script} ran to the end without building a Ray Data pipeline: nothing to record",
-        )
+        why = f"{run.script} ran to the end without building a Ray Data pipeline: nothing to record"
+        return Outcome(RunStatus.FAILED, 1, why, outcome.traceback, "not_a_pipeline", outcome.wall_s)
     return outcome
