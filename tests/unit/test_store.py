@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipetune._serde import to_plain
+from pipetune.capture import StageBuilt
 from pipetune.errors import StoreError
 from pipetune.model import RunStatus
 from pipetune.store import SCHEMA_VERSION, open_store
@@ -20,7 +20,7 @@ def test_a_second_connection_reads_a_running_run_as_its_parts_arrive(tmp_path: P
     """Durable on return: another process (the dashboard, a resumed tuner) sees every part appended so far."""
     writer = open_store(tmp_path / "s.db")
     writer.create(header())
-    writer.append(header().id, "stage", {"stage": to_plain(stage(0, "range"))})
+    writer.append(header().id, StageBuilt(stage(0, "range")))
     live = open_store(tmp_path / "s.db", readonly=True).load(header().id)
     assert live.status is RunStatus.RUNNING and [s.method for s in live.stages] == ["range"]
 
@@ -57,6 +57,18 @@ def test_a_path_that_cannot_be_a_directory(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match=r"cannot be created.*--store"):
         open_store(blocker / "s.db")
+
+
+def test_damaged_parts_give_a_clear_error_and_other_runs_still_load(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    store.add(two_stage_run())
+    store.create(header())
+    with store._write() as db:  # no "t": written by a broken recorder
+        db.execute("INSERT INTO parts (run_id, seq, kind, payload) VALUES (?, 0, 'execution', '{\"index\": 0}')",
+                   (header().id,))  # fmt: skip
+    with pytest.raises(StoreError, match="cannot be read"):
+        store.load(header().id)
+    assert store.load("r1").stages
 
 
 OLD_STORE = Path(__file__).resolve().parent.parent / "data" / "store-v0.db"  # written by pipetune before versions

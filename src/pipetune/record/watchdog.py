@@ -6,7 +6,12 @@ on its own thread so the recorder keeps storing what arrives.
 
 from __future__ import annotations
 
-from pipetune.diagnose.progress import OperatorValues, in_flight, moved
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
+
+from pipetune.diagnose.progress import in_flight, moved
+
+Op = TypeVar("Op", bound=Hashable)  # however the caller names operators
 
 
 class Watchdog:
@@ -18,8 +23,8 @@ class Watchdog:
         self._since = 0.0
         self._fired = False
 
-    def observe(self, t: float, ops: OperatorValues) -> str | None:
-        """The uid of the stuck operator when a stall begins, else None."""
+    def observe(self, t: float, ops: Mapping[Op, Mapping[str, float]]) -> Op | None:
+        """The stuck operator (a key of ``ops``) when a stall begins, else None."""
         progress, running = moved(ops), in_flight(ops)
         if progress != self._progress or not running:
             self._progress, self._since, self._fired = progress, t, False

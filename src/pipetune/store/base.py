@@ -1,30 +1,18 @@
-"""The store contract, and the pure fold that turns a run's stored parts back into a :class:`Run`."""
+"""The store contract. A run's stored parts are capture messages; ``pipetune.capture`` folds them into a Run."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
-from pipetune._serde import from_plain
+from pipetune.capture import Outcome, Part
 from pipetune.errors import RunNotFound
-from pipetune.model import (
-    Environment,
-    Event,
-    Execution,
-    Materialization,
-    Operator,
-    OperatorStats,
-    Run,
-    RunStatus,
-    Sample,
-    Stage,
-    TaskSpan,
-)
+from pipetune.model import Run, RunStatus
 
-Part = tuple[str, dict[str, Any]]  # (kind, JSON-able payload): one piece of a run, or one event of a study
+StudyEvent = tuple[str, dict[str, Any]]  # (kind, JSON-able payload): one event of a study
 LAST = ("last", "latest")  # the references that name the newest run or study
 
 
@@ -39,6 +27,16 @@ class RunHeader:
     script_sha256: str
     overrides: tuple[str, ...]
     started_at: float
+
+    @staticmethod
+    def of(run: Run) -> RunHeader:
+        return RunHeader(run.id, run.script, run.args, run.cwd, run.script_sha256, run.overrides, run.started_at)
+
+    def seed(self, outcome: Outcome) -> Run:
+        """The run as known before any part: what ``RunBuilder`` folds the parts onto."""
+        run = Run(self.id, self.script, self.args, self.cwd, self.script_sha256, self.overrides,
+                  started_at=self.started_at)  # fmt: skip
+        return outcome.applied_to(run)
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ class StoredStudy(NamedTuple):
 
     id: str
     spec: dict[str, Any]
-    events: list[Part]
+    events: list[StudyEvent]
 
 
 class Store(Protocol):
@@ -94,14 +92,13 @@ class Store(Protocol):
         """Record a new run as RUNNING. An id already stored is refused."""
         ...
 
-    def append(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """Add one part to a running run, after every part appended before it; durable on return."""
+    def append(self, run_id: str, part: Part) -> None:
+        """Add one part (a capture message) to a running run, after every part appended before it; durable on return."""
         ...
 
-    def finish(self, run_id: str, outcome: dict[str, Any], rows: int, bottleneck: str) -> None:
-        """Set a running run's outcome (``status`` and optionally ``wall_s``, ``exit_code``, ``error``,
-        ``traceback``) exactly once. ``rows`` and ``bottleneck`` are the history line's summary, computed by the
-        caller and stored as given. An unknown run is refused."""
+    def finish(self, run_id: str, outcome: Outcome, rows: int, bottleneck: str) -> None:
+        """Set a running run's outcome exactly once. ``rows`` and ``bottleneck`` are the history line's
+        summary, computed by the caller and stored as given. An unknown run is refused."""
         ...
 
     def abandon(self, run_id: str, why: str) -> None:
@@ -172,77 +169,3 @@ def new_run_id(now: float | None = None) -> str:
     """A fresh run id: the local start time to the second, then random hex (ids sort by start)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
     return f"{stamp}-{secrets.token_hex(2)}"
-
-
-def assemble(header: RunHeader, outcome: dict[str, Any], parts: Iterable[tuple[str, dict[str, Any]]]) -> Run:
-    """Fold a run's parts, in the order they were appended, into one Run."""
-    stages: list[Stage] = []
-    executions: list[Execution] = []
-    op_samples: list[Sample] = []
-    node_samples: list[Sample] = []
-    events: list[Event] = []
-    materializations: list[Materialization] = []
-    tasks: list[TaskSpan] = []
-    env = Environment()
-    for kind, payload in parts:
-        if kind == "stage":
-            stages.append(from_plain(Stage, payload["stage"]))
-        elif kind == "environment":
-            env = from_plain(Environment, payload)
-        elif kind == "execution":
-            executions.append(_execution(payload))
-        elif kind == "execution_end":
-            executions = _end_execution(executions, payload)
-        elif kind == "sink":
-            executions = [
-                replace(e, sink_rows=e.sink_rows + int(payload["rows"])) if e.index == payload["index"] else e
-                for e in executions
-            ]
-        elif kind in ("op_samples", "node_samples"):
-            target = op_samples if kind == "op_samples" else node_samples
-            target.extend(Sample(payload["t"], src, v) for src, v in payload["values"].items())
-        elif kind == "event":
-            events.append(from_plain(Event, payload["event"]))
-        elif kind == "materialize":
-            materializations.append(from_plain(Materialization, payload))
-        elif kind == "tasks":
-            tasks.extend(TaskSpan(*row) for row in payload["spans"])
-    return Run(
-        id=header.id,
-        script=header.script,
-        args=header.args,
-        cwd=header.cwd,
-        script_sha256=header.script_sha256,
-        overrides=header.overrides,
-        started_at=header.started_at,
-        status=RunStatus(outcome.get("status", RunStatus.RUNNING.value)),
-        wall_s=outcome.get("wall_s"),
-        exit_code=outcome.get("exit_code"),
-        error=outcome.get("error", ""),
-        traceback=outcome.get("traceback", ""),
-        env=env,
-        stages=tuple(stages),
-        executions=tuple(executions),
-        op_samples=tuple(op_samples),
-        node_samples=tuple(node_samples),
-        events=tuple(events),
-        materializations=tuple(materializations),
-        tasks=tuple(tasks),
-    )
-
-
-def _execution(payload: dict[str, Any]) -> Execution:
-    return Execution(
-        index=payload["index"],
-        dataset_id=payload.get("dataset_id", ""),
-        started_t=payload["t"],
-        operators=tuple(from_plain(Operator, o) for o in payload.get("operators", [])),
-    )
-
-
-def _end_execution(executions: Sequence[Execution], payload: dict[str, Any]) -> list[Execution]:
-    stats = tuple(from_plain(OperatorStats, s) for s in payload.get("stats", []))
-    return [
-        replace(e, ended_t=payload["t"], ok=payload.get("ok"), stats=stats) if e.index == payload["index"] else e
-        for e in executions
-    ]

@@ -1,8 +1,8 @@
 """A store in memory: the :class:`pipetune.store.Store` contract without a file, for tests and embedding.
 
-Payloads are kept as JSON text, as the SQLite store keeps them, so both accept and return the same data: a
-caller that changes a payload after storing it, or what a load gave back, changes nothing stored. Runs fold
-back through the same function as SQLite's. "Durable" here means for the life of the process.
+Parts and payloads are kept encoded, as the SQLite store keeps them, so both accept and return the same data:
+a caller that changes a payload after storing it, or what a load gave back, changes nothing stored. Runs fold
+back through the same builder as SQLite's (``capture.build``). "Durable" here means for the life of the process.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from pipetune import capture
+from pipetune.capture import Outcome, Part
 from pipetune.errors import StoreError
 from pipetune.model import Run, RunStatus
-from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, assemble, chosen
-from pipetune.store.sqlite import _parts_of
+from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, chosen
 
 _WHERE = "the memory store"
 _IMMUTABLE = f"{_WHERE} refused a write (run is finished and immutable)"
@@ -28,20 +29,18 @@ _Row = TypeVar("_Row", RunRow, StudyRow)
 @dataclass
 class _Run:
     header: RunHeader
-    parts: list[tuple[str, str]] = field(default_factory=list)  # (kind, payload as JSON), in order
-    outcome: str = "{}"  # JSON
+    parts: list[tuple[str, bytes]] = field(default_factory=list)  # (kind, encoded message), in order
+    outcome: Outcome = field(default_factory=Outcome)
     row: RunRow = field(init=False)
 
     def __post_init__(self) -> None:
         h = self.header
         self.row = RunRow(h.id, h.script, h.started_at, RunStatus.RUNNING, None, None, "")
 
-    def close(self, outcome: dict[str, Any], rows: int | None, bottleneck: str) -> None:
+    def close(self, outcome: Outcome, rows: int | None, bottleneck: str) -> None:
         """The run's one outcome, and its history line with it; both are built before either is kept."""
-        text = _json(outcome)
-        row = replace(self.row, status=RunStatus(outcome["status"]), wall_s=outcome.get("wall_s"), rows=rows,
-                      bottleneck=bottleneck)  # fmt: skip
-        self.outcome, self.row = text, row
+        row = replace(self.row, status=outcome.status, wall_s=outcome.wall_s, rows=rows, bottleneck=bottleneck)
+        self.outcome, self.row = outcome, row
 
 
 @dataclass
@@ -66,12 +65,12 @@ class MemoryStore:
             self._refuse_taken(header.id, self._runs, "run")
             self._runs[header.id] = _Run(header)
 
-    def append(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
-        text = _json(payload)
+    def append(self, run_id: str, part: Part) -> None:
+        encoded = (capture.kind_of(part), capture.encode(part))
         with self._lock:
-            self._running(run_id).parts.append((kind, text))
+            self._running(run_id).parts.append(encoded)
 
-    def finish(self, run_id: str, outcome: dict[str, Any], rows: int, bottleneck: str) -> None:
+    def finish(self, run_id: str, outcome: Outcome, rows: int, bottleneck: str) -> None:
         with self._lock:
             self._running(run_id).close(outcome, rows, bottleneck)
 
@@ -79,17 +78,15 @@ class MemoryStore:
         with self._lock:
             run = self._runs.get(run_id)
             if run is not None and run.row.status is RunStatus.RUNNING:
-                run.close({"status": "killed", "exit_code": 137, "error": why}, None, "")
+                run.close(Outcome(status=RunStatus.KILLED, exit_code=137, error=why), None, "")
 
     def add(self, run: Run) -> None:
         if run.id in self._runs:
             raise StoreError(f"the store already holds a run {run.id}", "it is left as it was")
-        self.create(RunHeader(run.id, run.script, run.args, run.cwd, run.script_sha256, run.overrides,
-                              run.started_at))  # fmt: skip
-        for kind, payload in _parts_of(run):
-            self.append(run.id, kind, payload)
-        outcome = {k: getattr(run, k) for k in ("wall_s", "exit_code", "error", "traceback")}
-        self.finish(run.id, {**outcome, "status": run.status.value}, run.rows, "")
+        self.create(RunHeader.of(run))
+        for part in capture.messages_of(run):
+            self.append(run.id, part)
+        self.finish(run.id, Outcome.of(run), run.rows, "")
 
     def load(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)
@@ -97,8 +94,9 @@ class MemoryStore:
             run = self._runs[run_id]
             header, outcome, parts = run.header, run.outcome, list(run.parts)
         try:
-            return assemble(header, json.loads(outcome), _decoded(parts))
-        except (KeyError, TypeError, ValueError) as err:
+            decoded = (capture.decode_part(kind, data.decode()) for kind, data in parts)
+            return capture.build(header.seed(outcome), (p for p in decoded if p is not None))
+        except (capture.DecodeError, KeyError, TypeError, ValueError) as err:
             raise StoreError(f"run {run_id} in {_WHERE} cannot be read ({err!r})", _DAMAGED_HINT) from None
 
     def runs(self, limit: int | None = None) -> list[RunRow]:

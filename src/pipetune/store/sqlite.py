@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipetune import capture
+from pipetune.capture import Outcome, Part
 from pipetune.errors import StoreError
 from pipetune.model import Run, RunStatus
-from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, assemble, chosen
+from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, chosen
 
 DEFAULT_PATH = Path(".pipetune") / "pipetune.db"
 APPLICATION_ID = 0x70697065  # "pipe": marks the file as ours
@@ -179,34 +181,33 @@ class SQLiteStore:
             )
         self._seq[header.id] = 0
 
-    def append(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+    def append(self, run_id: str, part: Part) -> None:
+        """Keep one part: filed under its kind, its payload the message's JSON (kind included)."""
         seq = self._seq.get(run_id, 0)
         with self._write() as db:
             db.execute(
                 "INSERT INTO parts (run_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
-                (run_id, seq, kind, json.dumps(payload, separators=(",", ":"))),
+                (run_id, seq, capture.kind_of(part), capture.encode(part).decode()),
             )
         self._seq[run_id] = seq + 1
 
-    def finish(self, run_id: str, outcome: dict[str, Any], rows: int, bottleneck: str) -> None:
+    def finish(self, run_id: str, outcome: Outcome, rows: int, bottleneck: str) -> None:
         with self._write() as db:
             updated = db.execute(
                 "UPDATE runs SET status = ?, wall_s = ?, rows = ?, bottleneck = ?, outcome = ? WHERE id = ?",
-                (outcome["status"], outcome.get("wall_s"), rows, bottleneck, json.dumps(outcome), run_id),
+                (outcome.status.value, outcome.wall_s, rows, bottleneck, capture.encode(outcome).decode(), run_id),
             )
             if updated.rowcount == 0:  # a finished run is refused by the trigger: none here means no such run
                 raise StoreError(f"no run {run_id} in {self.path}", "create the run before finishing it")
 
     def add(self, run: Run) -> None:
         """Store a whole run (e.g. imported from JSON) under its own id."""
-        header = RunHeader(run.id, run.script, run.args, run.cwd, run.script_sha256, run.overrides, run.started_at)
         if self._exists(run.id):
             raise StoreError(f"the store already holds a run {run.id}", "it is left as it was")
-        self.create(header)
-        for kind, payload in _parts_of(run):
-            self.append(run.id, kind, payload)
-        outcome = {k: getattr(run, k) for k in ("wall_s", "exit_code", "error", "traceback")}
-        self.finish(run.id, {**outcome, "status": run.status.value}, run.rows, "")
+        self.create(RunHeader.of(run))
+        for part in capture.messages_of(run):
+            self.append(run.id, part)
+        self.finish(run.id, Outcome.of(run), run.rows, "")
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -234,12 +235,12 @@ class SQLiteStore:
     def load(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)
         (header_json, outcome_json), *_ = self._query("SELECT header, outcome FROM runs WHERE id = ?", (run_id,))
-        header = _header(json.loads(header_json))
         parts = self._query("SELECT kind, payload FROM parts WHERE run_id = ? ORDER BY seq", (run_id,))
         try:
-            return assemble(header, json.loads(outcome_json), ((k, json.loads(p)) for k, p in parts))
-        except (KeyError, TypeError, ValueError) as err:
-            raise StoreError(f"run {run_id} in {self.path} cannot be read ({err!r})", _CORRUPT_HINT) from None
+            seed = _header(json.loads(header_json)).seed(capture.decode_outcome(outcome_json))
+            return capture.build(seed, (p for p in (capture.decode_part(k, p) for k, p in parts) if p is not None))
+        except (capture.DecodeError, KeyError, ValueError) as err:
+            raise StoreError(f"run {run_id} in {self.path} cannot be read ({err})", _CORRUPT_HINT) from None
 
     def runs(self, limit: int | None = None) -> list[RunRow]:
         columns = "id, script, started_at, status, wall_s, rows, bottleneck"
@@ -303,39 +304,6 @@ def _header(data: dict[str, Any]) -> RunHeader:
         overrides=tuple(data.get("overrides", ())),
         started_at=data.get("started_at", 0.0),
     )
-
-
-def _parts_of(run: Run) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A whole run as the parts ``assemble`` folds back: the inverse, used to import JSON."""
-    from pipetune._serde import to_plain
-
-    for stage in run.stages:
-        yield "stage", {"stage": to_plain(stage)}
-    yield "environment", to_plain(run.env)
-    for e in run.executions:
-        yield (
-            "execution",
-            {
-                "index": e.index,
-                "dataset_id": e.dataset_id,
-                "t": e.started_t,
-                "operators": to_plain(e.operators),
-            },
-        )
-        if e.ended_t is not None:
-            yield "execution_end", {"index": e.index, "t": e.ended_t, "ok": e.ok, "stats": to_plain(e.stats)}
-    for kind, samples in (("op_samples", run.op_samples), ("node_samples", run.node_samples)):
-        for s in samples:
-            yield kind, {"t": s.t, "values": {s.source: dict(s.values)}}
-    for event in run.events:
-        yield "event", {"event": to_plain(event)}
-    for m in run.materializations:
-        yield "materialize", to_plain(m)
-    if run.tasks:
-        yield "tasks", {"spans": [list(to_plain(t).values()) for t in run.tasks]}
-    for e in run.executions:
-        if e.sink_rows:
-            yield "sink", {"index": e.index, "rows": e.sink_rows}
 
 
 def _statements(script: str) -> list[str]:

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipetune.capture import ExecutionStarted, Message, clock
 from pipetune.diagnose.engine import diagnose
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
 from pipetune.record import Launch, Listener, check_script, record, scratch, shared_ray
+from pipetune.record.launcher import StopRule
 from pipetune.settings import Settings
 from pipetune.store import Store, new_run_id
 from pipetune.tune.patch import Patch
@@ -167,15 +169,16 @@ def _limit(spec: Spec, step: Step) -> float | None:
     return spec.trial_timeout_s
 
 
-def _stop_rule(step: Step) -> Callable[[dict[str, Any]], str | None] | None:
+def _stop_rule(step: Step) -> StopRule | None:
+    """A warm-up ends a while after its first execution starts; a time-boxed trial ends at its box."""
     if step.role is Role.WARMUP:
         started: list[float] = []
 
-        def warmed(message: dict[str, Any]) -> str | None:
-            if message.get("kind") == "execution" and not started:
-                started.append(float(message["t"]))
-            t = message.get("t")
-            if started and isinstance(t, (int, float)) and t - started[0] >= WARMUP_AFTER_EXECUTION_S:
+        def warmed(message: Message) -> str | None:
+            if isinstance(message, ExecutionStarted) and not started:
+                started.append(message.t)
+            t = clock(message)
+            if started and t is not None and t - started[0] >= WARMUP_AFTER_EXECUTION_S:
                 return "warm-up done: stopped once the pipeline had run for a while"
             return None
 
@@ -184,9 +187,9 @@ def _stop_rule(step: Step) -> Callable[[dict[str, Any]], str | None] | None:
     if box is None:
         return None
 
-    def boxed(message: dict[str, Any]) -> str | None:
-        t = message.get("t")
-        if isinstance(t, (int, float)) and t > box:
+    def boxed(message: Message) -> str | None:
+        t = clock(message)
+        if t is not None and t > box:
             return f"stopped at its time box ({box:.1f} s): slower than the incumbent beyond the noise"
         return None
 
