@@ -5,6 +5,13 @@ not part of either), alternating which goes first. The figure is the script's ow
 parent process (store writes) runs beside it on the same cores, so its cost is included.
 
     .venv/bin/python benchmarks/overhead.py [--pairs 5] [--only etl]
+
+``--whole`` measures what a user feels instead: ``python S`` against ``pipetune run S`` as whole processes,
+each starting its own local Ray, timed from outside, interleaved. It splits the difference into the part
+inside the script (the child's own figure against the plain script's) and the part outside it (the CLI's and
+the child's start-up, storing and closing the run).
+
+    .venv/bin/python benchmarks/overhead.py --whole [--pairs 3] [--only etl]
 """
 
 from __future__ import annotations
@@ -62,6 +69,38 @@ def measure(name: str, pairs: int, env: dict[str, str], store: Path) -> dict[str
     }
 
 
+def whole(name: str, pairs: int, env: dict[str, str], store: Path) -> dict[str, float]:
+    """Whole processes, each with its own Ray: (wall, time inside the script) for both, pair by pair."""
+    import time
+
+    script, args = EXAMPLES[name]
+    rows: dict[str, list[float]] = {"plain": [], "plain_in": [], "rec": [], "rec_in": [], "ratio": []}
+    for i in range(pairs + 1):  # the first pair warms the disk cache and the interpreter's bytecode
+        order = ("plain", "rec") if i % 2 == 0 else ("rec", "plain")
+        seen: dict[str, tuple[float, float]] = {}
+        for which in order:
+            start = time.perf_counter()
+            inside = plain(script, args, env) if which == "plain" else recorded(script, args, env, store)
+            seen[which] = (time.perf_counter() - start, inside)
+        if i == 0:
+            continue
+        for which in ("plain", "rec"):
+            rows[which].append(seen[which][0])
+            rows[which + "_in"].append(seen[which][1])
+        rows["ratio"].append(seen["rec"][0] / seen["plain"][0])
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    return {
+        "plain_s": med["plain"],
+        "recorded_s": med["rec"],
+        "overhead_pct": (med["ratio"] - 1) * 100,
+        "low_pct": (min(rows["ratio"]) - 1) * 100,
+        "high_pct": (max(rows["ratio"]) - 1) * 100,
+        "noise_pct": _spread(rows["plain"]),
+        "inside_s": med["rec_in"] - med["plain_in"],
+        "outside_s": (med["rec"] - med["rec_in"]) - (med["plain"] - med["plain_in"]),
+    }
+
+
 def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values) * 100 if len(values) > 1 else 0.0
 
@@ -70,7 +109,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--only", choices=sorted(EXAMPLES), action="append")
+    parser.add_argument("--whole", action="store_true", help="python S against pipetune run S, each its own Ray")
     ns = parser.parse_args()
+    if ns.whole:
+        return _print_whole(ns)
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": os.cpu_count(), "include_dashboard": False})
@@ -88,6 +130,20 @@ def main() -> None:
             f"{name:8} {r['plain_s']:8.2f} {r['recorded_s']:11.2f} {r['overhead_pct']:+8.1f}% {span:>16} "
             f"{r['noise_pct']:12.1f}%"
         )
+
+
+def _print_whole(ns: argparse.Namespace) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = {name: whole(name, ns.pairs, env, Path(tmp) / "bench.db") for name in ns.only or EXAMPLES}
+    print(f"whole-process cost of recording, median of {ns.pairs} interleaved pairs, each run its own Ray")
+    print(f"{'example':8} {'python s':>9} {'pipetune s':>11} {'overhead':>9} {'pair range':>16} "
+          f"{'in script':>10} {'outside':>8}")  # fmt: skip
+    for name, r in rows.items():
+        span = f"{r['low_pct']:+.1f}..{r['high_pct']:+.1f}%"
+        print(f"{name:8} {r['plain_s']:9.2f} {r['recorded_s']:11.2f} {r['overhead_pct']:+8.1f}% {span:>16} "
+              f"{r['inside_s']:+9.2f}s {r['outside_s']:+7.2f}s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """pipetune: record, diagnose and tune Ray Data pipelines, measured and automatic.
 
-The public API is what ``__all__`` lists; everything else is private and may change.
+The public API is what ``__all__`` lists; everything else is private and may change. The subpackages keep
+their names (``pipetune.record``, ``pipetune.tune``, ...): no function here shadows one of them, so the
+recorder is ``run_script`` and the tuner ``tune_script``.
 """
 
 from pipetune.diagnose import Bottleneck, find_bottleneck
 from pipetune.errors import PipetuneError
 from pipetune.model import Event, Knobs, Run, RunStatus, Stage, StageKind
-from pipetune.record.overrides import Overrides
-from pipetune.store import SQLiteStore, Store, open_store
+from pipetune.settings import Settings
+from pipetune.store import MemoryStore, SQLiteStore, Store, open_store
 from pipetune.tune import SearchPolicy, TuneResult
 
 __version__ = "0.1.0"
@@ -16,12 +18,13 @@ __all__ = [
     "Bottleneck",
     "Event",
     "Knobs",
-    "Overrides",
+    "MemoryStore",
     "PipetuneError",
     "Run",
     "RunStatus",
     "SQLiteStore",
     "SearchPolicy",
+    "Settings",
     "Stage",
     "StageKind",
     "Store",
@@ -29,28 +32,27 @@ __all__ = [
     "__version__",
     "find_bottleneck",
     "open_store",
-    "record",
-    "tune",
+    "run_script",
+    "tune_script",
 ]
 
 
-def record(script: str, *args: str, overrides: Overrides | None = None, store: str | None = None) -> Run:
+def run_script(script: str, *args: str, overrides: Settings | None = None, store: str | None = None) -> Run:
     """Run ``script`` under the recorder, as ``pipetune run`` does, and return the stored Run."""
     from pathlib import Path
 
-    from pipetune.record.launcher import Launch
-    from pipetune.record.launcher import record as _record
+    from pipetune.record import Launch, record
 
-    launch = Launch(script=Path(script), args=args, overrides=overrides or Overrides())
-    return _record(launch, open_store(store))
+    launch = Launch(script=Path(script), args=args, overrides=overrides or Settings())
+    return record(launch, open_store(store))
 
 
-def tune(
+def tune_script(
     script: str,
     *args: str,
     budget: int = 3,
     time_s: float | None = None,
-    start: Overrides | None = None,
+    start: Settings | None = None,
     store: str | None = None,
     address: str | None = None,
     apply: bool = False,
@@ -67,7 +69,7 @@ def tune(
 
     opened = open_store(store)
     tuner = Tuner.using(opened) if policy is None else Tuner(opened, policy)
-    study = tuner.create(Path(script), args, start or Overrides(), budget=budget, time_s=time_s, address=address)
+    study = tuner.create(Path(script), args, start or Settings(), budget=budget, time_s=time_s, address=address)
     result = result_of(tuner.drive(study), opened)
     if apply and result.patch is not None and result.patch.diff:
         apply_patch(result.patch)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipetune.errors import PipetuneError, UsageError
 from pipetune.model import Run
-from pipetune.record.overrides import ContextOverride, Overrides, StageOverride, parse_assignment, parse_config
+from pipetune.settings import Settings, parse_config
 
 EXIT_USAGE = 2
 
@@ -163,16 +163,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overrides(ns: argparse.Namespace) -> Overrides:
-    from_file = parse_config(ns.config) if ns.config else Overrides()
-    items = [parse_assignment(text) for text in ns.sets]
-    stages = tuple(i for i in items if isinstance(i, StageOverride))
-    context = tuple(i for i in items if isinstance(i, ContextOverride))
-    return from_file.merged(Overrides(stages, context))
+def _overrides(ns: argparse.Namespace) -> Settings:
+    """The settings the command line gives: the ``--config`` file's, then every ``--set`` on top."""
+    from_file = parse_config(ns.config) if ns.config else Settings()
+    return from_file.merged(Settings.from_args(ns.sets))
 
 
 def _record(ns: argparse.Namespace, script: Path) -> Run:
-    from pipetune.record.launcher import Launch, record
+    from pipetune.record import Launch, record
     from pipetune.store import open_store
 
     if ns.timeout is not None and ns.timeout <= 0:
@@ -293,8 +291,7 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     say = (lambda line: None) if ns.json else None
     tuner = Tuner.using(store) if say is None else Tuner.using(store, say)
     tuner.warmup = not ns.no_warmup
-    tuner.live = not ns.json
-    tuner.full_names = ns.full_names
+    tuner.watch = None if ns.json else _trial_view(ns.full_names)
     study_id = _study_to_drive(ns, tuner)
     try:
         study = tuner.drive(study_id)
@@ -314,6 +311,21 @@ def cmd_tune(ns: argparse.Namespace) -> int:
         out.print(f"best settings written to {path}: reuse them with `pipetune run --config {path} SCRIPT`")
         _print_patch(result, applied=ns.apply)
     return 0 if result.ok else 1
+
+
+def _trial_view(full_names: bool) -> Any:
+    """The live view of each trial, captioned with what the trial tries (the tune loop draws nothing itself)."""
+    import contextlib
+
+    from pipetune.report.live import LiveView
+
+    @contextlib.contextmanager
+    def watch(caption: str) -> Any:
+        with LiveView(full_names=full_names) as view:
+            view.state.caption = caption
+            yield view
+
+    return watch
 
 
 def _study_to_drive(ns: argparse.Namespace, tuner: Any) -> str:
@@ -365,8 +377,8 @@ def _print_patch(result: Any, applied: bool) -> None:
 
 
 def cmd_lint(ns: argparse.Namespace) -> int:
-    from pipetune.lint.engine import lint_file
-    from pipetune.record.nodes import local_gpus
+    from pipetune.lint import lint_file
+    from pipetune.record import local_gpus
 
     gpus = ns.gpus if ns.gpus is not None else local_gpus()
     results = [lint_file(path, gpus, fix=ns.fix) for path in ns.files]
@@ -407,7 +419,7 @@ def _lint_summary(results: list[Any], fixed: bool) -> None:
 
 
 def cmd_checklist(ns: argparse.Namespace) -> int:
-    from pipetune.lint.checklist import State, checklist
+    from pipetune.lint import State, checklist
     from pipetune.store import open_store
 
     run = open_store(ns.store).load(ns.run)
@@ -461,7 +473,7 @@ def _recorded(ns: argparse.Namespace) -> Run | None:
 
 def cmd_batch_size(ns: argparse.Namespace) -> int:
     from pipetune.plan.batch_size import search
-    from pipetune.record.launcher import check_script
+    from pipetune.record import check_script
     from pipetune.store import open_store
 
     script = check_script(ns.script)

@@ -52,3 +52,16 @@ _NODE = (
 
 OPERATOR_METRICS: dict[str, Metric] = {m.name: m for m in _OPERATOR}
 NODE_METRICS: dict[str, Metric] = {m.name: m for m in _NODE}
+
+
+def metric(name: str) -> Metric:
+    """The declaration of ``name``; a name nobody declared is a bug in the reader, not a missing sample."""
+    found = OPERATOR_METRICS.get(name) or NODE_METRICS.get(name)
+    if found is None:
+        raise KeyError(f"metric {name!r} is not declared in pipetune.metrics")
+    return found
+
+
+def declared(name: str) -> str:
+    """``name``, checked against the declarations: readers name metrics through this, once, at import."""
+    return metric(name).name

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipetune._serde import from_plain, to_plain
+from pipetune.errors import UsageError
 
 SCHEMA_VERSION = 1
 
@@ -326,7 +327,14 @@ class Run:
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> Run:
-        return from_plain(Run, dict(data))
+        """A saved run, of this format or an older one; a run saved by a newer pipetune is refused."""
+        version = int(data.get("version", SCHEMA_VERSION))
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"this run was saved by a newer pipetune (run format {version}; this one reads up to {SCHEMA_VERSION})",
+                "upgrade pipetune to read it",
+            )
+        return from_plain(Run, {**dict(data), "version": SCHEMA_VERSION})  # older formats are read as they are
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)

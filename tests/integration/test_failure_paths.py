@@ -24,8 +24,7 @@ import pytest
 
 from pipetune.errors import PipetuneError
 from pipetune.model import RunStatus
-from pipetune.store import open_store
-from pipetune.store.sqlite import SCHEMA_VERSION
+from pipetune.store import SCHEMA_VERSION, open_store
 from tests.conftest import PIPELINES, last_line, pipetune
 
 RAY_NOISE = ("Traceback", "Exception occurred in Ray Data or Ray Core internal code", "open an issue")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipetune.diagnose.findings import Level
-from pipetune.record.overrides import from_mapping, parse_config
+from pipetune.settings import Settings, StageSetting, parse_config
 from pipetune.tune.policy import Proposal, View
-from pipetune.tune.study import Verdict, config_key, with_settings
+from pipetune.tune.study import Verdict, with_settings
 from tests.conftest import PIPELINES, last_line, pipetune
 
 pytestmark = pytest.mark.ray
@@ -29,10 +29,11 @@ def test_tune_measures_a_change_writes_the_best_and_never_touches_the_output(tmp
     assert [t["role"] for t in view["trials"]][:2] == ["baseline", "trial"]
     first = view["trials"][1]
     assert first["settings"] and first["status"] == "succeeded"  # which fix ranks first rests on measured times
-    assert first["config"] == with_settings(view["trials"][0]["config"], first["settings"])
+    change = Settings.from_args(first["settings"])
+    assert first["config"] == with_settings(Settings.from_config(view["trials"][0]["config"]), change).to_config()
     assert first["verdict"] in {v.value for v in Verdict} - {"baseline", "not compared"}
     assert not (tmp_path / "out").exists()  # every write went to the sandbox
-    assert from_mapping(view["best"]) == parse_config(Path(view["config_file"]))  # what --config reads
+    assert Settings.from_config(view["best"]) == parse_config(Path(view["config_file"]))  # what --config reads
     kept = [t for t in view["trials"] if t["verdict"] == "kept"]
     assert view["best"] == (kept[-1]["config"] if kept else view["trials"][0]["config"])
     if view["best"] == view["trials"][0]["config"]:
@@ -48,10 +49,10 @@ class OneChange:
     name = "one-change"
 
     def propose(self, view: View) -> Proposal | None:
-        config = with_settings(view.config, ("1.batch_size=512",))
-        if config_key(config) in view.tried:
+        change = Settings((StageSetting("1", "batch_size", 512),))
+        if with_settings(view.config, change).key() in view.tried:
             return None
-        return Proposal(("1.batch_size=512",), "batch_size 600 -> 512", "test", "scripted", Level.BATCH, 1.0)
+        return Proposal(change, "batch_size 600 -> 512", "test", "scripted", Level.BATCH, 1.0)
 
 
 @pytest.mark.timeout(600)
@@ -61,16 +62,16 @@ def test_the_api_with_apply_writes_the_best_settings_into_the_script(tmp_path: P
 
     script = tmp_path / "pandas_batches.py"
     script.write_text((PIPELINES / "pandas_batches.py").read_text())
-    start = from_mapping({"stages": {"1": {"batch_size": 600}}, "context": {}})
+    start = Settings.from_config({"stages": {"1": {"batch_size": 600}}, "context": {}})
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        result = pipetune.tune(script.name, budget=1, address=address, apply=True, start=start,
+        result = pipetune.tune_script(script.name, budget=1, address=address, apply=True, start=start,
                                store=str(tmp_path / "s.db"), policy=OneChange())  # fmt: skip
     finally:
         os.chdir(cwd)
     assert result.ok and [t.role.value for t in result.trials] == ["warm-up", "baseline", "trial"]
-    batch = result.best["stages"]["1"]["batch_size"]
+    batch = result.best.to_config()["stages"]["1"]["batch_size"]
     assert batch in (600, 512)  # the start, or the change if it was measured faster beyond the noise
     assert f"batch_size={batch})" in script.read_text() and "batch_size=2)" not in script.read_text()
     compile(script.read_text(), str(script), "exec")

@@ -8,38 +8,33 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pipetune.capture import ExecutionStarted, NodeSamples, OpId, OpSamples
+from pipetune.model import Operator
 from pipetune.report.live import LiveState, LiveView, plain_line, render
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 LONG = "MapBatches(enrich_orders_with_a_long_name)"
-OPS = [
-    {"uid": "0/ReadParquet_1", "name": "ReadParquet", "stages": [0]},
-    {"uid": f"0/{LONG}_2", "name": LONG, "stages": [1, 2]},
-    {"uid": "0/Write_3", "name": "Write", "stages": [3]},
-]
+READ, ENRICH, WRITE = OpId(0, "ReadParquet", 1), OpId(0, LONG, 2), OpId(0, "Write", 3)
+STARTED = ExecutionStarted(0, 1.0, operators=(
+    Operator(str(READ), "ReadParquet", (0,)), Operator(str(ENRICH), LONG, (1, 2)), Operator(str(WRITE), "Write", (3,)),
+))  # fmt: skip
 
 
-def sample(t: float, read: float, enrich: float, write: float, queued: float, pressure: float) -> dict:  # type: ignore[type-arg]
-    return {
-        "kind": "op_samples",
-        "t": t,
-        "values": {
-            "0/ReadParquet_1": {"rows_out": read, "tasks_running": 0.0 if t > 5 else 2.0, "inqueue_blocks": 0.0},
-            "0/MapBatches(enrich_orders_with_a_long_name)_2": {
-                "rows_out": enrich, "tasks_running": 2.0, "inqueue_blocks": queued, "backpressure_s": 0.0,
-            },
-            "0/Write_3": {"rows_out": write, "tasks_running": 1.0, "inqueue_blocks": 0.0, "backpressure_s": pressure},
-        },
-    }  # fmt: skip
+def sample(t: float, read: float, enrich: float, write: float, queued: float, pressure: float) -> OpSamples:
+    return OpSamples(t, {
+        READ: {"rows_out": read, "tasks_running": 0.0 if t > 5 else 2.0, "inqueue_blocks": 0.0},
+        ENRICH: {"rows_out": enrich, "tasks_running": 2.0, "inqueue_blocks": queued, "backpressure_s": 0.0},
+        WRITE: {"rows_out": write, "tasks_running": 1.0, "inqueue_blocks": 0.0, "backpressure_s": pressure},
+    })  # fmt: skip
 
 
 def state() -> LiveState:
     s = LiveState()
-    s.feed({"kind": "execution", "operators": OPS})
+    s.feed(STARTED)
     s.feed(sample(5.0, 100_000, 40_000, 30_000, 6, 0.0))
     s.feed(sample(6.0, 100_000, 50_000, 38_000, 5, 0.4))
     node = {"cpu_pct": 93.0, "mem_used_bytes": 6.0, "mem_total_bytes": 24.0}
-    s.feed({"kind": "node_samples", "t": 6.0, "values": {"node:abc": node}})
+    s.feed(NodeSamples(6.0, {"node:abc": node}))
     return s
 
 
@@ -71,16 +66,16 @@ def test_plain_lines_when_the_output_is_not_a_terminal() -> None:
     out = io.StringIO()
     view = LiveView(stream=out, every_s=0.0)
     with view:
-        for message in ({"kind": "execution", "operators": OPS}, sample(5.0, 10, 5, 1, 0, 0)):
+        for message in (STARTED, sample(5.0, 10, 5, 1, 0, 0)):
             view(message)
     assert out.getvalue().startswith("[    5s] 1 rows")
 
 
 def test_figures_folded_from_the_messages() -> None:
     s = state()
-    enrich = s.stages["0/MapBatches(enrich_orders_with_a_long_name)_2"]
+    enrich = s.stages[ENRICH]
     assert enrich.rows_per_s == 10_000 and enrich.queued == 5
-    assert s.stages["0/Write_3"].backpressured
-    assert s.bottleneck == "0/MapBatches(enrich_orders_with_a_long_name)_2"
+    assert s.stages[OpId.parse("0/Write_3")].backpressured
+    assert s.bottleneck == ENRICH and str(ENRICH) == "0/MapBatches(enrich_orders_with_a_long_name)_2"
     assert s.remaining_s == (100_000 - 38_000) / 8_000
     assert s.cpu_pct == 93.0 and s.mem_pct == 25.0

@@ -2,6 +2,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from pipetune.model import Dist, Event, EventKind, Knobs, Run, RunStatus
 from tests.unit.builders import two_stage_run
 
@@ -51,3 +53,16 @@ def test_stage_keys() -> None:
 
 def test_rows_come_from_the_end_of_the_longest_execution() -> None:
     assert two_stage_run().rows == 10_000
+
+
+def test_a_run_saved_by_a_newer_pipetune_is_refused_and_an_older_one_read(tmp_path: Path) -> None:
+    import json
+
+    from pipetune.errors import UsageError
+    from pipetune.model import SCHEMA_VERSION
+
+    data = two_stage_run().to_dict()
+    with pytest.raises(UsageError, match="newer pipetune"):
+        Run.from_dict({**data, "version": SCHEMA_VERSION + 1})
+    older = {k: v for k, v in data.items() if k != "version"}  # saved before runs carried a format number
+    assert Run.from_json(json.dumps(older)) == two_stage_run()

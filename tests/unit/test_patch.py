@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipetune.model import Stage, StageKind
-from pipetune.record.overrides import from_mapping
+from pipetune.settings import Settings
 from pipetune.tune.patch import patch_script
 
 SOURCE = """import ray
@@ -30,7 +30,7 @@ def stages() -> list[Stage]:
 
 
 def patch(config: dict) -> object:  # type: ignore[type-arg]
-    return patch_script(SOURCE, "pipe.py", stages(), from_mapping(config))
+    return patch_script(SOURCE, "pipe.py", stages(), Settings.from_config(config))
 
 
 def test_existing_keywords_are_replaced_in_place_and_comments_kept() -> None:

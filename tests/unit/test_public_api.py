@@ -17,3 +17,12 @@ def test_importing_pipetune_does_not_import_ray() -> None:
     code = "import sys, pipetune, pipetune.cli; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_no_public_function_shadows_a_subpackage() -> None:
+    import importlib
+
+    for name in ("record", "tune", "diagnose", "store", "plan", "lint", "report"):
+        module = importlib.import_module(f"pipetune.{name}")
+        assert getattr(pipetune, name) is module, name  # after `import pipetune`, pipetune.tune is the package
+    assert pipetune.tune.Study is not None and callable(pipetune.tune_script) and callable(pipetune.run_script)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from pipetune import capture
+from pipetune.capture import OpId, SpanRow, Tasks
 from pipetune.model import Run, TaskSpan
 from pipetune.record.tasks import TaskLog
 from pipetune.report.trace import trace
-from pipetune.store.base import RunHeader, assemble
 from tests.unit.builders import two_stage_run
 
 
@@ -21,15 +22,17 @@ def test_task_events_become_spans_with_their_node() -> None:
     log("finished", 7, op, {"worker_s": 0.4, "failed": False})
     log("finished", 9, object(), {})  # an operator we were not told about: ignored
     (row,) = log.drain()
-    uid, index, submitted, finished, worker, node, failed = row
-    assert (uid, index, worker, node, failed) == ("0/MapBatches_2", 7, 0.4, "abcdef012345", False)
-    assert finished >= submitted and log.drain() == []
+    assert (row.op, row.index, row.worker_s, row.node, row.failed) == (OpId(0, "MapBatches", 2), 7, 0.4,
+                                                                     "abcdef012345", False)  # fmt: skip
+    assert row.finished_t >= row.submitted_t and log.drain() == []
 
 
 def test_stored_spans_fold_back_into_the_run() -> None:
-    header = RunHeader("r", "p.py", (), "", "", (), 0.0)
-    parts = [("tasks", {"spans": [["0/M_1", 1, 0.5, 1.5, 0.9, "n1", False], ["0/M_1", 2, 0.6, 2.0, None, "n1", True]]})]
-    run = assemble(header, {"status": "succeeded"}, parts)
+    stored = '{"spans": [["0/M_1", 1, 0.5, 1.5, 0.9, "n1", false], ["0/M_1", 2, 0.6, 2.0, null, "n1", true]]}'
+    part = capture.decode_part("tasks", stored)  # as stored before the kind went into the payload
+    assert part == Tasks((SpanRow(OpId(0, "M", 1), 1, 0.5, 1.5, 0.9, "n1"), SpanRow(OpId(0, "M", 1), 2, 0.6, 2.0,
+                                                                                        None, "n1", True)))  # fmt: skip
+    run = capture.build(Run("r", "p.py"), [part])
     assert run.tasks[1] == TaskSpan("0/M_1", 2, 0.6, 2.0, None, "n1", True)
     assert Run.from_json(run.to_json()).tasks == run.tasks
 

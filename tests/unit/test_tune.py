@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.noise import noise_band
 from pipetune.model import Dist, Knobs, NodeInfo, Operator, Stage, StageKind
-from pipetune.record.overrides import from_mapping
+from pipetune.settings import Settings, StageSetting
 from pipetune.tune.bound import bound
 from pipetune.tune.feasible import unschedulable
-from pipetune.tune.judge import judge, noise_band, time_box
+from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import ModelGuided, View, candidates
 from pipetune.tune.steps import Finish, Step, conclude, next_step
-from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, config_key, with_settings
+from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, trial_payload, with_settings
 from tests.unit.builders import op_stats, pipeline, stage, with_
 
 # -- runs ------------------------------------------------------------------------------------------------
@@ -74,13 +76,13 @@ def test_the_time_box_is_the_incumbent_plus_the_noise() -> None:
 
 def test_an_actor_pool_that_leaves_the_tasks_no_cpu_is_refused() -> None:
     run = actor_run()
-    assert unschedulable(run, from_mapping({"stages": {"2": {"concurrency": 2}}})) is not None  # type: ignore[arg-type]
-    assert unschedulable(run, from_mapping({"stages": {"2": {"concurrency": 2, "num_cpus": 0.5}}})) is None  # type: ignore[arg-type]
+    assert unschedulable(run, Settings.from_config({"stages": {"2": {"concurrency": 2}}})) is not None  # type: ignore[arg-type]
+    assert unschedulable(run, Settings.from_config({"stages": {"2": {"concurrency": 2, "num_cpus": 0.5}}})) is None  # type: ignore[arg-type]
 
 
 def test_a_task_bigger_than_any_node_is_refused() -> None:
     run = with_(actor_run(), env=dataclasses.replace(actor_run().env, nodes=(NodeInfo("n", "h", {"CPU": 2.0}),)))  # type: ignore[attr-defined]
-    why = unschedulable(run, from_mapping({"stages": {"1": {"num_cpus": 4}}}))  # type: ignore[arg-type]
+    why = unschedulable(run, Settings.from_config({"stages": {"1": {"num_cpus": 4}}}))  # type: ignore[arg-type]
     assert why is not None and "largest node" in why
 
 
@@ -88,24 +90,25 @@ def test_a_task_bigger_than_any_node_is_refused() -> None:
 
 
 def test_tiny_batches_are_grown_first_when_fixed_costs_dominate() -> None:
-    proposal = ModelGuided().propose(View({}, etl_run(), frozenset()))  # type: ignore[arg-type]
-    assert proposal is not None and proposal.settings[0].startswith("1.batch_size=")
-    assert int(proposal.settings[0].split("=")[1]) >= 64 * 16
+    proposal = ModelGuided().propose(View(Settings(), etl_run(), frozenset()))  # type: ignore[arg-type]
+    assert proposal is not None and proposal.settings.to_args()[0].startswith("1.batch_size=")
+    (grown,) = proposal.settings.stages
+    assert isinstance(grown.value, int) and grown.value >= 64 * 16
     assert proposal.predicted > 2
 
 
 def test_a_limiting_actor_pool_grows_with_smaller_reservations_so_it_fits() -> None:
-    proposal = ModelGuided().propose(View({}, actor_run(), frozenset()))  # type: ignore[arg-type]
+    proposal = ModelGuided().propose(View(Settings(), actor_run(), frozenset()))  # type: ignore[arg-type]
     assert proposal is not None
-    assert set(proposal.settings) == {"2.concurrency=2", "2.num_cpus=0.5"}
+    assert set(proposal.settings.to_args()) == {"2.concurrency=2", "2.num_cpus=0.5"}
 
 
 def test_nothing_tried_twice() -> None:
     run = actor_run()
-    first = ModelGuided().propose(View({}, run, frozenset()))  # type: ignore[arg-type]
+    first = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
     assert first is not None
-    tried = frozenset({config_key(with_settings({}, first.settings))})
-    second = ModelGuided().propose(View({}, run, tried))  # type: ignore[arg-type]
+    tried = frozenset({with_settings(Settings(), first.settings).key()})
+    second = ModelGuided().propose(View(Settings(), run, tried))  # type: ignore[arg-type]
     assert second is None or second.settings != first.settings
 
 
@@ -114,12 +117,14 @@ def test_a_proposal_that_would_hang_is_never_made() -> None:
     from pipetune.tune.policy import Proposal, _viable
 
     run = actor_run()
-    view = View({}, run, frozenset())  # type: ignore[arg-type]
-    hangs = Proposal(("2.concurrency=2",), "stage 2 concurrency 1 -> 2", "test", "", Level.PARALLELISM, 2.0)
+    view = View(Settings(), run, frozenset())  # type: ignore[arg-type]
+    hangs = Proposal(
+        Settings.from_args(["2.concurrency=2"]), "stage 2 concurrency 1 -> 2", "test", "", Level.PARALLELISM, 2.0
+    )
     assert not _viable(hangs, view)  # two 1-CPU actors on 2 CPUs leave the upstream tasks nothing
     chosen = ModelGuided().propose(view)
     assert chosen is not None
-    assert unschedulable(run, from_mapping(with_settings({}, chosen.settings))) is None  # type: ignore[arg-type]
+    assert unschedulable(run, with_settings(Settings(), chosen.settings)) is None  # type: ignore[arg-type]
 
 
 # -- the study's state and the loop's steps --------------------------------------------------------------
@@ -127,7 +132,18 @@ def test_a_proposal_that_would_hang_is_never_made() -> None:
 
 def trial(seq: int, role: Role, wall: float, verdict: Verdict, config: dict | None = None) -> Trial:  # type: ignore[type-arg]
     return Trial(
-        seq, role, config or {"stages": {}, "context": {}}, "", (), "", "", f"r{seq}", "succeeded", wall, 1000, verdict
+        seq,
+        role,
+        Settings.from_config(config or {}),
+        "",
+        Settings(),
+        "",
+        "",
+        f"r{seq}",
+        "succeeded",
+        wall,
+        1000,
+        verdict,
     )
 
 
@@ -135,7 +151,7 @@ def test_the_study_is_the_fold_of_its_events() -> None:
     spec = {"script": "pipe.py", "budget": 3}
     events = [
         ("trial-started", {"run_id": "r0"}),
-        ("trial", dataclasses.asdict(trial(0, Role.BASELINE, 10.0, Verdict.BASELINE)) | {"run_id": "r0"}),
+        ("trial", trial_payload(trial(0, Role.BASELINE, 10.0, Verdict.BASELINE)) | {"run_id": "r0"}),
         ("trial-started", {"run_id": "r1"}),
     ]
     study = Study.fold("s1", spec, events)
@@ -144,14 +160,46 @@ def test_the_study_is_the_fold_of_its_events() -> None:
     assert study.runs_used == 0
 
 
+def test_stored_payloads_keep_the_config_and_set_forms_and_load_back_typed() -> None:
+    stored = {  # a trial event as every version of pipetune has stored it
+        "seq": 1, "role": "trial", "config": {"stages": {"2": {"concurrency": [1, 4], "num_cpus": 0.5}}, "context": {}},
+        "change": "stage 2 concurrency 1 -> 1-4", "settings": ["2.concurrency=1-4"], "rule": "r", "reason": "",
+        "run_id": "r1", "status": "succeeded", "wall_s": 3.0, "rows": 10, "verdict": "kept",
+    }  # fmt: skip
+    spec = {"script": "pipe.py", "start": {"stages": {"1": {"batch_size": 64}}, "context": {}}}
+    study = Study.fold("s1", spec, [("trial", stored)])
+    loaded = study.trials[0]
+    assert loaded.settings == Settings((StageSetting("2", "concurrency", (1, 4)),))
+    assert loaded.config.for_stage(stage(2, "map_batches", "Embed")) == {"concurrency": (1, 4), "num_cpus": 0.5}
+    assert study.spec.start.to_args() == ("1.batch_size=64",)
+    assert trial_payload(loaded) == {**stored, "improvement_pct": None, "noise_pct": None, "findings": []}
+
+
+def test_a_study_stored_by_an_older_pipetune_folds_into_typed_settings(tmp_path: Path) -> None:
+    from pipetune.store import open_store
+    from tests.unit.test_store import OLD_STORE
+
+    path = tmp_path / "old.db"
+    path.write_bytes(OLD_STORE.read_bytes())
+    store = open_store(path)
+    [(study_id, _, _)] = store.studies()
+    study = Study.fold(*store.load_study(study_id))
+    assert [(t.role, t.settings.to_args()) for t in study.trials] == [
+        (Role.BASELINE, ()),
+        (Role.TRIAL, ("1.batch_size=128",)),
+    ]
+    assert study.trials[1].config == Settings((StageSetting("1", "batch_size", 128),))
+
+
 def test_first_comes_the_baseline_then_a_proposal_then_the_budget_stops_it() -> None:
     run = etl_run()
     empty = Study("s", Spec("pipe.py", budget=1))
-    assert next_step(empty, None, ModelGuided()) == Step(Role.BASELINE, {})
+    assert next_step(empty, None, ModelGuided()) == Step(Role.BASELINE, Settings())
     base = dataclasses.replace(empty, trials=(trial(0, Role.BASELINE, 24.0, Verdict.BASELINE),))
     step = next_step(base, run, ModelGuided())  # type: ignore[arg-type]
     assert isinstance(step, Step) and step.role is Role.TRIAL and step.time_box_s is not None
-    done = dataclasses.replace(base, trials=(*base.trials, trial(1, Role.TRIAL, 6.0, Verdict.KEPT, step.config)))
+    kept = dataclasses.replace(trial(1, Role.TRIAL, 6.0, Verdict.KEPT), config=step.config)
+    done = dataclasses.replace(base, trials=(*base.trials, kept))
     assert isinstance(next_step(done, run, ModelGuided()), Finish)  # type: ignore[arg-type]
 
 
@@ -173,7 +221,7 @@ def test_two_reverted_trials_in_a_row_are_a_plateau() -> None:
 
 def test_conclude_compares_against_the_incumbent_median() -> None:
     study = Study("s", Spec("pipe.py", budget=3), (trial(0, Role.BASELINE, 24.0, Verdict.BASELINE),))
-    step = Step(Role.TRIAL, {"stages": {"1": {"batch_size": 4096}}, "context": {}})
+    step = Step(Role.TRIAL, Settings.from_config({"stages": {"1": {"batch_size": 4096}}, "context": {}}))
     fast = with_(etl_run(4096, 6.0), wall_s=6.0)  # type: ignore[arg-type]
     verdict, gain, _ = conclude(study, step, fast)  # type: ignore[arg-type]
     assert verdict is Verdict.KEPT and gain == pytest.approx(75.0)
@@ -208,20 +256,20 @@ def test_a_waiting_stage_reserves_what_its_tasks_burn() -> None:
     s0 = op_stats(o0.uid, 600, 0.5, 0.5, tasks=60)
     s1 = op_stats(o1.uid, 600, 30.0, 0.9, tasks=60)  # 0.03 cores per busy second: waiting on the network
     run = node_cpu(pipeline([(src, o0, s0), (fetch, o1, s1)], wall=15.0), 12.0, start=1, end=16)
-    proposal = ModelGuided().propose(View({}, run, frozenset()))  # type: ignore[arg-type]
-    assert proposal is not None and proposal.settings == ("1.num_cpus=0.05",)  # 0.03 cores a task, rounded up
-    tried = frozenset({config_key(with_settings({}, proposal.settings))})
-    backed = ModelGuided().propose(View({}, run, tried, lost=frozenset(proposal.settings)))  # type: ignore[arg-type]
-    assert backed is not None and backed.settings == ("1.num_cpus=0.224",)  # sqrt(1 x 0.05): half-way in ratio
+    proposal = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
+    assert proposal is not None and proposal.settings.to_args() == ("1.num_cpus=0.05",)  # 0.03 a task, rounded up
+    tried = frozenset({with_settings(Settings(), proposal.settings).key()})
+    lost = frozenset(proposal.settings.stages)
+    backed = ModelGuided().propose(View(Settings(), run, tried, lost=lost))  # type: ignore[arg-type]
+    assert backed is not None and backed.settings.to_args() == ("1.num_cpus=0.224",)  # sqrt(1 x 0.05): half-way
 
 
 def test_a_batch_size_that_failed_is_halved_not_retried() -> None:
     run = etl_run()
-    view = View(
-        {}, run, frozenset({config_key({"stages": {"1": {"batch_size": 4096}}})}), frozenset({"1.batch_size=4096"})
-    )  # type: ignore[arg-type]
+    tried = frozenset({Settings.from_config({"stages": {"1": {"batch_size": 4096}}}).key()})
+    view = View(Settings(), run, tried, frozenset({StageSetting("1", "batch_size", 4096)}))  # type: ignore[arg-type]
     proposal = ModelGuided().propose(view)
-    assert proposal is not None and proposal.settings == ("1.batch_size=2048",)
+    assert proposal is not None and proposal.settings.to_args() == ("1.batch_size=2048",)
     assert proposal.change == "stage 1 batch_size 64 -> 2048"
 
 
@@ -230,5 +278,5 @@ def test_no_larger_pool_once_its_actors_burn_every_core() -> None:
     facts = Facts.of(busy)  # type: ignore[arg-type]
     rate = next(r for r in facts.rates.values() if "Embed" in r.name)
     assert rate.cores_per_task == pytest.approx(1.0)
-    moves = [p for p in candidates(facts, {}) if p.rule == "balance (model)"]
+    moves = [p for p in candidates(facts) if p.rule == "balance (model)"]
     assert moves == []  # two actors already burn both cores

@@ -10,6 +10,7 @@ from functools import cached_property
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, main_execution, operator_rates
 from pipetune.diagnose.fusion import lead_stage
 from pipetune.diagnose.thresholds import COMPUTING_CORES, WAITING_CORES
+from pipetune.metrics import declared
 from pipetune.model import Execution, Operator, OperatorStats, Run, Sample, Stage, StageKind
 
 
@@ -70,6 +71,7 @@ class Facts:
         return [s for s in samples if self.execution.started_t <= s.t <= end]
 
     def node_mean(self, metric: str) -> float | None:
+        metric = declared(metric)
         values = [s.values[metric] for s in self._window(self.run.node_samples) if metric in s.values]
         return statistics.fmean(values) if values else None
 
@@ -144,3 +146,12 @@ class Facts:
         if not stats or not self.run.wall_s:
             return 0.0
         return min(stats.wall_s / self.run.wall_s, 1.0)
+
+
+def bottleneck_label(run: Run) -> str:
+    """The short name the run history shows in its bottleneck column."""
+    facts = Facts.of(run)
+    stage = facts.bottleneck_stage()
+    if stage is not None:
+        return stage.key
+    return facts.bottleneck.rate.name if facts.bottleneck else ""

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from pipetune.settings import change, show
+
 
 class Level(enum.IntEnum):
     """The guide's hierarchy: try num_cpus-level changes first, then batch_size, then DataContext."""
@@ -44,7 +46,7 @@ class Fix:
 
     def describe(self) -> str:
         where = f"stage {self.stage} " if self.stage is not None else ""
-        return f"{where}{self.knob} {_show(self.current)} -> {_show(self.proposed)}"
+        return where + change(self.knob, self.current, self.proposed)
 
     @property
     def setting(self) -> str | None:
@@ -53,16 +55,7 @@ class Fix:
             return f"{self.knob}={self.proposed}"
         if self.stage is None or self.knob.startswith("remove"):
             return None
-        value = "-".join(map(str, self.proposed)) if isinstance(self.proposed, tuple) else self.proposed
-        return f"{self.stage}.{self.knob}={value}"
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "default"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+        return f"{self.stage}.{self.knob}={show(self.knob, self.proposed)}"
 
 
 @dataclass(frozen=True)

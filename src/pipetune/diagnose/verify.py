@@ -6,11 +6,11 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.engine import diagnose
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Finding
 from pipetune.diagnose.measure import measure
+from pipetune.diagnose.noise import Outcome, compare, spread_pct
 from pipetune.errors import UsageError
 from pipetune.model import Run
 
@@ -26,9 +26,7 @@ class Timing:
         walls = [r.wall_s for r in runs if r.wall_s]
         if not walls:
             raise UsageError("no finished run to time", "verify runs that ran to the end")
-        median = statistics.median(walls)
-        spread = (max(walls) - min(walls)) / median * 100 if len(walls) > 1 else 0.0
-        return Timing(median, spread, len(walls))
+        return Timing(statistics.median(walls), spread_pct(walls), len(walls))
 
 
 @dataclass(frozen=True)
@@ -45,20 +43,18 @@ class Verification:
     after: Timing
     improvement_pct: float
     noise_pct: float
-    verdict: str  # "improved", "regressed" or "within noise"
+    verdict: Outcome
     checks: tuple[Check, ...]
 
 
 def verify(before: Sequence[Run], after: Sequence[Run]) -> Verification:
     _same_script(before, after)
     t0, t1 = Timing.of(before), Timing.of(after)
-    improvement = (t0.median_s - t1.median_s) / t0.median_s * 100
-    noise = max(t0.spread_pct, t1.spread_pct, th.NOISE_PCT.value)
-    verdict = "within noise" if abs(improvement) <= noise else "improved" if improvement > 0 else "regressed"
+    seen = compare([r.wall_s for r in before if r.wall_s], [r.wall_s for r in after if r.wall_s])
     findings = diagnose(before[0]).findings
     facts0, facts1 = Facts.of(before[0]), Facts.of(after[0])
     checks = tuple(_check(f, facts0, facts1) for f in findings)
-    return Verification(t0, t1, improvement, noise, verdict, checks)
+    return Verification(t0, t1, seen.improvement_pct, seen.noise_pct, seen.outcome, checks)
 
 
 def _check(f: Finding, before: Facts, after: Facts) -> Check:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from pipetune.diagnose.capacity import as_run
 from pipetune.diagnose.facts import Facts
 from pipetune.lint.engine import lint_source
 from pipetune.lint.findings import LintFinding
@@ -94,9 +95,10 @@ def _concurrency(run: Run) -> Item:
         per_gpu = s.knobs.num_gpus or 0.0
         if per_gpu and size is not None and facts.gpus and size != int(facts.gpus / per_gpu):
             problems.append(f"{s.key}: {size} actors x {per_gpu:g} GPU on {facts.gpus:g} GPUs")
-        held = (size or 1) * (s.knobs.num_cpus or 1.0)
-        if facts.cpus and held >= facts.cpus:
-            problems.append(f"{s.key}: the pool holds {held:g} of {facts.cpus:g} CPUs, none left for other stages")
+    held = as_run(run)
+    if facts.cpus and not held.fits(facts.cpus):
+        problems.append(f"the pools hold {held.pool_cpus:g} of {facts.cpus:g} CPUs; the task stages need "
+                        f"{held.task_cpus:g} more")  # fmt: skip
     if problems:
         return Item(name, State.FAILED, "; ".join(problems))
     return Item(name, State.PASSED, f"{len(pools)} pool(s) fit the cluster's {facts.cpus:g} CPUs / {facts.gpus:g} GPUs")

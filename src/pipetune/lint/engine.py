@@ -20,6 +20,7 @@ from pipetune.errors import UsageError
 from pipetune.lint.findings import Edit, LintFinding
 from pipetune.lint.rules import RULES
 from pipetune.lint.scan import scan
+from pipetune.sourcecode import after_imports, appended, keyword
 
 _NOQA = re.compile(r"#\s*(?:noqa|pipetune:\s*ignore)(?::\s*|\[)?([A-Z0-9, ]*)\]?", re.IGNORECASE)
 
@@ -84,7 +85,7 @@ def apply_fixes(source: str, edits: list[Edit]) -> str:
         module = _with_line(module, "from ray.data.expressions import col")
     for edit in (e for e in edits if e.kind == "insert-context"):
         module = _with_line(module, "from ray.data import DataContext")
-        module = _after_imports(module, f"DataContext.get_current().{edit.name} = {edit.code}")
+        module = after_imports(module, [f"DataContext.get_current().{edit.name} = {edit.code}"])
     return module.code
 
 
@@ -119,34 +120,16 @@ class _Fixer(cst.CSTTransformer):
 
 
 def _edited_call(call: cst.Call, edit: Edit) -> cst.Call:
-    from pipetune.tune.patch import _appended
-
     if edit.kind == "add-keyword":
-        arg = cst.Arg(cst.parse_expression(edit.code), keyword=cst.Name(edit.name), equal=_EQUAL)
-        return call.with_changes(args=_appended(list(call.args), arg))
+        return call.with_changes(args=appended(list(call.args), keyword(edit.name, edit.code)))
     if edit.kind == "filter-expr":
-        arg = cst.Arg(cst.parse_expression(edit.code), keyword=cst.Name("expr"), equal=_EQUAL)
+        arg = keyword("expr", edit.code)
         rest = [a.with_changes(comma=a.comma) for a in call.args[1:]]
         return call.with_changes(args=[arg.with_changes(comma=call.args[0].comma), *rest])
     return call
 
 
-_EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
-
-
 def _with_line(module: cst.Module, line: str) -> cst.Module:
     if line in module.code:
         return module
-    return _after_imports(module, line)
-
-
-def _after_imports(module: cst.Module, line: str) -> cst.Module:
-    body = list(module.body)
-    at = max((i + 1 for i, s in enumerate(body) if _is_import(s)), default=0)
-    return module.with_changes(body=[*body[:at], cst.parse_statement(line + "\n"), *body[at:]])
-
-
-def _is_import(statement: cst.CSTNode) -> bool:
-    return isinstance(statement, cst.SimpleStatementLine) and any(
-        isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body
-    )
+    return after_imports(module, [line])

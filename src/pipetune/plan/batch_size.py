@@ -15,10 +15,9 @@ from pipetune.diagnose.facts import Facts
 from pipetune.errors import UsageError
 from pipetune.model import Run, Stage
 from pipetune.plan.batch_search import Probe, fastest, next_batch
-from pipetune.record.launcher import Launch, record
-from pipetune.record.overrides import Overrides, StageOverride
-from pipetune.record.shared import scratch, shared_ray
-from pipetune.store.sqlite import SQLiteStore
+from pipetune.record import Launch, record, scratch, shared_ray
+from pipetune.settings import Settings, StageSetting
+from pipetune.store import Store
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class SearchResult:
 
 
 def search(
-    store: SQLiteStore, script: Path, args: tuple[str, ...], stage: str, start: int, rows: int,
+    store: Store, script: Path, args: tuple[str, ...], stage: str, start: int, rows: int,
     address: str | None = None, say: Callable[[str], None] = lambda line: None, max_probes: int = 8,
 ) -> SearchResult:  # fmt: skip
     probes: list[Probe] = []
@@ -49,10 +48,10 @@ def search(
 
 
 def _probe_run(
-    store: SQLiteStore, script: Path, args: tuple[str, ...], stage: str, batch: int, rows: int,
+    store: Store, script: Path, args: tuple[str, ...], stage: str, batch: int, rows: int,
     address: str | None, sandbox: Path,
 ) -> Run:  # fmt: skip
-    overrides = Overrides((StageOverride(stage, "batch_size", batch),))
+    overrides = Settings((StageSetting(stage, "batch_size", batch),))
     launch = Launch(script, args, overrides, address=address, sandbox=sandbox / str(batch), sample_rows=rows,
                     output=sandbox / f"{batch}.log", extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"})  # fmt: skip
     run = record(launch, store)
@@ -71,7 +70,7 @@ def _device(run: Run, stage: str) -> str:
 
 
 def _stage(run: Run, selector: str) -> Stage | None:
-    probe = StageOverride(selector, "batch_size", 1)
+    probe = StageSetting(selector, "batch_size", 1)
     return next((s for s in run.stages if probe.matches(s)), None)
 
 

@@ -107,7 +107,7 @@ def this_machine() -> Cluster:
 
     import psutil
 
-    from pipetune.record.nodes import local_gpus
+    from pipetune.record import local_gpus
 
     gpus = local_gpus()
     node = Node(float(len(os.sched_getaffinity(0))), float(gpus), "", 16.0 if gpus else 0.0,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pipetune.diagnose import capacity as batch_model
 from pipetune.diagnose.engine import classify
 from pipetune.diagnose.facts import Facts, OpType
-from pipetune.lint.scan import MATERIALIZING, Script, scan
+from pipetune.lint import MATERIALIZING, Script, scan
 from pipetune.model import Run
 from pipetune.plan.planner import StageIn, Value
-from pipetune.tune import predict as batch_model
 
 _GPU_HINT = re.compile(r"""cuda|num_gpus""")
 

@@ -12,7 +12,13 @@ import runpy
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the driver imports these only once it is running, after the parent-death signal is set
+    from pipetune.capture import Outcome
+    from pipetune.record.channel import Sender
+    from pipetune.record.files import FileGuard
+    from pipetune.record.probe import Probe
 
 SPEC_ENV = "PIPETUNE_SPEC"
 
@@ -30,8 +36,8 @@ def main() -> int:
     probe.stop()
     if guard is not None and guard.redirected:
         _report_redirected(sender, guard, time.perf_counter() - t0)
-    sender.send("finished", wall_s=time.perf_counter() - t0, **outcome)
-    return int(outcome["exit_code"])
+    sender.send(outcome.timed(time.perf_counter() - t0))
+    return outcome.exit_code or 0
 
 
 def _die_with_parent() -> None:
@@ -46,14 +52,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _install(sender: Any, spec: dict[str, Any], t0: float) -> Any:
+def _install(sender: Sender, spec: dict[str, Any], t0: float) -> Probe:
     from ray.data import DataContext
 
+    from pipetune.capture import Started
     from pipetune.record import _ray_compat, interpose
-    from pipetune.record.overrides import from_mapping
     from pipetune.record.probe import Probe, watch_sinks
+    from pipetune.settings import Settings
 
-    overrides = from_mapping(spec["overrides"])
+    overrides = Settings.from_config(spec["overrides"])
     probe = Probe(sender, overrides, t0, spec.get("sandbox"), spec.get("sample_rows"))
     _ray_compat.install_callback(probe)
     interpose.install(probe.registry)
@@ -61,11 +68,11 @@ def _install(sender: Any, spec: dict[str, Any], t0: float) -> Any:
     watch_sinks(probe)
     for o in overrides.context:  # before the script builds datasets: they copy the context
         setattr(DataContext.get_current(), o.field, o.value)
-    sender.send("started", pid=os.getpid(), warning=_ray_compat.check_version())
+    sender.send(Started(os.getpid(), _ray_compat.check_version() or ""))
     return probe
 
 
-def _guard_files(sandbox: str | None, probe: Any) -> Any:
+def _guard_files(sandbox: str | None, probe: Probe) -> FileGuard | None:
     """Tuning: files the script writes itself under its outputs or working directory go to the sandbox."""
     if sandbox is None:
         return None
@@ -80,15 +87,16 @@ def _guard_files(sandbox: str | None, probe: Any) -> Any:
     return guard
 
 
-def _report_redirected(sender: Any, guard: Any, t: float) -> None:
+def _report_redirected(sender: Sender, guard: FileGuard, t: float) -> None:
+    from pipetune.capture import EventSeen
     from pipetune.model import Event, EventKind
 
     shown = ", ".join(sorted(guard.redirected)[:5]) + (" ..." if len(guard.redirected) > 5 else "")
     text = f"{len(guard.redirected)} file(s) the script wrote itself went to the trial's sandbox: {shown}"
-    sender.send("event", event=Event(t, EventKind.WARNING, text))
+    sender.send(EventSeen(Event(t, EventKind.WARNING, text)))
 
 
-def _run_script(script: str, args: list[str]) -> dict[str, Any]:
+def _run_script(script: str, args: list[str]) -> Outcome:
     sys.argv = [script, *args]
     sys.path[0] = os.path.dirname(os.path.abspath(script))
     try:
@@ -103,7 +111,7 @@ def _run_script(script: str, args: list[str]) -> dict[str, Any]:
     return _outcome("succeeded", 0, "")
 
 
-def _failure(err: BaseException) -> dict[str, Any]:
+def _failure(err: BaseException) -> Outcome:
     from pipetune.errors import PipetuneError, describe_exception
 
     ours = _find(err, PipetuneError)
@@ -146,8 +154,11 @@ def _exit_code(code: object) -> int:
     return code if isinstance(code, int) else 1
 
 
-def _outcome(status: str, code: int, error: str, traceback: str = "", kind: str = "") -> dict[str, Any]:
-    return {"status": status, "exit_code": code, "error": error, "traceback": traceback, "error_kind": kind}
+def _outcome(status: str, code: int, error: str, traceback: str = "", kind: str = "") -> Outcome:
+    from pipetune.capture import Outcome
+    from pipetune.model import RunStatus
+
+    return Outcome(RunStatus(status), code, error, traceback, kind)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one-way line from the recorded script (child) to the recorder (parent): JSON lines on a pipe.
+"""The one-way line from the recorded script (child) to the recorder (parent): capture messages on a pipe.
 
 The child only writes; the parent reads, stores every message as it arrives, and so keeps everything sent
 before a crash. Messages are small (one sample tick is a few hundred bytes), so a write never blocks long.
@@ -6,13 +6,13 @@ before a crash. Messages are small (one sample tick is a few hundred bytes), so 
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
-from pipetune._serde import to_plain
+from pipetune import capture
+from pipetune.capture import Message
 
 ENV_FD = "PIPETUNE_EVENTS_FD"
 
@@ -23,9 +23,9 @@ class Sender:
         self._lock = threading.Lock()  # the executor thread and the node sampler both send
         self._broken = False
 
-    def send(self, kind: str, **payload: Any) -> None:
-        line = json.dumps({"kind": kind, **to_plain(payload)}, separators=(",", ":")) + "\n"
-        data = line.encode()
+    def send(self, message: Message) -> None:
+        """Write one message as one line; once the recorder is gone, drop messages (never fail the script)."""
+        data = capture.encode(message) + b"\n"
         with self._lock:
             if self._broken:
                 return
@@ -36,12 +36,11 @@ class Sender:
                 self._broken = True
 
 
-def receive(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
+def receive(stream: IO[bytes]) -> Iterator[Message]:
     """Messages in the order sent; a torn last line (the child was killed mid-write) is dropped."""
     for raw in stream:
         try:
-            message = json.loads(raw)
-        except ValueError:
+            message = capture.decode(raw)
+        except capture.DecodeError:
             continue
-        if isinstance(message, dict):
-            yield message
+        yield message

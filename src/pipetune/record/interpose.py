@@ -1,4 +1,4 @@
-"""Turns the script's Ray Data calls into stages, and applies ``--set`` overrides to them.
+"""Turns the script's Ray Data calls into stages, and applies the run's settings (``--set``, ``--config``) to them.
 
 Only public API is wrapped (``ray.data.read_*`` / ``from_*`` / ``range*`` and the ``Dataset`` methods), so Ray
 still validates every argument itself. Calls made from inside Ray (``write_parquet`` calling
@@ -23,7 +23,7 @@ from ray.data import ActorPoolStrategy, Dataset, TaskPoolStrategy
 from pipetune.errors import UsageError
 from pipetune.model import MATERIALIZING, Knobs, KnobValue, Stage, StageKind
 from pipetune.record import _ray_compat
-from pipetune.record.overrides import Overrides
+from pipetune.settings import KNOBS, Knob, Settings, Where
 
 _RAY_DIR = os.path.dirname(ray.__file__) + os.sep
 _PIPETUNE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
@@ -57,7 +57,7 @@ class StageRegistry:
 
     def __init__(
         self,
-        overrides: Overrides,
+        overrides: Settings,
         on_stage: Callable[[Stage], None],
         on_materialize: Callable[[str, str, int], None] = lambda method, site, built: None,
         sandbox: str | None = None,
@@ -194,10 +194,11 @@ def _new_stage(
         kind=StageKind.ACTOR if kind is StageKind.TRANSFORM and _is_actor(bound) else kind,
     )
     changes = registry.overrides.for_stage(stage)
+    chained = {k: v for k, v in changes.items() if KNOBS[k].where is Where.CHAINED}  # applied to the result
     for knob, value in changes.items():
-        if knob != "repartition":
-            _apply_knob(bound, knob, value, stage)
-    knobs = dataclasses.replace(read_knobs(bound), repartition=changes.get("repartition"))  # type: ignore[arg-type]
+        if knob not in chained:
+            _apply_knob(bound, KNOBS[knob], value, stage)
+    knobs = read_knobs(bound).replace(**chained)
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
     registry.add(stage)
     return stage
@@ -251,22 +252,19 @@ def _remote_args(bound: inspect.BoundArguments) -> dict[str, Any]:
 
 
 def read_knobs(bound: inspect.BoundArguments) -> Knobs:
-    args, extra = bound.arguments, _remote_args(bound)
+    """The knobs the call sets, as Ray will see them; a chained knob is not in the call, so it is left unset."""
+    found = {k.name: _read_knob(bound, k) for k in KNOBS.values() if k.where is not Where.CHAINED}
+    return Knobs(**found, compute="actors" if _is_actor(bound) else "tasks")
 
-    def pick(name: str) -> Any:
-        return args.get(name, extra.get(name))
 
-    compute = args.get("compute")
-    actors = _is_actor(bound)
-    return Knobs(
-        num_cpus=_num(pick("num_cpus")),
-        num_gpus=_num(pick("num_gpus")),
-        memory=_num(pick("memory")),
-        batch_size=args.get("batch_size") if isinstance(args.get("batch_size"), int) else None,
-        concurrency=_concurrency_of(args.get("concurrency"), compute),
-        override_num_blocks=args.get("override_num_blocks"),
-        compute="actors" if actors else "tasks",
-    )
+def _read_knob(bound: inspect.BoundArguments, knob: Knob) -> Any:
+    args = bound.arguments
+    if knob.where is Where.RESOURCE:
+        return _num(args.get(knob.name, _remote_args(bound).get(knob.name)))
+    if knob.where is Where.STRATEGY:
+        return _concurrency_of(args.get(knob.name), args.get("compute"))
+    value = args.get(knob.name)
+    return value if isinstance(value, knob.types) else None
 
 
 def _num(value: Any) -> float | None:
@@ -286,20 +284,21 @@ def _concurrency_of(concurrency: Any, compute: Any) -> int | tuple[int, ...] | N
     return None
 
 
-def _apply_knob(bound: inspect.BoundArguments, knob: str, value: KnobValue, stage: Stage) -> None:
+def _apply_knob(bound: inspect.BoundArguments, knob: Knob, value: KnobValue, stage: Stage) -> None:
+    """Put ``value`` where the declaration says it goes in this call, or refuse a knob the call has not."""
     params = bound.signature.parameters
-    if knob == "concurrency":
+    if knob.where is Where.STRATEGY:
         _apply_concurrency(bound, value, stage)
-    elif knob in params and params[knob].kind is not inspect.Parameter.VAR_KEYWORD:
-        bound.arguments[knob] = value
-        _drop_remote_arg(bound, knob)
-    elif knob in ("num_cpus", "num_gpus", "memory") and "ray_remote_args" in params:
+    elif knob.name in params and params[knob.name].kind is not inspect.Parameter.VAR_KEYWORD:
+        bound.arguments[knob.name] = value
+        _drop_remote_arg(bound, knob.name)
+    elif knob.where is Where.RESOURCE and "ray_remote_args" in params:
         remote = dict(bound.arguments.get("ray_remote_args") or {})
-        remote[knob] = value
+        remote[knob.name] = value
         bound.arguments["ray_remote_args"] = remote
     else:
         raise UsageError(
-            f"stage {stage.key} ({stage.method}) has no knob '{knob}'",
+            f"stage {stage.key} ({stage.method}) has no knob '{knob.name}'",
             f"{stage.method} takes {', '.join(_knobs_of(bound)) or 'no knob pipetune can set'}",
         )
 
@@ -332,13 +331,13 @@ def _strategy(value: KnobValue, actors: bool) -> Any:
 
 
 def _knobs_of(bound: inspect.BoundArguments) -> list[str]:
+    """The knobs the call takes, in declaration order (a chained knob goes on any stage, so it is not listed)."""
     params = bound.signature.parameters
-    has_remote = "ray_remote_args" in params
-    names = [k for k in ("num_cpus", "num_gpus", "memory") if k in params or has_remote]
-    return names + [k for k in ("batch_size", "concurrency", "override_num_blocks") if k in params]
+    remote = "ray_remote_args" in params
+    return [k.name for k in KNOBS.values() if k.name in params or (remote and k.where is Where.RESOURCE)]
 
 
-def _apply_context(overrides: Overrides, kind: StageKind, result: Any) -> None:
+def _apply_context(overrides: Settings, kind: StageKind, result: Any) -> None:
     """A dataset copies the DataContext when its source is created, so ``ctx.`` overrides go there too."""
     if kind is StageKind.READ and isinstance(result, Dataset):
         for o in overrides.context:

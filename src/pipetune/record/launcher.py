@@ -20,21 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from pipetune._serde import to_plain
+from pipetune.capture import EnvironmentSeen, EventSeen, Message, OpId, OpSamples, Outcome, Part, Started
+from pipetune.diagnose.facts import bottleneck_label
 from pipetune.errors import RayUnavailable, ScriptError, UsageError
 from pipetune.model import Event, EventKind, Run, RunStatus
 from pipetune.record import logs, stacks
 from pipetune.record.channel import ENV_FD, receive
-from pipetune.record.overrides import Overrides
 from pipetune.record.watchdog import Watchdog
-from pipetune.report.figures import bottleneck_label
-from pipetune.store.base import RunHeader, Store
-from pipetune.store.sqlite import new_run_id
+from pipetune.settings import Settings
+from pipetune.store import RunHeader, Store, new_run_id
 
-Listener = Callable[[dict[str, Any]], None]
-StopRule = Callable[[dict[str, Any]], str | None]  # sees every message; a reason ends the run there
+Listener = Callable[[Message], None]
+StopRule = Callable[[Message], str | None]  # sees every message; a reason ends the run there
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Launch:
 
     script: Path
     args: tuple[str, ...] = ()
-    overrides: Overrides = field(default_factory=Overrides)
+    overrides: Settings = field(default_factory=Settings)
     address: str | None = None  # a Ray cluster to attach to; None: the script's own (local) Ray
     timeout_s: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -57,7 +56,7 @@ class Launch:
 
 
 def record(launch: Launch, store: Store, listener: Listener | None = None) -> Run:
-    """Run the script, store every part of the run as it arrives, return the finished Run."""
+    """Run the script, store every part of the run as it arrives, return the finished Run (as stored)."""
     script = check_script(launch.script)
     overrides = typed_overrides(launch.overrides)
     address = launch.address or os.environ.get("RAY_ADDRESS") or None
@@ -68,11 +67,11 @@ def record(launch: Launch, store: Store, listener: Listener | None = None) -> Ru
     recorder = _Recorder(store, header.id, listener, Watchdog(launch.stall_after_s), launch.stop)
     outcome = recorder.drive(_spawn(script, launch, overrides, address), launch)
     for event in logs.events_since(recorder.raylet_logs, header.started_at, header.started_at):
-        store.append(header.id, "event", {"event": to_plain(event)})
+        store.append(header.id, EventSeen(event))
     run = store.load(header.id)
     outcome = _judge(run, outcome)
     store.finish(header.id, outcome, run.rows, bottleneck_label(run))
-    return store.load(header.id)
+    return outcome.applied_to(run)
 
 
 def check_script(path: Path) -> Path:
@@ -85,14 +84,11 @@ def check_script(path: Path) -> Path:
     return path.resolve()
 
 
-def typed_overrides(overrides: Overrides) -> Overrides:
+def typed_overrides(overrides: Settings) -> Settings:
     """``ctx.FIELD`` values get DataContext's types here, before anything runs."""
     if not overrides.context:
         return overrides
-    from pipetune.record.overrides import type_context
-
-    fields = _context_fields()
-    return Overrides(overrides.stages, type_context(overrides.context, fields))
+    return overrides.typed(_context_fields())
 
 
 def _context_fields() -> dict[str, Any]:
@@ -117,14 +113,14 @@ def check_address(address: str) -> None:
         ) from None
 
 
-def _header(script: Path, launch: Launch, overrides: Overrides) -> RunHeader:
+def _header(script: Path, launch: Launch, overrides: Settings) -> RunHeader:
     return RunHeader(
         id=launch.run_id or new_run_id(),
         script=_display_path(script),
         args=launch.args,
         cwd=os.getcwd(),
         script_sha256=hashlib.sha256(script.read_bytes()).hexdigest(),
-        overrides=overrides.describe(),
+        overrides=overrides.to_args(),
         started_at=time.time(),
     )
 
@@ -137,7 +133,7 @@ def _display_path(script: Path) -> str:
 
 
 def _spawn(
-    script: Path, launch: Launch, overrides: Overrides, address: str | None
+    script: Path, launch: Launch, overrides: Settings, address: str | None
 ) -> tuple[subprocess.Popen[bytes], int]:
     read_fd, write_fd = os.pipe()
     spec = {
@@ -182,12 +178,12 @@ class _Recorder:
         self.store = store
         self.run_id = run_id
         self.listener = listener
-        self.finished: dict[str, Any] | None = None
+        self.finished: Outcome | None = None
         self.raylet_logs: list[str] = []  # OOM kills and spilling show only there, read after the run
         self.timed_out = False
         self.interrupts = 0
 
-    def drive(self, child: tuple[subprocess.Popen[bytes], int], launch: Launch) -> dict[str, Any]:
+    def drive(self, child: tuple[subprocess.Popen[bytes], int], launch: Launch) -> Outcome:
         proc, read_fd = child
         self._proc = proc
         started = time.perf_counter()
@@ -199,9 +195,11 @@ class _Recorder:
         if timer is not None:
             timer.cancel()
         outcome = self._outcome(proc.wait())
-        return {"wall_s": time.perf_counter() - started, **outcome}  # the child's own figure wins if it sent one
+        if outcome.wall_s is not None:  # the child's own figure wins if it sent one
+            return outcome
+        return outcome.timed(time.perf_counter() - started)
 
-    def _pump(self, proc: subprocess.Popen[bytes], stream: Any) -> None:
+    def _pump(self, proc: subprocess.Popen[bytes], stream: IO[bytes]) -> None:
         while True:
             try:
                 for message in receive(stream):
@@ -211,26 +209,29 @@ class _Recorder:
                 self.interrupts += 1
                 _signal_group(proc, signal.SIGINT if self.interrupts == 1 else signal.SIGKILL)
 
-    def _handle(self, message: dict[str, Any]) -> None:
-        kind = message.pop("kind", "")
-        if kind == "finished":
-            self.finished = message
-        elif kind == "started":
-            if message.get("warning"):  # e.g. a Ray version the adapter was not written against
-                warning = Event(0.0, EventKind.WARNING, message["warning"])
-                self.store.append(self.run_id, "event", {"event": to_plain(warning)})
-        else:
-            if kind == "environment":
-                self.raylet_logs = list(message.get("raylet_logs", {}).values())
-                self.raylet_pids = list(message.get("raylet_pids", {}).values())
-            self._append(kind, message)
-            if kind == "op_samples":
-                self._watch(message)
+    def _handle(self, message: Message) -> None:
+        """Store what belongs to the run, note how it ended, then show the message and ask the stop rule."""
+        match message:
+            case Outcome():
+                self.finished = message
+            case Started(warning=warning):
+                if warning:  # e.g. a Ray version the adapter was not written against
+                    self._append(EventSeen(Event(0.0, EventKind.WARNING, warning)))
+            case _:
+                self._keep(message)
         if self.listener is not None:
-            self.listener({"kind": kind, **message})
-        self._maybe_stop({"kind": kind, **message})
+            self.listener(message)
+        self._maybe_stop(message)
 
-    def _maybe_stop(self, message: dict[str, Any]) -> None:
+    def _keep(self, part: Part) -> None:
+        if isinstance(part, EnvironmentSeen):
+            self.raylet_logs = list(part.raylet_logs.values())
+            self.raylet_pids = list(part.raylet_pids.values())
+        self._append(part)
+        if isinstance(part, OpSamples):
+            self._watch(part)
+
+    def _maybe_stop(self, message: Message) -> None:
         if self.stop is None or self.stopped is not None or self._proc is None:
             return
         reason = self.stop(message)
@@ -238,21 +239,21 @@ class _Recorder:
             self.stopped = reason
             _signal_group(self._proc, signal.SIGKILL)  # what was measured is stored; the rest is not needed
 
-    def _append(self, kind: str, payload: dict[str, Any]) -> None:
+    def _append(self, part: Part) -> None:
         with self._lock:
-            self.store.append(self.run_id, kind, payload)
+            self.store.append(self.run_id, part)
 
-    def _watch(self, message: dict[str, Any]) -> None:
-        stuck = self.watchdog.observe(message["t"], message["values"])
+    def _watch(self, samples: OpSamples) -> None:
+        stuck = self.watchdog.observe(samples.t, samples.values)
         if stuck is not None:
-            args = (stuck, message["t"])
+            args = (stuck, samples.t)
             thread = threading.Thread(target=self._capture, args=args, name="pipetune-stacks", daemon=True)
             thread.start()
             self.captures.append(thread)
 
-    def _capture(self, uid: str, t: float) -> None:
+    def _capture(self, op: OpId, t: float) -> None:
         """Stacks of the stuck operator's workers, stored with the run as a stall event."""
-        op_name = uid.split("/", 1)[-1].rsplit("_", 1)[0]
+        op_name = op.name
         workers = stacks.busy_workers(self.raylet_pids, op_name)[:4]
         dumps = [d for d in (stacks.dump(p) for p in workers) if d is not None]
         frames = sorted({d.user_frame for d in dumps if d.user_frame})
@@ -260,7 +261,7 @@ class _Recorder:
         where = where or " not readable (py-spy missing or denied)"
         message = f"no rows moved for {self.watchdog.stall_after:g} s; workers of {op_name} are{where}"
         detail = "\n\n".join(f"pid {d.pid} {d.title}\n{d.text}" for d in dumps)
-        self._append("event", {"event": to_plain(Event(t, EventKind.STALL, message, detail=detail))})
+        self._append(EventSeen(Event(t, EventKind.STALL, message, detail=detail)))
 
     def _arm_timeout(self, proc: subprocess.Popen[bytes], timeout_s: float | None) -> threading.Timer | None:
         if timeout_s is None:
@@ -275,31 +276,24 @@ class _Recorder:
         timer.start()
         return timer
 
-    def _outcome(self, returncode: int) -> dict[str, Any]:
+    def _outcome(self, returncode: int) -> Outcome:
         if self.timed_out:
             return _killed(returncode, "the run passed its time limit and was stopped")
         if self.stopped is not None:
-            return {"status": RunStatus.STOPPED.value, "exit_code": 0, "error": self.stopped}
+            return Outcome(RunStatus.STOPPED, 0, self.stopped)
         if self.finished is not None:
             return self.finished
         if self.interrupts:
-            return {"status": RunStatus.INTERRUPTED.value, "exit_code": 130, "error": "interrupted (Ctrl-C)"}
+            return Outcome(RunStatus.INTERRUPTED, 130, "interrupted (Ctrl-C)")
         if returncode < 0:
             name = signal.Signals(-returncode).name
             return _killed(returncode, f"the script was killed by {name} (out of memory, or ended from outside)")
-        return {
-            "status": RunStatus.FAILED.value,
-            "exit_code": returncode,
-            "error": f"the script's process exited with {returncode} before it finished",
-        }
+        why = f"the script's process exited with {returncode} before it finished"
+        return Outcome(RunStatus.FAILED, returncode, why)
 
 
-def _killed(returncode: int, why: str) -> dict[str, Any]:
-    return {
-        "status": RunStatus.KILLED.value,
-        "exit_code": returncode if returncode > 0 else 137,
-        "error": why,
-    }
+def _killed(returncode: int, why: str) -> Outcome:
+    return Outcome(RunStatus.KILLED, returncode if returncode > 0 else 137, why)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -307,14 +301,9 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)  # the group we created for this child, and only it
 
 
-def _judge(run: Run, outcome: dict[str, Any]) -> dict[str, Any]:
+def _judge(run: Run, outcome: Outcome) -> Outcome:
     """A script that ran to the end but never built a Ray Data pipeline did not give us a run."""
-    if outcome.get("status") == RunStatus.SUCCEEDED.value and not run.stages:
-        return {
-            **outcome,
-            "status": RunStatus.FAILED.value,
-            "exit_code": 1,
-            "error_kind": "not_a_pipeline",
-            "error": f"{run.script} ran to the end without building a Ray Data pipeline: nothing to record",
-        }
+    if outcome.status is RunStatus.SUCCEEDED and not run.stages:
+        why = f"{run.script} ran to the end without building a Ray Data pipeline: nothing to record"
+        return Outcome(RunStatus.FAILED, 1, why, outcome.traceback, "not_a_pipeline", outcome.wall_s)
     return outcome

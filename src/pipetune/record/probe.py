@@ -15,13 +15,26 @@ from typing import Any
 
 import ray
 
+from pipetune.capture import (
+    EnvironmentSeen,
+    EventSeen,
+    ExecutionEnded,
+    ExecutionStarted,
+    Materialized,
+    NodeSamples,
+    OpId,
+    OpSamples,
+    SinkRows,
+    StageBuilt,
+    Tasks,
+)
 from pipetune.errors import PipetuneError, UsageError, describe_exception
-from pipetune.model import Event, EventKind, Operator, Stage
+from pipetune.model import Event, EventKind, Operator, OperatorStats, Stage
 from pipetune.record import _ray_compat, nodes
 from pipetune.record.channel import Sender
 from pipetune.record.interpose import StageRegistry
-from pipetune.record.overrides import Overrides, check_selectors
 from pipetune.record.tasks import TaskLog
+from pipetune.settings import Settings, check_selectors
 
 SAMPLE_INTERVAL_S = 1.0
 
@@ -32,7 +45,7 @@ class Probe:
     def __init__(
         self,
         sender: Sender,
-        overrides: Overrides,
+        overrides: Settings,
         t0: float,
         sandbox: str | None = None,
         sample_rows: int | None = None,
@@ -64,10 +77,10 @@ class Probe:
         return time.perf_counter() - self.t0
 
     def _stage_built(self, stage: Stage) -> None:
-        self.sender.send("stage", stage=stage)
+        self.sender.send(StageBuilt(stage))
 
     def _materialized(self, method: str, site: str, built: int) -> None:
-        self.sender.send("materialize", t=self.now(), method=method, site=site, stages_built=built)
+        self.sender.send(Materialized(self.now(), method, site, built))
 
     # -- executor callbacks ---------------------------------------------------------------------------
 
@@ -79,20 +92,18 @@ class Probe:
             self._first_execution()
         ops = [self._operator(index, view) for view in _ray_compat.operators(executor)]
         self.tasks.register(index, _ray_compat.operator_objects(executor))
-        self.sender.send(
-            "execution", index=index, dataset_id=_ray_compat.dataset_id(executor), t=self.now(), operators=ops
-        )
+        self.sender.send(ExecutionStarted(index, self.now(), _ray_compat.dataset_id(executor), tuple(ops)))
 
     def _first_execution(self) -> None:
         """Ray is up by now: validate what needs the cluster, describe it, start sampling its nodes."""
         self.check_settings()
-        self.sender.send("environment", **environment())
+        self.sender.send(environment())
         self._node_thread = NodeSampling(self)
         self._node_thread.start()
 
     def _operator(self, index: int, view: dict[str, Any]) -> Operator:
         return Operator(
-            uid=f"{index}/{view['op_id']}",
+            uid=str(OpId.of(index, view["op_id"])),
             name=view["name"],
             stages=self.registry.owners(view["logical"]),
             compute=view["compute"],
@@ -111,24 +122,26 @@ class Probe:
 
     def _send_samples(self, executor: Any) -> None:
         index = self._executions.get(_ray_compat.dataset_id(executor), 0)
-        values = {f"{index}/{op_id}": v for op_id, v in _ray_compat.snapshot(executor).items()}
-        self.sender.send("op_samples", t=self.now(), values=values)
+        values = {OpId.of(index, op_id): v for op_id, v in _ray_compat.snapshot(executor).items()}
+        self.sender.send(OpSamples(self.now(), values))
         self._send_tasks()
 
     def _send_tasks(self) -> None:
         spans = self.tasks.drain()
         if spans:
-            self.sender.send("tasks", spans=spans)
+            self.sender.send(Tasks(tuple(spans)))
 
     def execution_ended(self, executor: Any, error: Exception | None) -> None:
         index = self._executions.get(_ray_compat.dataset_id(executor), 0)
         self._send_samples(executor)
-        stats = [dataclasses.replace(s, uid=f"{index}/{s.uid}") for s in _ray_compat.final_stats(executor).values()]
-        for event in self._failures(executor, index, stats, error):
-            self.sender.send("event", event=event)
-        self.sender.send("execution_end", index=index, t=self.now(), ok=error is None, stats=stats)
+        stats = [
+            dataclasses.replace(s, uid=str(OpId.of(index, s.uid))) for s in _ray_compat.final_stats(executor).values()
+        ]
+        for event in self._failures(executor, stats, error):
+            self.sender.send(EventSeen(event))
+        self.sender.send(ExecutionEnded(index, self.now(), error is None, tuple(stats)))
 
-    def _failures(self, executor: Any, index: int, stats: list[Any], error: Exception | None) -> list[Event]:
+    def _failures(self, executor: Any, stats: list[OperatorStats], error: Exception | None) -> list[Event]:
         events = []
         failed = [s for s in stats if s.tasks_failed]
         errored = _ray_compat.errored_blocks(executor)
@@ -141,7 +154,7 @@ class Probe:
                 )
             )
         if error is not None and not isinstance(error, PipetuneError):
-            stage = self._stage_of(executor, failed[0].uid if failed else None, str(error))
+            stage = self._stage_of(executor, OpId.parse(failed[0].uid) if failed else None, str(error))
             events.append(
                 Event(
                     self.now(),
@@ -153,12 +166,11 @@ class Probe:
             )
         return events
 
-    def _stage_of(self, executor: Any, uid: str | None, error_text: str) -> int | None:
+    def _stage_of(self, executor: Any, op: OpId | None, error_text: str) -> int | None:
         """The stage whose UDF raised: of the failed operator's stages, the one the error names."""
-        if uid is None:
+        if op is None:
             return None
-        op_id = uid.split("/", 1)[1]
-        view = next((v for v in _ray_compat.operators(executor) if v["op_id"] == op_id), None)
+        view = next((v for v in _ray_compat.operators(executor) if v["op_id"] == op.ray_id), None)
         owners = [self.registry.stages[i] for i in (self.registry.owners(view["logical"]) if view else ())]
         named = [s for s in owners if s.udf and f"{s.udf}" in error_text]
         return (named or owners)[-1].index if owners else None
@@ -166,7 +178,7 @@ class Probe:
     def sink_written(self, rows: int) -> None:
         """A write reported its row count; it belongs to the execution that just ran it."""
         if self._executions:
-            self.sender.send("sink", index=max(self._executions.values()), rows=rows)
+            self.sender.send(SinkRows(max(self._executions.values()), rows))
 
     def stop(self) -> None:
         if self._node_thread is not None:
@@ -182,22 +194,22 @@ def _check_gpus(stages: list[Stage]) -> None:
         )
 
 
-def environment() -> dict[str, Any]:
+def environment() -> EnvironmentSeen:
     import platform
     import sys
 
     driver = ray.get_runtime_context().get_node_id()
-    return {
-        "ray_version": ray.__version__,
-        "python_version": sys.version.split()[0],
-        "platform": platform.platform(),
-        "hostname": nodes.hostname(),
-        "session_dir": _ray_compat.session_dir(),
-        "cluster_resources": nodes.cluster_resources(),
-        "nodes": nodes.cluster_nodes(driver),
-        "raylet_logs": {node: path for node, (_, path) in nodes.local_raylets().items()},
-        "raylet_pids": {node: pid for node, (pid, _) in nodes.local_raylets().items()},
-    }
+    return EnvironmentSeen(
+        ray_version=ray.__version__,
+        python_version=sys.version.split()[0],
+        platform=platform.platform(),
+        hostname=nodes.hostname(),
+        session_dir=_ray_compat.session_dir(),
+        cluster_resources=nodes.cluster_resources(),
+        nodes=tuple(nodes.cluster_nodes(driver)),
+        raylet_logs={node: path for node, (_, path) in nodes.local_raylets().items()},
+        raylet_pids={node: pid for node, (pid, _) in nodes.local_raylets().items()},
+    )
 
 
 class SinkLogHandler(logging.Handler):
@@ -234,10 +246,8 @@ class NodeSampling(threading.Thread):
             while not self._stop_event.wait(SAMPLE_INTERVAL_S):
                 self._tick(samplers)
         except Exception as err:  # sampling is best effort: never take the user's pipeline down
-            self.probe.sender.send(
-                "event",
-                event=Event(self.probe.now(), EventKind.WARNING, f"node sampling stopped: {describe_exception(err)}"),
-            )
+            warning = Event(self.probe.now(), EventKind.WARNING, f"node sampling stopped: {describe_exception(err)}")
+            self.probe.sender.send(EventSeen(warning))
 
     def _samplers(self) -> dict[str, Any]:
         local = nodes.local_raylets()
@@ -256,4 +266,4 @@ class NodeSampling(threading.Thread):
                 values[f"node:{node_id}"] = sampler.sample()
             else:
                 values[f"node:{node_id}"] = ray.get(sampler.sample.remote(), timeout=5)
-        self.probe.sender.send("node_samples", t=t, values=values)
+        self.probe.sender.send(NodeSamples(t, values))

@@ -10,20 +10,20 @@ import threading
 import time
 from typing import Any
 
-from pipetune.model import TaskSpan
+from pipetune.capture import OpId, SpanRow
 
 
 class TaskLog:
     def __init__(self, t0: float) -> None:
         self.t0 = t0
-        self._uids: dict[int, str] = {}  # id(physical op) -> operator uid
-        self._open: dict[tuple[str, int], tuple[float, str]] = {}  # (uid, task) -> (submitted_t, node)
-        self._done: list[TaskSpan] = []
+        self._uids: dict[int, OpId] = {}  # id(physical op) -> operator
+        self._open: dict[tuple[OpId, int], tuple[float, str]] = {}  # (operator, task) -> (submitted_t, node)
+        self._done: list[SpanRow] = []
         self._lock = threading.Lock()
 
     def register(self, execution: int, ops: dict[int, str]) -> None:
         with self._lock:
-            self._uids.update({obj: f"{execution}/{op_id}" for obj, op_id in ops.items()})
+            self._uids.update({obj: OpId.of(execution, op_id) for obj, op_id in ops.items()})
 
     def __call__(self, event: str, task: int, op: Any, details: dict[str, Any]) -> None:
         uid = self._uids.get(id(op))
@@ -39,11 +39,10 @@ class TaskLog:
             elif event == "finished":
                 submitted, node = self._open.pop((uid, task), (now, ""))
                 worker = details.get("worker_s")
-                span = TaskSpan(uid, task, submitted, now, worker, node[:12], bool(details.get("failed")))
-                self._done.append(span)
+                self._done.append(SpanRow(uid, task, submitted, now, worker, node[:12], bool(details.get("failed"))))
 
-    def drain(self) -> list[list[Any]]:
-        """The spans finished since the last drain, as rows (the stored form)."""
+    def drain(self) -> list[SpanRow]:
+        """The spans finished since the last drain."""
         with self._lock:
             done, self._done = self._done, []
-        return [[s.uid, s.index, s.submitted_t, s.finished_t, s.worker_s, s.node, s.failed] for s in done]
+        return done

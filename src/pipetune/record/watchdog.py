@@ -6,7 +6,12 @@ on its own thread so the recorder keeps storing what arrives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
+
+from pipetune.diagnose.progress import in_flight, moved
+
+Op = TypeVar("Op", bound=Hashable)  # however the caller names operators
 
 
 class Watchdog:
@@ -18,10 +23,9 @@ class Watchdog:
         self._since = 0.0
         self._fired = False
 
-    def observe(self, t: float, ops: Mapping[str, Mapping[str, float]]) -> str | None:
-        """The uid of the stuck operator when a stall begins, else None."""
-        progress = sum(v.get("rows_out", 0.0) + v.get("tasks_finished", 0.0) for v in ops.values())
-        running = [uid for uid, v in ops.items() if v.get("tasks_running", 0) > 0 or v.get("actors_active", 0) > 0]
+    def observe(self, t: float, ops: Mapping[Op, Mapping[str, float]]) -> Op | None:
+        """The stuck operator (a key of ``ops``) when a stall begins, else None."""
+        progress, running = moved(ops), in_flight(ops)
         if progress != self._progress or not running:
             self._progress, self._since, self._fired = progress, t, False
             return None

@@ -139,12 +139,3 @@ def _execution_view(run: Run, index: int) -> dict[str, Any]:
         "operators": [{"uid": o.uid, "name": o.name, "stages": list(o.stages)} for o in e.operators],
         "stats": to_plain(e.stats),
     }
-
-
-def bottleneck_label(run: Run) -> str:
-    """The short name the run history shows in its bottleneck column."""
-    facts = Facts.of(run)
-    stage = facts.bottleneck_stage()
-    if stage is not None:
-        return stage.key
-    return facts.bottleneck.rate.name if facts.bottleneck else ""

@@ -15,6 +15,7 @@ import jinja2
 from markupsafe import Markup
 
 from pipetune.diagnose.engine import diagnose
+from pipetune.metrics import metric
 from pipetune.model import Run, StageKind
 from pipetune.report import series
 from pipetune.report.figures import stage_figures
@@ -54,13 +55,26 @@ def run_charts(run: Run) -> list[dict[str, Any]]:
     memory = series.node_metric(run, "mem_used_bytes", "mem_total_bytes")
     return [
         _lines("throughput", "Rows per second, per operator", series.op_rate(run), "rows/s"),
-        _lines("queues", "Blocks queued at each operator's input", series.op_metric(run, "inqueue_blocks"), "blocks"),
-        _lines("objstore", "Object-store memory per operator", series.op_metric(run, "obj_store_bytes", MIB), "MiB"),
-        _lines("cpu", "Node CPU use", series.node_metric(run, "cpu_pct"), "% of all cores"),
-        _lines("memory", "Node memory use", memory, "% of memory"),
-        _lines("gpu", "GPU utilisation", series.node_metric(run, "gpu_util_pct"), "%"),
+        _lines(
+            "queues", _title("inqueue_blocks"), series.op_metric(run, "inqueue_blocks"), metric("inqueue_blocks").unit
+        ),
+        _lines("objstore", _title("obj_store_bytes"), series.op_metric(run, "obj_store_bytes", MIB), "MiB"),
+        _declared("cpu", "cpu_pct", series.node_metric(run, "cpu_pct")),
+        _lines("memory", "Memory in use on the node", memory, "% of memory"),
+        _declared("gpu", "gpu_util_pct", series.node_metric(run, "gpu_util_pct")),
         _task_durations(run),
     ]
+
+
+def _title(name: str) -> str:
+    """A chart's title is its metric's declared description."""
+    text = metric(name).description
+    return text[0].upper() + text[1:]
+
+
+def _declared(key: str, name: str, data: list[series.Series]) -> dict[str, Any]:
+    """A chart of one declared metric, titled and labelled from its declaration."""
+    return _lines(key, _title(name), data, metric(name).unit)
 
 
 def _lines(key: str, title: str, data: list[series.Series], unit: str) -> dict[str, Any]:

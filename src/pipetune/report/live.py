@@ -1,6 +1,6 @@
 """The live view while a pipeline runs: a main line and one line per stage, from the recorder's messages.
 
-``LiveState`` folds messages into plain figures (pure, testable at a fixed width); ``LiveView`` shows them:
+``LiveState`` folds capture messages into plain figures (pure, testable at a fixed width); ``LiveView`` shows them:
 redrawn in place on a terminal (rich), or as a plain line every few seconds when the output is a file or CI
 log. Ray Data's own progress bars are switched off for the run while this view is on: one display at a time.
 """
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from pipetune.capture import ExecutionStarted, Message, NodeSamples, OpId, OpSamples, SinkRows
 
 NAME_WIDTH = 28
 
@@ -31,7 +34,7 @@ class StageLine:
     finished: bool = False
     _last: tuple[float, float, float] | None = None  # (t, rows_out, backpressure_s) of the previous sample
 
-    def update(self, t: float, values: dict[str, float]) -> None:
+    def update(self, t: float, values: Mapping[str, float]) -> None:
         rows, pressure = values.get("rows_out", 0.0), values.get("backpressure_s", 0.0)
         if self._last is not None and t > self._last[0]:
             self.rows_per_s = max(rows - self._last[1], 0.0) / (t - self._last[0])
@@ -46,29 +49,30 @@ class LiveState:
     """Everything the view shows, folded from the recorder's messages. Pure."""
 
     t: float = 0.0
-    stages: dict[str, StageLine] = field(default_factory=dict)
+    stages: dict[OpId, StageLine] = field(default_factory=dict)
     sink_rows: float = 0.0
     cpu_pct: float | None = None
     gpu_pct: float | None = None
     mem_pct: float | None = None
     caption: str = ""  # e.g. the current tuning trial's change
 
-    def feed(self, message: dict[str, Any]) -> None:
-        kind = message.get("kind")
-        if kind == "execution":
-            for op in message.get("operators", []):
-                uid, name = _field(op, "uid"), _field(op, "name")
-                self.stages.setdefault(uid, StageLine(f"{name} [{','.join(map(str, _field(op, 'stages')))}]"))
-        elif kind == "op_samples":
-            self.t = float(message["t"])
-            for uid, values in message["values"].items():
-                self.stages.setdefault(uid, StageLine(uid)).update(self.t, values)
-        elif kind == "node_samples":
-            self._nodes(message["values"])
-        elif kind == "sink":
-            self.sink_rows += float(message.get("rows", 0))
+    def feed(self, message: Message) -> None:
+        """Take one message; the kinds the view does not show are ignored."""
+        match message:
+            case ExecutionStarted(operators=operators):
+                for op in operators:
+                    name = f"{op.name} [{','.join(map(str, op.stages))}]"
+                    self.stages.setdefault(OpId.parse(op.uid), StageLine(name))
+            case OpSamples(t=t, values=values):
+                self.t = t
+                for uid, figures in values.items():
+                    self.stages.setdefault(uid, StageLine(str(uid))).update(t, figures)
+            case NodeSamples(values=values):
+                self._nodes(values)
+            case SinkRows(rows=rows):
+                self.sink_rows += rows
 
-    def _nodes(self, values: dict[str, dict[str, float]]) -> None:
+    def _nodes(self, values: Mapping[str, Mapping[str, float]]) -> None:
         cpu = [v["cpu_pct"] for v in values.values() if "cpu_pct" in v]
         gpu = [v["gpu_util_pct"] for v in values.values() if "gpu_util_pct" in v]
         mem = [v["mem_used_bytes"] / v["mem_total_bytes"] * 100 for v in values.values() if v.get("mem_total_bytes")]
@@ -77,7 +81,7 @@ class LiveState:
         self.mem_pct = sum(mem) / len(mem) if mem else None
 
     @property
-    def bottleneck(self) -> str | None:
+    def bottleneck(self) -> OpId | None:
         """The stage the others wait for right now: the most blocks queued at a stage that has tasks running."""
         busy = [(line.queued, uid) for uid, line in self.stages.items() if line.tasks > 0 and line.queued > 0]
         return max(busy)[1] if busy else None
@@ -147,14 +151,10 @@ class LiveView:
             self._live.update(render(self.state, self.full_names))
             self._live.__exit__(None, None, None)
 
-    def __call__(self, message: dict[str, Any]) -> None:
+    def __call__(self, message: Message) -> None:
         self.state.feed(message)
         if self._live is not None:
             self._live.update(render(self.state, self.full_names))
-        elif message.get("kind") == "op_samples" and time.monotonic() - self._printed >= self.every_s:
+        elif isinstance(message, OpSamples) and time.monotonic() - self._printed >= self.every_s:
             self._printed = time.monotonic()
             print(plain_line(self.state), file=self.stream, flush=True)
-
-
-def _field(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)

@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import pairwise
 
+from pipetune.metrics import declared
 from pipetune.model import Run
 
 
@@ -22,6 +23,7 @@ def operator_names(run: Run) -> dict[str, str]:
 
 def op_metric(run: Run, metric: str, scale: float = 1.0) -> list[Series]:
     """One series per operator of a gauge metric (queues, memory), scaled (e.g. bytes -> MiB)."""
+    metric = declared(metric)
     points: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for s in run.op_samples:
         if metric in s.values:
@@ -32,6 +34,7 @@ def op_metric(run: Run, metric: str, scale: float = 1.0) -> list[Series]:
 
 def op_rate(run: Run, metric: str = "rows_out") -> list[Series]:
     """Per-operator rate of a cumulative counter (rows/s), from consecutive samples."""
+    metric = declared(metric)
     out = []
     for series in op_metric(run, metric):
         pairs = list(zip(series.t, series.y, strict=True))
@@ -42,6 +45,7 @@ def op_rate(run: Run, metric: str = "rows_out") -> list[Series]:
 
 def node_metric(run: Run, metric: str, total: str | None = None) -> list[Series]:
     """One series per node; with ``total``, as a percentage of it (memory used of memory total)."""
+    metric, total = declared(metric), declared(total) if total else None
     points: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for s in run.node_samples:
         if metric not in s.values:

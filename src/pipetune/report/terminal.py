@@ -11,7 +11,7 @@ from rich.text import Text
 from pipetune.diagnose.facts import Facts
 from pipetune.model import Run, RunStatus
 from pipetune.report.figures import StageFigures, stage_figures
-from pipetune.store.base import RunRow
+from pipetune.store import RunRow
 
 _STATUS_STYLE = {
     RunStatus.SUCCEEDED: "green",

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from pipetune._serde import to_plain
 from pipetune.tune.result import TuneResult
-from pipetune.tune.study import Role, Trial, Verdict
+from pipetune.tune.study import Role, Trial, Verdict, trial_payload
 
 _VERDICT_STYLE = {Verdict.KEPT: "green", Verdict.BASELINE: "bold", Verdict.FAILED: "red", Verdict.REPEAT: "cyan"}
 
@@ -59,29 +59,12 @@ def _cells(t: Trial, base: float | None) -> tuple[str, ...]:
 
 
 def _best_line(result: TuneResult) -> str:
-    settings = " ".join(_settings(result.best)) or "(the script's own settings)"
+    settings = " ".join(result.best.to_args()) or "(the script's own settings)"
     if result.speedup is None or result.best_s is None or result.baseline_s is None:
         return f"best: {settings}"
     return (
         f"best: {settings}: {result.best_s:.2f} s vs {result.baseline_s:.2f} s at baseline "
         f"({result.speedup:.2f}x, {(1 - result.best_s / result.baseline_s) * 100:+.1f}% less time)"
-    )
-
-
-def _settings(config: dict[str, Any]) -> list[str]:
-    stages = [
-        f"{sel}.{knob}={_value(v)}" for sel, knobs in config.get("stages", {}).items() for knob, v in knobs.items()
-    ]
-    return stages + [f"ctx.{k}={v}" for k, v in config.get("context", {}).items()]
-
-
-def _value(value: Any) -> str:
-    return (
-        "-".join(map(str, value))
-        if isinstance(value, list)
-        else f"{value:g}"
-        if isinstance(value, float)
-        else str(value)
     )
 
 
@@ -92,8 +75,8 @@ def study_view(result: TuneResult, config_path: str | None) -> dict[str, Any]:
         "script": result.study.spec.script,
         "reason": result.reason,
         "ok": result.ok,
-        "trials": [{**to_plain(t), "rows_per_s": t.rows_per_s} for t in result.trials],
-        "best": result.best,
+        "trials": [{**trial_payload(t), "rows_per_s": t.rows_per_s} for t in result.trials],
+        "best": result.best.to_config(),
         "baseline_s": result.baseline_s,
         "best_s": result.best_s,
         "speedup": result.speedup,

@@ -1,6 +1,22 @@
-"""Where runs live. One implementation today (SQLite); the contract is :class:`Store`."""
+"""Where runs and studies live. The contract is :class:`Store`; SQLite keeps them in a file, MemoryStore in memory.
 
-from pipetune.store.base import RunHeader, RunRow, Store
-from pipetune.store.sqlite import DEFAULT_PATH, SQLiteStore, open_store
+Other packages import store types from here, never from the modules below.
+"""
 
-__all__ = ["DEFAULT_PATH", "RunHeader", "RunRow", "SQLiteStore", "Store", "open_store"]
+from pipetune.store.base import RunHeader, RunRow, Store, StoredStudy, StudyRow, new_run_id
+from pipetune.store.memory import MemoryStore
+from pipetune.store.sqlite import DEFAULT_PATH, SCHEMA_VERSION, SQLiteStore, open_store
+
+__all__ = [
+    "DEFAULT_PATH",
+    "SCHEMA_VERSION",
+    "MemoryStore",
+    "RunHeader",
+    "RunRow",
+    "SQLiteStore",
+    "Store",
+    "StoredStudy",
+    "StudyRow",
+    "new_run_id",
+    "open_store",
+]

@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipetune.errors import RunNotFound, StoreError
+from pipetune import capture
+from pipetune.capture import Outcome, Part
+from pipetune.errors import StoreError
 from pipetune.model import Run, RunStatus
-from pipetune.store.base import RunHeader, RunRow, assemble
+from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, chosen
 
 DEFAULT_PATH = Path(".pipetune") / "pipetune.db"
 APPLICATION_ID = 0x70697065  # "pipe": marks the file as ours
@@ -79,10 +81,18 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def open_store(path: str | Path | None = None, readonly: bool = False) -> SQLiteStore:
+    """The store at ``path`` (default ``DEFAULT_PATH``), created and brought to ``SCHEMA_VERSION`` if needed;
+    ``readonly`` opens it as it is, for viewers, and refuses every write."""
     return SQLiteStore(Path(path) if path else DEFAULT_PATH, readonly)
 
 
 class SQLiteStore:
+    """:class:`pipetune.store.Store` in one SQLite file (WAL: readers never wait for the writer).
+
+    Every write is one transaction, committed before the call returns. Several processes may write at once:
+    a study's next event number is read under the write lock, so two writers never take the same one.
+    """
+
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
         self._db = self._connect_readonly() if readonly else self._connect()
@@ -116,8 +126,11 @@ class SQLiteStore:
         return db
 
     def _check_ours(self, db: sqlite3.Connection) -> None:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        # One statement, so one snapshot: read apart, another opener's first migration could commit in between
+        # (tables, but no id yet) and a new store would be taken for someone else's file.
+        app_id, tables = db.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id), (SELECT count(*) FROM sqlite_master)"
+        ).fetchone()
         if app_id != APPLICATION_ID and tables:
             raise StoreError(f"{self.path} is an SQLite file but not a pipetune store", _OTHER_FILE_HINT)
 
@@ -146,6 +159,7 @@ class SQLiteStore:
 
     @property
     def schema_version(self) -> int:
+        """The schema the file holds now (``PRAGMA user_version``)."""
         return int(self._query("PRAGMA user_version")[0][0])
 
     @contextmanager
@@ -167,32 +181,33 @@ class SQLiteStore:
             )
         self._seq[header.id] = 0
 
-    def append(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+    def append(self, run_id: str, part: Part) -> None:
+        """Keep one part: filed under its kind, its payload the message's JSON (kind included)."""
         seq = self._seq.get(run_id, 0)
         with self._write() as db:
             db.execute(
                 "INSERT INTO parts (run_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
-                (run_id, seq, kind, json.dumps(payload, separators=(",", ":"))),
+                (run_id, seq, capture.kind_of(part), capture.encode(part).decode()),
             )
         self._seq[run_id] = seq + 1
 
-    def finish(self, run_id: str, outcome: dict[str, Any], rows: int, bottleneck: str) -> None:
+    def finish(self, run_id: str, outcome: Outcome, rows: int, bottleneck: str) -> None:
         with self._write() as db:
-            db.execute(
+            updated = db.execute(
                 "UPDATE runs SET status = ?, wall_s = ?, rows = ?, bottleneck = ?, outcome = ? WHERE id = ?",
-                (outcome["status"], outcome.get("wall_s"), rows, bottleneck, json.dumps(outcome), run_id),
+                (outcome.status.value, outcome.wall_s, rows, bottleneck, capture.encode(outcome).decode(), run_id),
             )
+            if updated.rowcount == 0:  # a finished run is refused by the trigger: none here means no such run
+                raise StoreError(f"no run {run_id} in {self.path}", "create the run before finishing it")
 
     def add(self, run: Run) -> None:
         """Store a whole run (e.g. imported from JSON) under its own id."""
-        header = RunHeader(run.id, run.script, run.args, run.cwd, run.script_sha256, run.overrides, run.started_at)
         if self._exists(run.id):
             raise StoreError(f"the store already holds a run {run.id}", "it is left as it was")
-        self.create(header)
-        for kind, payload in _parts_of(run):
-            self.append(run.id, kind, payload)
-        outcome = {k: getattr(run, k) for k in ("wall_s", "exit_code", "error", "traceback")}
-        self.finish(run.id, {**outcome, "status": run.status.value}, run.rows, "")
+        self.create(RunHeader.of(run))
+        for part in capture.messages_of(run):
+            self.append(run.id, part)
+        self.finish(run.id, Outcome.of(run), run.rows, "")
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -206,29 +221,26 @@ class SQLiteStore:
             raise StoreError(f"store {self.path} cannot be read ({err})", _hint(err)) from None
 
     def resolve(self, ref: str) -> str:
-        """A run id from a full id, a unique prefix, or ``last``."""
-        return self._resolve("runs", "started_at", ref, "run")
+        return chosen(ref, self._matches("runs", "started_at", ref), "run", str(self.path))
 
-    def _resolve(self, table: str, order: str, ref: str, noun: str) -> str:
-        if ref in ("last", "latest"):
+    def _matches(self, table: str, order: str, ref: str) -> list[str]:
+        """The ids ``chosen`` picks from: the newest for ``last``, else the exact id first, then prefixes."""
+        if ref in LAST:
             rows = self._query(f"SELECT id FROM {table} ORDER BY {order} DESC, rowid DESC LIMIT 1")
-        else:
-            rows = self._query(f"SELECT id FROM {table} WHERE id = ? OR id LIKE ? || '%' LIMIT 2", (ref, ref))
-        if len(rows) == 1 or (rows and rows[0][0] == ref):
-            return str(rows[0][0])
-        if not rows:
-            raise RunNotFound(f"no {noun} '{ref}' in {self.path}", f"`pipetune {table}` lists the stored {table}")
-        raise RunNotFound(f"'{ref}' matches several {table}", "give more characters of the id")
+        else:  # substr, not LIKE: LIKE ignores case and reads _ and % as wildcards
+            prefixed = f"SELECT id FROM {table} WHERE substr(id, 1, length(?1)) = ?1"
+            rows = self._query(prefixed + " ORDER BY id != ?1 LIMIT 2", (ref,))
+        return [str(row[0]) for row in rows]
 
     def load(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)
         (header_json, outcome_json), *_ = self._query("SELECT header, outcome FROM runs WHERE id = ?", (run_id,))
-        header = _header(json.loads(header_json))
         parts = self._query("SELECT kind, payload FROM parts WHERE run_id = ? ORDER BY seq", (run_id,))
         try:
-            return assemble(header, json.loads(outcome_json), ((k, json.loads(p)) for k, p in parts))
-        except (KeyError, TypeError, ValueError) as err:
-            raise StoreError(f"run {run_id} in {self.path} cannot be read ({err!r})", _CORRUPT_HINT) from None
+            seed = _header(json.loads(header_json)).seed(capture.decode_outcome(outcome_json))
+            return capture.build(seed, (p for p in (capture.decode_part(k, p) for k, p in parts) if p is not None))
+        except (capture.DecodeError, KeyError, ValueError) as err:
+            raise StoreError(f"run {run_id} in {self.path} cannot be read ({err})", _CORRUPT_HINT) from None
 
     def runs(self, limit: int | None = None) -> list[RunRow]:
         columns = "id, script, started_at, status, wall_s, rows, bottleneck"
@@ -247,6 +259,8 @@ class SQLiteStore:
 
     def append_study(self, study_id: str, kind: str, payload: dict[str, Any]) -> None:
         with self._write() as db:  # the next seq is read inside the transaction: two writers cannot collide
+            if db.execute("SELECT 1 FROM studies WHERE id = ?", (study_id,)).fetchone() is None:
+                raise StoreError(f"no study {study_id} in {self.path}", "create the study before its events")
             (seq,) = db.execute("SELECT count(*) FROM study_events WHERE study_id = ?", (study_id,)).fetchone()
             db.execute(
                 "INSERT INTO study_events (study_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
@@ -254,25 +268,23 @@ class SQLiteStore:
             )
 
     def resolve_study(self, ref: str) -> str:
-        return self._resolve("studies", "created_at", ref, "study")
+        return chosen(ref, self._matches("studies", "created_at", ref), "study", str(self.path))
 
-    def load_study(self, ref: str) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
-        """(id, spec, events in order)."""
+    def load_study(self, ref: str) -> StoredStudy:
         study_id = self.resolve_study(ref)
         ((spec_json,),) = self._query("SELECT spec FROM studies WHERE id = ?", (study_id,))
         events = self._query("SELECT kind, payload FROM study_events WHERE study_id = ? ORDER BY seq", (study_id,))
         try:
-            return study_id, json.loads(spec_json), [(k, json.loads(p)) for k, p in events]
+            return StoredStudy(study_id, json.loads(spec_json), [(k, json.loads(p)) for k, p in events])
         except ValueError as err:
             raise StoreError(f"study {study_id} in {self.path} cannot be read ({err})", _CORRUPT_HINT) from None
 
-    def studies(self, limit: int | None = None) -> list[tuple[str, str, float]]:
+    def studies(self, limit: int | None = None) -> list[StudyRow]:
         sql = "SELECT id, script, created_at FROM studies ORDER BY created_at DESC, rowid DESC"
-        return [(r[0], r[1], r[2]) for r in self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))]
+        return [StudyRow(*r) for r in self._query(sql + (f" LIMIT {int(limit)}" if limit else ""))]
 
     def abandon(self, run_id: str, why: str) -> None:
-        """Close a run whose recorder died (``kill -9``) so the history does not show it running forever."""
-        with self._write() as db:
+        with self._write() as db:  # only a running run matches, so the immutability trigger never fires here
             db.execute(
                 "UPDATE runs SET status = 'killed', outcome = ? WHERE id = ? AND status = 'running'",
                 (json.dumps({"status": "killed", "exit_code": 137, "error": why}), run_id),
@@ -292,39 +304,6 @@ def _header(data: dict[str, Any]) -> RunHeader:
         overrides=tuple(data.get("overrides", ())),
         started_at=data.get("started_at", 0.0),
     )
-
-
-def _parts_of(run: Run) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A whole run as the parts ``assemble`` folds back: the inverse, used to import JSON."""
-    from pipetune._serde import to_plain
-
-    for stage in run.stages:
-        yield "stage", {"stage": to_plain(stage)}
-    yield "environment", to_plain(run.env)
-    for e in run.executions:
-        yield (
-            "execution",
-            {
-                "index": e.index,
-                "dataset_id": e.dataset_id,
-                "t": e.started_t,
-                "operators": to_plain(e.operators),
-            },
-        )
-        if e.ended_t is not None:
-            yield "execution_end", {"index": e.index, "t": e.ended_t, "ok": e.ok, "stats": to_plain(e.stats)}
-    for kind, samples in (("op_samples", run.op_samples), ("node_samples", run.node_samples)):
-        for s in samples:
-            yield kind, {"t": s.t, "values": {s.source: dict(s.values)}}
-    for event in run.events:
-        yield "event", {"event": to_plain(event)}
-    for m in run.materializations:
-        yield "materialize", to_plain(m)
-    if run.tasks:
-        yield "tasks", {"spans": [list(to_plain(t).values()) for t in run.tasks]}
-    for e in run.executions:
-        if e.sink_rows:
-            yield "sink", {"index": e.index, "rows": e.sink_rows}
 
 
 def _statements(script: str) -> list[str]:
@@ -350,13 +329,6 @@ def _retry_locked(action: Any, attempts: int = 20) -> Any:
     return None
 
 
-def new_run_id(now: float | None = None) -> str:
-    import secrets
-
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
-    return f"{stamp}-{secrets.token_hex(2)}"
-
-
 _WRITABLE_HINT = "choose a writable place with --store PATH"
 _OTHER_FILE_HINT = "pass --store with another path; this file was not changed"
 _CORRUPT_HINT = "the file is damaged: move it aside (other runs are kept in it) and pass --store for new runs"
@@ -364,6 +336,10 @@ _CORRUPT_HINT = "the file is damaged: move it aside (other runs are kept in it) 
 
 def _hint(err: sqlite3.DatabaseError) -> str:
     text = str(err)
+    if "immutable" in text:
+        return "a finished run, and a study's spec and events, never change; nothing was written"
+    if "UNIQUE constraint" in text:
+        return "the id is already stored; nothing was written"
     if "readonly" in text or "unable to open" in text:
         return _WRITABLE_HINT
     if "not a database" in text or "malformed" in text:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipetune.model import Knobs, Run, Stage, StageKind
-from pipetune.record.overrides import Overrides
-
-DEFAULT_NUM_CPUS = 1.0  # Ray Data's default reservation for a map task and for an actor
+from pipetune.diagnose.capacity import cpus_of, reservations
+from pipetune.model import Knobs, Run, Stage
+from pipetune.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -35,13 +34,13 @@ class Resources:
         )
 
 
-def knobs_under(stage: Stage, overrides: Overrides) -> Knobs:
+def knobs_under(stage: Stage, overrides: Settings) -> Knobs:
     """The stage's knobs once ``overrides`` are applied on top of what the recorded run used."""
     changes: dict[str, Any] = dict(overrides.for_stage(stage))
     return replace(stage.knobs, **changes) if changes else stage.knobs
 
 
-def unschedulable(run: Run, overrides: Overrides) -> str | None:
+def unschedulable(run: Run, overrides: Settings) -> str | None:
     """Why Ray could not run the pipeline with these settings, or None when it can."""
     res = Resources.of(run)
     if res.cpus <= 0:
@@ -55,7 +54,7 @@ def unschedulable(run: Run, overrides: Overrides) -> str | None:
 
 
 def _too_big(stage: Stage, knobs: Knobs, res: Resources) -> str | None:
-    cpus = _cpus(stage, knobs)
+    cpus = cpus_of(knobs)
     if res.largest_node_cpus and cpus > res.largest_node_cpus:
         return f"stage {stage.key} asks {cpus:g} CPUs per task; the largest node has {res.largest_node_cpus:g}"
     gpus = knobs.num_gpus or 0.0
@@ -65,26 +64,11 @@ def _too_big(stage: Stage, knobs: Knobs, res: Resources) -> str | None:
 
 
 def _starved(stages: list[tuple[Stage, Knobs]], res: Resources) -> str | None:
-    actors = [(s, k) for s, k in stages if s.kind is StageKind.ACTOR]
-    held_cpus = sum(pool_size(k) * _cpus(s, k) for s, k in actors)
-    held_gpus = sum(pool_size(k) * (k.num_gpus or 0.0) for s, k in actors)
-    if held_gpus > res.gpus + 1e-9:
-        return f"actor pools hold {held_gpus:g} GPUs; the cluster has {res.gpus:g}"
-    tasks = [_cpus(s, k) for s, k in stages if s.kind is not StageKind.ACTOR]
-    need = max(tasks, default=0.0)
-    if held_cpus + need > res.cpus + 1e-9:
+    held = reservations(stages)
+    if held.pool_gpus > res.gpus + 1e-9:
+        return f"actor pools hold {held.pool_gpus:g} GPUs; the cluster has {res.gpus:g}"
+    if not held.fits(res.cpus):
+        need = held.task_cpus
         what = f"the task stages need {need:g} more to run" if need else "nothing is left"
-        return f"actor pools hold {held_cpus:g} of {res.cpus:g} CPUs and {what}: the pipeline would hang"
+        return f"actor pools hold {held.pool_cpus:g} of {res.cpus:g} CPUs and {what}: the pipeline would hang"
     return None
-
-
-def pool_size(knobs: Knobs) -> int:
-    """Actors a pool keeps for the whole execution: its fixed size, or its minimum."""
-    c = knobs.concurrency
-    if isinstance(c, tuple):
-        return int(c[0])
-    return int(c) if c else 1
-
-
-def _cpus(stage: Stage, knobs: Knobs) -> float:
-    return DEFAULT_NUM_CPUS if knobs.num_cpus is None else knobs.num_cpus

@@ -13,24 +13,27 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipetune.capture import ExecutionStarted, Message, clock
 from pipetune.diagnose.engine import diagnose
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
-from pipetune.record.launcher import Launch, check_script, record
-from pipetune.record.overrides import Overrides, from_mapping
-from pipetune.record.shared import scratch, shared_ray
-from pipetune.store.sqlite import SQLiteStore, new_run_id
+from pipetune.record import Launch, Listener, check_script, record, scratch, shared_ray
+from pipetune.record.launcher import StopRule
+from pipetune.settings import Settings
+from pipetune.store import Store, new_run_id
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
 from pipetune.tune.steps import Finish, Step, conclude, next_step
-from pipetune.tune.study import Role, Spec, Study, Trial, collapse, trial_payload
+from pipetune.tune.study import Role, Spec, Study, Trial, spec_payload, trial_payload
 
 WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline has run this long
 Say = Callable[[str], None]
+Watch = Callable[[str], AbstractContextManager[Listener]]
 SANDBOX_NOTE = (
     "note: trials never touch your outputs: every write_* and every file the script writes itself under its "
     "working directory or its write_* paths goes to a scratch directory; files a UDF writes from a Ray worker "
@@ -44,26 +47,22 @@ def _stderr(line: str) -> None:
 
 @dataclass
 class Tuner:
-    store: SQLiteStore
+    store: Store
     policy: SearchPolicy
     say: Say = _stderr
     warn: Say = _stderr  # what the user must know even when progress lines are off (--json)
     warmup: bool = True
-    live: bool = False  # show each trial's live view on stderr
-    full_names: bool = False
+    watch: Watch | None = None  # presentation, injected: a display for each trial, given its caption
 
     @staticmethod
-    def using(store: SQLiteStore, say: Say = _stderr) -> Tuner:
+    def using(store: Store, say: Say = _stderr) -> Tuner:
         return Tuner(store, ModelGuided(), say)
 
-    def create(self, script: Path, args: tuple[str, ...], start: Overrides, **spec: Any) -> str:
+    def create(self, script: Path, args: tuple[str, ...], start: Settings, **spec: Any) -> str:
         path = check_script(script)
         study_id = "s" + new_run_id()
-        config = collapse(start)
-        spec_obj = Spec(script=_shown(path), args=args, cwd=os.getcwd(), start=config, **spec)
-        from pipetune._serde import to_plain
-
-        self.store.create_study(study_id, spec_obj.script, to_plain(spec_obj))
+        spec_obj = Spec(script=_shown(path), args=args, cwd=os.getcwd(), start=start.collapsed(), **spec)
+        self.store.create_study(study_id, spec_obj.script, spec_payload(spec_obj))
         return study_id
 
     def load(self, ref: str) -> Study:
@@ -98,7 +97,12 @@ class Tuner:
 
     def _run(self, study: Study, step: Step, address: str | None, sandbox: Path) -> None:
         run_id = new_run_id()
-        started = {"run_id": run_id, "role": step.role.value, "config": step.config, "settings": list(step.settings)}
+        started = {
+            "run_id": run_id,
+            "role": step.role.value,
+            "config": step.config.to_config(),
+            "settings": list(step.settings.to_args()),
+        }
         self.store.append_study(study.id, "trial-started", started)
         self.say(_announce(study, step))
         run = self._record(study, step, run_id, address, sandbox)
@@ -133,7 +137,7 @@ class Tuner:
         launch = Launch(
             script=Path(spec.script),
             args=tuple(spec.args),
-            overrides=from_mapping(step.config),
+            overrides=step.config,
             address=address,
             timeout_s=_limit(spec, step),
             sandbox=scratch,
@@ -143,20 +147,17 @@ class Tuner:
             extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
         )
         try:
-            if not self.live:
+            if self.watch is None:
                 return record(launch, self.store)
-            from pipetune.report.live import LiveView
-
-            with LiveView(full_names=self.full_names) as view:
-                view.state.caption = _announce(study, step)
-                return record(launch, self.store, view)
+            with self.watch(_announce(study, step)) as listener:
+                return record(launch, self.store, listener)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _finish(self, study: Study, finish: Finish) -> None:
         incumbent = study.incumbent()
         best = incumbent.config if incumbent else study.spec.start
-        payload = {"reason": finish.reason, "ok": finish.ok, "best": best, "at": time.time()}
+        payload = {"reason": finish.reason, "ok": finish.ok, "best": best.to_config(), "at": time.time()}
         self.store.append_study(study.id, "finished", payload)
         self.say(f"study {study.id}: {finish.reason}")
 
@@ -168,15 +169,16 @@ def _limit(spec: Spec, step: Step) -> float | None:
     return spec.trial_timeout_s
 
 
-def _stop_rule(step: Step) -> Callable[[dict[str, Any]], str | None] | None:
+def _stop_rule(step: Step) -> StopRule | None:
+    """A warm-up ends a while after its first execution starts; a time-boxed trial ends at its box."""
     if step.role is Role.WARMUP:
         started: list[float] = []
 
-        def warmed(message: dict[str, Any]) -> str | None:
-            if message.get("kind") == "execution" and not started:
-                started.append(float(message["t"]))
-            t = message.get("t")
-            if started and isinstance(t, (int, float)) and t - started[0] >= WARMUP_AFTER_EXECUTION_S:
+        def warmed(message: Message) -> str | None:
+            if isinstance(message, ExecutionStarted) and not started:
+                started.append(message.t)
+            t = clock(message)
+            if started and t is not None and t - started[0] >= WARMUP_AFTER_EXECUTION_S:
                 return "warm-up done: stopped once the pipeline had run for a while"
             return None
 
@@ -185,9 +187,9 @@ def _stop_rule(step: Step) -> Callable[[dict[str, Any]], str | None] | None:
     if box is None:
         return None
 
-    def boxed(message: dict[str, Any]) -> str | None:
-        t = message.get("t")
-        if isinstance(t, (int, float)) and t > box:
+    def boxed(message: Message) -> str | None:
+        t = clock(message)
+        if t is not None and t > box:
             return f"stopped at its time box ({box:.1f} s): slower than the incumbent beyond the noise"
         return None
 

@@ -1,9 +1,10 @@
 """Write tuned settings into the script's own calls, keeping its comments and layout (libcst).
 
 Pure: source text and settings in, source text out. Each stage is found by the call site the recorder saw
-(``file:line`` and method name); a knob becomes a keyword argument of that call (replaced if present, added if
-not); ``repartition`` chains ``.repartition(n)`` onto the call; a DataContext setting becomes one line after the
-imports. Settings that cannot be placed (a stage built in another file) are reported, never guessed.
+(``file:line`` and method name); a keyword knob (``Knob.keyword``) becomes a keyword argument of that call
+(replaced if present, added if not); a chained knob (``repartition``) chains ``.repartition(n)`` onto the
+call; a DataContext setting becomes one line after the imports. Settings that cannot be placed (a stage built
+in another file) are reported, never guessed.
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from pipetune.model import Stage
-from pipetune.record.overrides import Overrides
+from pipetune.settings import KNOBS, Settings
+from pipetune.sourcecode import EQUAL, after_imports, appended
 
-CALL_KNOBS = ("num_cpus", "num_gpus", "memory", "batch_size", "concurrency", "override_num_blocks")
+CALL_KNOBS = tuple(k.name for k in KNOBS.values() if k.keyword)  # the knobs a call takes as keyword arguments
 
 
 @dataclass(frozen=True)
 class Edit:
     line: int
     method: str
-    knobs: dict[str, Any] = field(default_factory=dict)
-    repartition: int | None = None
+    knobs: dict[str, Any] = field(default_factory=dict)  # written as keyword arguments of the call
+    chained: dict[str, Any] = field(default_factory=dict)  # written as calls chained onto it: .repartition(8)
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Patch:
         return "".join(lines)
 
 
-def patch_script(source: str, path: str, stages: Sequence[Stage], overrides: Overrides) -> Patch:
+def patch_script(source: str, path: str, stages: Sequence[Stage], overrides: Settings) -> Patch:
     """``source`` of the script at ``path`` with ``overrides`` written into the calls that built ``stages``."""
     edits, unplaced = _edits(path, stages, overrides)
     module = cst.parse_module(source)
@@ -60,7 +62,7 @@ def patch_script(source: str, path: str, stages: Sequence[Stage], overrides: Ove
     return Patch(source, patched.code, path, (*unplaced, *missing))
 
 
-def _edits(path: str, stages: Sequence[Stage], overrides: Overrides) -> tuple[list[Edit], list[str]]:
+def _edits(path: str, stages: Sequence[Stage], overrides: Settings) -> tuple[list[Edit], list[str]]:
     edits, unplaced = [], []
     for stage in stages:
         knobs = overrides.for_stage(stage)
@@ -70,8 +72,9 @@ def _edits(path: str, stages: Sequence[Stage], overrides: Overrides) -> tuple[li
         if not _same_file(site_path, path) or not line.isdigit():
             unplaced.append(f"stage {stage.key} is built at {stage.site}, outside {path}")
             continue
-        rep = knobs.pop("repartition", None)
-        edits.append(Edit(int(line), stage.method, dict(knobs), rep if isinstance(rep, int) else None))
+        keyword = {k: v for k, v in knobs.items() if KNOBS[k].keyword}
+        chained = {k: v for k, v in knobs.items() if not KNOBS[k].keyword}
+        edits.append(Edit(int(line), stage.method, keyword, chained))
     return edits, unplaced
 
 
@@ -98,10 +101,10 @@ class _Placer(cst.CSTTransformer):
             return updated
         self.done.append(edit)
         call = _set_keywords(updated, edit.knobs)
-        if edit.repartition is None:
-            return call
-        chained = cst.Attribute(value=call, attr=cst.Name("repartition"))
-        return cst.Call(func=chained, args=[cst.Arg(cst.Integer(str(edit.repartition)))])
+        for name, value in edit.chained.items():
+            chained = cst.Attribute(value=call, attr=cst.Name(name))
+            call = cst.Call(func=chained, args=[cst.Arg(cst.parse_expression(repr(value)))])
+        return call
 
     def _edit_for(self, call: cst.Call) -> Edit | None:
         name = _method_name(call)
@@ -131,7 +134,7 @@ def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
         if at is not None:
             args[at] = args[at].with_changes(value=expr)
         else:
-            args = _appended(args, cst.Arg(value=expr, keyword=cst.Name(knob), equal=_EQUAL))
+            args = appended(args, cst.Arg(value=expr, keyword=cst.Name(knob), equal=EQUAL))
     return call.with_changes(args=args)
 
 
@@ -143,36 +146,12 @@ def _literal(knob: str, value: Any) -> Any:
     return value
 
 
-_EQUAL = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
-
-
-def _appended(args: list[cst.Arg], new: cst.Arg) -> list[cst.Arg]:
-    """Add an argument after the last one, keeping the call's own comma style (one line or one per line)."""
-    if not args:
-        return [new]
-    last = args[-1]
-    comma = last.comma
-    if isinstance(comma, cst.Comma):  # a trailing comma: the call is laid out one argument per line
-        between = args[-2].comma if len(args) > 1 else comma  # a line break and the arguments' indent
-        return [*args[:-1], last.with_changes(comma=between), new.with_changes(comma=comma)]
-    return [*args[:-1], last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), new]
-
-
-def _with_context(module: cst.Module, overrides: Overrides) -> cst.Module:
+def _with_context(module: cst.Module, overrides: Settings) -> cst.Module:
     if not overrides.context:
         return module
     lines = ["from ray.data import DataContext  # pipetune tune"]
     lines += [f"DataContext.get_current().{o.field} = {o.value!r}" for o in overrides.context]
-    new = [cst.parse_statement(line + "\n") for line in lines]
-    body = list(module.body)
-    at = max((i + 1 for i, s in enumerate(body) if _is_import(s)), default=0)
-    return module.with_changes(body=[*body[:at], *new, *body[at:]])
-
-
-def _is_import(statement: cst.CSTNode) -> bool:
-    return isinstance(statement, cst.SimpleStatementLine) and any(
-        isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body
-    )
+    return after_imports(module, lines)
 
 
 def without_knobs(source: str) -> str:

@@ -14,17 +14,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
+from pipetune.diagnose import capacity as predict
+from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, as_run, pool_size
 from pipetune.diagnose.engine import diagnose
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
 from pipetune.model import Run, StageKind
-from pipetune.record.overrides import from_mapping
-from pipetune.tune import predict
-from pipetune.tune.feasible import DEFAULT_NUM_CPUS, pool_size, unschedulable
-from pipetune.tune.study import config_key, with_settings
+from pipetune.settings import ContextSetting, Settings, StageSetting, change, knob, show
+from pipetune.tune.feasible import unschedulable
+from pipetune.tune.study import with_settings
 
 SIMILAR_GAIN = 2.0  # predicted gains within this factor of each other are ordered by the guide's hierarchy
 BATCH_MEMORY_SHARE = 0.6  # guide: batches should keep worker memory within 60-80%
@@ -33,7 +34,7 @@ BATCH_COPIES = 4  # a UDF holds a few copies of its batch (input, intermediates,
 
 @dataclass(frozen=True)
 class Proposal:
-    settings: tuple[str, ...]  # --set arguments, applied on top of the incumbent's settings
+    settings: Settings  # the change, applied on top of the incumbent's settings
     change: str
     rule: str  # the doctor rule or model move it comes from
     reason: str
@@ -45,11 +46,11 @@ class Proposal:
 class View:
     """What a policy may look at: the incumbent's settings and latest run, and every setting tried so far."""
 
-    config: dict[str, Any]
+    config: Settings
     run: Run
-    tried: frozenset[str]
-    failed: frozenset[str] = frozenset()  # --set arguments of trials that failed (e.g. a batch that ran out of memory)
-    lost: frozenset[str] = frozenset()  # --set arguments of trials that ran slower than the incumbent
+    tried: frozenset[str]  # the keys (``Settings.key``) of every configuration measured
+    failed: frozenset[StageSetting] = frozenset()  # the changes of trials that failed (e.g. a batch out of memory)
+    lost: frozenset[StageSetting] = frozenset()  # the changes of trials that ran slower than the incumbent
 
 
 class SearchPolicy(Protocol):
@@ -70,7 +71,7 @@ class ModelGuided:
 
     def propose(self, view: View) -> Proposal | None:
         facts = Facts.of(view.run)
-        capped = (_below_failures(_back_off(p, view), view) for p in candidates(facts, view.config))
+        capped = (_below_failures(_back_off(p, view), view) for p in candidates(facts))
         viable = [p for p in capped if p is not None and _viable(p, view)]
         return min(viable, key=_rank, default=None)
 
@@ -82,31 +83,47 @@ def _rank(p: Proposal) -> tuple[float, int, float]:
 
 def _below_failures(p: Proposal, view: View) -> Proposal | None:
     """A batch size at or above one that failed is halved below it (the guide: halve on OOM)."""
-    if len(p.settings) != 1 or ".batch_size=" not in p.settings[0]:
+    wanted = _only(p.settings, "batch_size")
+    if wanted is None or not isinstance(wanted.value, int):
         return p
-    target, value = p.settings[0].split("=")
-    limits = [int(f.split("=")[1]) for f in view.failed if f.startswith(target + "=")]
-    if not limits or int(value) < min(limits):
+    limits = [f.value for f in view.failed if _same_knob(f, wanted) and isinstance(f.value, int)]
+    if not limits or wanted.value < min(limits):
         return p
-    index = int(target.split(".")[0])
+    index = int(wanted.selector)
     current = view.run.stage(index).knobs.batch_size or 0
     halved = min(limits) // 2
     if halved <= current:
         return None
-    change = f"stage {index} batch_size {current} -> {halved}"
-    return Proposal(
-        (f"{target}={halved}",), change, p.rule, f"{min(limits)} rows per batch failed: half", p.level, p.predicted
-    )
+    what = f"stage {index} {change('batch_size', current, halved)}"
+    why = f"{min(limits)} rows per batch failed: half"
+    return Proposal(_one(index, "batch_size", halved), what, p.rule, why, p.level, p.predicted)
+
+
+def _only(settings: Settings, name: str) -> StageSetting | None:
+    """The change's one setting when it is exactly one setting of knob ``name``."""
+    if settings.context or len(settings.stages) != 1 or settings.stages[0].knob != name:
+        return None
+    return settings.stages[0]
+
+
+def _same_knob(a: StageSetting, b: StageSetting) -> bool:
+    return (a.selector, a.knob) == (b.selector, b.knob)
+
+
+def _one(stage: int, name: str, value: object) -> Settings:
+    """One knob of one stage, checked as if the user had set it."""
+    return Settings((StageSetting(str(stage), name, knob(name).value(value)),))
 
 
 def _viable(p: Proposal, view: View) -> bool:
     config = with_settings(view.config, p.settings)
-    if config_key(config) in view.tried or config_key(config) == config_key(view.config):
+    if config.key() in view.tried or config.key() == view.config.key():
         return False
-    return unschedulable(view.run, from_mapping(config)) is None
+    return unschedulable(view.run, config) is None
 
 
-def candidates(facts: Facts, config: dict[str, Any]) -> Iterator[Proposal]:
+def candidates(facts: Facts) -> Iterator[Proposal]:
+    """Every change worth predicting: the doctor's fixes, then the model's batch and pool moves."""
     for f in diagnose(facts.run).findings:
         proposal = _from_finding(facts, f)
         if proposal is not None:
@@ -118,14 +135,21 @@ def candidates(facts: Facts, config: dict[str, Any]) -> Iterator[Proposal]:
 def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
     fix = f.fix
     if fix is None or fix.setting is None:
-        return None
+        return None  # no knob expresses it (e.g. removing a call)
     if fix.knob == "batch_size" and f.stage is not None and isinstance(fix.current, int):
         floor = fix.proposed if isinstance(fix.proposed, int) else 0  # the guide's matrix: at least its range
         return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
         f = replace(f, fix=fix)
-    return Proposal((fix.setting or "",), fix.describe(), f.rule, f.cause, fix.level, _predicted(facts, f))
+    return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, _predicted(facts, f))
+
+
+def _settings_of(fix: Fix) -> Settings:
+    """A fix that has a ``--set`` form as settings: one DataContext field, or one knob of its stage."""
+    if fix.knob.startswith("ctx.") or fix.stage is None:
+        return Settings(context=(ContextSetting(fix.knob.removeprefix("ctx."), fix.proposed),))
+    return _one(fix.stage, fix.knob, fix.proposed)
 
 
 def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
@@ -145,20 +169,21 @@ def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
 def _back_off(p: Proposal, view: View) -> Proposal:
     """A num_cpus that lost (slower, or stopped at its time box) is not pushed further: the next try sits
     half-way, in ratio, between the incumbent's value and the one that lost."""
-    if not p.settings or ".num_cpus=" not in p.settings[0]:
+    first = p.settings.stages[0] if p.settings.stages else None
+    if first is None or first.knob != "num_cpus" or not isinstance(first.value, float):
         return p
-    target, value = p.settings[0].split("=")
-    current = view.run.stage(int(target.split(".")[0])).knobs.num_cpus or 1.0
-    wanted = float(value)
-    lost = [float(x.split("=")[1]) for x in view.lost if x.startswith(target + "=")]
+    current = view.run.stage(int(first.selector)).knobs.num_cpus or 1.0
+    wanted = first.value
+    lost = [x.value for x in view.lost if _same_knob(x, first) and isinstance(x.value, float)]
     beyond = [v for v in lost if (v - current) * (wanted - current) > 0 and abs(wanted - current) >= abs(v - current)]
     if not beyond:
         return p
     nearest = min(beyond, key=lambda v: abs(v - current))
     middle = round(max(NUM_CPUS_IO[0], math.sqrt(current * nearest)), 3)
-    settings = tuple(f"{x.split('=')[0]}={middle:g}" for x in p.settings)
+    settings = Settings(tuple(replace(x, value=middle) for x in p.settings.stages), p.settings.context)
     reason = f"{nearest:g} lost to the incumbent: half-way, in ratio, between {current:g} and {nearest:g}"
-    return replace(p, settings=settings, change=f"{p.change.split(' -> ')[0]} -> {middle:g}", reason=reason)
+    what = f"{p.change.split(' -> ')[0]} -> {show('num_cpus', middle)}"  # the change's own words for "from"
+    return replace(p, settings=settings, change=what, reason=reason)
 
 
 def _predicted(facts: Facts, f: Finding) -> float:
@@ -209,14 +234,8 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
         if model
         else "small batches"
     )
-    return Proposal(
-        (f"{stage}.batch_size={proposed}",),
-        f"stage {stage} batch_size {batch} -> {proposed}",
-        rule,
-        why,
-        Level.BATCH,
-        gain,
-    )
+    what = f"stage {stage} {change('batch_size', batch, proposed)}"
+    return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain)
 
 
 def _block_cap(facts: Facts, stage: int, batch: int) -> int:
@@ -259,25 +278,24 @@ def _pool_moves(facts: Facts) -> Iterator[Proposal]:
     if op is None or rate is None or isinstance(knobs.concurrency, tuple):
         return
     actors = pool_size(knobs) + 1
-    task_need = max(
-        (s.knobs.num_cpus or DEFAULT_NUM_CPUS for s in facts.run.stages if s.kind is not StageKind.ACTOR), default=0.0
-    )
-    share = math.floor((facts.cpus - min(task_need, 1.0)) / actors * 4) / 4  # quarter-CPU steps
+    held = as_run(facts.run)
+    others = held.pool_cpus - pool_size(knobs) * (knobs.num_cpus or DEFAULT_NUM_CPUS)
+    share = math.floor((held.left_for_pools(facts.cpus) - others) / actors * 4) / 4  # quarter-CPU steps
     if share < 0.25:
         return
     current = knobs.num_cpus or DEFAULT_NUM_CPUS
-    settings: tuple[str, ...] = (f"{stage.index}.concurrency={actors}",)
+    settings = _one(stage.index, "concurrency", actors)
     if share < current:
-        settings += (f"{stage.index}.num_cpus={share:g}",)
+        settings = settings.merged(_one(stage.index, "num_cpus", share))
     busy = min(actors, facts.cpus / max(rate.cores_per_task, 0.1))  # actors beyond the cores only share them
     if busy <= rate.slots + 0.25:
         return  # the pool already has every core its actors can burn: another actor would only share them
     gain = predict.run_speedup(facts, op, busy / max(rate.slots, 1.0))
-    change = f"stage {stage.index} concurrency {pool_size(knobs)} -> {actors}" + (
-        f", num_cpus {current:g} -> {share:g}" if share < current else ""
+    what = f"stage {stage.index} {change('concurrency', pool_size(knobs), actors)}" + (
+        f", {change('num_cpus', current, share)}" if share < current else ""
     )
     why = (
         f"the pool of {pool_size(knobs)} limits the pipeline; {actors} actors of {share:g} CPU leave the "
         "upstream tasks room to run"
     )
-    yield Proposal(settings, change, "balance (model)", why, Level.PARALLELISM, gain)
+    yield Proposal(settings, what, "balance (model)", why, Level.PARALLELISM, gain)

@@ -6,12 +6,11 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pipetune.diagnose.facts import Facts
 from pipetune.model import Run
-from pipetune.record.overrides import from_mapping
-from pipetune.store.sqlite import SQLiteStore
+from pipetune.settings import Settings
+from pipetune.store import Store
 from pipetune.tune.bound import Bound, bound
 from pipetune.tune.patch import Patch, patch_script
 from pipetune.tune.study import Study, Trial
@@ -20,7 +19,7 @@ from pipetune.tune.study import Study, Trial
 @dataclass(frozen=True)
 class TuneResult:
     study: Study
-    best: dict[str, Any]  # the settings, in the form `pipetune run --config` reads
+    best: Settings
     baseline_s: float | None  # median of the baseline's runs
     best_s: float | None  # median of the best settings' runs
     bound: Bound | None
@@ -37,12 +36,13 @@ class TuneResult:
         return self.study.trials
 
     def write_config(self, path: Path) -> Path:
+        """Write the best settings as a file ``pipetune run --config`` reads."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.best, indent=1) + "\n")
+        path.write_text(json.dumps(self.best.to_config(), indent=1) + "\n")
         return path
 
 
-def result_of(study: Study, store: SQLiteStore) -> TuneResult:
+def result_of(study: Study, store: Store) -> TuneResult:
     finished = study.finished or {}
     incumbent = study.incumbent()
     best = incumbent.config if incumbent else study.spec.start
@@ -66,9 +66,9 @@ def _median(trials: list[Trial]) -> float | None:
     return statistics.median(walls) if walls else None
 
 
-def _patch(study: Study, best: dict[str, Any], run: Run | None) -> Patch | None:
+def _patch(study: Study, best: Settings, run: Run | None) -> Patch | None:
     path = Path(study.spec.cwd or ".") / study.spec.script
     if run is None or not path.is_file():
         return None
-    patch = patch_script(path.read_text(), study.spec.script, run.stages, from_mapping(best))
+    patch = patch_script(path.read_text(), study.spec.script, run.stages, best)
     return patch if patch.diff or patch.unplaced else None

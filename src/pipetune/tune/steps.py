@@ -8,11 +8,11 @@ percent of its hardware bound, or nothing is left to try. The driver (``loop.py`
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from pipetune.diagnose.facts import Facts
 from pipetune.model import Run
+from pipetune.settings import Settings
 from pipetune.tune.bound import bound
 from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import Proposal, SearchPolicy, View
@@ -25,15 +25,15 @@ NEAR_BOUND_PCT = 5.0  # within this of the hardware bound, knob tuning has nothi
 @dataclass(frozen=True)
 class Step:
     role: Role
-    config: dict[str, Any]
+    config: Settings  # every setting of the run
     change: str = ""
-    settings: tuple[str, ...] = ()
+    settings: Settings = field(default_factory=Settings)  # the change alone
     rule: str = ""
     reason: str = ""
     time_box_s: float | None = None  # past this the trial is slower than the incumbent beyond the noise
 
     @staticmethod
-    def trying(proposal: Proposal, config: dict[str, Any], box: float) -> Step:
+    def trying(proposal: Proposal, config: Settings, box: float) -> Step:
         return Step(Role.TRIAL, config, proposal.change, proposal.settings, proposal.rule, proposal.reason, box)
 
     @staticmethod
@@ -63,8 +63,10 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     if stop is not None:
         return stop
     assert incumbent_run is not None
-    failed = frozenset(s for t in study.trials if t.verdict is Verdict.FAILED for s in t.settings)
-    lost = frozenset(s for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED) for s in t.settings)
+    failed = frozenset(s for t in study.trials if t.verdict is Verdict.FAILED for s in t.settings.stages)
+    lost = frozenset(
+        s for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED) for s in t.settings.stages
+    )
     view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost)
     proposal = policy.propose(view)
     if proposal is None:

@@ -3,17 +3,22 @@
 The store holds a study as an append-only list of events (``trial-started``, ``trial``, ``finished``). The
 state the tuner works from is their fold, so a study killed at any point resumes from exactly what was stored:
 finished trials are never redone, and a trial that was in flight is run again.
+
+Settings are typed (:class:`Settings`) everywhere here; the stored payloads keep them in their edge forms, the
+``--config`` dict (``start``, ``config``) and the ``--set`` arguments (``settings``), which
+:func:`spec_payload` / :func:`trial_payload` write and :func:`spec_of` / :func:`trial_of` read back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipetune._serde import from_plain, to_plain
-from pipetune.record.overrides import Overrides, from_mapping
+from pipetune.settings import Settings
 
 
 class Role(enum.StrEnum):
@@ -41,7 +46,7 @@ class Spec:
     script: str
     args: tuple[str, ...] = ()
     cwd: str = ""
-    start: dict[str, Any] = field(default_factory=dict)  # the settings to start from, in --config form
+    start: Settings = field(default_factory=Settings)  # the settings to start from
     budget: int = 3  # trial runs after the baseline (repeats count)
     time_s: float | None = None  # wall-clock budget for the whole study
     address: str | None = None
@@ -54,9 +59,9 @@ class Trial:
 
     seq: int
     role: Role
-    config: dict[str, Any]  # every setting of the run, in --config form
+    config: Settings  # every setting of the run, one value per knob
     change: str  # what differs from the incumbent, in words ("" for warm-up and baseline)
-    settings: tuple[str, ...]  # the --set arguments of the change
+    settings: Settings  # the change alone
     rule: str  # what proposed it: a doctor rule or a model move
     reason: str
     run_id: str
@@ -71,10 +76,6 @@ class Trial:
     @property
     def rows_per_s(self) -> float | None:
         return self.rows / self.wall_s if self.wall_s and self.rows else None
-
-    @property
-    def overrides(self) -> Overrides:
-        return from_mapping(self.config)
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,12 @@ class Study:
             if kind == "trial-started":
                 started[payload["run_id"]] = None
             elif kind == "trial":
-                trial = from_plain(Trial, payload)
+                trial = trial_of(payload)
                 trials.append(trial)
                 started.pop(trial.run_id, None)
             elif kind == "finished":
                 finished = payload
-        return Study(study_id, from_plain(Spec, spec), tuple(trials), tuple(started), finished)
+        return Study(study_id, spec_of(spec), tuple(trials), tuple(started), finished)
 
     def compared(self) -> list[Trial]:
         return [t for t in self.trials if t.role is not Role.WARMUP]
@@ -118,47 +119,40 @@ class Study:
         kept = [t for t in self.trials if t.verdict in (Verdict.BASELINE, Verdict.KEPT)]
         return kept[-1] if kept else None
 
-    def runs_of(self, config: dict[str, Any]) -> list[Trial]:
+    def runs_of(self, config: Settings) -> list[Trial]:
         """Every compared, successful run of exactly these settings."""
-        key = config_key(config)
-        return [t for t in self.compared() if config_key(t.config) == key and t.status == "succeeded" and t.wall_s]
+        key = config.key()
+        return [t for t in self.compared() if t.config.key() == key and t.status == "succeeded" and t.wall_s]
 
     def tried(self) -> set[str]:
         """Settings already measured. A warm-up is not a measurement: on resume it may run the very proposal
         that was in flight, and that proposal must still be tried."""
-        return {config_key(t.config) for t in self.compared()}
+        return {t.config.key() for t in self.compared()}
 
 
-def config_key(config: dict[str, Any]) -> str:
-    """Settings in a canonical form, so the same configuration is recognised however it was written."""
-    overrides = from_mapping(config)
-    stages = sorted({(o.selector, o.knob): o.value for o in overrides.stages}.items())
-    context = sorted({o.field: o.value for o in overrides.context}.items())
-    return repr((stages, context))
+def with_settings(config: Settings, change: Settings) -> Settings:
+    """``config`` with ``change`` applied on top: one value per knob and field, the change's where both set one."""
+    return config.merged(change).collapsed()
 
 
-def with_settings(config: dict[str, Any], settings: Sequence[str]) -> dict[str, Any]:
-    """``config`` with ``--set`` arguments applied on top (later values win)."""
-    from pipetune.record.overrides import parse_assignment
-
-    merged = from_mapping(config)
-    for text in settings:
-        item = parse_assignment(text)
-        merged = merged.merged(_as_overrides(item))
-    return collapse(merged)
+def spec_payload(spec: Spec) -> dict[str, Any]:
+    """The stored form of a spec: ``start`` as a ``--config`` dict."""
+    return {**to_plain(spec), "start": spec.start.to_config()}
 
 
-def _as_overrides(item: Any) -> Overrides:
-    from pipetune.record.overrides import ContextOverride
-
-    return Overrides(context=(item,)) if isinstance(item, ContextOverride) else Overrides(stages=(item,))
-
-
-def collapse(overrides: Overrides) -> dict[str, Any]:
-    """The --config form with one value per (stage, knob): the last one set."""
-    plain = overrides.to_config()
-    return {"stages": plain["stages"], "context": plain["context"]}
+def spec_of(payload: dict[str, Any]) -> Spec:
+    """A stored spec read back (see :func:`spec_payload`)."""
+    spec = from_plain(Spec, {k: v for k, v in payload.items() if k != "start"})
+    return dataclasses.replace(spec, start=Settings.from_config(payload.get("start") or {}))
 
 
 def trial_payload(trial: Trial) -> dict[str, Any]:
-    return dict(to_plain(trial))
+    """The stored form of a trial: ``config`` as a ``--config`` dict, ``settings`` as ``--set`` arguments."""
+    return {**to_plain(trial), "config": trial.config.to_config(), "settings": list(trial.settings.to_args())}
+
+
+def trial_of(payload: dict[str, Any]) -> Trial:
+    """A stored trial read back (see :func:`trial_payload`), as every version of pipetune stored it."""
+    trial = from_plain(Trial, {**payload, "config": None, "settings": None})
+    config = Settings.from_config(payload.get("config") or {})
+    return dataclasses.replace(trial, config=config, settings=Settings.from_args(payload.get("settings") or ()))

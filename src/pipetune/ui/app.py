@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from pipetune.errors import PipetuneError
 from pipetune.report.html import plotly_js, render, run_charts, study_charts
-from pipetune.store.sqlite import SQLiteStore, open_store
+from pipetune.store import Store, open_store
 from pipetune.tune import Study, result_of
 from pipetune.ui.views import compare, live_state
 
@@ -25,7 +25,7 @@ PLOTLY_SRC = "/assets/plotly.js"
 
 
 def create_app(store_path: Path | None = None) -> Starlette:
-    def store() -> SQLiteStore:
+    def store() -> Store:
         return open_store(store_path, readonly=True)  # a fresh read-only connection per request: live data
 
     async def index(request: Request) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipetune._serde import to_plain
+from pipetune.capture import messages_of
 from pipetune.model import Run
 from pipetune.report.figures import StageFigures, stage_figures
 from pipetune.report.live import LiveState
@@ -14,13 +14,8 @@ from pipetune.report.live import LiveState
 def live_state(run: Run) -> LiveState:
     """The live view's figures for a run still being recorded, from what is stored so far."""
     state = LiveState()
-    for execution in run.executions:
-        state.feed({"kind": "execution", "operators": [to_plain(op) for op in execution.operators]})
-    by_time: dict[float, dict[str, dict[str, float]]] = {}
-    for s in run.op_samples:
-        by_time.setdefault(s.t, {})[s.source] = dict(s.values)
-    for t in sorted(by_time):
-        state.feed({"kind": "op_samples", "t": t, "values": by_time[t]})
+    for message in messages_of(run):  # the same messages the live view was fed while the run was recorded
+        state.feed(message)
     return state
 
 

@@ -8,9 +8,11 @@ Here the choice is made from measured service rates: which limit binds the stage
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate
+from pipetune.diagnose.capacity import as_run
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import finding, throughput_criterion
@@ -84,11 +86,5 @@ def _choose(facts: Facts, stage: Stage, op: Operator, rate: OperatorRate) -> tup
 
 
 def _fits(facts: Facts, stage: Stage, op: Operator, actors: int) -> bool:
-    """More actors must leave every other stage at least one task's worth of CPU (else it hangs)."""
-    others = sum(
-        o.num_cpus
-        for _, o in facts.run.operators()
-        if o.uid != op.uid and o.num_cpus > 0 and facts.execution and o.uid.startswith(f"{facts.execution.index}/")
-    )
-    needed = actors * op.num_cpus + min(others, 1.0)
-    return needed <= facts.cpus
+    """More actors must leave the task stages room for a task (else it hangs)."""
+    return as_run(facts.run, {stage.index: replace(stage.knobs, concurrency=actors)}).fits(facts.cpus)

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pipetune.diagnose import thresholds as th
+from pipetune.diagnose.capacity import as_run
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
+from pipetune.diagnose.progress import in_flight, moved
 from pipetune.diagnose.rules._common import finding
-from pipetune.model import EventKind, Operator, Run, Stage, StageKind
+from pipetune.model import EventKind, Operator, Run, Stage
 
 
 def _continuous() -> Criterion:
@@ -61,15 +63,14 @@ def progress_gaps(run: Run) -> list[tuple[float, float, str]]:
     gaps, start, last, stuck = [], None, None, ""
     for t in sorted(by_t):
         ops = by_t[t]
-        moved = sum(v.get("rows_out", 0) + v.get("tasks_finished", 0) for v in ops.values())
-        running = [uid for uid, v in ops.items() if v.get("tasks_running", 0) > 0]
-        if last is not None and moved == last[1] and running:
+        done, running = moved(ops), in_flight(ops)
+        if last is not None and done == last[1] and running:
             start = start if start is not None else last[0]
             stuck = stuck or running[0]
         elif start is not None:
             gaps.append((start, (last[0] if last else t) - start, stuck))
             start, stuck = None, ""
-        last = (t, moved)
+        last = (t, done)
     if start is not None and last is not None:
         gaps.append((start, last[0] - start, stuck))
     return gaps
@@ -171,15 +172,16 @@ def check_blocking_pool(facts: Facts) -> list[Finding]:
     for _, op in facts.run.operators():
         if op.compute != "actors" or not op.max_concurrency or facts.cpus <= 0:
             continue
-        reserved = op.max_concurrency * op.num_cpus
-        feeders = [s for s in facts.run.stages if s.index < min(op.stages, default=0) and s.kind is not StageKind.ACTOR]
-        if reserved < facts.cpus or not feeders:
+        held = as_run(facts.run)
+        if held.fits(facts.cpus) or not held.task_cpus:
             continue
+        reserved = op.max_concurrency * op.num_cpus
         lead = facts.lead_of(op)
         stage = facts.run.stage(lead) if lead is not None else None
         if stage is None:
             continue
-        smaller = max(1, int((facts.cpus - 1) // op.num_cpus)) if op.num_cpus else 1
+        room = held.left_for_pools(facts.cpus) - (held.pool_cpus - reserved)  # what this pool may hold
+        smaller = max(1, int(room // op.num_cpus)) if op.num_cpus else 1
         fix = Fix("concurrency", op.max_concurrency, smaller, Level.PARALLELISM, stage.index)
         out.append(
             finding(

@@ -1,4 +1,5 @@
-"""How much faster would the run be with one change? A first-order model over the measured service rates.
+"""The pipeline's capacity model: how much faster would the run be with one change? First order, over the measured
+service rates; the planner and the tuner ask it here (the doctor's ranking is to follow).
 
 Pure. The limiting operator's speed-up is predicted from what the change does to it (more usable slots, or
 fewer batches each paying a fixed cost); the pipeline then speeds up until the next operator limits it, and
@@ -8,12 +9,14 @@ the time outside the execution does not change. The figures rank candidate chang
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.fusion import stage_times
-from pipetune.model import Operator
+from pipetune.model import Knobs, Operator, Run, Stage, StageKind
 
 
 def run_speedup(facts: Facts, op: Operator, op_speedup: float) -> float:
@@ -97,3 +100,57 @@ def batch_for(facts: Facts, stage: int, batch: int, rate: OperatorRate | None = 
     wanted = fixed / (target * per_row) if per_row > 0 else batch * 64
     proposed = 2 ** math.ceil(math.log2(max(wanted, 1)))
     return int(min(max(proposed, batch * 2), batch * 64))
+
+
+# -- does an actor pool fit? The one home of that judgement (doctor rules, checklist, feasibility, policy) ----
+
+DEFAULT_NUM_CPUS = 1.0  # Ray Data reserves 1 CPU per map task and per actor unless told otherwise (Ray's docs)
+
+
+@dataclass(frozen=True)
+class Reservations:
+    """What a pipeline's settings hold: actor pools keep their CPUs and GPUs for the whole execution; the task
+    stages then need room for at least one task of the hungriest of them, or the pipeline waits forever."""
+
+    pool_cpus: float
+    pool_gpus: float
+    task_cpus: float  # one task of the task stage that reserves the most
+
+    def fits(self, cpus: float) -> bool:
+        return self.pool_cpus + self.task_cpus <= cpus + 1e-9
+
+    def left_for_pools(self, cpus: float) -> float:
+        """CPUs the actor pools may hold between them and still leave the task stages room."""
+        return cpus - self.task_cpus
+
+
+def pool_size(knobs: Knobs) -> int:
+    """Actors a pool keeps for the whole execution: its fixed size, or its minimum."""
+    c = knobs.concurrency
+    if isinstance(c, tuple):
+        return int(c[0])
+    return int(c) if c else 1
+
+
+def cpus_of(knobs: Knobs) -> float:
+    return DEFAULT_NUM_CPUS if knobs.num_cpus is None else knobs.num_cpus
+
+
+def reservations(stages: Iterable[tuple[Stage, Knobs]]) -> Reservations:
+    """Reservations of these stages run with these knobs (a stage Ray fused into an actor needs no room)."""
+    staged = list(stages)
+    pools = [(s, k) for s, k in staged if s.kind is StageKind.ACTOR]
+    tasks = [cpus_of(k) for s, k in staged if s.kind is not StageKind.ACTOR]
+    return Reservations(
+        pool_cpus=sum(pool_size(k) * cpus_of(k) for _, k in pools),
+        pool_gpus=sum(pool_size(k) * (k.num_gpus or 0.0) for _, k in pools),
+        task_cpus=max(tasks, default=0.0),
+    )
+
+
+def as_run(run: Run, changed: Mapping[int, Knobs] | None = None) -> Reservations:
+    """The reservations of the recorded run (with some stages' knobs ``changed``), leaving out the stages Ray
+    fused into an actor pool."""
+    in_pools = {i for _, op in run.operators() if op.compute == "actors" for i in op.stages}
+    kept = [s for s in run.stages if s.kind is StageKind.ACTOR or s.index not in in_pools]
+    return reservations((s, (changed or {}).get(s.index, s.knobs)) for s in kept)

@@ -1,0 +1,51 @@
+"""Each metric is declared once; the adapter and the node sampler emit only declared names."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from pipetune.metrics import NODE_METRICS, OPERATOR_METRICS, declared
+
+
+def test_the_adapter_samples_exactly_the_declared_operator_metrics() -> None:
+    from pipetune.record import _ray_compat
+
+    queue = SimpleNamespace(num_blocks=2, memory_usage=10)
+    metrics = SimpleNamespace(**{name: 1 for name in _METRIC_FIELDS})
+    op, state = SimpleNamespace(metrics=metrics), SimpleNamespace(input_queues=[queue], output_queue=queue)
+    values = _ray_compat._op_snapshot(op, state, None)
+    assert set(values) == set(OPERATOR_METRICS)
+
+
+def test_the_node_sampler_emits_only_declared_node_metrics() -> None:
+    from pipetune.record.nodes import HostSampler
+
+    assert set(HostSampler(None).sample()) <= set(NODE_METRICS)
+
+
+def test_an_undeclared_name_is_refused() -> None:
+    assert declared("rows_out") == "rows_out"
+    with pytest.raises(KeyError, match="not declared"):
+        declared("rows_outt")
+
+
+_METRIC_FIELDS = (
+    "num_row_inputs_received",
+    "rows_task_outputs_generated",
+    "bytes_inputs_received",
+    "bytes_task_outputs_generated",
+    "num_tasks_running",
+    "num_tasks_finished",
+    "num_tasks_failed",
+    "obj_store_mem_internal_inqueue_blocks",
+    "obj_store_mem_internal_inqueue",
+    "obj_store_mem_internal_outqueue_blocks",
+    "obj_store_mem_internal_outqueue",
+    "task_submission_backpressure_time",
+    "task_output_backpressure_time",
+    "num_alive_actors",
+    "num_active_actors",
+    "num_pending_actors",
+)
