@@ -5,12 +5,23 @@ their names (``pipetune.record``, ``pipetune.tune``, ...): no function here shad
 recorder is ``run_script`` and the tuner ``tune_script``.
 """
 
-from pipetune.diagnose import Bottleneck, find_bottleneck
+from __future__ import annotations
+
+import importlib as _importlib
+import typing as _typing
+
 from pipetune.errors import PipetuneError
 from pipetune.model import Event, Knobs, Run, RunStatus, Stage, StageKind
 from pipetune.settings import Settings
 from pipetune.store import MemoryStore, SQLiteStore, Store, open_store
-from pipetune.tune import SearchPolicy, TuneResult
+
+if _typing.TYPE_CHECKING:
+    from pipetune.diagnose import Bottleneck, find_bottleneck
+    from pipetune.tune import SearchPolicy, TuneResult
+
+# Loaded on first use: every pipetune process (the CLI, and the recorded driver of each run) imports this
+# package, and the tuner's libcst alone costs a quarter of a second to import.
+_LAZY = {"Bottleneck": "diagnose", "find_bottleneck": "diagnose", "SearchPolicy": "tune", "TuneResult": "tune"}
 
 __version__ = "0.1.0"
 
@@ -64,8 +75,7 @@ def tune_script(
     """
     from pathlib import Path
 
-    from pipetune.tune import Tuner, result_of
-    from pipetune.tune.loop import apply_patch
+    from pipetune.tune import Tuner, apply_patch, result_of
 
     opened = open_store(store)
     tuner = Tuner.using(opened) if policy is None else Tuner(opened, policy)
@@ -74,3 +84,11 @@ def tune_script(
     if apply and result.patch is not None and result.patch.diff:
         apply_patch(result.patch)
     return result
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"pipetune.{_LAZY[name]}"), name)
+    globals()[name] = value  # cached: looked up once
+    return value

@@ -188,7 +188,7 @@ def _record(ns: argparse.Namespace, script: Path) -> Run:
     )
     if not live:
         return record(launch, open_store(ns.store))
-    from pipetune.report.live import LiveView
+    from pipetune.report import LiveView
 
     with LiveView(full_names=ns.full_names) as view:
         return record(launch, open_store(ns.store), view)
@@ -207,9 +207,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 
 def cmd_doctor(ns: argparse.Namespace) -> int:
-    from pipetune.diagnose.engine import diagnose
-    from pipetune.report.doctor import diagnosis_text, diagnosis_view
-    from pipetune.report.terminal import console
+    from pipetune.diagnose import diagnose
+    from pipetune.report import console, diagnosis_text, diagnosis_view
     from pipetune.store import open_store
 
     if ns.verify:
@@ -227,9 +226,8 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 
 
 def _verify(ns: argparse.Namespace) -> int:
-    from pipetune.diagnose.verify import verify
-    from pipetune.report.doctor import verification_text, verification_view
-    from pipetune.report.terminal import console
+    from pipetune.diagnose import verify
+    from pipetune.report import console, verification_text, verification_view
     from pipetune.store import open_store
 
     store = open_store(ns.store)
@@ -243,8 +241,7 @@ def _verify(ns: argparse.Namespace) -> int:
 
 
 def _print_run(run: Run, as_json: bool, quiet: bool = False, width: int | None = None) -> None:
-    from pipetune.report.figures import run_view
-    from pipetune.report.terminal import console, run_summary
+    from pipetune.report import console, run_summary, run_view
 
     if as_json:
         print(json.dumps(run_view(run), indent=1))
@@ -255,7 +252,7 @@ def _print_run(run: Run, as_json: bool, quiet: bool = False, width: int | None =
 
 
 def cmd_runs(ns: argparse.Namespace) -> int:
-    from pipetune.report.terminal import console, history
+    from pipetune.report import console, history
     from pipetune.store import open_store
 
     rows = open_store(ns.store).runs(limit=ns.limit)
@@ -281,11 +278,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
 
 def cmd_tune(ns: argparse.Namespace) -> int:
-    from pipetune.report.terminal import console
-    from pipetune.report.tune import study_summary, study_view
+    from pipetune.report import console, study_summary, study_view
     from pipetune.store import open_store
-    from pipetune.tune import Tuner, result_of
-    from pipetune.tune.loop import apply_patch
+    from pipetune.tune import Tuner, apply_patch, result_of
 
     store = open_store(ns.store)
     say = (lambda line: None) if ns.json else None
@@ -317,7 +312,7 @@ def _trial_view(full_names: bool) -> Any:
     """The live view of each trial, captioned with what the trial tries (the tune loop draws nothing itself)."""
     import contextlib
 
-    from pipetune.report.live import LiveView
+    from pipetune.report import LiveView
 
     @contextlib.contextmanager
     def watch(caption: str) -> Any:
@@ -437,10 +432,8 @@ def cmd_checklist(ns: argparse.Namespace) -> int:
 
 def cmd_plan(ns: argparse.Namespace) -> int:
     from pipetune.plan import cluster as clusters
-    from pipetune.plan.planner import plan
-    from pipetune.plan.stages import from_run, from_source
-    from pipetune.report.plan import plan_summary, plan_view
-    from pipetune.report.terminal import console
+    from pipetune.plan import from_run, from_source, plan
+    from pipetune.report import console, plan_summary, plan_view
 
     if not ns.script.is_file():
         raise UsageError(f"{ns.script} does not exist", "pass the path of a Python file")
@@ -472,7 +465,7 @@ def _recorded(ns: argparse.Namespace) -> Run | None:
 
 
 def cmd_batch_size(ns: argparse.Namespace) -> int:
-    from pipetune.plan.batch_size import search
+    from pipetune.plan import search
     from pipetune.record import check_script
     from pipetune.store import open_store
 
@@ -504,7 +497,7 @@ def cmd_batch_size(ns: argparse.Namespace) -> int:
 
 def cmd_report(ns: argparse.Namespace) -> int:
     from pipetune.errors import RunNotFound
-    from pipetune.report.html import run_report, study_report
+    from pipetune.report import run_report, study_report
     from pipetune.store import open_store
     from pipetune.tune import Study, result_of
 
@@ -524,10 +517,10 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 
 def cmd_trace(ns: argparse.Namespace) -> int:
-    from pipetune.report.trace import trace
+    from pipetune.report import chrome_trace
     from pipetune.store import open_store
 
-    _write_output(ns.output, json.dumps(trace(open_store(ns.store).load(ns.run))))
+    _write_output(ns.output, json.dumps(chrome_trace(open_store(ns.store).load(ns.run))))
     return 0
 
 
@@ -540,7 +533,7 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def cmd_ui(ns: argparse.Namespace) -> int:
-    from pipetune.ui.app import serve
+    from pipetune.ui import serve
 
     serve(ns.store, ns.host, ns.port)
     return 0

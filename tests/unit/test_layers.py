@@ -56,3 +56,16 @@ def test_every_module_has_a_layer() -> None:
 def test_no_import_runs_up_or_sideways() -> None:
     wrong = sorted(f"{a} -> {b}" for a, b in edges() if RANK[b] <= RANK[a] and a not in LAYERS[0])
     assert wrong == []
+
+
+def test_other_packages_are_reached_through_their_face() -> None:
+    """``from pipetune.diagnose import Facts``, never ``pipetune.diagnose.facts``: modules behind a package's
+    ``__init__`` are its own business."""
+    behind = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipetune."):
+                parts = node.module.split(".")
+                if len(parts) > 2 and (SRC / parts[1]).is_dir() and parts[1] != unit_of(path):
+                    behind.append(f"{path.relative_to(SRC)}: {node.module}")
+    assert behind == []

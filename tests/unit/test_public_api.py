@@ -26,3 +26,14 @@ def test_no_public_function_shadows_a_subpackage() -> None:
         module = importlib.import_module(f"pipetune.{name}")
         assert getattr(pipetune, name) is module, name  # after `import pipetune`, pipetune.tune is the package
     assert pipetune.tune.Study is not None and callable(pipetune.tune_script) and callable(pipetune.run_script)
+
+
+def test_each_package_face_gives_the_names_it_lists() -> None:
+    import importlib
+    import types
+
+    for name in ("diagnose", "record", "tune", "plan", "report", "ui", "store", "lint"):
+        face = importlib.import_module(f"pipetune.{name}")
+        for exported in face.__all__:
+            value = getattr(face, exported)
+            assert not isinstance(value, types.ModuleType), f"pipetune.{name}.{exported} is a module"

@@ -9,7 +9,7 @@ from pipetune import capture
 from pipetune.capture import OpId, SpanRow, Tasks
 from pipetune.model import Run, TaskSpan
 from pipetune.record.tasks import TaskLog
-from pipetune.report.trace import trace
+from pipetune.report import chrome_trace
 from tests.unit.builders import two_stage_run
 
 
@@ -44,7 +44,7 @@ def test_trace_puts_each_task_on_a_free_slot_of_its_node() -> None:
         TaskSpan("0/MapBatches(work)_2", 2, 3.5, 4.0, node="n1"),  # after both: back on slot 0
     )
     run = dataclasses.replace(two_stage_run(), tasks=spans)
-    events = json.loads(json.dumps(trace(run)))["traceEvents"]
+    events = json.loads(json.dumps(chrome_trace(run)))["traceEvents"]
     tasks = [e for e in events if e["ph"] == "X"]
     assert [(e["args"]["task"], e["tid"]) for e in tasks] == [(0, 0), (1, 1), (2, 0)]
     assert tasks[0]["ts"] == 1.0e6 and tasks[0]["dur"] == 2.0e6

@@ -1,5 +1,51 @@
-"""Analysis of recorded runs: pure functions over :class:`pipetune.model.Run`, never importing Ray."""
+"""Analysis of recorded runs: pure functions over :class:`pipetune.model.Run`, never importing Ray.
+
+The face of the package: ``diagnose(run)`` for the findings, ``Facts`` for the measured figures, the capacity
+model (``capacity``), and the one home of each judgement other packages share: progress, noise, pool fit.
+"""
 
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates
+from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, as_run, cpus_of, pool_size, reservations
+from pipetune.diagnose.engine import Diagnosis, classify, diagnose
+from pipetune.diagnose.facts import Facts, OpType, bottleneck_label
+from pipetune.diagnose.findings import Finding, Fix, Level
+from pipetune.diagnose.fusion import lead_stage, stage_times
+from pipetune.diagnose.noise import Outcome, compare, noise_band
+from pipetune.diagnose.progress import in_flight, moved
+from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
+from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
+from pipetune.diagnose.verify import Verification, verify
 
-__all__ = ["Bottleneck", "OperatorRate", "find_bottleneck", "operator_rates"]
+__all__ = [
+    "BATCH_BY_TYPE",
+    "DEFAULT_NUM_CPUS",
+    "NUM_CPUS_BY_TYPE",
+    "NUM_CPUS_IO",
+    "WAITING_CORES",
+    "Bottleneck",
+    "Diagnosis",
+    "Facts",
+    "Finding",
+    "Fix",
+    "Level",
+    "OpType",
+    "OperatorRate",
+    "Outcome",
+    "Verification",
+    "as_run",
+    "bottleneck_label",
+    "classify",
+    "compare",
+    "cpus_of",
+    "diagnose",
+    "find_bottleneck",
+    "in_flight",
+    "lead_stage",
+    "moved",
+    "noise_band",
+    "operator_rates",
+    "pool_size",
+    "reservations",
+    "stage_times",
+    "verify",
+]

@@ -8,8 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from pipetune.diagnose.capacity import as_run
-from pipetune.diagnose.facts import Facts
+from pipetune.diagnose import Facts, as_run
 from pipetune.lint.engine import lint_source
 from pipetune.lint.findings import LintFinding
 from pipetune.model import Run, StageKind

@@ -1,1 +1,25 @@
-"""Starting settings from the guide's tables: by operation type, hardware, model and memory."""
+"""Starting settings from the guide's tables: by operation type, hardware, model and memory.
+
+The face of the package; names load on first use (the batch-size search starts runs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipetune.plan.batch_size import search
+    from pipetune.plan.planner import Plan, plan
+    from pipetune.plan.stages import from_run, from_source
+
+_HOME = {"Plan": "planner", "from_run": "stages", "from_source": "stages", "plan": "planner", "search": "batch_size"}
+__all__ = ["Plan", "from_run", "from_source", "plan", "search"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value  # cached: looked up once
+    return value

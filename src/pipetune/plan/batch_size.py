@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipetune.diagnose.facts import Facts
+from pipetune.diagnose import Facts
 from pipetune.errors import UsageError
 from pipetune.model import Run, Stage
 from pipetune.plan.batch_search import Probe, fastest, next_batch

@@ -10,8 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipetune.diagnose.facts import OpType
-from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
+from pipetune.diagnose import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE, OpType
 from pipetune.plan import tables
 from pipetune.plan.cluster import Cluster
 

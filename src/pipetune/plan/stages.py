@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pipetune.diagnose import Facts, OpType, classify
 from pipetune.diagnose import capacity as batch_model
-from pipetune.diagnose.engine import classify
-from pipetune.diagnose.facts import Facts, OpType
 from pipetune.lint import MATERIALIZING, Script, scan
 from pipetune.model import Run
 from pipetune.plan.planner import StageIn, Value

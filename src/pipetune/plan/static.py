@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipetune.diagnose.engine import classify
-from pipetune.diagnose.facts import Facts
+from pipetune.diagnose import Facts, classify
 from pipetune.model import Run, StageKind
 
 _SIZED = (StageKind.TRANSFORM, StageKind.FILTER, StageKind.ACTOR, StageKind.WRITE)

@@ -6,8 +6,26 @@ modules behind it are private: ``_child`` and ``probe`` run inside the user's dr
 Ray Data calls into stages, ``_ray_compat`` is the only module that touches ``ray.data._internal``.
 """
 
-from pipetune.record.launcher import Launch, Listener, check_script, record
-from pipetune.record.nodes import local_gpus
-from pipetune.record.shared import scratch, shared_ray
+from __future__ import annotations
 
-__all__ = ["Launch", "Listener", "check_script", "local_gpus", "record", "scratch", "shared_ray"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipetune.record.launcher import Launch, Listener, StopRule, check_script, record
+    from pipetune.record.nodes import local_gpus
+    from pipetune.record.shared import scratch, shared_ray
+
+# Loaded on first use: the recorded driver imports this package too, and needs none of the recorder's side.
+_HOME = {"Launch": "launcher", "Listener": "launcher", "StopRule": "launcher", "check_script": "launcher",
+         "record": "launcher", "local_gpus": "nodes", "scratch": "shared", "shared_ray": "shared"}  # fmt: skip
+
+__all__ = ["Launch", "Listener", "StopRule", "check_script", "local_gpus", "record", "scratch", "shared_ray"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value  # cached: looked up once
+    return value

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipetune.capture import EnvironmentSeen, EventSeen, Message, OpId, OpSamples, Outcome, Part, Started
-from pipetune.diagnose.facts import bottleneck_label
+from pipetune.diagnose import bottleneck_label
 from pipetune.errors import RayUnavailable, ScriptError, UsageError
 from pipetune.model import Event, EventKind, Run, RunStatus
 from pipetune.record import logs, stacks

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import TypeVar
 
-from pipetune.diagnose.progress import in_flight, moved
+from pipetune.diagnose import in_flight, moved
 
 Op = TypeVar("Op", bound=Hashable)  # however the caller names operators
 

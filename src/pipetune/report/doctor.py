@@ -9,9 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipetune._serde import to_plain
-from pipetune.diagnose.engine import Diagnosis
-from pipetune.diagnose.findings import Finding
-from pipetune.diagnose.verify import Verification
+from pipetune.diagnose import Diagnosis, Finding, Verification
 
 
 def diagnosis_view(d: Diagnosis) -> dict[str, Any]:

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipetune._serde import to_plain
-from pipetune.diagnose.bottleneck import Bottleneck
-from pipetune.diagnose.facts import Facts
-from pipetune.diagnose.fusion import lead_stage, stage_times
+from pipetune.diagnose import Bottleneck, Facts, lead_stage, stage_times
 from pipetune.model import Operator, OperatorStats, Run, Stage
 
 

@@ -14,13 +14,12 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pipetune.diagnose.engine import diagnose
+from pipetune.diagnose import diagnose
 from pipetune.metrics import metric
 from pipetune.model import Run, StageKind
 from pipetune.report import series
 from pipetune.report.figures import stage_figures
-from pipetune.tune.result import TuneResult
-from pipetune.tune.study import Verdict
+from pipetune.tune import TuneResult, Verdict
 
 MIB = 1 / 2**20
 _MERGES = ("union", "zip", "join")

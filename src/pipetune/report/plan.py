@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from pipetune.plan.planner import Plan
+from pipetune.plan import Plan
 
 KNOBS = ("num_cpus", "num_gpus", "batch_size", "concurrency")
 

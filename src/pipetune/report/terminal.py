@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from pipetune.diagnose.facts import Facts
+from pipetune.diagnose import Facts
 from pipetune.model import Run, RunStatus
 from pipetune.report.figures import StageFigures, stage_figures
 from pipetune.store import RunRow

@@ -17,7 +17,7 @@ from pipetune.report import series
 US = 1_000_000  # the format counts microseconds
 
 
-def trace(run: Run) -> dict[str, Any]:
+def chrome_trace(run: Run) -> dict[str, Any]:
     names = series.operator_names(run)
     lanes = {uid: i + 1 for i, uid in enumerate(names)}
     events: list[dict[str, Any]] = [_meta("process_name", 0, {"name": f"pipetune run {run.id} ({run.script})"})]

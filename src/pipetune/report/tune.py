@@ -9,8 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipetune._serde import to_plain
-from pipetune.tune.result import TuneResult
-from pipetune.tune.study import Role, Trial, Verdict, trial_payload
+from pipetune.tune import Role, Trial, TuneResult, Verdict, trial_payload
 
 _VERDICT_STYLE = {Verdict.KEPT: "green", Verdict.BASELINE: "bold", Verdict.FAILED: "red", Verdict.REPEAT: "cyan"}
 

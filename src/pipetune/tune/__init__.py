@@ -1,15 +1,16 @@
 """Tuning: the guide's six-step loop, run by itself. ``loop.Tuner`` carries it out; the decisions are pure
-(``steps``, ``policy``, ``judge``, ``feasible``, ``predict``, ``bound``); ``patch`` writes the result into the script.
+(``steps``, ``policy``, ``judge``, ``feasible``, ``bound``); ``patch`` writes the result into the script.
 """
 
-from pipetune.tune.loop import Tuner
+from pipetune.tune.loop import Tuner, apply_patch
 from pipetune.tune.policy import ModelGuided, Proposal, SearchPolicy, View
 from pipetune.tune.result import TuneResult, result_of
-from pipetune.tune.study import Study, Trial, Verdict
+from pipetune.tune.study import Role, Study, Trial, Verdict, trial_payload
 
 __all__ = [
     "ModelGuided",
     "Proposal",
+    "Role",
     "SearchPolicy",
     "Study",
     "Trial",
@@ -17,5 +18,7 @@ __all__ = [
     "Tuner",
     "Verdict",
     "View",
+    "apply_patch",
     "result_of",
+    "trial_payload",
 ]

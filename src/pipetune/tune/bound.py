@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipetune.diagnose.facts import Facts
-from pipetune.diagnose.thresholds import WAITING_CORES
+from pipetune.diagnose import WAITING_CORES, Facts
 
 
 @dataclass(frozen=True)

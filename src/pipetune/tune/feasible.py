@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipetune.diagnose.capacity import cpus_of, reservations
+from pipetune.diagnose import cpus_of, reservations
 from pipetune.model import Knobs, Run, Stage
 from pipetune.settings import Settings
 

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipetune.diagnose.noise import Outcome, compare, noise_band
+from pipetune.diagnose import Outcome, compare, noise_band
 from pipetune.tune.study import Verdict
 
 

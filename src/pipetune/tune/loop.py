@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from pipetune.capture import ExecutionStarted, Message, clock
-from pipetune.diagnose.engine import diagnose
+from pipetune.diagnose import diagnose
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
-from pipetune.record import Launch, Listener, check_script, record, scratch, shared_ray
-from pipetune.record.launcher import StopRule
+from pipetune.record import Launch, Listener, StopRule, check_script, record, scratch, shared_ray
 from pipetune.settings import Settings
 from pipetune.store import Store, new_run_id
 from pipetune.tune.patch import Patch

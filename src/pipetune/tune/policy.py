@@ -16,12 +16,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from pipetune.diagnose import (
+    DEFAULT_NUM_CPUS,
+    NUM_CPUS_IO,
+    WAITING_CORES,
+    Facts,
+    Finding,
+    Fix,
+    Level,
+    as_run,
+    diagnose,
+    pool_size,
+)
 from pipetune.diagnose import capacity as predict
-from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, as_run, pool_size
-from pipetune.diagnose.engine import diagnose
-from pipetune.diagnose.facts import Facts
-from pipetune.diagnose.findings import Finding, Fix, Level
-from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
 from pipetune.model import Run, StageKind
 from pipetune.settings import ContextSetting, Settings, StageSetting, change, knob, show
 from pipetune.tune.feasible import unschedulable

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipetune.diagnose.facts import Facts
+from pipetune.diagnose import Facts
 from pipetune.model import Run
 from pipetune.settings import Settings
 from pipetune.store import Store

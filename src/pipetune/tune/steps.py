@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from pipetune.diagnose.facts import Facts
+from pipetune.diagnose import Facts
 from pipetune.model import Run
 from pipetune.settings import Settings
 from pipetune.tune.bound import bound

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from pipetune.errors import PipetuneError
-from pipetune.report.html import plotly_js, render, run_charts, study_charts
+from pipetune.report import plotly_js, render, run_charts, study_charts
 from pipetune.store import Store, open_store
 from pipetune.tune import Study, result_of
 from pipetune.ui.views import compare, live_state
@@ -38,9 +38,8 @@ def create_app(store_path: Path | None = None) -> Starlette:
 
     async def run_page(request: Request) -> Response:
         run = _or_404(lambda: store().load(request.path_params["run_id"]))
-        from pipetune.diagnose.engine import diagnose
-        from pipetune.report.figures import stage_figures
-        from pipetune.report.html import pipeline_tree
+        from pipetune.diagnose import diagnose
+        from pipetune.report import pipeline_tree, stage_figures
 
         live = live_state(run) if not run.status.finished else None
         return _page("run.html.j2", title=f"run {run.id}", run=run, diagnosis=diagnose(run), live=live,

@@ -7,8 +7,7 @@ from typing import Any
 
 from pipetune.capture import messages_of
 from pipetune.model import Run
-from pipetune.report.figures import StageFigures, stage_figures
-from pipetune.report.live import LiveState
+from pipetune.report import LiveState, StageFigures, stage_figures
 
 
 def live_state(run: Run) -> LiveState:
