@@ -328,6 +328,8 @@ class Run:
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> Run:
         """A saved run, of this format or an older one; a run saved by a newer pipetune is refused."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a saved run is a JSON object, not {type(data).__name__}")
         version = int(data.get("version", SCHEMA_VERSION))
         if version > SCHEMA_VERSION:
             raise UsageError(
