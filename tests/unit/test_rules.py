@@ -280,3 +280,12 @@ def test_low_cpu_ignores_stages_that_keep_up_anyway() -> None:
     stats = with_(run.executions[0].stats[0], busy_s=1.0, cpu_s=0.03)  # 30x faster than it needed to be
     execution = with_(run.executions[0], stats=(stats,))  # type: ignore[arg-type]
     assert rule("low-cpu", with_(run, executions=(execution,))) == []
+
+
+def test_spilled_mib_holds_mebibytes_not_a_count_of_events() -> None:
+    from pipetune.diagnose.facts import Facts
+    from pipetune.diagnose.measure import measure
+    from pipetune.model import Event, EventKind
+
+    run = with_(two_stage_run(), events=(Event(0.0, EventKind.SPILL, "512 MiB spilled from the object store to disk"),))
+    assert measure(Facts.of(run), "spilled_mib") == 512.0

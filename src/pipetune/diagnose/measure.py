@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.rules.gpu import is_cuda_oom
+from pipetune.diagnose.rules.memory import spilled_mib
 from pipetune.diagnose.rules.stalls import longest_stall
 from pipetune.model import EventKind
 
@@ -25,7 +26,7 @@ _RUN_METRICS: dict[str, Callable[[Facts], float | None]] = {
     "cpu_pct": lambda f: f.cpu_pct,
     "gpu_pct": lambda f: f.gpu_pct,
     "oom_kills": lambda f: float(len(_events(f, EventKind.OOM_KILL))),
-    "spilled_mib": lambda f: float(len(_events(f, EventKind.SPILL))),
+    "spilled_mib": lambda f: spilled_mib(f.run),
     "cuda_errors": lambda f: float(sum(is_cuda_oom(t) for t in _events(f, EventKind.UDF_ERROR))),
     "mid_materializations": lambda f: float(len(f.run.mid_pipeline_materializations())),
     "stall_s": lambda f: longest_stall(f.run),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import doubled, finding, halved_batch
-from pipetune.model import EventKind, Stage
+from pipetune.model import EventKind, Run, Stage
 
 
 def check_oom(facts: Facts) -> list[Finding]:
@@ -67,7 +67,7 @@ def check_spill(facts: Facts) -> list[Finding]:
             "object-store",
             "object store full: blocks spilled to disk",
             stage,
-            [Evidence("spilled (raylet log)", _mib(spills[0].message), " MiB", 0.0)],
+            [Evidence("spilled (raylet log)", spilled_mib(facts.run), " MiB", 0.0)],
             "a stage produces blocks faster than the rest of the pipeline consumes them",
             fix,
             Criterion("spilled_mib", "==", 0, "no spilling"),
@@ -87,6 +87,11 @@ def _biggest_holder(facts: Facts) -> Stage | None:
     op = next((o for _, o in facts.run.operators() if o.uid == uid), None)
     lead = facts.lead_of(op) if op else None
     return facts.run.stage(lead) if lead is not None else None
+
+
+def spilled_mib(run: Run) -> float:
+    """MiB the raylet logged as spilled over the whole run (each spill event's message starts with its MiB)."""
+    return sum(_mib(e.message) for e in run.events if e.kind is EventKind.SPILL)
 
 
 def _mib(message: str) -> float:
