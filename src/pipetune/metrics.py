@@ -65,3 +65,10 @@ def metric(name: str) -> Metric:
 def declared(name: str) -> str:
     """``name``, checked against the declarations: readers name metrics through this, once, at import."""
     return metric(name).name
+
+
+def rows_moved(operator_name: str) -> str:
+    """The counter that says how many rows an operator handled. A write's output rows are its result rows
+    (one per file written), so an operator that ends in a write (``MapBatches(price)->Write``) is counted by
+    the rows it consumed; any other by the rows it produced."""
+    return declared("rows_in" if operator_name.rsplit("->", 1)[-1].startswith("Write") else "rows_out")

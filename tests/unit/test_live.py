@@ -24,7 +24,9 @@ def sample(t: float, read: float, enrich: float, write: float, queued: float, pr
     return OpSamples(t, {
         READ: {"rows_out": read, "tasks_running": 0.0 if t > 5 else 2.0, "inqueue_blocks": 0.0},
         ENRICH: {"rows_out": enrich, "tasks_running": 2.0, "inqueue_blocks": queued, "backpressure_s": 0.0},
-        WRITE: {"rows_out": write, "tasks_running": 1.0, "inqueue_blocks": 0.0, "backpressure_s": pressure},
+        # as Ray reports a write: rows_out are its result rows, one per file written; rows_in what it wrote
+        WRITE: {"rows_in": write, "rows_out": 2.0, "tasks_running": 1.0, "inqueue_blocks": 0.0,
+                "backpressure_s": pressure},
     })  # fmt: skip
 
 
@@ -79,3 +81,8 @@ def test_figures_folded_from_the_messages() -> None:
     assert s.bottleneck == ENRICH and str(ENRICH) == "0/MapBatches(enrich_orders_with_a_long_name)_2"
     assert s.remaining_s == (100_000 - 38_000) / 8_000
     assert s.cpu_pct == 93.0 and s.mem_pct == 25.0
+
+
+def test_an_operator_that_ends_in_a_write_shows_the_rows_it_consumed() -> None:
+    line = state().stages[WRITE]
+    assert (line.rows, line.rows_per_s) == (38_000, 8_000)  # not the 2 result rows of the files written

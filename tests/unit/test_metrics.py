@@ -49,3 +49,10 @@ _METRIC_FIELDS = (
     "num_active_actors",
     "num_pending_actors",
 )
+
+
+def test_an_operator_ending_in_a_write_is_counted_by_the_rows_it_consumed() -> None:
+    from pipetune.metrics import rows_moved
+
+    assert rows_moved("MapBatches(price)->Write") == rows_moved("Write [3]") == "rows_in"
+    assert rows_moved("MapBatches(price)") == rows_moved("ReadParquet->MapBatches(WriteLike)") == "rows_out"

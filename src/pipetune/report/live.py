@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipetune.capture import ExecutionStarted, Message, NodeSamples, OpId, OpSamples, SinkRows
+from pipetune.metrics import rows_moved
 
 NAME_WIDTH = 28
 
@@ -32,10 +33,10 @@ class StageLine:
     queued: float = 0.0
     backpressured: bool = False
     finished: bool = False
-    _last: tuple[float, float, float] | None = None  # (t, rows_out, backpressure_s) of the previous sample
+    _last: tuple[float, float, float] | None = None  # (t, rows moved, backpressure_s) of the previous sample
 
     def update(self, t: float, values: Mapping[str, float]) -> None:
-        rows, pressure = values.get("rows_out", 0.0), values.get("backpressure_s", 0.0)
+        rows, pressure = values.get(rows_moved(self.name), 0.0), values.get("backpressure_s", 0.0)
         if self._last is not None and t > self._last[0]:
             self.rows_per_s = max(rows - self._last[1], 0.0) / (t - self._last[0])
             self.backpressured = pressure > self._last[2]

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import pairwise
 
-from pipetune.metrics import declared
+from pipetune.metrics import declared, rows_moved
 from pipetune.model import Run
 
 
@@ -32,15 +32,21 @@ def op_metric(run: Run, metric: str, scale: float = 1.0) -> list[Series]:
     return [_series(names.get(uid, uid), pts) for uid, pts in points.items()]
 
 
-def op_rate(run: Run, metric: str = "rows_out") -> list[Series]:
-    """Per-operator rate of a cumulative counter (rows/s), from consecutive samples."""
-    metric = declared(metric)
-    out = []
-    for series in op_metric(run, metric):
-        pairs = list(zip(series.t, series.y, strict=True))
-        rates = [(t1, max(y1 - y0, 0.0) / (t1 - t0)) for (t0, y0), (t1, y1) in pairwise(pairs) if t1 > t0]
-        out.append(_series(series.name, rates))
-    return out
+def op_rate(run: Run) -> list[Series]:
+    """Rows per second per operator, from consecutive samples of the counter of the rows it moved."""
+    counter = {op.uid: rows_moved(op.name) for _, op in run.operators()}
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for s in run.op_samples:
+        metric = counter.get(s.source, "rows_out")
+        if metric in s.values:
+            points[s.source].append((s.t, s.values[metric]))
+    names = operator_names(run)
+    return [_rates(names.get(uid, uid), pts) for uid, pts in points.items()]
+
+
+def _rates(name: str, pairs: list[tuple[float, float]]) -> Series:
+    rates = [(t1, max(y1 - y0, 0.0) / (t1 - t0)) for (t0, y0), (t1, y1) in pairwise(pairs) if t1 > t0]
+    return _series(name, rates)
 
 
 def node_metric(run: Run, metric: str, total: str | None = None) -> list[Series]:
