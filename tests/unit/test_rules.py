@@ -289,3 +289,19 @@ def test_spilled_mib_holds_mebibytes_not_a_count_of_events() -> None:
 
     run = with_(two_stage_run(), events=(Event(0.0, EventKind.SPILL, "512 MiB spilled from the object store to disk"),))
     assert measure(Facts.of(run), "spilled_mib") == 512.0
+
+
+def test_low_cpu_proposes_nothing_a_fixed_pool_of_one_actor_cannot_use() -> None:
+    """A one-replica pool calling a slow service stays one replica whatever it reserves: lowering its
+    num_cpus cannot add a slot, so the rule does not offer it (the capacity model says the gain is none)."""
+    read, call = stage(0, "range", kind=StageKind.READ), stage(1, "map_batches", "Call", kind=StageKind.ACTOR)
+    r_op = Operator("0/ReadRange_1", "ReadRange", (0,), num_cpus=1.0)
+    a_op = Operator("0/MapBatches(Call)_2", "MapBatches(Call)", (1,), "actors", 1, 1.0)
+    run = pipeline(
+        [
+            (read, r_op, op_stats(r_op.uid, 600, 0.5, 0.5, tasks=6)),
+            (call, a_op, op_stats(a_op.uid, 600, 30.0, 0.9, tasks=60)),
+        ],
+        wall=15.0,
+    )
+    assert [f for f in rule("low-cpu", node_cpu(run, 12.0)) if f.stage_key == "1:map_batches:Call"] == []

@@ -7,6 +7,7 @@ CPU work 0.25-0.5); verified when CPU utilisation is above 80%.
 from __future__ import annotations
 
 from pipetune.diagnose import thresholds as th
+from pipetune.diagnose.capacity import slots_speedup
 from pipetune.diagnose.facts import Facts, OpType
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import NUM_CPUS_BY_TYPE, cpu_criterion, finding, lead_stages
@@ -35,6 +36,8 @@ def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
     if rate.headroom > th.LIMITING_HEADROOM.value:
         return None  # more parallelism for a stage that keeps up anyway changes nothing
     proposed = high if op.num_cpus > high else low
+    if slots_speedup(facts, op, num_cpus=proposed) <= 1.0:
+        return None  # e.g. a fixed pool of one actor: it stays one actor whatever it reserves
     is_bottleneck = facts.bottleneck_stage() == stage
     return finding(
         facts,
