@@ -55,6 +55,14 @@ def pipetune(
     )
 
 
+def sigint_as_a_terminal_gives_it() -> None:
+    """For Popen's preexec_fn: a harness that starts the suite in the background (``cmd &`` in a script) leaves
+    SIGINT ignored, and ignored signals are inherited; a Ctrl-C test must see Ctrl-C as a terminal delivers it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.startswith("pipetune:")]
     return lines[-1] if lines else ""

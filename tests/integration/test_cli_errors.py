@@ -17,7 +17,7 @@ import pytest
 from pipetune.errors import PipetuneError
 from pipetune.model import EventKind, RunStatus
 from pipetune.store import open_store
-from tests.conftest import PIPELINES, last_line, pipetune
+from tests.conftest import PIPELINES, last_line, pipetune, sigint_as_a_terminal_gives_it
 
 
 @pytest.fixture
@@ -98,16 +98,20 @@ def test_ctrl_c_marks_the_run_interrupted_and_keeps_it(work: Path, address: str)
         [sys.executable, "-m", "pipetune", "run", "hangs.py", "--address", address],
         cwd=work,
         env=env,
+        preexec_fn=sigint_as_a_terminal_gives_it,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     store = work / ".pipetune" / "pipetune.db"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not _has_executions(store):
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _has_executions(store):
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a failed assertion must not leave a hung run holding the shared cluster's CPUs
     assert proc.returncode == 130
     run = open_store(store).load("last")
     assert run.status is RunStatus.INTERRUPTED and run.executions

@@ -25,7 +25,7 @@ import pytest
 from pipetune.errors import PipetuneError
 from pipetune.model import RunStatus
 from pipetune.store import SCHEMA_VERSION, open_store
-from tests.conftest import PIPELINES, last_line, pipetune
+from tests.conftest import PIPELINES, last_line, pipetune, sigint_as_a_terminal_gives_it
 
 RAY_NOISE = ("Traceback", "Exception occurred in Ray Data or Ray Core internal code", "open an issue")
 
@@ -68,7 +68,15 @@ def start(*args: str | Path, cwd: Path) -> subprocess.Popen[str]:
     """The real command line in its own session, as a terminal would run it (Ctrl-C reaches its group)."""
     cmd = [sys.executable, "-m", "pipetune", *map(str, args)]
     return subprocess.Popen(cmd, cwd=cwd, env=_user_env(), start_new_session=True, text=True,
+                            preexec_fn=sigint_as_a_terminal_gives_it,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Whatever the test found: nothing it started outlives it (the session's shared cluster stays free)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
 
 
 def family(proc: subprocess.Popen[str]) -> list[psutil.Process]:
@@ -131,11 +139,14 @@ def test_ctrl_c_during_run_stores_it_interrupted_and_leaves_no_ray_process_behin
     """Its own local Ray (no --address): every process of that Ray is gone afterwards, checked by pid."""
     proc = start("run", PIPELINES / "hangs.py", cwd=tmp_path)
     store = tmp_path / ".pipetune" / "pipetune.db"
-    wait_for("an execution", lambda: store.exists() and bool(open_store(store).load("last").op_samples))
-    started = family(proc)
-    assert any("raylet" in " ".join(p.cmdline()) for p in started)  # its own Ray is among them
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole foreground group
-    _, err = proc.communicate(timeout=120)
+    try:
+        wait_for("an execution", lambda: store.exists() and bool(open_store(store).load("last").op_samples))
+        started = family(proc)
+        assert any("raylet" in " ".join(p.cmdline()) for p in started)  # its own Ray is among them
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole foreground group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
     assert proc.returncode == 130 and "interrupted" in last_line(err)
     wait_for("every process of the run's Ray to exit", lambda: gone(started), timeout=60)
     run = open_store(store).load("last")
@@ -170,11 +181,14 @@ def test_ctrl_c_during_tune_keeps_the_trial_interrupted_and_the_study_resumable(
     script = PIPELINES / "pandas_batches.py"
     proc = start("tune", script, "--budget", "2", "--no-warmup", "--json", cwd=tmp_path)
     db = tmp_path / ".pipetune" / "pipetune.db"
-    wait_for("a trial under way", lambda: _trial_running(db) is not None, timeout=240)
-    cut = _trial_running(db)
-    started = family(proc)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=180)
+    try:
+        wait_for("a trial under way", lambda: _trial_running(db) is not None, timeout=240)
+        cut = _trial_running(db)
+        started = family(proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        stop(proc)
     assert proc.returncode == 130 and "--resume" in last_line(err)
     wait_for("every process of the study's Ray to exit", lambda: gone(started), timeout=60)
     store = open_store(db)
