@@ -503,7 +503,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
     store = open_store(ns.store)
     try:
-        study = Study.fold(*store.load_study(ns.id)) if ns.id != "last" else None
+        study = Study.fold(*store.load_study(ns.id)) if ns.id not in ("last", "latest") else None
     except RunNotFound:
         study = None
     if study is not None:

@@ -86,3 +86,11 @@ def test_figures_folded_from_the_messages() -> None:
 def test_an_operator_that_ends_in_a_write_shows_the_rows_it_consumed() -> None:
     line = state().stages[WRITE]
     assert (line.rows, line.rows_per_s) == (38_000, 8_000)  # not the 2 result rows of the files written
+
+
+def test_two_stages_queued_alike_name_the_most_upstream_as_the_bottleneck() -> None:
+    s = LiveState()
+    s.feed(STARTED)
+    s.feed(OpSamples(5.0, {READ: {"tasks_running": 1.0, "inqueue_blocks": 2.0},
+                           ENRICH: {"tasks_running": 1.0, "inqueue_blocks": 2.0}}))  # fmt: skip
+    assert s.bottleneck == READ  # and no comparison of two OpIds (they have no order)

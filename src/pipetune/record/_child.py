@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the driver imports these only once it is running, after the parent-death signal is set
     from pipetune.capture import Outcome
     from pipetune.record.channel import Sender
-    from pipetune.record.files import FileGuard
     from pipetune.record.probe import Probe
 
 SPEC_ENV = "PIPETUNE_SPEC"
@@ -31,11 +30,9 @@ def main() -> int:
     sender = Sender(int(os.environ.pop(ENV_FD)))
     t0 = time.perf_counter()
     probe = _install(sender, spec, t0)
-    guard = _guard_files(spec.get("sandbox"), probe)
+    _guard_files(spec.get("sandbox"), probe)
     outcome = _run_script(spec["script"], spec["args"])
     probe.stop()
-    if guard is not None and guard.redirected:
-        _report_redirected(sender, guard, time.perf_counter() - t0)
     sender.send(outcome.timed(time.perf_counter() - t0))
     return outcome.exit_code or 0
 
@@ -72,28 +69,19 @@ def _install(sender: Sender, spec: dict[str, Any], t0: float) -> Probe:
     return probe
 
 
-def _guard_files(sandbox: str | None, probe: Probe) -> FileGuard | None:
-    """Tuning: files the script writes itself under its outputs or working directory go to the sandbox."""
+def _guard_files(sandbox: str | None, probe: Probe) -> None:
+    """Tuning: journal what the script changes itself, so the recorder can put its outputs back afterwards."""
     if sandbox is None:
-        return None
+        return
     import tempfile
 
     from pipetune.record import files
 
     ray_tmp = os.environ.get("RAY_TMPDIR") or os.path.join(tempfile.gettempdir(), "ray")
-    guard = files.FileGuard(sandbox, [os.getcwd()], exempt=[ray_tmp])
-    probe.registry.files = guard
-    files.install(guard)
-    return guard
-
-
-def _report_redirected(sender: Sender, guard: FileGuard, t: float) -> None:
-    from pipetune.capture import EventSeen
-    from pipetune.model import Event, EventKind
-
-    shown = ", ".join(sorted(guard.redirected)[:5]) + (" ..." if len(guard.redirected) > 5 else "")
-    text = f"{len(guard.redirected)} file(s) the script wrote itself went to the trial's sandbox: {shown}"
-    sender.send(EventSeen(Event(t, EventKind.WARNING, text)))
+    caches = [os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")]
+    journal = files.Journal(sandbox, exempt=[ray_tmp, *caches])
+    probe.registry.files = journal
+    files.install(journal)
 
 
 def _run_script(script: str, args: list[str]) -> Outcome:

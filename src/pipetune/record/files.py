@@ -1,67 +1,96 @@
-"""During a tuning trial, the files a script writes itself go to the trial's sandbox, not to the user's outputs.
+"""During a tuning trial, what the script writes itself beside its outputs is undone afterwards.
 
-Ray Data's ``write_*`` calls are redirected by ``interpose``. A script may also write beside them with plain
-Python (a manifest, a ``_SUCCESS`` marker, a log it appends to). In the driver process, every path the script
-opens for writing, creates, renames or removes under a *protected root* is mapped into the sandbox instead:
-the roots are the script's working directory and every local path given to a ``write_*`` call. A file that is
-appended to is copied into the sandbox first, so the script sees what it would have seen; a later read of that
-path reads the sandbox's copy. Paths outside the roots, and writes made by Ray workers (UDF side effects on
-other processes), are not redirected: the tune command says so before the first trial.
+Ray Data's ``write_*`` calls are redirected to the trial's sandbox by ``interpose``. A script may also write
+beside them with plain Python (a manifest, a ``_SUCCESS`` marker, a log it appends to), before or after its
+``write_*`` call. Those writes happen for real, so the script (and anything it calls) sees what it would see
+in a normal run; but before the first time the driver modifies a path through Python (``open`` for writing,
+``os.open``, ``mkdir``, ``remove``, ``rmdir``, ``rmtree``, ``rename``, ``replace``), the path's state is kept in
+a journal in the sandbox (a copy of the file, "absent", or a removed tree moved aside). When the trial ends,
+the recorder puts back every journalled output (``restore``): whatever lies under a ``write_*`` target of the
+run, and the files beside one (``out/log.txt`` beside ``write_parquet("out/parts")``). Everything else (the
+script's input data, its caches) keeps what the script did, as a normal run would. Files that
+C code writes directly (pyarrow, sqlite) and files a UDF writes from a Ray worker are not journalled: the tune
+command says so before its first trial.
 """
 
 from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
+import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _WRITE_MODES = frozenset("wax+")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+# the real calls, taken before ``install`` wraps them: the journal's own writes are never journalled
+_open, _rename, _rmtree_real = builtins.open, os.rename, shutil.rmtree
+JOURNAL = "journal.jsonl"
 
 
-class FileGuard:
-    """Maps paths under the protected roots into ``sandbox/files``; everything else is left as it is."""
+@dataclass(frozen=True)
+class Entry:
+    """One journal line: a write target (``root``), or the state a path had before the script changed it."""
 
-    def __init__(self, sandbox: str, roots: list[str], exempt: list[str] | None = None) -> None:
-        self.mirror = os.path.join(os.path.abspath(sandbox), "files")
-        self.roots = [os.path.abspath(r) for r in roots]
-        self.exempt = [os.path.abspath(sandbox), *(os.path.abspath(e) for e in exempt or [])]
-        self.redirected: set[str] = set()
+    op: str  # "root"; "absent" / "absent-dir"; "file" / "file-tree" (copies kept); "tree" (moved aside); "dir"
+    path: str
+    kept: str = ""
+
+
+class Journal:
+    """Appends entries to ``sandbox/journal.jsonl`` as they happen, so a crashed driver loses none of them."""
+
+    def __init__(self, sandbox: str, exempt: list[str] | None = None) -> None:
+        self.sandbox = os.path.abspath(sandbox)
+        self.exempt = [self.sandbox, *(os.path.abspath(e) for e in exempt or [])]
+        self.seen: set[str] = set()
+        self.touched: list[str] = []
+        os.makedirs(os.path.join(self.sandbox, "kept"), exist_ok=True)
 
     def protect(self, path: object) -> None:
-        """A write_* target: it and everything under it are the user's outputs."""
+        """A ``write_*`` target: it and everything under it are the user's outputs."""
         if isinstance(path, (str, os.PathLike)) and "://" not in str(path):
-            self.roots.append(os.path.abspath(os.fspath(path)))
+            self._write(Entry("root", os.path.abspath(os.fspath(path))))
 
-    def protected(self, path: str) -> bool:
+    def before_change(self, path: str, making_dir: bool = False) -> None:
+        """Keep ``path``'s state the first time the script is about to change it."""
         real = os.path.abspath(path)
-        if any(_under(real, e) for e in self.exempt):
+        if real in self.seen or any(_under(real, e) for e in self.exempt):
+            return
+        self.seen.add(real)
+        self.touched.append(real)
+        entry = self._state_of(real)
+        self._write(Entry("absent-dir", real) if making_dir and entry.op == "absent" else entry)
+
+    def before_removal(self, path: str) -> bool:
+        """A tree about to be removed is moved aside instead (instant on one file system); True if it was."""
+        real = os.path.abspath(path)
+        if real in self.seen or any(_under(real, e) for e in self.exempt) or not os.path.isdir(real):
             return False
-        return any(_under(real, r) for r in self.roots)
+        aside = os.path.join(os.path.dirname(real), f".pipetune-kept-{secrets.token_hex(4)}-{os.path.basename(real)}")
+        _rename(real, aside)
+        self.seen.add(real)
+        self.touched.append(real)
+        self._write(Entry("tree", real, aside))
+        return True
 
-    def mirrored(self, path: str) -> str:
-        return os.path.join(self.mirror, os.path.abspath(path).lstrip(os.sep))
+    def _state_of(self, real: str) -> Entry:
+        if os.path.isdir(real):
+            return Entry("dir", real)
+        if not os.path.lexists(real):
+            return Entry("absent", real)
+        kept = os.path.join(self.sandbox, "kept", f"{len(self.seen)}-{os.path.basename(real)}")
+        shutil.copy2(real, kept)
+        return Entry("file", real, kept)
 
-    def for_write(self, path: str, keep_content: bool) -> str:
-        """Where a write of ``path`` goes; its current content is copied first when the write keeps it."""
-        if not self.protected(path):
-            return path
-        target = self.mirrored(path)
-        if not os.path.lexists(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if keep_content and os.path.isfile(path):
-                shutil.copy2(path, target)
-        self.redirected.add(os.path.abspath(path))
-        return target
-
-    def for_read(self, path: str) -> str:
-        """A path written during this trial reads from the sandbox; any other reads the real file."""
-        if self.protected(path) and os.path.lexists(self.mirrored(path)):
-            return self.mirrored(path)
-        return path
+    def _write(self, entry: Entry) -> None:
+        with _open(os.path.join(self.sandbox, JOURNAL), "a") as f:
+            f.write(json.dumps(entry.__dict__) + "\n")
 
 
 def _under(path: str, root: str) -> bool:
@@ -69,76 +98,144 @@ def _under(path: str, root: str) -> bool:
 
 
 def _text_path(file: object) -> str | None:
-    if isinstance(file, (str, bytes, os.PathLike)) and not isinstance(file, int):
-        value = os.fsdecode(file)
-        return value
-    return None
+    return os.fsdecode(file) if isinstance(file, (str, bytes, os.PathLike)) else None
 
 
-def install(guard: FileGuard) -> None:
-    """Route the driver's file calls through ``guard``. Only the calls made by name are wrapped."""
+# -- putting things back ---------------------------------------------------------------------------------
+
+
+def entries(sandbox: Path) -> list[Entry]:
+    journal = sandbox / JOURNAL
+    if not journal.is_file():
+        return []
+    return [Entry(**json.loads(line)) for line in journal.read_text().splitlines() if line.strip()]
+
+
+def restore(sandbox: Path) -> list[str]:
+    """Put back every journalled path that is an output; the paths restored, in journal order."""
+    journal = entries(sandbox)
+    roots = [e.path for e in journal if e.op == "root"]
+    outputs = [e for e in journal if e.op != "root" and _is_output(e, roots)]
+    for entry in reversed(outputs):
+        _put_back(entry)
+    for entry in journal:
+        if entry.op == "tree" and entry not in outputs:
+            _rmtree_real(entry.kept, ignore_errors=True)  # not an output: the script's removal stands
+    return [e.path for e in outputs]
+
+
+def _is_output(entry: Entry, roots: list[str]) -> bool:
+    """Under a ``write_*`` target, or a file beside one (``out/log.txt`` beside ``out/parts``); the target's
+    neighbouring directories (the script's input data, its caches) are not outputs."""
+    beside = entry.op in ("absent", "file")
+    return any(_under(entry.path, r) or (beside and os.path.dirname(entry.path) == os.path.dirname(r)) for r in roots)
+
+
+def _put_back(entry: Entry) -> None:
+    if entry.op == "dir":
+        os.makedirs(entry.path, exist_ok=True)
+        return
+    _remove(entry.path)
+    if entry.op == "file":
+        os.makedirs(os.path.dirname(entry.path), exist_ok=True)
+        shutil.copy2(entry.kept, entry.path)
+    elif entry.op == "tree":
+        _rename(entry.kept, entry.path)
+    elif entry.op == "file-tree":
+        shutil.copytree(entry.kept, entry.path, symlinks=True)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        _rmtree_real(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+# -- the driver's file calls -----------------------------------------------------------------------------
+
+
+def install(journal: Journal) -> None:
+    """Journal the driver's file calls. Only the calls made by name through Python are seen."""
     real_open = builtins.open
 
-    def guarded_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+    def journalled_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         path = _text_path(file)
-        if path is not None:
-            writes = bool(_WRITE_MODES & set(mode))
-            file = guard.for_write(path, keep_content="w" not in mode) if writes else guard.for_read(path)
+        if path is not None and _WRITE_MODES & set(mode):
+            journal.before_change(path)
         return real_open(file, mode, *args, **kwargs)
 
-    builtins.open = guarded_open
-    io.open = guarded_open
-    _wrap_os_open(guard)
-    _wrap_paths(guard)
+    builtins.open = journalled_open
+    io.open = journalled_open
+    for name, wrap in _WRAPPERS.items():
+        setattr(os, name, wrap(journal, getattr(os, name)))
+    shutil.rmtree = _rmtree(journal, shutil.rmtree)  # type: ignore[assignment]
 
 
-def _wrap_os_open(guard: FileGuard) -> None:
-    real = os.open
-
-    def guarded(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+def _changing(journal: Journal, fn: Callable[..., Any], making_dir: bool = False) -> Callable[..., Any]:
+    def journalled(path: Any, *args: Any, **kwargs: Any) -> Any:
         text = _text_path(path)
-        if text is not None and "dir_fd" not in kwargs:
-            writes = bool(flags & _WRITE_FLAGS)
-            path = guard.for_write(text, not flags & os.O_TRUNC) if writes else guard.for_read(text)
-        return real(path, flags, *args, **kwargs)
+        if text is not None and kwargs.get("dir_fd") is None:
+            journal.before_change(text, making_dir)
+        return fn(path, *args, **kwargs)
 
-    os.open = guarded
+    return journalled
 
 
-def _wrap_paths(guard: FileGuard) -> None:
-    """Creating, removing and renaming under a root act on the sandbox's copy; the real entry stays."""
+def _opening(journal: Journal, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def journalled(path: Any, flags: int, *args: Any, **kwargs: Any) -> Any:
+        text = _text_path(path)
+        if text is not None and flags & _WRITE_FLAGS and kwargs.get("dir_fd") is None:
+            journal.before_change(text)
+        return fn(path, flags, *args, **kwargs)
 
-    def one(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def guarded(path: Any, *args: Any, **kwargs: Any) -> Any:
-            text = _text_path(path)
-            if text is None or "dir_fd" in kwargs or not guard.protected(text):
-                return fn(path, *args, **kwargs)
-            return fn(guard.for_write(text, keep_content=True), *args, **kwargs)
+    return journalled
 
-        return guarded
 
-    def removing(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def guarded(path: Any, *args: Any, **kwargs: Any) -> Any:
-            text = _text_path(path)
-            if text is None or "dir_fd" in kwargs or not guard.protected(text):
-                return fn(path, *args, **kwargs)
-            mirror = guard.mirrored(text)
-            return fn(mirror, *args, **kwargs) if os.path.lexists(mirror) else None  # the real one stays
+def _moving(journal: Journal, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def journalled(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
+        for side in _both(src, dst, kwargs):
+            if os.path.isdir(side) and side not in journal.seen:
+                _keep_tree_copy(journal, side)
+            else:
+                journal.before_change(side)
+        return fn(src, dst, *args, **kwargs)
 
-        return guarded
+    return journalled
 
-    def two(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def guarded(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
-            s, d = _text_path(src), _text_path(dst)
-            if s is None or d is None or not (guard.protected(s) or guard.protected(d)):
-                return fn(src, dst, *args, **kwargs)
-            return fn(guard.for_write(s, keep_content=True), guard.for_write(d, keep_content=False), *args, **kwargs)
 
-        return guarded
+def _both(src: Any, dst: Any, kwargs: dict[str, Any]) -> Iterator[str]:
+    if kwargs.get("src_dir_fd") is None and kwargs.get("dst_dir_fd") is None:
+        yield from (p for p in (_text_path(src), _text_path(dst)) if p is not None)
 
-    os.mkdir = one(os.mkdir)
-    for name in ("remove", "unlink", "rmdir"):
-        setattr(os, name, removing(getattr(os, name)))
-    shutil.rmtree = removing(shutil.rmtree)  # type: ignore[assignment]
-    os.rename = two(os.rename)
-    os.replace = two(os.replace)
+
+def _keep_tree_copy(journal: Journal, path: str) -> None:
+    """A directory that is renamed: its tree is copied aside first (rare; a removal is a cheap move instead)."""
+    aside = os.path.join(journal.sandbox, "kept", f"tree-{len(journal.seen)}")
+    shutil.copytree(path, aside, symlinks=True)
+    real = os.path.abspath(path)
+    journal.seen.add(real)
+    journal.touched.append(real)
+    journal._write(Entry("file-tree", real, aside))
+
+
+def _rmtree(journal: Journal, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def journalled(path: Any, *args: Any, **kwargs: Any) -> Any:
+        text = _text_path(path)
+        if text is not None and kwargs.get("dir_fd") is None and journal.before_removal(text):
+            return None  # moved aside: gone, as the script asked
+        return fn(path, *args, **kwargs)
+
+    return journalled
+
+
+_WRAPPERS: dict[str, Callable[[Journal, Callable[..., Any]], Callable[..., Any]]] = {
+    "open": _opening,
+    "mkdir": lambda journal, fn: _changing(journal, fn, making_dir=True),
+    "remove": _changing,
+    "unlink": _changing,
+    "rmdir": _changing,
+    "truncate": _changing,
+    "rename": _moving,
+    "replace": _moving,
+}

@@ -73,7 +73,7 @@ class StageRegistry:
         self._keep: list[Any] = []  # keeps tagged ops alive so their ids are never reused
         self._active: list[int] = []
         self.before_execution: Callable[[], None] = lambda: None  # runs on the user's thread, before Ray executes
-        self.files: Any = None  # a record.files.FileGuard while tuning: write targets become protected roots
+        self.files: Any = None  # a record.files.Journal while tuning: write targets become the outputs it restores
 
     def add(self, stage: Stage) -> None:
         self.stages.append(stage)

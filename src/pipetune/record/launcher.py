@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from pipetune.capture import EnvironmentSeen, EventSeen, Message, OpId, OpSamples, Outcome, Part, Started
 from pipetune.diagnose import bottleneck_label
-from pipetune.errors import RayUnavailable, ScriptError, UsageError
+from pipetune.errors import RayUnavailable, ScriptError, UsageError, describe_exception
 from pipetune.model import Event, EventKind, Run, RunStatus
 from pipetune.record import logs, stacks
 from pipetune.record.channel import ENV_FD, receive
@@ -68,10 +68,23 @@ def record(launch: Launch, store: Store, listener: Listener | None = None) -> Ru
     outcome = recorder.drive(_spawn(script, launch, overrides, address), launch)
     for event in logs.events_since(recorder.raylet_logs, header.started_at, header.started_at):
         store.append(header.id, EventSeen(event))
+    if launch.sandbox is not None:
+        _put_outputs_back(store, header.id, launch.sandbox)
     run = store.load(header.id)
     outcome = _judge(run, outcome)
     store.finish(header.id, outcome, run.rows, bottleneck_label(run))
     return outcome.applied_to(run)
+
+
+def _put_outputs_back(store: Store, run_id: str, sandbox: Path) -> None:
+    """Undo what the script itself wrote beside its outputs during a trial (``record.files``), and say so."""
+    from pipetune.record import files
+
+    restored = files.restore(sandbox)
+    if restored:
+        shown = ", ".join(restored[:5]) + (" ..." if len(restored) > 5 else "")
+        text = f"the script changed {len(restored)} path(s) beside its outputs; pipetune put them back: {shown}"
+        store.append(run_id, EventSeen(Event(0.0, EventKind.WARNING, text)))
 
 
 def check_script(path: Path) -> Path:
@@ -220,8 +233,16 @@ class _Recorder:
             case _:
                 self._keep(message)
         if self.listener is not None:
-            self.listener(message)
+            self._show(message)
         self._maybe_stop(message)
+
+    def _show(self, message: Message) -> None:
+        """A display that fails must not end the recording: it is switched off and the run goes on."""
+        try:
+            self.listener(message)  # type: ignore[misc]
+        except Exception as err:  # any bug of a renderer; the run's data is what matters
+            self.listener = None
+            print(f"pipetune: the live view stopped ({describe_exception(err)}); recording goes on", file=sys.stderr)
 
     def _keep(self, part: Part) -> None:
         if isinstance(part, EnvironmentSeen):

@@ -85,7 +85,7 @@ class LiveState:
     def bottleneck(self) -> OpId | None:
         """The stage the others wait for right now: the most blocks queued at a stage that has tasks running."""
         busy = [(line.queued, uid) for uid, line in self.stages.items() if line.tasks > 0 and line.queued > 0]
-        return max(busy)[1] if busy else None
+        return max(busy, key=lambda b: b[0])[1] if busy else None  # ties: the most upstream (OpIds have no order)
 
     @property
     def rows(self) -> float:
