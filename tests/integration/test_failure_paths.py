@@ -277,7 +277,7 @@ def test_a_whole_study_never_touches_the_real_output_even_with_plain_python_writ
     assert "never touch your outputs" in done.stderr
     view = json.loads(done.stdout)
     run = open_store(tmp_path / ".pipetune" / "pipetune.db").load(view["trials"][0]["run_id"])
-    [note] = [e.message for e in run.events if "went to the trial's sandbox" in e.message]
+    [note] = [e.message for e in run.events if "pipetune put them back" in e.message]
     assert str(out / "log.txt") in note
 
 

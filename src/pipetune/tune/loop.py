@@ -34,9 +34,9 @@ WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline h
 Say = Callable[[str], None]
 Watch = Callable[[str], AbstractContextManager[Listener]]
 SANDBOX_NOTE = (
-    "note: trials never touch your outputs: every write_* and every file the script writes itself under its "
-    "working directory or its write_* paths goes to a scratch directory; files a UDF writes from a Ray worker "
-    "are not redirected"
+    "note: trials never touch your outputs: every write_* goes to a scratch directory, and what the script "
+    "writes itself with Python under or beside a write_* path is put back after each trial; files C code or a "
+    "Ray worker writes there are not"
 )
 
 
