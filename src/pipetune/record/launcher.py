@@ -204,7 +204,7 @@ class _Recorder:
         with os.fdopen(read_fd, "rb") as stream:
             self._pump(proc, stream)
         for thread in self.captures:  # stacks being captured belong to the run: wait before it is closed
-            thread.join(timeout=60)
+            thread.join()  # bounded: each py-spy dump has its own time limit (record.stacks)
         if timer is not None:
             timer.cancel()
         outcome = self._outcome(proc.wait())

@@ -83,8 +83,9 @@ class MemoryStore:
     def add(self, run: Run) -> None:
         if run.id in self._runs:
             raise StoreError(f"the store already holds a run {run.id}", "it is left as it was")
+        parts = list(capture.messages_of(run))  # a run that cannot be taken apart fails before anything is kept
         self.create(RunHeader.of(run))
-        for part in capture.messages_of(run):
+        for part in parts:
             self.append(run.id, part)
         self.finish(run.id, Outcome.of(run), run.rows, "")
 
