@@ -7,9 +7,9 @@ recorder is ``run_script`` and the tuner ``tune_script``.
 
 from __future__ import annotations
 
-import importlib as _importlib
 import typing as _typing
 
+from pipetune._faces import lazy as _lazy
 from pipetune.errors import PipetuneError
 from pipetune.model import Event, Knobs, Run, RunStatus, Stage, StageKind
 from pipetune.settings import Settings
@@ -86,9 +86,4 @@ def tune_script(
     return result
 
 
-def __getattr__(name: str) -> _typing.Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(f"pipetune.{_LAZY[name]}"), name)
-    globals()[name] = value  # cached: looked up once
-    return value
+__getattr__ = _lazy(__name__, _LAZY)

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (  # top first; docs/architecture.md draws
     ("diagnose", "store"),
     ("settings", "capture", "metrics", "sourcecode"),
     ("model",),
-    ("_serde", "errors"),
+    ("_serde", "errors", "_faces"),
 )
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

@@ -5,8 +5,9 @@ The face of the package; names load on first use (the batch-size search starts r
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipetune._faces import lazy
 
 if TYPE_CHECKING:
     from pipetune.plan.batch_size import search
@@ -17,9 +18,4 @@ _HOME = {"Plan": "planner", "from_run": "stages", "from_source": "stages", "plan
 __all__ = ["Plan", "from_run", "from_source", "plan", "search"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value  # cached: looked up once
-    return value
+__getattr__ = lazy(__name__, _HOME)

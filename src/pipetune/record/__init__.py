@@ -8,8 +8,9 @@ Ray Data calls into stages, ``_ray_compat`` is the only module that touches ``ra
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipetune._faces import lazy
 
 if TYPE_CHECKING:
     from pipetune.record.launcher import Launch, Listener, StopRule, check_script, record
@@ -23,9 +24,4 @@ _HOME = {"Launch": "launcher", "Listener": "launcher", "StopRule": "launcher", "
 __all__ = ["Launch", "Listener", "StopRule", "check_script", "local_gpus", "record", "scratch", "shared_ray"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value  # cached: looked up once
-    return value
+__getattr__ = lazy(__name__, _HOME)

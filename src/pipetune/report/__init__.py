@@ -6,8 +6,9 @@ command should not pay for them).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipetune._faces import lazy
 
 if TYPE_CHECKING:
     from pipetune.report.doctor import diagnosis_text, diagnosis_view, verification_text, verification_view
@@ -81,9 +82,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value  # cached: looked up once
-    return value
+__getattr__ = lazy(__name__, _HOME)

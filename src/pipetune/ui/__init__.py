@@ -5,8 +5,9 @@ The face of the package; ``serve`` loads Starlette on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipetune._faces import lazy
 
 if TYPE_CHECKING:
     from pipetune.ui.app import serve
@@ -15,9 +16,4 @@ _HOME = {"serve": "app"}
 __all__ = ["serve"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value  # cached: looked up once
-    return value
+__getattr__ = lazy(__name__, _HOME)
