@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
-from pipetune.capture import Outcome, Part
+from pipetune.capture import Outcome, Part, messages_of
 from pipetune.errors import RunNotFound
 from pipetune.model import Run, RunStatus
 
@@ -149,6 +149,16 @@ class Store(Protocol):
     def close(self) -> None:
         """Release what the store holds open; the store is not used afterwards."""
         ...
+
+
+def store_whole(store: Store, run: Run) -> None:
+    """Keep a whole finished run (an import) through the store's own create/append/finish, so every store
+    imports the same way; a run that cannot be taken apart fails before anything is kept."""
+    parts = list(messages_of(run))
+    store.create(RunHeader.of(run))
+    for part in parts:
+        store.append(run.id, part)
+    store.finish(run.id, Outcome.of(run), run.rows, "")
 
 
 def chosen(ref: str, matches: Sequence[str], noun: Literal["run", "study"], where: str) -> str:

@@ -18,7 +18,7 @@ from pipetune import capture
 from pipetune.capture import Outcome, Part
 from pipetune.errors import StoreError
 from pipetune.model import Run, RunStatus
-from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, chosen
+from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, chosen, store_whole
 
 _WHERE = "the memory store"
 _IMMUTABLE = f"{_WHERE} refused a write (run is finished and immutable)"
@@ -83,11 +83,7 @@ class MemoryStore:
     def add(self, run: Run) -> None:
         if run.id in self._runs:
             raise StoreError(f"the store already holds a run {run.id}", "it is left as it was")
-        parts = list(capture.messages_of(run))  # a run that cannot be taken apart fails before anything is kept
-        self.create(RunHeader.of(run))
-        for part in parts:
-            self.append(run.id, part)
-        self.finish(run.id, Outcome.of(run), run.rows, "")
+        store_whole(self, run)
 
     def load(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)

@@ -18,7 +18,7 @@ from pipetune import capture
 from pipetune.capture import Outcome, Part
 from pipetune.errors import StoreError
 from pipetune.model import Run, RunStatus
-from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, chosen
+from pipetune.store.base import LAST, RunHeader, RunRow, StoredStudy, StudyRow, chosen, store_whole
 
 DEFAULT_PATH = Path(".pipetune") / "pipetune.db"
 APPLICATION_ID = 0x70697065  # "pipe": marks the file as ours
@@ -204,11 +204,7 @@ class SQLiteStore:
         """Store a whole run (e.g. imported from JSON) under its own id."""
         if self._exists(run.id):
             raise StoreError(f"the store already holds a run {run.id}", "it is left as it was")
-        parts = list(capture.messages_of(run))  # a run that cannot be taken apart fails before anything is kept
-        self.create(RunHeader.of(run))
-        for part in parts:
-            self.append(run.id, part)
-        self.finish(run.id, Outcome.of(run), run.rows, "")
+        store_whole(self, run)
 
     # -- reading --------------------------------------------------------------------------------------
 
