@@ -48,8 +48,7 @@ class Journal:
     def __init__(self, sandbox: str, exempt: list[str] | None = None) -> None:
         self.sandbox = os.path.abspath(sandbox)
         self.exempt = [self.sandbox, *(os.path.abspath(e) for e in exempt or [])]
-        self.seen: set[str] = set()
-        self.touched: list[str] = []
+        self.seen: set[str] = set()  # paths whose state before the trial is already kept
         os.makedirs(os.path.join(self.sandbox, "kept"), exist_ok=True)
 
     def protect(self, path: object) -> None:
@@ -57,29 +56,37 @@ class Journal:
         if isinstance(path, (str, os.PathLike)) and "://" not in str(path):
             self._write(Entry("root", os.path.abspath(os.fspath(path))))
 
-    def before_change(self, path: str, making_dir: bool = False) -> None:
-        """Keep ``path``'s state the first time the script is about to change it."""
-        real = os.path.abspath(path)
-        if real in self.seen or any(_under(real, e) for e in self.exempt):
+    def before_change(self, path: str, making_dir: bool = False, renaming: bool = False) -> None:
+        """Keep ``path``'s state the first time the script is about to change it (a directory about to be
+        renamed is copied whole: rare, and a removal is a cheap move instead)."""
+        real = self._first_time(path)
+        if real is None:
             return
-        self.seen.add(real)
-        self.touched.append(real)
-        entry = self._state_of(real)
+        entry = self._state_of(real, renaming)
         self._write(Entry("absent-dir", real) if making_dir and entry.op == "absent" else entry)
 
     def before_removal(self, path: str) -> bool:
         """A tree about to be removed is moved aside instead (instant on one file system); True if it was."""
-        real = os.path.abspath(path)
-        if real in self.seen or any(_under(real, e) for e in self.exempt) or not os.path.isdir(real):
+        if not os.path.isdir(path) or (real := self._first_time(path)) is None:
             return False
         aside = os.path.join(os.path.dirname(real), f".pipetune-kept-{secrets.token_hex(4)}-{os.path.basename(real)}")
         _rename(real, aside)
-        self.seen.add(real)
-        self.touched.append(real)
         self._write(Entry("tree", real, aside))
         return True
 
-    def _state_of(self, real: str) -> Entry:
+    def _first_time(self, path: str) -> str | None:
+        """The absolute path, the first time it is seen outside the exempt places; else None."""
+        real = os.path.abspath(path)
+        if real in self.seen or any(_under(real, e) for e in self.exempt):
+            return None
+        self.seen.add(real)
+        return real
+
+    def _state_of(self, real: str, renaming: bool) -> Entry:
+        if os.path.isdir(real) and renaming:
+            kept = os.path.join(self.sandbox, "kept", f"tree-{len(self.seen)}")
+            shutil.copytree(real, kept, symlinks=True)
+            return Entry("file-tree", real, kept)
         if os.path.isdir(real):
             return Entry("dir", real)
         if not os.path.lexists(real):
@@ -195,10 +202,7 @@ def _opening(journal: Journal, fn: Callable[..., Any]) -> Callable[..., Any]:
 def _moving(journal: Journal, fn: Callable[..., Any]) -> Callable[..., Any]:
     def journalled(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
         for side in _both(src, dst, kwargs):
-            if os.path.isdir(side) and side not in journal.seen:
-                _keep_tree_copy(journal, side)
-            else:
-                journal.before_change(side)
+            journal.before_change(side, renaming=True)
         return fn(src, dst, *args, **kwargs)
 
     return journalled
@@ -207,16 +211,6 @@ def _moving(journal: Journal, fn: Callable[..., Any]) -> Callable[..., Any]:
 def _both(src: Any, dst: Any, kwargs: dict[str, Any]) -> Iterator[str]:
     if kwargs.get("src_dir_fd") is None and kwargs.get("dst_dir_fd") is None:
         yield from (p for p in (_text_path(src), _text_path(dst)) if p is not None)
-
-
-def _keep_tree_copy(journal: Journal, path: str) -> None:
-    """A directory that is renamed: its tree is copied aside first (rare; a removal is a cheap move instead)."""
-    aside = os.path.join(journal.sandbox, "kept", f"tree-{len(journal.seen)}")
-    shutil.copytree(path, aside, symlinks=True)
-    real = os.path.abspath(path)
-    journal.seen.add(real)
-    journal.touched.append(real)
-    journal._write(Entry("file-tree", real, aside))
 
 
 def _rmtree(journal: Journal, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,7 +14,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import ray.data
@@ -23,6 +23,9 @@ from ray.data import ActorPoolStrategy, Dataset, TaskPoolStrategy
 from pipetune.errors import UsageError
 from pipetune.model import MATERIALIZING, Knobs, KnobValue, Stage, StageKind
 from pipetune.record import _ray_compat
+
+if TYPE_CHECKING:
+    from pipetune.record.files import Journal
 from pipetune.settings import KNOBS, Knob, Settings, Where
 
 _RAY_DIR = os.path.dirname(ray.__file__) + os.sep
@@ -73,7 +76,7 @@ class StageRegistry:
         self._keep: list[Any] = []  # keeps tagged ops alive so their ids are never reused
         self._active: list[int] = []
         self.before_execution: Callable[[], None] = lambda: None  # runs on the user's thread, before Ray executes
-        self.files: Any = None  # a record.files.Journal while tuning: write targets become the outputs it restores
+        self.files: Journal | None = None  # while tuning: write targets become the outputs it restores
 
     def add(self, stage: Stage) -> None:
         self.stages.append(stage)
