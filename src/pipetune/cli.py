@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--stage", required=True, help="the stage: index, key or UDF name")
     batch.add_argument("--start", type=int, default=16, help="the first batch size to measure (default 16)")
     batch.add_argument("--rows", type=int, default=2048, help="rows of real input each probe reads (default 2048)")
+    batch.add_argument("--max", type=int, default=1 << 16, help="the largest batch size to measure (default 65536)")
     batch.add_argument("--address", help="attach to this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     batch.add_argument("--json", action="store_true")
     batch.set_defaults(handler=cmd_batch_size)
@@ -470,10 +471,11 @@ def cmd_batch_size(ns: argparse.Namespace) -> int:
     from pipetune.store import open_store
 
     script = check_script(ns.script)
-    if ns.start < 1 or ns.rows < 1:
-        raise UsageError("--start and --rows take whole numbers of 1 or more")
+    if ns.start < 1 or ns.rows < 1 or ns.max < ns.start:
+        raise UsageError("--start and --rows take whole numbers of 1 or more, and --max one no smaller than --start")
     say = (lambda line: None) if ns.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    result = search(open_store(ns.store), script, tuple(ns.script_args), ns.stage, ns.start, ns.rows, ns.address, say)
+    result = search(open_store(ns.store), script, tuple(ns.script_args), ns.stage, ns.start, ns.rows, ns.address, say,
+                    max_batch=ns.max)  # fmt: skip
     best = result.best
     if ns.json:
         view = {

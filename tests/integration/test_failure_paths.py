@@ -179,7 +179,7 @@ def _trial_running(db: Path) -> str | None:
 @pytest.mark.timeout(900)
 def test_ctrl_c_during_tune_keeps_the_trial_interrupted_and_the_study_resumable(tmp_path: Path) -> None:
     script = PIPELINES / "pandas_batches.py"
-    proc = start("tune", script, "--budget", "2", "--no-warmup", "--json", cwd=tmp_path)
+    proc = start("tune", script, "--budget", "1", "--no-warmup", "--json", cwd=tmp_path)
     db = tmp_path / ".pipetune" / "pipetune.db"
     try:
         wait_for("a trial under way", lambda: _trial_running(db) is not None, timeout=240)
@@ -204,7 +204,7 @@ def test_ctrl_c_during_tune_keeps_the_trial_interrupted_and_the_study_resumable(
 @pytest.mark.timeout(900)
 def test_kill_9_mid_trial_then_resume_runs_that_trial_again_and_redoes_nothing(tmp_path: Path) -> None:
     script = PIPELINES / "pandas_batches.py"
-    proc = start("tune", script, "--budget", "2", "--no-warmup", cwd=tmp_path)
+    proc = start("tune", script, "--budget", "1", "--no-warmup", cwd=tmp_path)
     db = tmp_path / ".pipetune" / "pipetune.db"
     try:
         wait_for("a trial under way", lambda: _trial_running(db) is not None, timeout=240)
@@ -270,7 +270,7 @@ def test_a_whole_study_never_touches_the_real_output_even_with_plain_python_writ
     assert first.returncode == 0, first.stderr[-2000:]  # a real run writes the real output, as python would
     before = digest(out)
     assert (out / "log.txt").read_text() == "run started\n" and "_MANIFEST.json" in before
-    done = pipetune("tune", "side_writer.py", "--budget", "2", "--no-warmup", "--address", address,
+    done = pipetune("tune", "side_writer.py", "--budget", "1", "--no-warmup", "--address", address,
                     "--json", "--", str(out), cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert digest(out) == before  # not one byte of the real output changed, nor a file added

@@ -228,7 +228,7 @@ def test_nodes_on_other_hosts_are_sampled_by_a_pinned_actor(ray_cluster: object)
 
 
 def test_the_watchdog_names_the_frame_stuck_workers_are_in(work: Path, address: str) -> None:
-    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "6", "--timeout", "75", cwd=work)
+    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "6", "--timeout", "30", cwd=work)
     assert result.returncode != 0
     run = open_store(work / ".pipetune" / "pipetune.db").load("last")
     [stall] = [e for e in run.events if e.kind is EventKind.STALL]

@@ -23,7 +23,7 @@ def test_tune_measures_a_change_writes_the_best_and_never_touches_the_output(tmp
     """The mechanism, not the speed: whether the trial is kept depends on this machine's noise."""
     script = tmp_path / "pandas_batches.py"
     script.write_text((PIPELINES / "pandas_batches.py").read_text())
-    done = pipetune("tune", script.name, "--budget", "2", "--no-warmup", "--address", address, "--json", cwd=tmp_path)
+    done = pipetune("tune", script.name, "--budget", "1", "--no-warmup", "--address", address, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     view = json.loads(done.stdout)
     assert [t["role"] for t in view["trials"]][:2] == ["baseline", "trial"]

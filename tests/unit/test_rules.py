@@ -226,6 +226,14 @@ def test_no_progress_for_a_long_time_is_a_stall() -> None:
     assert rule("stall", with_(two_stage_run(), op_samples=progress(list(range(50))))) == []
 
 
+def test_a_pause_the_watchdog_caught_is_a_stall_at_the_users_threshold() -> None:
+    short = with_(two_stage_run(), op_samples=progress([0, 10] + [10] * 12))  # 12 s without progress
+    assert rule("stall", short) == []  # under the guide's 30 s
+    caught = Event(8.0, EventKind.STALL, "no rows moved for 6 s; workers of MapBatches(work) are in work (p.py:3)")
+    [f] = rule("stall", with_(short, events=(caught,)))
+    assert f.evidence[0].value == 12 and "work (p.py:3)" in f.cause
+
+
 def test_pauses_that_resume_are_intermittent() -> None:
     rows = [0, 1] + [1] * 8 + [2, 3] + [3] * 8 + [4, 5]
     [f] = rule("intermittent-stall", with_(two_stage_run(), op_samples=progress([float(r) for r in rows])))

@@ -32,6 +32,7 @@ class SearchResult:
 def search(
     store: Store, script: Path, args: tuple[str, ...], stage: str, start: int, rows: int,
     address: str | None = None, say: Callable[[str], None] = lambda line: None, max_probes: int = 8,
+    max_batch: int = 1 << 16,
 ) -> SearchResult:  # fmt: skip
     probes: list[Probe] = []
     batch: int | None = start
@@ -42,7 +43,7 @@ def search(
             device = _device(run, stage)
             probes.append(_measure(run, stage, batch, device))
             say(_line(probes[-1]))
-            batch = next_batch(probes)
+            batch = next_batch(probes, max_batch)
     note = "" if device == "gpu" else "no GPU on this cluster: the CPU path was measured, the GPU path was not"
     return SearchResult(stage, device, tuple(probes), fastest(probes), note)
 

@@ -85,9 +85,17 @@ def _task_scale(run: Run) -> float:
     return 2 * max((s.task_s.p90 for e in run.executions for s in e.stats), default=0.0)
 
 
+def _stall_limit(run: Run) -> float:
+    """The shortest pause that is a stall. Where the recorder's watchdog fired, it already judged the run
+    stalled at the threshold the user gave it (``--stall-after``); otherwise the guide's 30 s."""
+    if any(e.kind is EventKind.STALL for e in run.events):
+        return _task_scale(run)
+    return max(th.STALL_S.value, _task_scale(run))
+
+
 def check_stall(facts: Facts) -> list[Finding]:
-    limit = max(th.STALL_S.value, _task_scale(facts.run))
-    gaps = [g for g in progress_gaps(facts.run) if g[1] >= limit]
+    limit = _stall_limit(facts.run)
+    gaps = [g for g in progress_gaps(facts.run) if g[1] >= limit and g[1] > 0]
     if not gaps:
         return []
     start, length, uid = max(gaps, key=lambda g: g[1])
