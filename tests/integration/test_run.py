@@ -144,14 +144,6 @@ def test_not_a_ray_data_pipeline(work: Path, address: str) -> None:
     assert "without building a Ray Data pipeline" in last_line(result.stderr)
 
 
-def test_a_hanging_pipeline_is_stopped_at_its_time_limit_and_kept(work: Path, address: str) -> None:
-    result = pipetune("run", "hangs.py", "--address", address, "--timeout", "30", cwd=work)
-    assert result.returncode != 0
-    run = open_store(work / ".pipetune" / "pipetune.db").load("last")
-    assert run.status is RunStatus.KILLED and "time limit" in run.error
-    assert run.stages and run.executions and run.op_samples  # everything recorded until then is kept
-
-
 def test_a_driver_killed_with_sigkill_keeps_what_was_recorded(work: Path, address: str) -> None:
     result = pipetune("run", "self_kill.py", "--address", address, cwd=work)
     assert result.returncode != 0
@@ -227,10 +219,12 @@ def test_nodes_on_other_hosts_are_sampled_by_a_pinned_actor(ray_cluster: object)
         ray.shutdown()
 
 
-def test_the_watchdog_names_the_frame_stuck_workers_are_in(work: Path, address: str) -> None:
+def test_a_hang_is_stopped_at_its_time_limit_kept_and_its_stuck_frame_named(work: Path, address: str) -> None:
     result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "6", "--timeout", "30", cwd=work)
     assert result.returncode != 0
     run = open_store(work / ".pipetune" / "pipetune.db").load("last")
+    assert run.status is RunStatus.KILLED and "time limit" in run.error
+    assert run.stages and run.executions and run.op_samples  # everything recorded until then is kept
     [stall] = [e for e in run.events if e.kind is EventKind.STALL]
     assert "stuck (hangs.py:11)" in stall.message and "MapBatches(stuck)" in stall.message
     assert "time.sleep" in stall.detail or "stuck" in stall.detail
