@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipetune.diagnose.capacity import as_run
+from pipetune.diagnose.capacity import Pool, Room, as_run, place, rooms
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.rules.stalls import check_blocking_pool
 from pipetune.lint.checklist import State, checklist
-from pipetune.model import Operator, Run, StageKind
+from pipetune.model import Environment, NodeInfo, Operator, Run, StageKind
 from pipetune.settings import Settings
 from pipetune.tune.feasible import unschedulable
-from tests.unit.builders import op_stats, pipeline, stage
+from tests.unit.builders import op_stats, pipeline, stage, with_
 
 
 def pool_run(actors: int, actor_cpus: float, cpus: float = 3.0) -> Run:
@@ -31,7 +31,7 @@ def pool_run(actors: int, actor_cpus: float, cpus: float = 3.0) -> Run:
 @pytest.mark.parametrize(("actors", "actor_cpus", "fits"), [(2, 1.0, True), (2, 1.5, False), (3, 1.0, False)])
 def test_every_judge_of_pool_fit_agrees(actors: int, actor_cpus: float, fits: bool) -> None:
     run = pool_run(actors, actor_cpus)
-    assert as_run(run).fits(3.0) is fits
+    assert as_run(run).fits(rooms(run)) is fits
     assert (unschedulable(run, Settings()) is None) is fits  # the tuner never tries what would hang
     assert (not check_blocking_pool(Facts.of(run))) is fits  # the doctor names the hang
     [item] = [i for i in checklist(run, None) if i.name == "concurrency matches resources"]
@@ -41,3 +41,31 @@ def test_every_judge_of_pool_fit_agrees(actors: int, actor_cpus: float, fits: bo
 def test_a_blocking_pool_is_shrunk_to_what_leaves_the_tasks_room() -> None:
     [finding] = check_blocking_pool(Facts.of(pool_run(3, 1.0)))
     assert finding.fix is not None and finding.fix.proposed == 2  # 3 CPUs, 1 left for a read or write task
+
+
+def on_nodes(run: Run, *nodes: dict[str, float]) -> Run:
+    infos = tuple(NodeInfo(f"n{i}", f"10.0.0.{i}", r) for i, r in enumerate(nodes))
+    total = {k: sum(n.get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
+    return with_(run, env=Environment(cluster_resources=total, nodes=infos))
+
+
+def test_a_pool_spread_across_two_nodes_leaves_no_node_a_whole_cpu() -> None:
+    """2 nodes x 2 CPUs: 2 actors x 1.5 CPUs + 1-CPU read tasks fit the totals (4 of 4) and hang on the nodes."""
+    run = on_nodes(pool_run(2, 1.5), {"CPU": 2.0}, {"CPU": 2.0})
+    assert as_run(run).pool_cpus + as_run(run).task_cpus <= 4.0  # what a check on cluster totals accepts
+    why = unschedulable(run, Settings())
+    assert why is not None and "at most 0.5 CPUs on a node" in why
+    assert check_blocking_pool(Facts.of(run))  # the doctor says so too
+    assert unschedulable(on_nodes(pool_run(2, 1.0), {"CPU": 2.0}, {"CPU": 2.0}), Settings()) is None
+
+
+def test_actors_go_where_there_is_most_room_and_a_gpu_task_needs_a_free_gpu() -> None:
+    free = place([Pool(2, 1.0, 1.0)], [Room(8.0, 1.0), Room(8.0, 1.0), Room(4.0, 0.0)])
+    assert free == [Room(7.0, 0.0), Room(7.0, 0.0), Room(4.0, 0.0)]  # one GPU actor per GPU node
+    assert place([Pool(3, 1.0, 1.0)], [Room(8.0, 1.0), Room(8.0, 1.0)]) is None  # a third GPU actor has no GPU
+    run = on_nodes(pool_run(1, 1.0), {"CPU": 4.0, "GPU": 1.0})
+    gpu_pool = Settings.from_config({"stages": {"1": {"num_gpus": 1}}})  # type: ignore[arg-type]
+    assert unschedulable(run, gpu_pool) is None
+    gpu_tasks_too = Settings.from_config({"stages": {"1": {"num_gpus": 1}, "0": {"num_gpus": 1}}})  # type: ignore[arg-type]
+    why = unschedulable(run, gpu_tasks_too)
+    assert why is not None and "1 GPUs" in why  # the pool holds the only GPU a read task would need

@@ -5,7 +5,7 @@ model (``capacity``), and the one home of each judgement other packages share: p
 """
 
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates
-from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, as_run, cpus_of, pool_size, reservations
+from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, Room, as_run, cpus_of, pool_size, reservations, rooms
 from pipetune.diagnose.engine import Diagnosis, classify, diagnose
 from pipetune.diagnose.facts import Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
@@ -31,6 +31,7 @@ __all__ = [
     "OpType",
     "OperatorRate",
     "Outcome",
+    "Room",
     "Verification",
     "as_run",
     "bottleneck_label",
@@ -46,6 +47,7 @@ __all__ = [
     "operator_rates",
     "pool_size",
     "reservations",
+    "rooms",
     "stage_times",
     "verify",
 ]

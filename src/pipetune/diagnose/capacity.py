@@ -9,7 +9,7 @@ the time outside the execution does not change. The figures rank candidate chang
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipetune.diagnose import thresholds as th
@@ -108,20 +108,91 @@ DEFAULT_NUM_CPUS = 1.0  # Ray Data reserves 1 CPU per map task and per actor unl
 
 
 @dataclass(frozen=True)
+class Room:
+    """What one node offers Ray's scheduler (its logical CPUs and GPUs)."""
+
+    cpus: float
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class Pool:
+    actors: int  # kept for the whole execution: the fixed size, or the minimum
+    cpus: float  # per actor
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
 class Reservations:
-    """What a pipeline's settings hold: actor pools keep their CPUs and GPUs for the whole execution; the task
-    stages then need room for at least one task of the hungriest of them, or the pipeline waits forever."""
+    """What a pipeline's settings hold: actor pools keep their CPUs and GPUs for the whole execution; every task
+    stage then needs room for at least one of its tasks on some node, or the pipeline waits forever."""
 
-    pool_cpus: float
-    pool_gpus: float
-    task_cpus: float  # one task of the task stage that reserves the most
+    pools: tuple[Pool, ...]
+    tasks: tuple[Room, ...]  # one task of each task stage
 
-    def fits(self, cpus: float) -> bool:
-        return self.pool_cpus + self.task_cpus <= cpus + 1e-9
+    @property
+    def pool_cpus(self) -> float:
+        return sum(p.actors * p.cpus for p in self.pools)
+
+    @property
+    def pool_gpus(self) -> float:
+        return sum(p.actors * p.gpus for p in self.pools)
+
+    @property
+    def task_cpus(self) -> float:
+        """One task of the task stage that reserves the most."""
+        return max((t.cpus for t in self.tasks), default=0.0)
+
+    def fits(self, nodes: Sequence[Room]) -> bool:
+        return self.why_not(nodes) is None
+
+    def why_not(self, nodes: Sequence[Room]) -> str | None:
+        """Why these reservations cannot all run on ``nodes``, or None when they can."""
+        free = place(self.pools, nodes)
+        if free is None:
+            held = f"{self.pool_cpus:g} CPUs and {self.pool_gpus:g} GPUs"
+            return f"actor pools hold {held}: not every actor finds a node with room for it"
+        for task in self.tasks:
+            if not any(_holds(room, task) for room in free):
+                left = max((room.cpus for room in free), default=0.0)
+                return (f"the actor pools leave at most {left:g} CPUs on a node and a task needs {task.cpus:g} CPUs"
+                        f"{f' and {task.gpus:g} GPUs' if task.gpus else ''}: the pipeline would hang")  # fmt: skip
+        return None
 
     def left_for_pools(self, cpus: float) -> float:
-        """CPUs the actor pools may hold between them and still leave the task stages room."""
+        """CPUs the actor pools may hold between them and still leave the task stages room (on one node)."""
         return cpus - self.task_cpus
+
+
+def _holds(room: Room, need: Room) -> bool:
+    return room.cpus + 1e-9 >= need.cpus and room.gpus + 1e-9 >= need.gpus
+
+
+def place(pools: Iterable[Pool], nodes: Sequence[Room]) -> list[Room] | None:
+    """The room left on each node once every actor is placed, or None when some actor finds no node.
+
+    Ray Data schedules with ``DataContext.scheduling_strategy``, "SPREAD" by default (Ray's docs): each actor goes
+    to the node with the most room left that can hold it, so a pool spreads across nodes rather than packing one
+    and leaving the other whole. Largest actors first."""
+    free = list(nodes)
+    actors = sorted((Room(p.cpus, p.gpus) for p in pools for _ in range(p.actors)), key=lambda a: (-a.gpus, -a.cpus))
+    for actor in actors:
+        fitting = [i for i, room in enumerate(free) if _holds(room, actor)]
+        if not fitting:
+            return None
+        i = max(fitting, key=lambda j: (free[j].cpus, free[j].gpus, -j))
+        free[i] = Room(free[i].cpus - actor.cpus, free[i].gpus - actor.gpus)
+    return free
+
+
+def rooms(run: Run) -> tuple[Room, ...]:
+    """The run's nodes as the scheduler sees them; the cluster's totals as one node where nodes were not recorded."""
+    nodes = tuple(Room(n.resources.get("CPU", 0.0), n.resources.get("GPU", 0.0)) for n in run.env.nodes)
+    nodes = tuple(n for n in nodes if n.cpus or n.gpus)
+    if nodes:
+        return nodes
+    total = run.env.cluster_resources
+    return (Room(total.get("CPU", 0.0), total.get("GPU", 0.0)),)
 
 
 def pool_size(knobs: Knobs) -> int:
@@ -139,12 +210,9 @@ def cpus_of(knobs: Knobs) -> float:
 def reservations(stages: Iterable[tuple[Stage, Knobs]]) -> Reservations:
     """Reservations of these stages run with these knobs (a stage Ray fused into an actor needs no room)."""
     staged = list(stages)
-    pools = [(s, k) for s, k in staged if s.kind is StageKind.ACTOR]
-    tasks = [cpus_of(k) for s, k in staged if s.kind is not StageKind.ACTOR]
     return Reservations(
-        pool_cpus=sum(pool_size(k) * cpus_of(k) for _, k in pools),
-        pool_gpus=sum(pool_size(k) * (k.num_gpus or 0.0) for _, k in pools),
-        task_cpus=max(tasks, default=0.0),
+        pools=tuple(Pool(pool_size(k), cpus_of(k), k.num_gpus or 0.0) for s, k in staged if s.kind is StageKind.ACTOR),
+        tasks=tuple(Room(cpus_of(k), k.num_gpus or 0.0) for s, k in staged if s.kind is not StageKind.ACTOR),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from pipetune.diagnose import Facts, as_run
+from pipetune.diagnose import Facts, as_run, rooms
 from pipetune.lint.engine import lint_source
 from pipetune.lint.findings import LintFinding
 from pipetune.model import Run, StageKind
@@ -95,9 +95,9 @@ def _concurrency(run: Run) -> Item:
         if per_gpu and size is not None and facts.gpus and size != int(facts.gpus / per_gpu):
             problems.append(f"{s.key}: {size} actors x {per_gpu:g} GPU on {facts.gpus:g} GPUs")
     held = as_run(run)
-    if facts.cpus and not held.fits(facts.cpus):
-        problems.append(f"the pools hold {held.pool_cpus:g} of {facts.cpus:g} CPUs; the task stages need "
-                        f"{held.task_cpus:g} more")  # fmt: skip
+    why = held.why_not(rooms(run)) if facts.cpus else None
+    if why:
+        problems.append(why)
     if problems:
         return Item(name, State.FAILED, "; ".join(problems))
     return Item(name, State.PASSED, f"{len(pools)} pool(s) fit the cluster's {facts.cpus:g} CPUs / {facts.gpus:g} GPUs")

@@ -3,7 +3,7 @@
 Pure. An actor pool holds its CPUs (and GPUs) for the whole execution; task stages need at least one task's
 worth of what is left, or the pipeline waits forever. That is the classic hang on a small machine: a pool of
 actors reserving every CPU while the read tasks that feed it cannot start. A task or actor that asks for more
-than the largest node has never starts either.
+than the largest node has never starts either. The one home of "does it fit" is ``diagnose.capacity``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipetune.diagnose import cpus_of, reservations
+from pipetune.diagnose import cpus_of, reservations, rooms
 from pipetune.model import Knobs, Run, Stage
 from pipetune.settings import Settings
 
@@ -50,7 +50,7 @@ def unschedulable(run: Run, overrides: Settings) -> str | None:
         too_big = _too_big(stage, knobs, res)
         if too_big:
             return too_big
-    return _starved(stages, res)
+    return _starved(run, stages)
 
 
 def _too_big(stage: Stage, knobs: Knobs, res: Resources) -> str | None:
@@ -63,12 +63,7 @@ def _too_big(stage: Stage, knobs: Knobs, res: Resources) -> str | None:
     return None
 
 
-def _starved(stages: list[tuple[Stage, Knobs]], res: Resources) -> str | None:
-    held = reservations(stages)
-    if held.pool_gpus > res.gpus + 1e-9:
-        return f"actor pools hold {held.pool_gpus:g} GPUs; the cluster has {res.gpus:g}"
-    if not held.fits(res.cpus):
-        need = held.task_cpus
-        what = f"the task stages need {need:g} more to run" if need else "nothing is left"
-        return f"actor pools hold {held.pool_cpus:g} of {res.cpus:g} CPUs and {what}: the pipeline would hang"
-    return None
+def _starved(run: Run, stages: list[tuple[Stage, Knobs]]) -> str | None:
+    """Placed node by node, as Ray's scheduler would: cluster totals hide a pool spread so thin that no node
+    has a whole CPU left for a read task."""
+    return reservations(stages).why_not(rooms(run))

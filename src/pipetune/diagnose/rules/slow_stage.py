@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate
-from pipetune.diagnose.capacity import as_run
+from pipetune.diagnose.capacity import as_run, rooms
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import finding, throughput_criterion
@@ -87,4 +87,4 @@ def _choose(facts: Facts, stage: Stage, op: Operator, rate: OperatorRate) -> tup
 
 def _fits(facts: Facts, stage: Stage, op: Operator, actors: int) -> bool:
     """More actors must leave the task stages room for a task (else it hangs)."""
-    return as_run(facts.run, {stage.index: replace(stage.knobs, concurrency=actors)}).fits(facts.cpus)
+    return as_run(facts.run, {stage.index: replace(stage.knobs, concurrency=actors)}).fits(rooms(facts.run))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pipetune.diagnose import thresholds as th
-from pipetune.diagnose.capacity import as_run
+from pipetune.diagnose.capacity import as_run, rooms
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.progress import in_flight, moved
@@ -181,7 +181,7 @@ def check_blocking_pool(facts: Facts) -> list[Finding]:
         if op.compute != "actors" or not op.max_concurrency or facts.cpus <= 0:
             continue
         held = as_run(facts.run)
-        if held.fits(facts.cpus) or not held.task_cpus:
+        if held.fits(rooms(facts.run)) or not held.task_cpus:
             continue
         reserved = op.max_concurrency * op.num_cpus
         lead = facts.lead_of(op)
