@@ -61,7 +61,7 @@ def test_a_change_inside_the_noise_is_not_a_win() -> None:
 
 def test_a_small_win_seen_once_is_repeated_and_a_large_one_kept() -> None:
     assert judge([10.0], [9.2], can_repeat=True).verdict is Verdict.REPEAT
-    assert judge([10.0], [9.2], can_repeat=False).verdict is Verdict.KEPT
+    assert judge([10.0], [9.2], can_repeat=False).verdict is Verdict.UNCONFIRMED  # the last trial: not kept
     assert judge([10.0], [5.0], can_repeat=True).verdict is Verdict.KEPT
     assert judge([10.0], [12.0], can_repeat=True).verdict is Verdict.SLOWER
 
@@ -95,6 +95,18 @@ def test_tiny_batches_are_grown_first_when_fixed_costs_dominate() -> None:
     (grown,) = proposal.settings.stages
     assert isinstance(grown.value, int) and grown.value >= 64 * 16
     assert proposal.predicted > 2
+
+
+def test_a_predicted_gain_inside_the_noise_is_never_proposed() -> None:
+    run = etl_run()
+    best = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
+    assert best is not None and best.predicted > 1
+    just_below = (best.predicted - 1) * 100 * 0.99
+    same = ModelGuided().propose(View(Settings(), run, frozenset(), noise_pct=just_below))  # type: ignore[arg-type]
+    assert same is not None and same.settings == best.settings  # a gain that clears the noise is proposed
+    noisy = ModelGuided().propose(View(Settings(), run, frozenset(), noise_pct=(best.predicted - 1) * 100))  # type: ignore[arg-type]
+    assert noisy is None or noisy.settings != best.settings  # no longer measurable: not proposed
+    assert noisy is None or noisy.predicted == 1.0 or noisy.predicted > 1 + (best.predicted - 1)
 
 
 def test_a_limiting_actor_pool_grows_with_smaller_reservations_so_it_fits() -> None:

@@ -23,12 +23,14 @@ class Judgement:
 
 
 def judge(incumbent: Sequence[float], trial: Sequence[float], can_repeat: bool) -> Judgement:
-    """Compare medians; repeat once when a single run shows a gain less than twice the noise."""
+    """Compare medians. A single run that gains less than twice the noise is repeated before it is believed;
+    with no budget left to repeat it (the last trial), it is not kept."""
     seen = compare(incumbent, trial)
     verdict = {Outcome.REGRESSED: Verdict.SLOWER, Outcome.WITHIN_NOISE: Verdict.WITHIN_NOISE}.get(seen.outcome)
     if verdict is None:
-        once = len(trial) < 2 and can_repeat and not seen.beyond_twice_the_noise
-        verdict = Verdict.REPEAT if once else Verdict.KEPT
+        verdict = Verdict.KEPT
+        if len(trial) < 2 and not seen.beyond_twice_the_noise:
+            verdict = Verdict.REPEAT if can_repeat else Verdict.UNCONFIRMED
     return Judgement(verdict, seen.improvement_pct, seen.noise_pct)
 
 

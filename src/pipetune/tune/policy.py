@@ -58,6 +58,7 @@ class View:
     tried: frozenset[str]  # the keys (``Settings.key``) of every configuration measured
     failed: frozenset[StageSetting] = frozenset()  # the changes of trials that failed (e.g. a batch out of memory)
     lost: frozenset[StageSetting] = frozenset()  # the changes of trials that ran slower than the incumbent
+    noise_pct: float = 0.0  # the noise band of the incumbent's runs: a predicted gain inside it is not proposed
 
 
 class SearchPolicy(Protocol):
@@ -65,7 +66,8 @@ class SearchPolicy(Protocol):
 
     Contract: ``propose`` is deterministic for a given view; it never returns settings whose full
     configuration (the incumbent's settings with the proposal's applied) is in ``view.tried``; it only returns
-    settings Ray can schedule on the recorded cluster; it returns None when it has nothing left to try.
+    settings Ray can schedule on the recorded cluster; it never returns a change whose predicted gain is inside
+    ``view.noise_pct`` (a gain no measurement could tell from noise); it returns None when it has nothing left.
     """
 
     name: str
@@ -78,9 +80,14 @@ class ModelGuided:
 
     def propose(self, view: View) -> Proposal | None:
         facts = Facts.of(view.run)
-        capped = (_below_failures(_back_off(p, view), view) for p in candidates(facts))
-        viable = [p for p in capped if p is not None and _viable(p, view)]
+        capped = (_below_failures(_back_off(facts, p, view), view) for p in candidates(facts))
+        viable = [p for p in capped if p is not None and _viable(p, view) and _measurable(p, view)]
         return min(viable, key=_rank, default=None)
+
+
+def _measurable(p: Proposal, view: View) -> bool:
+    """A predicted gain must clear the noise; 1.0 is "the model cannot say", which the trial run decides."""
+    return p.predicted == 1.0 or p.predicted > 1 + view.noise_pct / 100
 
 
 def _rank(p: Proposal) -> tuple[float, int, float]:
@@ -173,7 +180,7 @@ def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
     return replace(fix, proposed=measured) if measured < fix.current else fix
 
 
-def _back_off(p: Proposal, view: View) -> Proposal:
+def _back_off(facts: Facts, p: Proposal, view: View) -> Proposal:
     """A num_cpus that lost (slower, or stopped at its time box) is not pushed further: the next try sits
     half-way, in ratio, between the incumbent's value and the one that lost."""
     first = p.settings.stages[0] if p.settings.stages else None
@@ -190,7 +197,9 @@ def _back_off(p: Proposal, view: View) -> Proposal:
     settings = Settings(tuple(replace(x, value=middle) for x in p.settings.stages), p.settings.context)
     reason = f"{nearest:g} lost to the incumbent: half-way, in ratio, between {current:g} and {nearest:g}"
     what = f"{p.change.split(' -> ')[0]} -> {show('num_cpus', middle)}"  # the change's own words for "from"
-    return replace(p, settings=settings, change=what, reason=reason)
+    op = facts.operator_of(int(first.selector))
+    gain = predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=middle)) if op else 1.0
+    return replace(p, settings=settings, change=what, reason=reason, predicted=gain)  # predicted anew
 
 
 def _predicted(facts: Facts, f: Finding) -> float:

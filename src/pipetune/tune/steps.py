@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from pipetune.diagnose import Facts
+from pipetune.diagnose import Facts, noise_band
 from pipetune.model import Run
 from pipetune.settings import Settings
 from pipetune.tune.bound import bound
@@ -67,7 +67,7 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     lost = frozenset(
         s for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED) for s in t.settings.stages
     )
-    view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost)
+    view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost, noise_band(walls, ()))
     proposal = policy.propose(view)
     if proposal is None:
         return Finish("nothing left to try: every proposal was tried or cannot be scheduled")

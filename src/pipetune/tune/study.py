@@ -32,6 +32,7 @@ class Verdict(enum.StrEnum):
     BASELINE = "baseline"
     KEPT = "kept"
     WITHIN_NOISE = "reverted: within noise"
+    UNCONFIRMED = "reverted: seen once, within twice the noise"  # no budget left to repeat it
     SLOWER = "reverted: slower"
     STOPPED = "reverted: stopped at its time box"
     FAILED = "reverted: failed"
