@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from pipetune.errors import UsageError
-from pipetune.model import KnobValue, Stage
+from pipetune.model import Knobs, KnobValue, Stage
 
 ContextValue = bool | int | float | str | None | list[object]  # a DataContext field's value, as JSON can hold it
+
+DEFAULT = "default"  # a stage knob's value meaning "Ray Data's own default": the argument is removed from the call
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -65,7 +67,10 @@ class Knob:
     show: Callable[[object], str]
 
     def value(self, raw: object) -> KnobValue:
-        """``raw`` (``--set`` text or a config value) typed and range-checked, or the one-line refusal."""
+        """``raw`` (``--set`` text or a config value) typed and range-checked, or the one-line refusal.
+        ``default`` is valid for every knob: Ray Data's own default, the argument removed."""
+        if raw == DEFAULT:
+            return DEFAULT
         try:
             return self.parse(raw)
         except (ValueError, TypeError):
@@ -222,6 +227,11 @@ class Settings:
     def for_stage(self, stage: Stage) -> dict[str, KnobValue]:
         """The knob values these settings put on ``stage``; later settings win over earlier ones."""
         return {o.knob: o.value for o in self.stages if o.matches(stage)}
+
+    def knobs_of(self, stage: Stage) -> Knobs:
+        """``stage``'s knobs with these settings applied (``default`` is None there: Ray Data's default)."""
+        changes = {k: None if v == DEFAULT else v for k, v in self.for_stage(stage).items()}
+        return stage.knobs.replace(**changes) if changes else stage.knobs
 
     def merged(self, other: Settings) -> Settings:
         """``other`` applied on top of these settings (all kept: see :meth:`collapsed`)."""

@@ -47,6 +47,12 @@ def test_missing_keywords_are_added_in_the_calls_own_style() -> None:
     assert "    num_cpus=1,\n    memory=1024,\n)" in multi.patched  # type: ignore[attr-defined]
 
 
+def test_a_default_removes_the_argument_so_ray_datas_own_default_applies() -> None:
+    p = patch({"stages": {"1": {"batch_size": "default"}, "2": {"concurrency": "default"}}})
+    assert "    enrich,  # the UDF\n    num_cpus=1,\n)" in p.patched  # type: ignore[attr-defined]
+    assert "ds = ds.map(fetch)" in p.patched  # nothing to remove: unchanged  # type: ignore[attr-defined]
+
+
 def test_repartition_is_chained_onto_the_source() -> None:
     p = patch({"stages": {"0": {"repartition": 8}}})
     assert 'ds = ray.data.read_parquet("in").repartition(8)  # input' in p.patched  # type: ignore[attr-defined]

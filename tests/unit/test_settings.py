@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from pipetune.errors import UsageError
-from pipetune.model import StageKind
+from pipetune.model import Knobs, Stage, StageKind
 from pipetune.settings import (
     KNOBS,
     ContextSetting,
@@ -173,3 +173,12 @@ def test_a_later_setting_wins_where_the_first_was_given() -> None:
     settings = Settings.from_args(["1.num_cpus=1", "2.batch_size=8", "1.num_cpus=0.5"]).collapsed()
     assert settings.to_args() == ("1.num_cpus=0.5", "2.batch_size=8")
     assert settings.key() == Settings.from_args(["2.batch_size=8", "1.num_cpus=0.5"]).key()
+
+
+def test_default_is_ray_datas_own_value_for_every_knob() -> None:
+    settings = Settings.from_args([f"1.{name}=default" for name in KNOBS])
+    assert all(s.value == "default" for s in settings.stages)
+    assert Settings.from_config(settings.to_config()) == settings  # JSON and TOML can both hold it
+    stage = Stage(1, "map_batches", "f", "p.py:3", StageKind.TRANSFORM, Knobs(num_cpus=0.5, batch_size=64))
+    assert settings.knobs_of(stage) == Knobs()  # every argument removed
+    assert change("batch_size", 64, None) == "batch_size 64 -> default"

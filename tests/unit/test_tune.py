@@ -93,7 +93,7 @@ def test_tiny_batches_are_grown_first_when_fixed_costs_dominate() -> None:
     proposal = ModelGuided().propose(View(Settings(), etl_run(), frozenset()))  # type: ignore[arg-type]
     assert proposal is not None and proposal.settings.to_args()[0].startswith("1.batch_size=")
     (grown,) = proposal.settings.stages
-    assert isinstance(grown.value, int) and grown.value >= 64 * 16
+    assert grown.value == "default" or (isinstance(grown.value, int) and grown.value >= 64 * 16)  # or whole blocks
     assert proposal.predicted > 2
 
 
@@ -292,3 +292,16 @@ def test_no_larger_pool_once_its_actors_burn_every_core() -> None:
     assert rate.cores_per_task == pytest.approx(1.0)
     moves = [p for p in candidates(facts) if p.rule == "balance (model)"]
     assert moves == []  # two actors already burn both cores
+
+
+def test_ray_datas_defaults_are_always_weighed_one_knob_and_all_at_once() -> None:
+    from pipetune.tune.policy import candidates
+
+    run = actor_run()  # the pool stage sets num_cpus, batch_size and concurrency
+    moves = {p.settings.to_args(): p for p in candidates(Facts.of(run))}  # type: ignore[arg-type]
+    every = ("2.num_cpus=default", "2.batch_size=default", "2.concurrency=default")
+    assert every in moves and moves[every].predicted == 1.0  # not predicted: the trial decides
+    assert ("2.batch_size=default",) in moves  # whole blocks, predicted from the measured per-batch cost
+    on_gpu = tuple(dataclasses.replace(s, knobs=s.knobs.replace(num_gpus=1.0)) for s in run.stages)  # type: ignore[attr-defined]
+    gpu_moves = [a for p in candidates(Facts.of(dataclasses.replace(run, stages=on_gpu))) for a in p.settings.to_args()]  # type: ignore[call-overload]
+    assert "2.batch_size=default" not in gpu_moves  # Ray requires an explicit batch size on a GPU stage

@@ -26,7 +26,7 @@ from pipetune.record import _ray_compat
 
 if TYPE_CHECKING:
     from pipetune.record.files import Journal
-from pipetune.settings import KNOBS, Knob, Settings, Where
+from pipetune.settings import DEFAULT, KNOBS, Knob, Settings, Where
 
 _RAY_DIR = os.path.dirname(ray.__file__) + os.sep
 _PIPETUNE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
@@ -201,7 +201,7 @@ def _new_stage(
     for knob, value in changes.items():
         if knob not in chained:
             _apply_knob(bound, KNOBS[knob], value, stage)
-    knobs = read_knobs(bound).replace(**chained)
+    knobs = read_knobs(bound).replace(**{k: None if v == DEFAULT else v for k, v in chained.items()})
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
     registry.add(stage)
     return stage
@@ -288,9 +288,12 @@ def _concurrency_of(concurrency: Any, compute: Any) -> int | tuple[int, ...] | N
 
 
 def _apply_knob(bound: inspect.BoundArguments, knob: Knob, value: KnobValue, stage: Stage) -> None:
-    """Put ``value`` where the declaration says it goes in this call, or refuse a knob the call has not."""
+    """Put ``value`` where the declaration says it goes in this call, or refuse a knob the call has not.
+    ``default`` removes the argument, so Ray Data uses its own default."""
     params = bound.signature.parameters
-    if knob.where is Where.STRATEGY:
+    if value == DEFAULT and (knob.where is Where.STRATEGY or knob.name in _knobs_of(bound)):
+        _remove_knob(bound, knob)
+    elif knob.where is Where.STRATEGY:
         _apply_concurrency(bound, value, stage)
     elif knob.name in params and params[knob.name].kind is not inspect.Parameter.VAR_KEYWORD:
         bound.arguments[knob.name] = value
@@ -304,6 +307,14 @@ def _apply_knob(bound: inspect.BoundArguments, knob: Knob, value: KnobValue, sta
             f"stage {stage.key} ({stage.method}) has no knob '{knob.name}'",
             f"{stage.method} takes {', '.join(_knobs_of(bound)) or 'no knob pipetune can set'}",
         )
+
+
+def _remove_knob(bound: inspect.BoundArguments, knob: Knob) -> None:
+    params = bound.signature.parameters
+    for name in ("compute", "concurrency") if knob.where is Where.STRATEGY else (knob.name,):
+        if name in params and params[name].kind is not inspect.Parameter.VAR_KEYWORD:
+            bound.arguments.pop(name, None)
+    _drop_remote_arg(bound, knob.name)
 
 
 def _drop_remote_arg(bound: inspect.BoundArguments, knob: str) -> None:

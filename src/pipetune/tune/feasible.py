@@ -8,8 +8,7 @@ than the largest node has never starts either. The one home of "does it fit" is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from pipetune.diagnose import cpus_of, reservations, rooms
 from pipetune.model import Knobs, Run, Stage
@@ -34,18 +33,12 @@ class Resources:
         )
 
 
-def knobs_under(stage: Stage, overrides: Settings) -> Knobs:
-    """The stage's knobs once ``overrides`` are applied on top of what the recorded run used."""
-    changes: dict[str, Any] = dict(overrides.for_stage(stage))
-    return replace(stage.knobs, **changes) if changes else stage.knobs
-
-
 def unschedulable(run: Run, overrides: Settings) -> str | None:
     """Why Ray could not run the pipeline with these settings, or None when it can."""
     res = Resources.of(run)
     if res.cpus <= 0:
         return None  # nothing known about the cluster: do not guess
-    stages = [(s, knobs_under(s, overrides)) for s in run.stages]
+    stages = [(s, overrides.knobs_of(s)) for s in run.stages]
     for stage, knobs in stages:
         too_big = _too_big(stage, knobs, res)
         if too_big:

@@ -2,9 +2,9 @@
 
 Pure: source text and settings in, source text out. Each stage is found by the call site the recorder saw
 (``file:line`` and method name); a keyword knob (``Knob.keyword``) becomes a keyword argument of that call
-(replaced if present, added if not); a chained knob (``repartition``) chains ``.repartition(n)`` onto the
-call; a DataContext setting becomes one line after the imports. Settings that cannot be placed (a stage built
-in another file) are reported, never guessed.
+(replaced if present, added if not, removed for ``default``); a chained knob (``repartition``) chains
+``.repartition(n)`` onto the call; a DataContext setting becomes one line after the imports. Settings that
+cannot be placed (a stage built in another file) are reported, never guessed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from pipetune.model import Stage
-from pipetune.settings import KNOBS, Settings
+from pipetune.settings import DEFAULT, KNOBS, Settings, Where
 from pipetune.sourcecode import EQUAL, after_imports, appended
 
 CALL_KNOBS = tuple(k.name for k in KNOBS.values() if k.keyword)  # the knobs a call takes as keyword arguments
@@ -129,6 +129,9 @@ def _method_name(call: cst.Call) -> str | None:
 def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
     args = list(call.args)
     for knob, value in knobs.items():
+        if value == DEFAULT:  # Ray Data's default: the argument goes
+            args = [a for a in args if not (a.keyword and a.keyword.value in _removed(knob))]
+            continue
         expr = cst.parse_expression(repr(_literal(knob, value)))
         at = next((i for i, a in enumerate(args) if a.keyword and a.keyword.value == knob), None)
         if at is not None:
@@ -136,6 +139,11 @@ def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
         else:
             args = appended(args, cst.Arg(value=expr, keyword=cst.Name(knob), equal=EQUAL))
     return call.with_changes(args=args)
+
+
+def _removed(knob: str) -> tuple[str, ...]:
+    """The keywords that carry ``knob`` in a call (a pool size may be written as ``compute=``)."""
+    return ("compute", "concurrency") if KNOBS[knob].where is Where.STRATEGY else (knob,)
 
 
 def _literal(knob: str, value: Any) -> Any:

@@ -29,8 +29,8 @@ from pipetune.diagnose import (
     pool_size,
 )
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Run, StageKind
-from pipetune.settings import ContextSetting, Settings, StageSetting, change, knob, show
+from pipetune.model import Run, Stage, StageKind
+from pipetune.settings import DEFAULT, ContextSetting, Settings, StageSetting, change, knob, show
 from pipetune.tune.feasible import unschedulable
 from pipetune.tune.study import with_settings
 
@@ -98,9 +98,13 @@ def _rank(p: Proposal) -> tuple[float, int, float]:
 def _below_failures(p: Proposal, view: View) -> Proposal | None:
     """A batch size at or above one that failed is halved below it (the guide: halve on OOM)."""
     wanted = _only(p.settings, "batch_size")
-    if wanted is None or not isinstance(wanted.value, int):
+    if wanted is None:
         return p
     limits = [f.value for f in view.failed if _same_knob(f, wanted) and isinstance(f.value, int)]
+    if wanted.value == DEFAULT:
+        return None if limits else p  # whole blocks are larger than any batch that failed
+    if not isinstance(wanted.value, int):
+        return p
     if not limits or wanted.value < min(limits):
         return p
     index = int(wanted.selector)
@@ -144,6 +148,7 @@ def candidates(facts: Facts) -> Iterator[Proposal]:
             yield proposal
     yield from _batch_moves(facts)
     yield from _pool_moves(facts)
+    yield from _default_moves(facts)
 
 
 def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
@@ -315,3 +320,54 @@ def _pool_moves(facts: Facts) -> Iterator[Proposal]:
         "upstream tasks room to run"
     )
     yield Proposal(settings, what, "balance (model)", why, Level.PARALLELISM, gain)
+
+
+# -- Ray Data's own defaults: always among the values weighed ----------------------------------------------------
+
+# The knobs whose removal leaves a valid call: num_gpus is the user's choice of device, not a default to weigh.
+REMOVABLE = ("num_cpus", "memory", "batch_size", "concurrency", "override_num_blocks")
+
+
+def _removable(stage: Stage) -> list[str]:
+    """The knobs this stage sets that Ray Data has a default for (on a GPU stage Ray requires a batch size)."""
+    names = [n for n in REMOVABLE if getattr(stage.knobs, n) is not None]
+    return [n for n in names if not (n == "batch_size" and stage.knobs.num_gpus)]
+
+
+def _default_moves(facts: Facts) -> Iterator[Proposal]:
+    """Each knob the script sets, back to Ray Data's default where the model can predict what that does; and
+    every such knob at once, which the model cannot predict (fusion and the stages' interplay change), so the
+    trial decides: Ray Data's defaults are a configuration a tuned one must never be slower than."""
+    removable = [(s, name) for s in facts.run.stages for name in _removable(s)]
+    for stage, name in removable:
+        gain = _default_gain(facts, stage, name)
+        if gain is not None:
+            what = f"stage {stage.index} {change(name, getattr(stage.knobs, name), None)}"
+            why = "Ray Data's own default, predicted by the measured rates"
+            yield Proposal(_one(stage.index, name, DEFAULT), what, "ray-default (model)", why, knob_level(name), gain)
+    if len(removable) > 1:
+        every = Settings(tuple(StageSetting(str(s.index), n, DEFAULT) for s, n in removable))
+        what = f"Ray Data's defaults for the {len(removable)} knobs the script sets"
+        yield Proposal(
+            every, what, "ray-default", "several knobs at once: measured, not predicted", Level.PARALLELISM, 1.0
+        )
+
+
+def knob_level(name: str) -> Level:
+    return Level.BATCH if name == "batch_size" else Level.PARALLELISM
+
+
+def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
+    """The predicted speed-up of removing ``name`` (Ray Data: 1 CPU per task; whole blocks as batches)."""
+    op = facts.operator_of(stage.index)
+    if op is None:
+        return None
+    if name == "num_cpus":
+        return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=DEFAULT_NUM_CPUS))
+    batch = stage.knobs.batch_size
+    if name == "batch_size" and batch:
+        whole = _block_cap(facts, stage.index, batch)  # a whole block per batch, as Ray Data's None does
+        if whole > _memory_cap(facts, stage.index):
+            return None  # a whole block would not fit the guide's memory share
+        return predict.run_speedup(facts, op, predict.batch_speedup(facts, stage.index, batch, whole))
+    return None
