@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipetune.diagnose.capacity import Pool, Room, as_run, place, rooms
+from pipetune.diagnose.capacity import Pool, PoolModel, Room, as_run, place, rooms
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.rules.stalls import check_blocking_pool
 from pipetune.lint.checklist import State, checklist
@@ -69,3 +69,42 @@ def test_actors_go_where_there_is_most_room_and_a_gpu_task_needs_a_free_gpu() ->
     gpu_tasks_too = Settings.from_config({"stages": {"1": {"num_gpus": 1}, "0": {"num_gpus": 1}}})  # type: ignore[arg-type]
     why = unschedulable(run, gpu_tasks_too)
     assert why is not None and "1 GPUs" in why  # the pool holds the only GPU a read task would need
+
+
+# -- how large should a pool be? ---------------------------------------------------------------------------------
+
+
+def test_the_pool_model_weighs_start_up_against_the_rows_the_actors_share() -> None:
+    """The slow-service pool of the issue: 19.8 s with 1 actor, of which ~1.5 s was starting it, on 2 cores."""
+    model = PoolModel(rows=18.3, per_actor=1.0, cores_per_actor=0.03, startup_s=1.5, cpus=2.0)
+    assert model.best(32) in (4, 5)  # measured: 4 ran fastest of 1, 4, 8, 16, 32
+    times = [model.seconds(n) for n in (4, 8, 16, 32)]
+    assert times == sorted(times)  # and each doubling after it slower, as measured
+    compute = PoolModel(rows=3000, per_actor=150, cores_per_actor=1.0, startup_s=0.5, cpus=16.0)
+    assert compute.best(15) == 15  # a compute-bound pool on 16 cores: as many as fit
+    capped = PoolModel(rows=3000, per_actor=150, cores_per_actor=1.0, startup_s=0.5, cpus=16.0, ceiling=600.0)
+    assert capped.best(15) == 4  # no faster than the rest of the pipeline: 4 actors carry its 600 rows/s
+
+
+def sixteen_cpu_pool(startup_s: float | None) -> Run:
+    """One 16-CPU node: a cheap read feeding a compute-bound pool of one actor that limits everything."""
+    from pipetune.model import Sample
+
+    run = on_nodes(pool_run(1, 1.0, cpus=16.0), {"CPU": 16.0})
+    stats = list(run.executions[0].stats)
+    stats[1] = op_stats("0/MapBatches(Model)_2", 3000, 20.0, 20.0, tasks=100)
+    stats[0] = op_stats("0/ReadFiles_1", 3000, 1.0, 1.0, tasks=100)
+    stats[2] = op_stats("0/Write_3", 3000, 1.0, 1.0, tasks=100)
+    execution = with_(run.executions[0], stats=tuple(stats))
+    alive = () if startup_s is None else (Sample(1.0 + startup_s, "0/MapBatches(Model)_2", {"actors_alive": 1.0}),)
+    return with_(run, executions=(execution,), op_samples=alive)
+
+
+def test_a_pool_goes_to_the_size_the_model_asks_for_in_one_step() -> None:
+    from pipetune.tune.policy import ModelGuided, View
+
+    proposal = ModelGuided().propose(View(Settings(), sixteen_cpu_pool(startup_s=0.5), frozenset()))
+    assert proposal is not None and proposal.rule == "balance (model)"
+    assert proposal.settings.to_args() == ("1.concurrency=15",)  # 1 -> 15 at once: 16 CPUs, one left for the tasks
+    unmeasured = ModelGuided().propose(View(Settings(), sixteen_cpu_pool(startup_s=None), frozenset()))
+    assert unmeasured is not None and unmeasured.settings.to_args() == ("1.concurrency=2",)  # no start-up: x2

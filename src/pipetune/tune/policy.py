@@ -24,12 +24,13 @@ from pipetune.diagnose import (
     Finding,
     Fix,
     Level,
+    OperatorRate,
     as_run,
     diagnose,
     pool_size,
 )
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Run, Stage, StageKind
+from pipetune.model import Operator, Run, Stage, StageKind
 from pipetune.settings import DEFAULT, ContextSetting, Settings, StageSetting, change, knob, show
 from pipetune.tune.feasible import unschedulable
 from pipetune.tune.study import with_settings
@@ -290,36 +291,48 @@ def _input_bytes_per_row(facts: Facts, stage: int) -> float | None:
 
 
 def _pool_moves(facts: Facts) -> Iterator[Proposal]:
-    """A limiting actor pool one actor larger, each actor reserving less so that the pool still fits."""
+    """A limiting actor pool at the size the pool model asks for, in one step (1 -> 12 if 12 is fastest, or
+    fewer where start-ups cost more than they bring), each actor reserving what lets the pool fit."""
     stage = facts.bottleneck_stage()
     if stage is None or stage.kind is not StageKind.ACTOR or facts.cpus <= 0:
         return
-    op, rate = facts.operator_of(stage.index), facts.rate_of(stage.index)
-    knobs = stage.knobs  # as the incumbent ran it, overrides included
+    op, rate, knobs = facts.operator_of(stage.index), facts.rate_of(stage.index), stage.knobs
     if op is None or rate is None or isinstance(knobs.concurrency, tuple):
         return
-    actors = pool_size(knobs) + 1
+    now, current = pool_size(knobs), knobs.num_cpus or DEFAULT_NUM_CPUS
     held = as_run(facts.run)
-    others = held.pool_cpus - pool_size(knobs) * (knobs.num_cpus or DEFAULT_NUM_CPUS)
-    share = math.floor((held.left_for_pools(facts.cpus) - others) / actors * 4) / 4  # quarter-CPU steps
-    if share < 0.25:
+    room = held.left_for_pools(facts.cpus) - (held.pool_cpus - now * current)  # what this pool may hold
+    sized = _pool_size(facts, op, rate, now, max(int(room / NUM_CPUS_IO[0] + 1e-9), 1))
+    if sized is None or sized[0] == now:
         return
-    current = knobs.num_cpus or DEFAULT_NUM_CPUS
+    actors, gain, why = sized
+    share = min(current, math.floor(room / actors / NUM_CPUS_IO[0] + 1e-9) * NUM_CPUS_IO[0])
     settings = _one(stage.index, "concurrency", actors)
+    what = f"stage {stage.index} {change('concurrency', now, actors)}"
     if share < current:
-        settings = settings.merged(_one(stage.index, "num_cpus", share))
+        settings = settings.merged(_one(stage.index, "num_cpus", round(share, 3)))
+        what += f", {change('num_cpus', current, round(share, 3))}"
+    yield Proposal(settings, what, "balance (model)", why, Level.PARALLELISM, gain)
+
+
+def _pool_size(facts: Facts, op: Operator, rate: OperatorRate, now: int, most: int) -> tuple[int, float, str] | None:
+    """(actors, predicted run speed-up, why) from the pool model; without a measured start-up cost the model
+    cannot see where more actors stop paying, so the pool at most doubles, and only while cores are idle."""
+    stats = facts.run.stats_of(op.uid)
+    tasks = max(stats.task_s.count if stats else 1, 1)  # an actor beyond the tasks there are would idle
+    model = predict.pool_model(facts, op)
+    if model is not None:
+        actors = model.best(min(most, tasks))
+        gain = predict.run_speedup(facts, op, model.seconds(now) / model.seconds(actors))
+        why = (f"{rate.per_slot:,.0f} rows/s per actor, {model.startup_s:.1f} s to start one: {actors} actors "
+               f"finish soonest ({model.seconds(actors):.1f} s against {model.seconds(now):.1f} s)")  # fmt: skip
+        return actors, gain, why
+    actors = min(2 * now, most, tasks)
     busy = min(actors, facts.cpus / max(rate.cores_per_task, 0.1))  # actors beyond the cores only share them
     if busy <= rate.slots + 0.25:
-        return  # the pool already has every core its actors can burn: another actor would only share them
-    gain = predict.run_speedup(facts, op, busy / max(rate.slots, 1.0))
-    what = f"stage {stage.index} {change('concurrency', pool_size(knobs), actors)}" + (
-        f", {change('num_cpus', current, share)}" if share < current else ""
-    )
-    why = (
-        f"the pool of {pool_size(knobs)} limits the pipeline; {actors} actors of {share:g} CPU leave the "
-        "upstream tasks room to run"
-    )
-    yield Proposal(settings, what, "balance (model)", why, Level.PARALLELISM, gain)
+        return None  # the pool already has every core its actors can burn: another actor would only share them
+    why = f"the pool of {now} limits the pipeline and its start-up cost was not measured: at most twice as many"
+    return actors, predict.run_speedup(facts, op, busy / max(rate.slots, 1.0)), why
 
 
 # -- Ray Data's own defaults: always among the values weighed ----------------------------------------------------
