@@ -243,11 +243,17 @@ def test_conclude_compares_against_the_incumbent_median() -> None:
 
 
 def test_the_bound_is_fixed_time_plus_cpu_work_over_the_cores() -> None:
-    b = bound(Facts.of(etl_run()))  # type: ignore[arg-type]
+    b = bound(Facts.of(etl_run(batch=340_000)))  # type: ignore[arg-type]  # a whole block per batch
     assert b is not None and b.resource == "CPU"
     assert b.fixed_s == pytest.approx(1.0)
     assert b.work_s == pytest.approx(22.0 / 2)
     assert b.gap_pct is not None and b.gap_pct > 0
+
+
+def test_cpu_time_spent_on_small_batches_is_no_floor() -> None:
+    b = bound(Facts.of(etl_run(batch=64)))  # type: ignore[arg-type]
+    assert b is not None and b.bound_s is None and b.resource == "batching"  # larger batches remove work
+    assert "smaller than its tasks' rows" in b.describe()
 
 
 def test_the_static_settings_take_the_matrix_rows() -> None:

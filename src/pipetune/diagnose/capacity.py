@@ -81,6 +81,25 @@ def batch_model(facts: Facts, stage: int, batch: int) -> tuple[float, float, flo
     return stage_s, fixed, (per_batch - fixed) / batch
 
 
+def rows_per_task(facts: Facts, stage: int) -> float | None:
+    """Rows a task of the stage got: the most a batch can hold (a larger batch only bundles blocks)."""
+    stats, rate = facts.stage_stats(stage), facts.rate_of(stage)
+    if stats is None or rate is None or not stats.task_s.count:
+        return None
+    return rate.rows / stats.task_s.count
+
+
+def smaller_batches_than_tasks(facts: Facts) -> list[Stage]:
+    """The batching stages whose batches are smaller than their tasks' rows: their per-batch costs are work
+    that larger batches remove, so their CPU time is no floor."""
+    out = []
+    for stage in facts.run.stages:
+        rows, batch = rows_per_task(facts, stage.index), stage.knobs.batch_size
+        if stage.method == "map_batches" and batch and rows and batch < rows:
+            out.append(stage)
+    return out
+
+
 def batch_speedup(facts: Facts, stage: int, batch: int, proposed: int) -> float:
     model, stats = batch_model(facts, stage, batch), facts.stage_stats(stage)
     if model is None or stats is None or stats.busy_s <= 0:

@@ -4,14 +4,15 @@ Pure. The pipeline's work is what its tasks measurably burnt: CPU-seconds over e
 the cluster's cores at best), GPU-seconds over the GPUs. Time outside the pipeline's execution (imports,
 connecting to Ray, the script's own set-up) is fixed: knobs do not change it. A stage that mostly waits (a
 download) is limited by the remote side's latency and concurrency, which the run does not reveal: then the
-bound is reported as unknown rather than guessed.
+bound is reported as unknown rather than guessed; so it is where a stage runs batches smaller than its tasks'
+rows, since part of its CPU time is per-batch cost that larger batches remove.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipetune.diagnose import WAITING_CORES, Facts
+from pipetune.diagnose import WAITING_CORES, Facts, capacity
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Bound:
     fixed_s: float  # time outside the pipeline's execution
     work_s: float  # the execution's work spread over the resources
     limiting: str  # the operator with the most work, or the latency-bound one
-    resource: str  # "CPU", "GPU" or "latency"
+    resource: str  # "CPU", "GPU", "latency" or "batching" (the last two: bound unknown)
 
     @property
     def gap_pct(self) -> float | None:
@@ -31,6 +32,11 @@ class Bound:
         return (self.wall_s / self.bound_s - 1) * 100
 
     def describe(self) -> str:
+        if self.bound_s is None and self.resource == "batching":
+            return (
+                f"bound unknown: {self.limiting} runs batches smaller than its tasks' rows, and how much of its "
+                "CPU time is per-batch cost that larger batches remove is not known from one run"
+            )
         if self.bound_s is None:
             return (
                 f"bound unknown: {self.limiting} mostly waits (latency-bound); its floor is set by the remote "
@@ -56,6 +62,9 @@ def bound(facts: Facts) -> Bound | None:
     heaviest = max(measured, key=lambda m: m[1].cpu_s)[0]
     if facts.bottleneck and any(op.uid == facts.bottleneck.rate.uid for op in waiting):
         return Bound(run.wall_s, None, fixed, 0.0, facts.bottleneck.rate.name, "latency")
+    batching = capacity.smaller_batches_than_tasks(facts)
+    if batching:
+        return Bound(run.wall_s, None, fixed, 0.0, batching[0].key, "batching")
     cpu_work = sum(st.cpu_s for _, st in measured) / facts.cpus
     gpu_work = max((st.busy_s * op.num_gpus / facts.gpus for op, st in measured if op.num_gpus), default=0.0)
     resource, work = ("GPU", gpu_work) if gpu_work > cpu_work else ("CPU", cpu_work)

@@ -12,11 +12,11 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipetune.capture import ExecutionStarted, Message, clock
 from pipetune.diagnose import diagnose
@@ -33,6 +33,22 @@ from pipetune.tune.study import Role, Spec, Study, Trial, spec_payload, trial_pa
 WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline has run this long
 Say = Callable[[str], None]
 Watch = Callable[[str], AbstractContextManager[Listener]]
+
+
+class Runner(Protocol):
+    """Runs one step of a study: the seam between deciding (``steps``) and measuring.
+
+    Contract: ``run(study, step, run_id)`` returns the finished run of ``step.config`` under ``run_id``, already
+    in the study's store whatever its outcome (failed, stopped at its time box, killed); it never touches the
+    user's outputs; a Ctrl-C ends it with a run whose status is INTERRUPTED. ``open`` is entered once per
+    study, around all its runs (a shared Ray, a scratch directory). The real one runs the script on Ray; a
+    simulated pipeline runs whole studies in unit tests, on clusters this machine does not have."""
+
+    def open(self, study: Study) -> AbstractContextManager[None]: ...
+
+    def run(self, study: Study, step: Step, run_id: str) -> Run: ...
+
+
 SANDBOX_NOTE = (
     "note: trials never touch your outputs: every write_* goes to a scratch directory, and what the script "
     "writes itself with Python under or beside a write_* path is put back after each trial; files C code or a "
@@ -52,6 +68,7 @@ class Tuner:
     warn: Say = _stderr  # what the user must know even when progress lines are off (--json)
     warmup: bool = True
     watch: Watch | None = None  # presentation, injected: a display for each trial, given its caption
+    runner: Runner | None = None  # how a step is measured: the script on Ray unless one is injected
 
     @staticmethod
     def using(store: Store, say: Say = _stderr) -> Tuner:
@@ -75,7 +92,8 @@ class Tuner:
             return study
         _check_cwd(study.spec)
         self.warn(SANDBOX_NOTE)
-        with shared_ray(study.spec.address) as address, scratch("pipetune-tune-") as sandbox:
+        runner = self.runner or OnRay(self.store, self.watch)
+        with runner.open(study):
             warm = not self.warmup
             while True:
                 study = self.load(study_id)
@@ -84,17 +102,17 @@ class Tuner:
                     self._finish(study, step)
                     return self.load(study_id)
                 if not warm:
-                    self._run(study, Step(Role.WARMUP, step.config), address, sandbox)
+                    self._run(runner, study, Step(Role.WARMUP, step.config))
                     warm = True
                     continue
-                self._run(study, step, address, sandbox)
+                self._run(runner, study, step)
 
     def _incumbent_run(self, study: Study) -> Run | None:
         incumbent = study.incumbent()
         runs = study.runs_of(incumbent.config) if incumbent else []
         return self.store.load(runs[-1].run_id) if runs else None
 
-    def _run(self, study: Study, step: Step, address: str | None, sandbox: Path) -> None:
+    def _run(self, runner: Runner, study: Study, step: Step) -> None:
         run_id = new_run_id()
         started = {
             "run_id": run_id,
@@ -104,7 +122,7 @@ class Tuner:
         }
         self.store.append_study(study.id, "trial-started", started)
         self.say(_announce(study, step))
-        run = self._record(study, step, run_id, address, sandbox)
+        run = runner.run(study, step, run_id)
         if run.status is RunStatus.INTERRUPTED:  # Ctrl-C: the run is kept as interrupted, the study stops here
             raise KeyboardInterrupt  # and the trial stays in flight, so --resume runs it again
         verdict, gain, noise = conclude(study, step, run)
@@ -129,20 +147,44 @@ class Tuner:
         self.store.append_study(study.id, "trial", trial_payload(trial))
         self.say(_result(trial, run))
 
-    def _record(self, study: Study, step: Step, run_id: str, address: str | None, sandbox: Path) -> Run:
+    def _finish(self, study: Study, finish: Finish) -> None:
+        incumbent = study.incumbent()
+        best = incumbent.config if incumbent else study.spec.start
+        payload = {"reason": finish.reason, "ok": finish.ok, "best": best.to_config(), "at": time.time()}
+        self.store.append_study(study.id, "finished", payload)
+        self.say(f"study {study.id}: {finish.reason}")
+
+
+@dataclass
+class OnRay:
+    """The real runner: the script on one Ray shared by the study's runs, every write to a scratch directory."""
+
+    store: Store
+    watch: Watch | None = None
+    address: str | None = None
+    sandbox: Path | None = None
+
+    @contextmanager
+    def open(self, study: Study) -> Iterator[None]:
+        with shared_ray(study.spec.address) as address, scratch("pipetune-tune-") as sandbox:
+            self.address, self.sandbox = address, sandbox
+            yield
+
+    def run(self, study: Study, step: Step, run_id: str) -> Run:
+        assert self.sandbox is not None, "OnRay.run outside OnRay.open"
         spec = study.spec
-        scratch = sandbox / run_id
-        scratch.mkdir()
+        scratch_dir = self.sandbox / run_id
+        scratch_dir.mkdir()
         launch = Launch(
             script=Path(spec.script),
             args=tuple(spec.args),
             overrides=step.config,
-            address=address,
+            address=self.address,
             timeout_s=_limit(spec, step),
-            sandbox=scratch,
+            sandbox=scratch_dir,
             stop=_stop_rule(step),
             run_id=run_id,
-            output=sandbox / f"{run_id}.log",
+            output=self.sandbox / f"{run_id}.log",
             extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
         )
         try:
@@ -151,14 +193,7 @@ class Tuner:
             with self.watch(_announce(study, step)) as listener:
                 return record(launch, self.store, listener)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-    def _finish(self, study: Study, finish: Finish) -> None:
-        incumbent = study.incumbent()
-        best = incumbent.config if incumbent else study.spec.start
-        payload = {"reason": finish.reason, "ok": finish.ok, "best": best.to_config(), "at": time.time()}
-        self.store.append_study(study.id, "finished", payload)
-        self.say(f"study {study.id}: {finish.reason}")
+            shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
 def _limit(spec: Spec, step: Step) -> float | None:

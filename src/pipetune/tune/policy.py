@@ -262,10 +262,8 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
 
 def _block_cap(facts: Facts, stage: int, batch: int) -> int:
     """No more rows than a task gets: a larger batch bundles blocks and leaves fewer tasks to run at once."""
-    stats, rate = facts.stage_stats(stage), facts.rate_of(stage)
-    if stats is None or rate is None or not stats.task_s.count:
-        return 1 << 30
-    return max(int(rate.rows / stats.task_s.count), batch)
+    rows = predict.rows_per_task(facts, stage)
+    return 1 << 30 if rows is None else max(int(rows), batch)
 
 
 def _memory_cap(facts: Facts, stage: int) -> int:

@@ -1,0 +1,78 @@
+"""Whole studies through the ask/tell seam, against simulated pipelines on clusters this machine does not have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipetune.diagnose.capacity import Room
+from pipetune.model import Knobs, StageKind
+from pipetune.settings import Settings
+from pipetune.store import MemoryStore
+from pipetune.tune.loop import Tuner
+from pipetune.tune.policy import ModelGuided
+from pipetune.tune.study import Role, Study
+from tests.unit.simulated import SimPipeline, SimRunner, SimStage
+
+
+def study(tmp_path: Path, pipeline: SimPipeline, budget: int = 3) -> tuple[Study, SimRunner]:
+    script = tmp_path / "pipe.py"
+    script.write_text("# simulated\n")
+    store = MemoryStore()
+    runner = SimRunner(store, pipeline)
+    tuner = Tuner(store, ModelGuided(), say=lambda line: None, warn=lambda line: None, warmup=False, runner=runner)
+    study_id = tuner.create(script, (), Settings(), budget=budget)
+    return tuner.drive(study_id), runner
+
+
+def model_pool(nodes: tuple[Room, ...], startup_s: float = 1.0) -> SimPipeline:
+    """A cheap read feeding a compute-bound model on a pool of one actor, then a write."""
+    return SimPipeline(
+        stages=(
+            SimStage("read_parquet", kind=StageKind.READ, cpu_per_row_s=1e-4, knobs=Knobs(num_cpus=1.0)),
+            SimStage(
+                "map_batches",
+                "Model",
+                StageKind.ACTOR,
+                cpu_per_row_s=0.02,
+                startup_s=startup_s,
+                knobs=Knobs(num_cpus=1.0, concurrency=1, batch_size=64),
+            ),
+            SimStage("write_parquet", kind=StageKind.WRITE, cpu_per_row_s=1e-4),
+        ),
+        rows=20_000,
+        blocks=200,
+        nodes=nodes,
+    )
+
+
+def test_a_16_cpu_pool_is_sized_in_one_trial(tmp_path: Path) -> None:
+    done, runner = study(tmp_path, model_pool((Room(16.0),)))
+    trials = [t for t in done.trials if t.role is Role.TRIAL]
+    first = trials[0].config.knobs_of(runner.pipeline.shipped()[1])
+    assert isinstance(first.concurrency, int) and first.concurrency >= 12  # not 1 -> 2: the model's size at once
+    assert trials[0].verdict.value == "kept"
+
+
+def test_on_four_nodes_no_trial_is_a_configuration_that_hangs(tmp_path: Path) -> None:
+    done, _ = study(tmp_path, model_pool(tuple(Room(4.0) for _ in range(4))))
+    assert done.trials[0].role is Role.BASELINE
+    assert all(t.status == "succeeded" for t in done.trials)  # every proposal fit the nodes as Ray places it
+
+
+def test_ray_datas_defaults_win_where_no_single_knob_does(tmp_path: Path) -> None:
+    """Shipped settings that hold back every stage a little: tiny batches everywhere, a low task cap."""
+    slow = Knobs(batch_size=2, concurrency=1)
+    pipeline = SimPipeline(
+        stages=(
+            SimStage("read_parquet", kind=StageKind.READ, cpu_per_row_s=1e-4),
+            *(SimStage("map_batches", f"f{i}", cpu_per_row_s=2e-4, per_batch_s=2e-3, knobs=slow) for i in range(4)),
+            SimStage("write_parquet", kind=StageKind.WRITE, cpu_per_row_s=1e-4),
+        ),
+        rows=20_000,
+        blocks=20,
+        nodes=(Room(2.0),),
+    )
+    done, _ = study(tmp_path, pipeline)
+    best = done.incumbent()
+    assert best is not None and best.role is not Role.BASELINE  # the shipped settings did not stay best
+    assert any("default" in a for t in done.trials for a in t.settings.to_args())  # Ray's defaults were weighed
