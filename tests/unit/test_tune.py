@@ -287,8 +287,14 @@ def test_a_batch_size_that_failed_is_halved_not_retried() -> None:
     tried = frozenset({Settings.from_config({"stages": {"1": {"batch_size": 4096}}}).key()})
     view = View(Settings(), run, tried, frozenset({StageSetting("1", "batch_size", 4096)}))  # type: ignore[arg-type]
     proposal = ModelGuided().propose(view)
-    assert proposal is not None and proposal.settings.to_args() == ("1.batch_size=2048",)
-    assert proposal.change == "stage 1 batch_size 64 -> 2048"
+    assert proposal is not None and proposal.settings.to_args() == ("1.batch_size=512",)  # sqrt(64 x 4096)
+    assert proposal.change == "stage 1 batch_size 64 -> 512"
+    near = View(Settings(), etl_run(batch=2048), frozenset(), frozenset({StageSetting("1", "batch_size", 4096)}))  # type: ignore[arg-type]
+    closer = ModelGuided().propose(near)
+    assert closer is None or "batch_size=4096" not in closer.settings.to_args()[0]
+    whole = View(Settings(), run, frozenset(), frozenset({StageSetting("1", "batch_size", "default")}))  # type: ignore[arg-type]
+    under = ModelGuided().propose(whole)  # whole blocks failed: every proposal stays under a block's rows
+    assert under is not None and under.settings.to_args()[0] != "1.batch_size=default"
 
 
 def test_no_larger_pool_once_its_actors_burn_every_core() -> None:

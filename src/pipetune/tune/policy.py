@@ -81,7 +81,7 @@ class ModelGuided:
 
     def propose(self, view: View) -> Proposal | None:
         facts = Facts.of(view.run)
-        capped = (_below_failures(_back_off(facts, p, view), view) for p in candidates(facts))
+        capped = (_below_failures(facts, _back_off(facts, p, view), view) for p in candidates(facts))
         viable = [p for p in capped if p is not None and _viable(p, view) and _measurable(p, view)]
         return min(viable, key=_rank, default=None)
 
@@ -96,26 +96,34 @@ def _rank(p: Proposal) -> tuple[float, int, float]:
     return (bucket, int(p.level), -p.predicted)
 
 
-def _below_failures(p: Proposal, view: View) -> Proposal | None:
-    """A batch size at or above one that failed is halved below it (the guide: halve on OOM)."""
+def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
+    """A batch size at or above one that failed is brought under it: half-way, in ratio, between the incumbent's
+    batch (which ran) and the smallest that failed. That is the guide's "halve on OOM" when the two are close,
+    and a bisection when a large step up failed (2 ran, whole blocks of 1500 failed: 54, not 750)."""
     wanted = _only(p.settings, "batch_size")
     if wanted is None:
         return p
-    limits = [f.value for f in view.failed if _same_knob(f, wanted) and isinstance(f.value, int)]
-    if wanted.value == DEFAULT:
-        return None if limits else p  # whole blocks are larger than any batch that failed
-    if not isinstance(wanted.value, int):
-        return p
-    if not limits or wanted.value < min(limits):
-        return p
     index = int(wanted.selector)
+    limits = [_rows(facts, index, f.value) for f in view.failed if _same_knob(f, wanted)]
+    limit = min((x for x in limits if x is not None), default=None)
+    asked = _rows(facts, index, wanted.value)
+    if limit is None or asked is None or asked < limit:
+        return p
     current = view.run.stage(index).knobs.batch_size or 0
-    halved = min(limits) // 2
-    if halved <= current:
+    middle = min(int(math.sqrt(max(current, 1) * limit)), limit // 2)
+    if middle <= current:
         return None
-    what = f"stage {index} {change('batch_size', current, halved)}"
-    why = f"{min(limits)} rows per batch failed: half"
-    return Proposal(_one(index, "batch_size", halved), what, p.rule, why, p.level, p.predicted)
+    what = f"stage {index} {change('batch_size', current, middle)}"
+    why = f"{limit} rows per batch failed and {current} ran: half-way between, in ratio"
+    return Proposal(_one(index, "batch_size", middle), what, p.rule, why, p.level, p.predicted)
+
+
+def _rows(facts: Facts, stage: int, value: object) -> int | None:
+    """A batch_size value in rows: ``default`` is a whole task's rows."""
+    if value == DEFAULT:
+        rows = predict.rows_per_task(facts, stage)
+        return int(rows) if rows else None
+    return value if isinstance(value, int) else None
 
 
 def _only(settings: Settings, name: str) -> StageSetting | None:
