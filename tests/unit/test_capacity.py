@@ -109,3 +109,16 @@ def test_a_pool_goes_to_the_size_the_model_asks_for_in_one_step() -> None:
     assert proposal.settings.to_args() == ("1.concurrency=15",)  # 1 -> 15 at once: 16 CPUs, one left for the tasks
     unmeasured = ModelGuided().propose(View(Settings(), sixteen_cpu_pool(startup_s=None), frozenset()))
     assert unmeasured is not None and unmeasured.settings.to_args() == ("1.concurrency=2",)  # no start-up: x2
+
+
+def test_the_whole_pipeline_model_predicts_fewer_batches_and_whole_blocks() -> None:
+    from pipetune.diagnose.capacity import config_speedup
+    from pipetune.diagnose.facts import Facts as F
+    from pipetune.model import Knobs
+    from tests.unit.test_tune import etl_run
+
+    facts = F.of(etl_run(batch=64))  # type: ignore[arg-type]
+    grown = {1: Knobs(num_cpus=1.0, batch_size=4096)}
+    assert config_speedup(facts, {}) == 1.0  # nothing changed: the run as measured
+    assert config_speedup(facts, grown) > 1.5  # fixed per-batch costs dominate: fewer batches pay them
+    assert config_speedup(facts, grown) < config_speedup(facts, {1: Knobs(num_cpus=1.0, batch_size=None)}) * 1.0001

@@ -59,8 +59,9 @@ def test_on_four_nodes_no_trial_is_a_configuration_that_hangs(tmp_path: Path) ->
     assert all(t.status == "succeeded" for t in done.trials)  # every proposal fit the nodes as Ray places it
 
 
-def test_ray_datas_defaults_win_where_no_single_knob_does(tmp_path: Path) -> None:
-    """Shipped settings that hold back every stage a little: tiny batches everywhere, a low task cap."""
+def test_stages_that_limit_together_are_changed_together_and_ray_defaults_weighed(tmp_path: Path) -> None:
+    """Shipped settings that hold back every stage alike: tiny batches everywhere, a low task cap. No single
+    knob helps (the other stages still burn the cores), so the first trial is the model's joint optimum."""
     slow = Knobs(batch_size=2, concurrency=1)
     pipeline = SimPipeline(
         stages=(
@@ -75,4 +76,6 @@ def test_ray_datas_defaults_win_where_no_single_knob_does(tmp_path: Path) -> Non
     done, _ = study(tmp_path, pipeline)
     best = done.incumbent()
     assert best is not None and best.role is not Role.BASELINE  # the shipped settings did not stay best
+    first = next(t for t in done.trials if t.role is Role.TRIAL)
+    assert first.rule == "joint (model)" and len(first.settings.stages) == 4  # all four batch sizes at once
     assert any("default" in a for t in done.trials for a in t.settings.to_args())  # Ray's defaults were weighed

@@ -121,6 +121,77 @@ def batch_for(facts: Facts, stage: int, batch: int, rate: OperatorRate | None = 
     return int(min(max(proposed, batch * 2), batch * 64))
 
 
+# -- a whole configuration at once ---------------------------------------------------------------------------
+
+
+def config_speedup(facts: Facts, changed: Mapping[int, Knobs]) -> float:
+    """The run's speed-up with these stages' knobs (by stage index) all changed at once.
+
+    Every operator of the main execution takes its rows over its capacity (rows per busy slot-second, changed
+    by its batch sizes, times the slots its reservation, pool and blocks allow); all of them share the
+    cluster's cores (their CPU-seconds, changed by the batch sizes, over the CPUs). The slowest of those sets
+    the execution's time; the time outside it does not change. Both sides are the model's, so its errors on
+    the measured run cancel to first order."""
+    run, execution = facts.run, facts.execution
+    if execution is None or execution.ended_t is None or not run.wall_s:
+        return 1.0
+    before, after = _model_seconds(facts, {}), _model_seconds(facts, changed)
+    if before <= 0 or after <= 0:
+        return 1.0
+    exec_s = execution.ended_t - execution.started_t
+    fixed = max(run.wall_s - exec_s, 0.0)
+    return run.wall_s / (fixed + exec_s * after / before)
+
+
+def _model_seconds(facts: Facts, changed: Mapping[int, Knobs]) -> float:
+    ops = {o.uid: o for o in facts.execution.operators}.values() if facts.execution else ()
+    times, cpu_s = [0.0], 0.0
+    for op in ops:
+        rate, stats = facts.rates.get(op.uid), facts.run.stats_of(op.uid)
+        if rate is None or stats is None or rate.per_slot <= 0:
+            continue
+        ratio = _busy_ratio(facts, op, changed)
+        moved = _changed_op(facts, op, changed)
+        slots = min(usable_slots(moved, facts.cpus, facts.gpus, rate.cores_per_task), max(_tasks(facts, op), 1))
+        times.append(rate.rows / (rate.per_slot / ratio * max(slots, 1.0)))
+        cpu_s += stats.cpu_s * ratio
+    return max(*times, cpu_s / facts.cpus if facts.cpus > 0 else 0.0)
+
+
+def _busy_ratio(facts: Facts, op: Operator, changed: Mapping[int, Knobs]) -> float:
+    """The operator's busy time per row with its stages' batch sizes changed, over what it measured."""
+    stats = facts.run.stats_of(op.uid)
+    if stats is None or stats.busy_s <= 0:
+        return 1.0
+    saved = 0.0
+    for index in op.stages:
+        old, new = facts.run.stage(index).knobs.batch_size, changed.get(index)
+        if old is None or new is None or new.batch_size == old:
+            continue
+        model = batch_model(facts, index, old)
+        if model is None:
+            continue
+        stage_s, fixed, per_row = model
+        proposed = new.batch_size or rows_per_task(facts, index) or old  # None: Ray's whole blocks
+        saved += stage_s * (1 - (fixed / proposed + per_row) / (fixed / old + per_row))
+    return max(stats.busy_s - saved, 1e-9) / stats.busy_s
+
+
+def _changed_op(facts: Facts, op: Operator, changed: Mapping[int, Knobs]) -> Operator:
+    """The operator as its stages' changed reservations and pool would run it (fused stages share one)."""
+    mine = [changed[i] for i in op.stages if i in changed]
+    if not mine:
+        return op
+    from dataclasses import replace
+
+    cpus = max(cpus_of(k) for k in mine)
+    if op.compute == "actors":
+        size: int | None = None if mine[-1].concurrency is None else pool_size(mine[-1])  # None: Ray scales it
+    else:
+        size = mine[-1].concurrency if isinstance(mine[-1].concurrency, int) else None
+    return replace(op, num_cpus=cpus, max_concurrency=size)
+
+
 # -- how large should an actor pool be? -------------------------------------------------------------------------
 
 

@@ -102,7 +102,7 @@ def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
     and a bisection when a large step up failed (2 ran, whole blocks of 1500 failed: 54, not 750)."""
     wanted = _only(p.settings, "batch_size")
     if wanted is None:
-        return p
+        return p if all(_under_failures(facts, s, view) for s in p.settings.stages) else None
     index = int(wanted.selector)
     limits = [_rows(facts, index, f.value) for f in view.failed if _same_knob(f, wanted)]
     limit = min((x for x in limits if x is not None), default=None)
@@ -116,6 +116,16 @@ def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
     what = f"stage {index} {change('batch_size', current, middle)}"
     why = f"{limit} rows per batch failed and {current} ran: half-way between, in ratio"
     return Proposal(_one(index, "batch_size", middle), what, p.rule, why, p.level, p.predicted)
+
+
+def _under_failures(facts: Facts, setting: StageSetting, view: View) -> bool:
+    """A batch size (in a joint change) under every batch of its stage that failed; any other knob, True."""
+    if setting.knob != "batch_size":
+        return True
+    index = int(setting.selector)
+    limits = [x for f in view.failed if _same_knob(f, setting) and (x := _rows(facts, index, f.value)) is not None]
+    asked = _rows(facts, index, setting.value)
+    return not limits or asked is None or asked < min(limits)
 
 
 def _rows(facts: Facts, stage: int, value: object) -> int | None:
@@ -150,14 +160,33 @@ def _viable(p: Proposal, view: View) -> bool:
 
 
 def candidates(facts: Facts) -> Iterator[Proposal]:
-    """Every change worth predicting: the doctor's fixes, then the model's batch and pool moves."""
-    for f in diagnose(facts.run).findings:
-        proposal = _from_finding(facts, f)
-        if proposal is not None:
-            yield proposal
-    yield from _batch_moves(facts)
-    yield from _pool_moves(facts)
+    """Every change worth predicting: the doctor's fixes, the model's batch and pool moves, Ray Data's
+    defaults, and all the model's own moves at once (stages that limit together only gain together)."""
+    fixes = [p for p in (_from_finding(facts, f) for f in diagnose(facts.run).findings) if p is not None]
+    moves = [*_batch_moves(facts), *_pool_moves(facts)]
+    yield from fixes
+    yield from moves
     yield from _default_moves(facts)
+    joint = _joint(facts, [*moves, *(p for p in fixes if p.level is Level.PARALLELISM)])
+    if joint is not None:
+        yield joint
+
+
+def _joint(facts: Facts, proposals: list[Proposal]) -> Proposal | None:
+    """Each stage's knobs at the value its own move asks for, all in one configuration, predicted by the model
+    of the whole pipeline: the first trial after the baseline can then be the model's optimum."""
+    chosen: dict[tuple[str, str], StageSetting] = {}
+    for p in sorted(proposals, key=lambda p: -p.predicted):  # where two moves set one knob, the likelier gain
+        if not p.settings.context and all((s.selector, s.knob) not in chosen for s in p.settings.stages):
+            chosen.update({(s.selector, s.knob): s for s in p.settings.stages})
+    if len({sel for sel, _ in chosen}) < 2:
+        return None  # one stage's moves are proposed one by one already
+    settings = Settings(tuple(chosen.values()))
+    changed = {s.index: settings.knobs_of(s) for s in facts.run.stages if settings.for_stage(s)}
+    gain = predict.config_speedup(facts, changed)
+    what = "the model's optimum: " + ", ".join(a for a in settings.to_args())
+    why = f"every stage's move at once, predicted {gain:.2f}x by the model of the whole pipeline"
+    return Proposal(settings, what, "joint (model)", why, Level.PARALLELISM, gain)
 
 
 def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
