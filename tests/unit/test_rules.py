@@ -191,6 +191,21 @@ def test_one_slow_actor_stage_grows_its_pool_when_resources_allow() -> None:
     assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("concurrency", 1, 2)
 
 
+def test_a_pool_held_back_by_the_upstream_reservation_gets_more_actors_that_each_reserve_less() -> None:
+    """A 1-CPU task stage and a 1-actor pool of 1 CPU on 2 CPUs: a second 1-CPU actor would starve the tasks."""
+    read = stage(0, "range", kind=StageKind.READ, num_cpus=1.0)
+    model = stage(1, "map_batches", "Model", kind=StageKind.ACTOR, concurrency=1, num_cpus=1.0)
+    r_op = Operator("0/ReadRange_1", "ReadRange", (0,), num_cpus=1.0)
+    m_op = Operator("0/MapBatches(Model)_2", "MapBatches(Model)", (1,), "actors", 1, 1.0)
+    run = pipeline(
+        [(read, r_op, op_stats(r_op.uid, 10_000, 0.5, 0.5)), (model, m_op, op_stats(m_op.uid, 10_000, 9.5, 4.0))],
+        cpus=2,
+    )
+    [f] = rule("slow-stage", run)
+    assert f.fix is not None and f.fix.settings == ("1.concurrency=2", "1.num_cpus=0.5")  # set together
+    assert f.fix.describe() == "stage 1 concurrency 1 -> 2, num_cpus 1 -> 0.5"
+
+
 def test_a_balanced_pipeline_has_no_slow_stage() -> None:
     assert rule("slow-stage", two_stage_run(read_busy=18.0, map_busy=20.0)) == []
 

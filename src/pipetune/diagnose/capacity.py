@@ -255,6 +255,68 @@ def pool_model(facts: Facts, op: Operator) -> PoolModel | None:
     return PoolModel(rate.rows, rate.per_slot, rate.cores_per_task, startup, facts.cpus, ceiling, burn)
 
 
+@dataclass(frozen=True)
+class PoolSize:
+    """A limiting pool resized: ``actors`` instead of ``now``, each reserving ``share`` CPUs instead of
+    ``current`` where the larger pool needs that to fit. The doctor's fix and the tuner's move alike."""
+
+    stage: int
+    now: int
+    actors: int
+    current: float
+    share: float
+    gain: float  # predicted speed-up of the whole run
+    why: str
+
+    def knobs(self) -> list[tuple[str, float | int]]:
+        out: list[tuple[str, float | int]] = [("concurrency", self.actors)]
+        return out + ([("num_cpus", self.share)] if self.share < self.current else [])
+
+    def describe(self) -> str:
+        text = f"concurrency {self.now} -> {self.actors}"
+        return text + (f", num_cpus {self.current:g} -> {self.share:g}" if self.share < self.current else "")
+
+
+def size_pool(facts: Facts) -> PoolSize | None:
+    """The limiting actor pool at the size the pool model finds fastest, in one step (1 -> 12 if 12 is
+    fastest, or fewer where start-ups cost more than they bring), each actor reserving what lets it fit."""
+    stage = facts.bottleneck_stage()
+    if stage is None or stage.kind is not StageKind.ACTOR or facts.cpus <= 0:
+        return None
+    op, rate, knobs = facts.operator_of(stage.index), facts.rate_of(stage.index), stage.knobs
+    if op is None or rate is None or isinstance(knobs.concurrency, tuple):
+        return None
+    now, current = pool_size(knobs), cpus_of(knobs)
+    held = as_run(facts.run)
+    room = held.left_for_pools(facts.cpus) - (held.pool_cpus - now * current)  # what this pool may hold
+    step = th.NUM_CPUS_IO[0]  # the guide's smallest reservation
+    sized = _sized(facts, op, rate, now, max(int(room / step + 1e-9), 1))
+    if sized is None or sized[0] == now:
+        return None
+    actors, gain, why = sized
+    share = round(min(current, math.floor(room / actors / step + 1e-9) * step), 3)
+    return PoolSize(stage.index, now, actors, current, share, gain, why)
+
+
+def _sized(facts: Facts, op: Operator, rate: OperatorRate, now: int, most: int) -> tuple[int, float, str] | None:
+    """(actors, predicted run speed-up, why) from the pool model; without a measured start-up cost the model
+    cannot see where more actors stop paying, so the pool at most doubles, and only while cores are idle."""
+    tasks = max(_tasks(facts, op), 1)  # an actor beyond the tasks there are would idle
+    model = pool_model(facts, op)
+    if model is not None:
+        actors = model.best(min(most, tasks))
+        gain = run_speedup(facts, op, model.seconds(now) / model.seconds(actors))
+        why = (f"{rate.per_slot:,.0f} rows/s per actor, {model.startup_s:.1f} s to start one: {actors} actors "
+               f"finish soonest ({model.seconds(actors):.1f} s against {model.seconds(now):.1f} s)")  # fmt: skip
+        return actors, gain, why
+    actors = min(2 * now, most, tasks)
+    busy = min(actors, facts.cpus / max(rate.cores_per_task, 0.1))  # actors beyond the cores only share them
+    if busy <= rate.slots + 0.25:
+        return None  # the pool already has every core its actors can burn: another actor would only share them
+    why = f"the pool of {now} limits the pipeline and its start-up cost was not measured: at most twice as many"
+    return actors, run_speedup(facts, op, busy / max(rate.slots, 1.0)), why
+
+
 # -- does an actor pool fit? The one home of that judgement (doctor rules, checklist, feasibility, policy) ----
 
 DEFAULT_NUM_CPUS = 1.0  # Ray Data reserves 1 CPU per map task and per actor unless told otherwise (Ray's docs)

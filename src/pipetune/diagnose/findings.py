@@ -36,17 +36,25 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Fix:
-    """One change: a knob of one stage (or ``ctx.FIELD``), from its current value to the proposed one."""
+    """One change: a knob of one stage (or ``ctx.FIELD``), from its current value to the proposed one, with
+    the changes of the same stage that only make sense together with it (``also``: a pool size and the smaller
+    reservation that lets it fit)."""
 
     knob: str
     current: Any
     proposed: Any
     level: Level
     stage: int | None = None
+    also: tuple[Fix, ...] = ()
 
     def describe(self) -> str:
         where = f"stage {self.stage} " if self.stage is not None else ""
-        return where + change(self.knob, self.current, self.proposed)
+        return where + ", ".join(change(f.knob, f.current, f.proposed) for f in (self, *self.also))
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """Every ``--set`` argument the fix needs, in order (the first is :attr:`setting`)."""
+        return tuple(s for f in (self, *self.also) if (s := f.setting) is not None)
 
     @property
     def setting(self) -> str | None:

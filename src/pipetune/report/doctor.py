@@ -25,7 +25,10 @@ def diagnosis_view(d: Diagnosis) -> dict[str, Any]:
 
 def _finding_view(f: Finding) -> dict[str, Any]:
     view = dict(to_plain(f))
-    view["fix"] = {**to_plain(f.fix), "text": f.fix.describe(), "set": f.fix.setting} if f.fix else None
+    fix = f.fix
+    view["fix"] = (
+        {**to_plain(fix), "text": fix.describe(), "set": fix.setting, "sets": list(fix.settings)} if fix else None
+    )
     view["evidence_text"] = [e.describe() for e in f.evidence]
     return view
 
@@ -58,7 +61,8 @@ def _finding_text(rank: int, f: Finding) -> Text:
     if f.fix:
         level = f"level {int(f.fix.level)} ({f.fix.level.name.lower()})"
         text.append(f"   fix:      {f.fix.describe()}  [{level}]", style="cyan")
-        text.append(f"  `--set {f.fix.setting}`\n" if f.fix.setting else "\n", style="cyan")
+        sets = " ".join(f"--set {s}" for s in f.fix.settings)
+        text.append(f"  `{sets}`\n" if sets else "\n", style="cyan")
     text.append(f"   verify:   {f.verify.text}   confidence {f.confidence:.0%}\n")
     return text
 

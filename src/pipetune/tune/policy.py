@@ -24,13 +24,10 @@ from pipetune.diagnose import (
     Finding,
     Fix,
     Level,
-    OperatorRate,
-    as_run,
     diagnose,
-    pool_size,
 )
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Operator, Run, Stage, StageKind
+from pipetune.model import Run, Stage
 from pipetune.settings import DEFAULT, ContextSetting, Settings, StageSetting, change, knob, show
 from pipetune.tune.feasible import unschedulable
 from pipetune.tune.study import with_settings
@@ -203,10 +200,13 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
 
 
 def _settings_of(fix: Fix) -> Settings:
-    """A fix that has a ``--set`` form as settings: one DataContext field, or one knob of its stage."""
+    """A fix that has a ``--set`` form as settings: one DataContext field, or its stage's knobs."""
     if fix.knob.startswith("ctx.") or fix.stage is None:
         return Settings(context=(ContextSetting(fix.knob.removeprefix("ctx."), fix.proposed),))
-    return _one(fix.stage, fix.knob, fix.proposed)
+    settings = _one(fix.stage, fix.knob, fix.proposed)
+    for other in fix.also:
+        settings = settings.merged(_one(fix.stage, other.knob, other.proposed))
+    return settings
 
 
 def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
@@ -326,48 +326,13 @@ def _input_bytes_per_row(facts: Facts, stage: int) -> float | None:
 
 
 def _pool_moves(facts: Facts) -> Iterator[Proposal]:
-    """A limiting actor pool at the size the pool model asks for, in one step (1 -> 12 if 12 is fastest, or
-    fewer where start-ups cost more than they bring), each actor reserving what lets the pool fit."""
-    stage = facts.bottleneck_stage()
-    if stage is None or stage.kind is not StageKind.ACTOR or facts.cpus <= 0:
+    """A limiting actor pool at the size the pool model asks for, in one step."""
+    sized = predict.size_pool(facts)
+    if sized is None:
         return
-    op, rate, knobs = facts.operator_of(stage.index), facts.rate_of(stage.index), stage.knobs
-    if op is None or rate is None or isinstance(knobs.concurrency, tuple):
-        return
-    now, current = pool_size(knobs), knobs.num_cpus or DEFAULT_NUM_CPUS
-    held = as_run(facts.run)
-    room = held.left_for_pools(facts.cpus) - (held.pool_cpus - now * current)  # what this pool may hold
-    sized = _pool_size(facts, op, rate, now, max(int(room / NUM_CPUS_IO[0] + 1e-9), 1))
-    if sized is None or sized[0] == now:
-        return
-    actors, gain, why = sized
-    share = min(current, math.floor(room / actors / NUM_CPUS_IO[0] + 1e-9) * NUM_CPUS_IO[0])
-    settings = _one(stage.index, "concurrency", actors)
-    what = f"stage {stage.index} {change('concurrency', now, actors)}"
-    if share < current:
-        settings = settings.merged(_one(stage.index, "num_cpus", round(share, 3)))
-        what += f", {change('num_cpus', current, round(share, 3))}"
-    yield Proposal(settings, what, "balance (model)", why, Level.PARALLELISM, gain)
-
-
-def _pool_size(facts: Facts, op: Operator, rate: OperatorRate, now: int, most: int) -> tuple[int, float, str] | None:
-    """(actors, predicted run speed-up, why) from the pool model; without a measured start-up cost the model
-    cannot see where more actors stop paying, so the pool at most doubles, and only while cores are idle."""
-    stats = facts.run.stats_of(op.uid)
-    tasks = max(stats.task_s.count if stats else 1, 1)  # an actor beyond the tasks there are would idle
-    model = predict.pool_model(facts, op)
-    if model is not None:
-        actors = model.best(min(most, tasks))
-        gain = predict.run_speedup(facts, op, model.seconds(now) / model.seconds(actors))
-        why = (f"{rate.per_slot:,.0f} rows/s per actor, {model.startup_s:.1f} s to start one: {actors} actors "
-               f"finish soonest ({model.seconds(actors):.1f} s against {model.seconds(now):.1f} s)")  # fmt: skip
-        return actors, gain, why
-    actors = min(2 * now, most, tasks)
-    busy = min(actors, facts.cpus / max(rate.cores_per_task, 0.1))  # actors beyond the cores only share them
-    if busy <= rate.slots + 0.25:
-        return None  # the pool already has every core its actors can burn: another actor would only share them
-    why = f"the pool of {now} limits the pipeline and its start-up cost was not measured: at most twice as many"
-    return actors, predict.run_speedup(facts, op, busy / max(rate.slots, 1.0)), why
+    settings = Settings(tuple(StageSetting(str(sized.stage), k, knob(k).value(v)) for k, v in sized.knobs()))
+    what = f"stage {sized.stage} {sized.describe()}"
+    yield Proposal(settings, what, "balance (model)", sized.why, Level.PARALLELISM, sized.gain)
 
 
 # -- Ray Data's own defaults: always among the values weighed ----------------------------------------------------

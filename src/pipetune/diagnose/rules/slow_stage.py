@@ -8,11 +8,10 @@ Here the choice is made from measured service rates: which limit binds the stage
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate
-from pipetune.diagnose.capacity import as_run, rooms
+from pipetune.diagnose.capacity import size_pool
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import finding, throughput_criterion
@@ -67,17 +66,7 @@ def _choose(facts: Facts, stage: Stage, op: Operator, rate: OperatorRate) -> tup
                 f"each task reserves {op.num_cpus:g} CPU but burns {rate.cores_per_task:.2f}: fewer run than fit",
             )
     if op.compute == "actors" and op.max_concurrency and op.max_concurrency <= rate.slots + 0.5:
-        grown = op.max_concurrency + 1
-        if _fits(facts, stage, op, grown):
-            return (
-                Fix("concurrency", op.max_concurrency, grown, Level.PARALLELISM, stage.index),
-                f"its actor pool is capped at {op.max_concurrency} while the cluster has room for more",
-            )
-        return (
-            None,
-            f"its pool of {op.max_concurrency} actor(s) already reserves what the upstream stages leave; "
-            "more actors would starve them (see the batch_size finding, if any)",
-        )
+        return _resized(facts, stage, op)
     return (
         None,
         f"it burns {rate.cores_per_task:.2f} cores per task on every slot it can get: the hardware is the "
@@ -85,6 +74,12 @@ def _choose(facts: Facts, stage: Stage, op: Operator, rate: OperatorRate) -> tup
     )
 
 
-def _fits(facts: Facts, stage: Stage, op: Operator, actors: int) -> bool:
-    """More actors must leave the task stages room for a task (else it hangs)."""
-    return as_run(facts.run, {stage.index: replace(stage.knobs, concurrency=actors)}).fits(rooms(facts.run))
+def _resized(facts: Facts, stage: Stage, op: Operator) -> tuple[Fix | None, str]:
+    """The pool at the size the pool model finds fastest, with the smaller reservation that lets it fit."""
+    sized = size_pool(facts)
+    if sized is None or sized.stage != stage.index:
+        return (None, f"its pool of {op.max_concurrency} actor(s) is as large as the model finds worth it")
+    also = (Fix("num_cpus", sized.current, sized.share, Level.PARALLELISM, stage.index),)
+    fix = Fix("concurrency", sized.now, sized.actors, Level.PARALLELISM, stage.index,
+              also if sized.share < sized.current else ())  # fmt: skip
+    return fix, sized.why
