@@ -2,7 +2,7 @@
 Optuna's TPE (so both search exactly the same space). pipetune's tuner is not limited to it.
 
 Each grid names stage knobs by the stage's index in the example (``--set INDEX.KNOB=VALUE``); ``None`` is the
-script's own value.
+script's own value, ``"default"`` Ray Data's (the argument removed).
 """
 
 from __future__ import annotations
@@ -27,6 +27,28 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "2.batch_size": [4, 16, 64, 256],
         "2.concurrency": [1, 2],
         "2.num_cpus": [1, 0.5],
+    },
+    # range -> map_batches(ServiceClient actor pool, 40 ms a batch) -> write_parquet
+    "service-pool": {
+        "1.concurrency": [1, 2, 4, 8, 16],
+        "1.num_cpus": [1, 0.25, 0.05],
+    },
+    # range -> map(parse) -> map_batches(clean) -> map_batches(score) -> map_batches(Lookup) -> filter -> write
+    "etl-6": {
+        "1.num_cpus": [None, 0.5],
+        "2.batch_size": [None, "default"],
+        "3.batch_size": [None, "default"],
+        "4.concurrency": [None, 2],
+    },
+    # range (16 blocks, 3 heavy) -> map_batches(work, 4096 rows a batch) -> write_parquet
+    "skew": {
+        "0.repartition": [None, 32],
+        "1.batch_size": [None, 1000, 256],
+    },
+    # range -> map_batches(Model actor pool, 4 x 0.25 CPU) -> write_parquet
+    "model-pool": {
+        "1.concurrency": [1, 2, 4],
+        "1.num_cpus": [None, 0.5, 1],
     },
 }
 
