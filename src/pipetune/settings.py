@@ -77,6 +77,11 @@ class Knob:
             raise UsageError(f"{self.name}={raw!r} is not valid", self.hint) from None
 
     @property
+    def keywords(self) -> tuple[str, ...]:
+        """The keyword arguments that can carry the knob in a call (a pool size may be written ``compute=``)."""
+        return ("compute", "concurrency") if self.where is Where.STRATEGY else (self.name,)
+
+    @property
     def keyword(self) -> bool:
         """The patcher writes it as a keyword argument of the call; otherwise as a call chained onto it."""
         return self.where is not Where.CHAINED
@@ -230,8 +235,7 @@ class Settings:
 
     def knobs_of(self, stage: Stage) -> Knobs:
         """``stage``'s knobs with these settings applied (``default`` is None there: Ray Data's default)."""
-        changes = {k: None if v == DEFAULT else v for k, v in self.for_stage(stage).items()}
-        return stage.knobs.replace(**changes) if changes else stage.knobs
+        return with_knobs(stage.knobs, self.for_stage(stage))
 
     def merged(self, other: Settings) -> Settings:
         """``other`` applied on top of these settings (all kept: see :meth:`collapsed`)."""
@@ -278,6 +282,12 @@ class Settings:
     def typed(self, fields: Mapping[str, object]) -> Settings:
         """Context fields checked against DataContext's (name -> default value), each converted to its type."""
         return Settings(self.stages, tuple(ContextSetting(o.field, _context_value(o, fields)) for o in self.context))
+
+
+def with_knobs(knobs: Knobs, changes: Mapping[str, KnobValue]) -> Knobs:
+    """``knobs`` with ``changes`` applied; ``default`` becomes None, which is how :class:`Knobs` says "Ray's"."""
+    plain = {k: None if v == DEFAULT else v for k, v in changes.items()}
+    return knobs.replace(**plain) if plain else knobs
 
 
 def parse_assignment(text: str) -> Setting:

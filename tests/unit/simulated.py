@@ -60,6 +60,7 @@ class SimPipeline:
     noise: float = 0.02  # relative spread of wall times
     seed: int = 0
     runs: int = field(default=0, init=False)
+    hung: list[str] = field(default_factory=list, init=False)  # why each configuration that hung did
 
     @property
     def cpus(self) -> float:
@@ -71,8 +72,10 @@ class SimPipeline:
     def run(self, config: Settings, run_id: str, time_box_s: float | None = None) -> Run:
         """One run of the pipeline with ``config`` applied, as the recorder would have stored it."""
         self.runs += 1
-        stages = tuple(_applied(s, config) for s in self.shipped())
+        stages = tuple(self._autoscaled(_applied(s, config)) for s in self.shipped())
         hangs = reservations((s, s.knobs) for s in stages).why_not(self.nodes)
+        if hangs:
+            self.hung.append(hangs)
         ops = [self._operator(i, s) for i, s in enumerate(stages)]
         exec_s, stats, samples = self._execute(stages, ops)
         rng = random.Random(hash((self.seed, self.runs)))
@@ -95,6 +98,16 @@ class SimPipeline:
             executions=(execution,),
             op_samples=tuple(samples),
         )
+
+    def _autoscaled(self, stage: Stage) -> Stage:
+        """Ray Data 2.60 runs a class UDF without a pool size on an autoscaling pool from 1 actor up: here, as
+        many actors as leave one task's CPU on the cluster."""
+        knobs = stage.knobs
+        if stage.kind is not StageKind.ACTOR or knobs.concurrency is not None:
+            return stage
+        cpus = 1.0 if knobs.num_cpus is None else knobs.num_cpus
+        actors = max(int((self.cpus - 1.0) / cpus), 1) if cpus > 0 else self.blocks
+        return Stage(stage.index, stage.method, stage.udf, stage.site, stage.kind, knobs.replace(concurrency=actors))
 
     def _operator(self, i: int, stage: Stage) -> Operator:
         name = f"MapBatches({stage.udf})" if stage.udf else stage.method

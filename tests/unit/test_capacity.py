@@ -75,16 +75,16 @@ def test_actors_go_where_there_is_most_room_and_a_gpu_task_needs_a_free_gpu() ->
 
 
 def test_the_pool_model_weighs_start_up_against_the_rows_the_actors_share() -> None:
-    """The slow-service pool measured on this machine (19.8 s with 1 actor, on 2 cores), supposing 1.5 s of
-    it was starting the actor: the model then orders the sizes as the measurements did."""
-    model = PoolModel(rows=18.3, per_actor=1.0, cores_per_actor=0.03, startup_s=1.5, cpus=2.0)
-    assert model.best(32) in (4, 5)  # measured: 4 ran fastest of 1, 4, 8, 16, 32
-    times = [model.seconds(n) for n in (4, 8, 16, 32)]
-    assert times == sorted(times)  # and each doubling after it slower, as measured
+    """Actors that wait (no cores burnt): n of them take startup * n / cores + rows / (per_actor * n), fastest
+    at n = sqrt(rows * cores / (per_actor * startup)); fewer and more are both slower."""
+    model = PoolModel(rows=100.0, per_actor=1.0, cores_per_actor=0.0, startup_s=2.0, cpus=2.0)
+    assert model.best(range(1, 65)) == 10  # sqrt(100 * 2 / (1 * 2))
+    times = [model.seconds(n) for n in (10, 20, 40, 64)]
+    assert times == sorted(times) and model.seconds(5) > model.seconds(10)
     compute = PoolModel(rows=3000, per_actor=150, cores_per_actor=1.0, startup_s=0.5, cpus=16.0)
-    assert compute.best(15) == 15  # a compute-bound pool on 16 cores: as many as fit
+    assert compute.best(range(1, 16)) == 15  # a compute-bound pool on 16 cores: as many as fit
     capped = PoolModel(rows=3000, per_actor=150, cores_per_actor=1.0, startup_s=0.5, cpus=16.0, ceiling=600.0)
-    assert capped.best(15) == 4  # no faster than the rest of the pipeline: 4 actors carry its 600 rows/s
+    assert capped.best(range(1, 16)) == 4  # no faster than the rest of the pipeline: 4 actors carry its 600 rows/s
 
 
 def sixteen_cpu_pool(startup_s: float | None) -> Run:

@@ -53,6 +53,15 @@ def test_a_default_removes_the_argument_so_ray_datas_own_default_applies() -> No
     assert "ds = ds.map(fetch)" in p.patched  # nothing to remove: unchanged  # type: ignore[attr-defined]
 
 
+def test_a_default_the_call_cannot_lose_by_keyword_is_reported_and_pipetunes_own_knob_is_not_chained() -> None:
+    source = 'ds = ds.map_batches(f, ray_remote_args={"num_cpus": 2})\n'
+    stages = [Stage(0, "map_batches", "f", "pipe.py:1", StageKind.TRANSFORM)]
+    config = {"stages": {"0": {"num_cpus": "default", "repartition": "default"}}}
+    p = patch_script(source, "pipe.py", stages, Settings.from_config(config))
+    assert ".repartition(" not in p.patched
+    assert p.unplaced and "inside ray_remote_args" in p.unplaced[0]
+
+
 def test_repartition_is_chained_onto_the_source() -> None:
     p = patch({"stages": {"0": {"repartition": 8}}})
     assert 'ds = ray.data.read_parquet("in").repartition(8)  # input' in p.patched  # type: ignore[attr-defined]

@@ -309,9 +309,11 @@ def test_no_larger_pool_once_its_actors_burn_every_core() -> None:
 def test_ray_datas_defaults_are_always_weighed_one_knob_and_all_at_once() -> None:
     from pipetune.tune.policy import candidates
 
-    run = actor_run()  # the pool stage sets num_cpus, batch_size and concurrency
+    run = actor_run(num_cpus=0.5)  # the pool stage sets num_cpus, batch_size and concurrency
     moves = {p.settings.to_args(): p for p in candidates(Facts.of(run))}  # type: ignore[arg-type]
     every = ("2.num_cpus=default", "2.batch_size=default", "2.concurrency=default")
+    at_default = {p.settings.to_args() for p in candidates(Facts.of(actor_run(num_cpus=1.0)))}  # type: ignore[arg-type]
+    assert not any("2.num_cpus=default" in args for args in at_default)  # 1 CPU is Ray's default: no change
     assert every in moves and moves[every].predicted == 1.0  # not predicted: the trial decides
     assert ("2.batch_size=default",) in moves  # whole blocks, predicted from the measured per-batch cost
     on_gpu = tuple(dataclasses.replace(s, knobs=s.knobs.replace(num_gpus=1.0)) for s in run.stages)  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ the time outside the execution does not change. The figures rank candidate chang
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipetune.diagnose import thresholds as th
@@ -90,12 +90,16 @@ def rows_per_task(facts: Facts, stage: int) -> float | None:
 
 
 def smaller_batches_than_tasks(facts: Facts) -> list[Stage]:
-    """The batching stages whose batches are smaller than their tasks' rows: their per-batch costs are work
-    that larger batches remove, so their CPU time is no floor."""
+    """The batching stages whose batches are smaller than their tasks' rows and whose fixed per-batch costs are
+    more than the tuning aim's share of their time: that is work larger batches remove, so it is no floor."""
     out = []
     for stage in facts.run.stages:
         rows, batch = rows_per_task(facts, stage.index), stage.knobs.batch_size
-        if stage.method == "map_batches" and batch and rows and batch < rows:
+        model = batch_model(facts, stage.index, batch) if stage.method == "map_batches" and batch else None
+        if model is None or not rows or not batch or batch >= rows:
+            continue
+        _, fixed, per_row = model
+        if fixed / (fixed + per_row * batch) > th.BATCH_OVERHEAD_TARGET.value:
             out.append(stage)
     return out
 
@@ -172,7 +176,8 @@ def _busy_ratio(facts: Facts, op: Operator, changed: Mapping[int, Knobs]) -> flo
         if model is None:
             continue
         stage_s, fixed, per_row = model
-        proposed = new.batch_size or rows_per_task(facts, index) or old  # None: Ray's whole blocks
+        whole = rows_per_task(facts, index) or old  # a batch never holds more than its task's rows
+        proposed = min(new.batch_size or whole, whole)  # None: Ray's whole blocks
         saved += stage_s * (1 - (fixed / proposed + per_row) / (fixed / old + per_row))
     return max(stats.busy_s - saved, 1e-9) / stats.busy_s
 
@@ -238,9 +243,9 @@ class PoolModel:
         per_row = self.cores_per_actor / self.per_actor + self.others_cpu_per_row  # CPU-seconds a row costs
         return min(rate, self.cpus / per_row) if per_row > 0 else rate
 
-    def best(self, most: int) -> int:
-        """The pool size in 1..``most`` the model says is fastest (the smaller of two that tie)."""
-        return min(range(1, max(most, 1) + 1), key=lambda n: (round(self.seconds(n), 6), n))
+    def best(self, sizes: Iterable[int]) -> int:
+        """The pool size among ``sizes`` the model says is fastest (the smaller of two that tie)."""
+        return min(sizes, key=lambda n: (round(self.seconds(n), 6), n))
 
 
 def pool_model(facts: Facts, op: Operator) -> PoolModel | None:
@@ -278,8 +283,9 @@ class PoolSize:
 
 
 def size_pool(facts: Facts) -> PoolSize | None:
-    """The limiting actor pool at the size the pool model finds fastest, in one step (1 -> 12 if 12 is
-    fastest, or fewer where start-ups cost more than they bring), each actor reserving what lets it fit."""
+    """The limiting actor pool at the size the pool model finds fastest among those that fit the nodes as Ray
+    places them, in one step (1 -> 12 if 12 is fastest, or fewer where start-ups cost more than they bring),
+    each actor reserving the most that still fits (never more than it does now)."""
     stage = facts.bottleneck_stage()
     if stage is None or stage.kind is not StageKind.ACTOR or facts.cpus <= 0:
         return None
@@ -288,33 +294,69 @@ def size_pool(facts: Facts) -> PoolSize | None:
         return None
     now, current = pool_size(knobs), cpus_of(knobs)
     held = as_run(facts.run)
-    room = held.left_for_pools(facts.cpus) - (held.pool_cpus - now * current)  # what this pool may hold
-    step = th.NUM_CPUS_IO[0]  # the guide's smallest reservation
-    sized = _sized(facts, op, rate, now, max(int(room / step + 1e-9), 1))
+    room = held.left_for_pools(facts.cpus) - (held.pool_cpus - now * current)  # on one node; checked per node
+    most = min(int(room / th.NUM_CPUS_IO[0] + 1e-9), max(_tasks(facts, op), 1))  # more actors than tasks idle
+    if most < 1:
+        return None  # the pool cannot hold even the guide's smallest reservation per actor
+    sized = _sized(facts, op, rate, now, most, lambda n: _share_that_fits(facts, stage, n, current, room))
     if sized is None or sized[0] == now:
         return None
-    actors, gain, why = sized
-    share = round(min(current, math.floor(room / actors / step + 1e-9) * step), 3)
+    actors, share, gain, why = sized
     return PoolSize(stage.index, now, actors, current, share, gain, why)
 
 
-def _sized(facts: Facts, op: Operator, rate: OperatorRate, now: int, most: int) -> tuple[int, float, str] | None:
-    """(actors, predicted run speed-up, why) from the pool model; without a measured start-up cost the model
-    cannot see where more actors stop paying, so the pool at most doubles, and only while cores are idle."""
-    tasks = max(_tasks(facts, op), 1)  # an actor beyond the tasks there are would idle
+def _share_that_fits(facts: Facts, stage: Stage, actors: int, current: float, room: float) -> float | None:
+    """The largest reservation per actor, in the guide's smallest steps and at most ``current``, with which
+    ``actors`` actors fit the nodes and leave the task stages room; None when none does. (A smaller share
+    never fits worse, so the steps are bisected.)"""
+    step = th.NUM_CPUS_IO[0]
+
+    def fits(k: int) -> bool:
+        changed = {stage.index: stage.knobs.replace(concurrency=actors, num_cpus=round(k * step, 3))}
+        return as_run(facts.run, changed).fits(rooms(facts.run))
+
+    lo, hi = 0, int(min(current, room / actors) / step + 1e-9)  # fits(lo) is the sentinel, hi the most asked
+    if hi < 1 or not fits(1):
+        return None
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return current if lo * step >= current - 1e-9 else round(lo * step, 3)
+
+
+Fitting = Callable[[int], float | None]
+
+
+def _why(rate: OperatorRate, model: PoolModel, now: int, actors: int) -> str:
+    return (
+        f"{rate.per_slot:,.0f} rows/s per actor, {model.startup_s:.1f} s to start one: {actors} actors finish "
+        f"soonest ({model.seconds(actors):.1f} s against {model.seconds(now):.1f} s)"
+    )
+
+
+def _sized(facts: Facts, op: Operator, rate: OperatorRate, now: int, most: int,
+           share_of: Fitting) -> tuple[int, float, float, str] | None:  # fmt: skip
+    """(actors, their share, predicted run speed-up, why): the fastest pool size by the pool model that fits;
+    without a measured start-up cost the model cannot see where more actors stop paying, so the pool at most
+    doubles, and only while cores are idle."""
     model = pool_model(facts, op)
     if model is not None:
-        actors = model.best(min(most, tasks))
-        gain = run_speedup(facts, op, model.seconds(now) / model.seconds(actors))
-        why = (f"{rate.per_slot:,.0f} rows/s per actor, {model.startup_s:.1f} s to start one: {actors} actors "
-               f"finish soonest ({model.seconds(actors):.1f} s against {model.seconds(now):.1f} s)")  # fmt: skip
-        return actors, gain, why
-    actors = min(2 * now, most, tasks)
-    busy = min(actors, facts.cpus / max(rate.cores_per_task, 0.1))  # actors beyond the cores only share them
-    if busy <= rate.slots + 0.25:
-        return None  # the pool already has every core its actors can burn: another actor would only share them
-    why = f"the pool of {now} limits the pipeline and its start-up cost was not measured: at most twice as many"
-    return actors, run_speedup(facts, op, busy / max(rate.slots, 1.0)), why
+        for actors in sorted(range(1, most + 1), key=lambda n: (round(model.seconds(n), 6), n)):
+            if actors == now:
+                return None  # what runs now is already the fastest that fits
+            share = share_of(actors)
+            if share is not None:
+                gain = run_speedup(facts, op, model.seconds(now) / model.seconds(actors))
+                return actors, share, gain, _why(rate, model, now, actors)
+        return None
+    for actors in range(min(2 * now, most), now, -1):
+        share = share_of(actors)
+        busy = min(actors, facts.cpus / max(rate.cores_per_task, 0.1))  # actors beyond the cores share them
+        if share is not None and busy > rate.slots + 0.25:
+            why = f"the pool of {now} limits the pipeline and its start-up cost was not measured: at most x2"
+            return actors, share, run_speedup(facts, op, busy / max(rate.slots, 1.0)), why
+    return None
 
 
 # -- does an actor pool fit? The one home of that judgement (doctor rules, checklist, feasibility, policy) ----

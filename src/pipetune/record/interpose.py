@@ -26,7 +26,7 @@ from pipetune.record import _ray_compat
 
 if TYPE_CHECKING:
     from pipetune.record.files import Journal
-from pipetune.settings import DEFAULT, KNOBS, Knob, Settings, Where
+from pipetune.settings import DEFAULT, KNOBS, Knob, Settings, Where, with_knobs
 
 _RAY_DIR = os.path.dirname(ray.__file__) + os.sep
 _PIPETUNE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
@@ -201,7 +201,7 @@ def _new_stage(
     for knob, value in changes.items():
         if knob not in chained:
             _apply_knob(bound, KNOBS[knob], value, stage)
-    knobs = read_knobs(bound).replace(**{k: None if v == DEFAULT else v for k, v in chained.items()})
+    knobs = with_knobs(read_knobs(bound), chained)
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
     registry.add(stage)
     return stage
@@ -311,7 +311,7 @@ def _apply_knob(bound: inspect.BoundArguments, knob: Knob, value: KnobValue, sta
 
 def _remove_knob(bound: inspect.BoundArguments, knob: Knob) -> None:
     params = bound.signature.parameters
-    for name in ("compute", "concurrency") if knob.where is Where.STRATEGY else (knob.name,):
+    for name in knob.keywords:
         if name in params and params[name].kind is not inspect.Parameter.VAR_KEYWORD:
             bound.arguments.pop(name, None)
     _drop_remote_arg(bound, knob.name)

@@ -18,7 +18,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from pipetune.model import Stage
-from pipetune.settings import DEFAULT, KNOBS, Settings, Where
+from pipetune.settings import DEFAULT, KNOBS, Settings
 from pipetune.sourcecode import EQUAL, after_imports, appended
 
 CALL_KNOBS = tuple(k.name for k in KNOBS.values() if k.keyword)  # the knobs a call takes as keyword arguments
@@ -59,7 +59,7 @@ def patch_script(source: str, path: str, stages: Sequence[Stage], overrides: Set
     patched = wrapper.visit(placer)
     missing = [f"stage at line {e.line} ({e.method}): call not found in {path}" for e in edits if e not in placer.done]
     patched = _with_context(patched, overrides)
-    return Patch(source, patched.code, path, (*unplaced, *missing))
+    return Patch(source, patched.code, path, (*unplaced, *missing, *placer.unplaced))
 
 
 def _edits(path: str, stages: Sequence[Stage], overrides: Settings) -> tuple[list[Edit], list[str]]:
@@ -94,6 +94,7 @@ class _Placer(cst.CSTTransformer):
         super().__init__()
         self.edits = edits
         self.done: list[Edit] = []
+        self.unplaced: list[str] = []  # removals the call's form did not allow
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         edit = self._edit_for(original)
@@ -101,7 +102,12 @@ class _Placer(cst.CSTTransformer):
             return updated
         self.done.append(edit)
         call = _set_keywords(updated, edit.knobs)
+        kept = [k for k, v in edit.knobs.items() if v == DEFAULT and _in_remote_args(call, k)]
+        where = f"stage at line {edit.line} ({edit.method})"
+        self.unplaced += [f"{where}: {k} is set inside ray_remote_args; remove it there by hand" for k in kept]
         for name, value in edit.chained.items():
+            if value == DEFAULT:
+                continue  # pipetune's own knob: its default is not to chain it
             chained = cst.Attribute(value=call, attr=cst.Name(name))
             call = cst.Call(func=chained, args=[cst.Arg(cst.parse_expression(repr(value)))])
         return call
@@ -130,7 +136,7 @@ def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
     args = list(call.args)
     for knob, value in knobs.items():
         if value == DEFAULT:  # Ray Data's default: the argument goes
-            args = [a for a in args if not (a.keyword and a.keyword.value in _removed(knob))]
+            args = [a for a in args if not (a.keyword and a.keyword.value in KNOBS[knob].keywords)]
             continue
         expr = cst.parse_expression(repr(_literal(knob, value)))
         at = next((i for i, a in enumerate(args) if a.keyword and a.keyword.value == knob), None)
@@ -141,9 +147,14 @@ def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
     return call.with_changes(args=args)
 
 
-def _removed(knob: str) -> tuple[str, ...]:
-    """The keywords that carry ``knob`` in a call (a pool size may be written as ``compute=``)."""
-    return ("compute", "concurrency") if KNOBS[knob].where is Where.STRATEGY else (knob,)
+def _in_remote_args(call: cst.Call, knob: str) -> bool:
+    """Whether ``knob`` is a key of a ``ray_remote_args={...}`` literal of the call."""
+    for arg in call.args:
+        if arg.keyword and arg.keyword.value == "ray_remote_args" and isinstance(arg.value, cst.Dict):
+            keys = [e.key for e in arg.value.elements if isinstance(e, cst.DictElement)]
+            if any(isinstance(k, cst.SimpleString) and k.evaluated_value == knob for k in keys):
+                return True
+    return False
 
 
 def _literal(knob: str, value: Any) -> Any:

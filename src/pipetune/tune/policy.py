@@ -96,33 +96,34 @@ def _rank(p: Proposal) -> tuple[float, int, float]:
 def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
     """A batch size at or above one that failed is brought under it: half-way, in ratio, between the incumbent's
     batch (which ran) and the smallest that failed. That is the guide's "halve on OOM" when the two are close,
-    and a bisection when a large step up failed (2 ran, whole blocks of 1500 failed: 54, not 750)."""
+    and a bisection when a large step up failed (2 ran, whole blocks of 1500 failed: 54, not 750). A joint
+    change with such a batch size is dropped: its other parts are proposed on their own."""
     wanted = _only(p.settings, "batch_size")
     if wanted is None:
-        return p if all(_under_failures(facts, s, view) for s in p.settings.stages) else None
-    index = int(wanted.selector)
-    limits = [_rows(facts, index, f.value) for f in view.failed if _same_knob(f, wanted)]
-    limit = min((x for x in limits if x is not None), default=None)
-    asked = _rows(facts, index, wanted.value)
-    if limit is None or asked is None or asked < limit:
+        return p if all(_fails_at(facts, s, view) is None for s in p.settings.stages) else None
+    limit = _fails_at(facts, wanted, view)
+    if limit is None:
         return p
-    current = view.run.stage(index).knobs.batch_size or 0
+    index = int(wanted.selector)
+    batch = view.run.stage(index).knobs.batch_size
+    current = batch if batch is not None else _rows(facts, index, DEFAULT) or 1  # None ran whole blocks
     middle = min(int(math.sqrt(max(current, 1) * limit)), limit // 2)
     if middle <= current:
         return None
-    what = f"stage {index} {change('batch_size', current, middle)}"
+    what = f"stage {index} {change('batch_size', batch, middle)}"
     why = f"{limit} rows per batch failed and {current} ran: half-way between, in ratio"
     return Proposal(_one(index, "batch_size", middle), what, p.rule, why, p.level, p.predicted)
 
 
-def _under_failures(facts: Facts, setting: StageSetting, view: View) -> bool:
-    """A batch size (in a joint change) under every batch of its stage that failed; any other knob, True."""
+def _fails_at(facts: Facts, setting: StageSetting, view: View) -> int | None:
+    """The smallest failed batch size of the setting's stage when the setting asks for at least that many rows;
+    None when it asks for fewer, or is no batch size."""
     if setting.knob != "batch_size":
-        return True
+        return None
     index = int(setting.selector)
     limits = [x for f in view.failed if _same_knob(f, setting) and (x := _rows(facts, index, f.value)) is not None]
     asked = _rows(facts, index, setting.value)
-    return not limits or asked is None or asked < min(limits)
+    return min(limits) if limits and asked is not None and asked >= min(limits) else None
 
 
 def _rows(facts: Facts, stage: int, value: object) -> int | None:
@@ -237,7 +238,8 @@ def _back_off(facts: Facts, p: Proposal, view: View) -> Proposal:
         return p
     nearest = min(beyond, key=lambda v: abs(v - current))
     middle = round(max(NUM_CPUS_IO[0], math.sqrt(current * nearest)), 3)
-    settings = Settings(tuple(replace(x, value=middle) for x in p.settings.stages), p.settings.context)
+    moved = tuple(replace(x, value=middle) if _same_knob(x, first) else x for x in p.settings.stages)
+    settings = Settings(moved, p.settings.context)  # only that stage's num_cpus moves back
     reason = f"{nearest:g} lost to the incumbent: half-way, in ratio, between {current:g} and {nearest:g}"
     what = f"{p.change.split(' -> ')[0]} -> {show('num_cpus', middle)}"  # the change's own words for "from"
     op = facts.operator_of(int(first.selector))
@@ -342,8 +344,10 @@ REMOVABLE = ("num_cpus", "memory", "batch_size", "concurrency", "override_num_bl
 
 
 def _removable(stage: Stage) -> list[str]:
-    """The knobs this stage sets that Ray Data has a default for (on a GPU stage Ray requires a batch size)."""
+    """The knobs this stage sets that Ray Data has a default for (on a GPU stage Ray requires a batch size),
+    less a num_cpus already at Ray's default of 1 (removing it would change nothing)."""
     names = [n for n in REMOVABLE if getattr(stage.knobs, n) is not None]
+    names = [n for n in names if not (n == "num_cpus" and stage.knobs.num_cpus == DEFAULT_NUM_CPUS)]
     return [n for n in names if not (n == "batch_size" and stage.knobs.num_gpus)]
 
 
