@@ -125,6 +125,47 @@ def batch_for(facts: Facts, stage: int, batch: int, rate: OperatorRate | None = 
     return int(min(max(proposed, batch * 2), batch * 64))
 
 
+BATCH_MEMORY_SHARE = 0.6  # guide: batches should keep worker memory within 60-80%
+BATCH_COPIES = 4  # assumed, not measured: a UDF holds a few copies of its batch (input, intermediates, output)
+
+
+def sized_batch(facts: Facts, stage: int, batch: int, floor: int = 0) -> int | None:
+    """The batch size the model asks for (fixed per-batch costs under the tuning aim), at least ``floor``, and
+    never more than a task's rows or the guide's memory share allow. The doctor's fix and the tuner's move."""
+    proposed = batch_for(facts, stage, batch)
+    if proposed is None:
+        return None
+    return min(max(proposed, floor), memory_cap(facts, stage), block_cap(facts, stage, batch))
+
+
+def block_cap(facts: Facts, stage: int, batch: int) -> int:
+    """No more rows than a task gets: a larger batch bundles blocks and leaves fewer tasks to run at once."""
+    rows = rows_per_task(facts, stage)
+    return 1 << 30 if rows is None else max(int(rows), batch)
+
+
+def memory_cap(facts: Facts, stage: int) -> int:
+    """The most rows per batch that keep a worker's share of node memory under the guide's 60%."""
+    per_row = input_bytes_per_row(facts, stage)
+    nodes = [n.resources for n in facts.run.env.nodes if n.resources.get("CPU")]
+    if per_row is None or not nodes:
+        return 1 << 30
+    per_worker = min(n.get("memory", 0.0) / n["CPU"] for n in nodes) or 2**31
+    return max(1, int(BATCH_MEMORY_SHARE * per_worker / (BATCH_COPIES * per_row)))
+
+
+def input_bytes_per_row(facts: Facts, stage: int) -> float | None:
+    """Bytes per row of the blocks the stage reads: the upstream operator's output (its own may be a write's)."""
+    op = facts.operator_of(stage)
+    ops = list({o.uid: o for o in facts.execution.operators}.values()) if facts.execution else []
+    if op is None or op not in ops or ops.index(op) == 0:
+        return None
+    upstream = facts.run.stats_of(ops[ops.index(op) - 1].uid)
+    if upstream is None or upstream.block_rows.mean <= 0 or upstream.block_bytes.mean <= 0:
+        return None
+    return upstream.block_bytes.mean / upstream.block_rows.mean
+
+
 # -- a whole configuration at once ---------------------------------------------------------------------------
 
 

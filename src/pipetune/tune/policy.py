@@ -33,8 +33,6 @@ from pipetune.tune.feasible import unschedulable
 from pipetune.tune.study import with_settings
 
 SIMILAR_GAIN = 2.0  # predicted gains within this factor of each other are ordered by the guide's hierarchy
-BATCH_MEMORY_SHARE = 0.6  # guide: batches should keep worker memory within 60-80%
-BATCH_COPIES = 4  # a UDF holds a few copies of its batch (input, intermediates, output)
 
 
 @dataclass(frozen=True)
@@ -280,9 +278,7 @@ def _batch_moves(facts: Facts) -> Iterator[Proposal]:
 
 
 def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, floor: int = 0) -> Proposal | None:
-    proposed = predict.batch_for(facts, stage, batch)
-    if proposed is not None:
-        proposed = min(max(proposed, floor), _memory_cap(facts, stage), _block_cap(facts, stage, batch))
+    proposed = predict.sized_batch(facts, stage, batch, floor)
     if proposed is None or proposed <= batch:
         return None
     op = facts.operator_of(stage)
@@ -297,34 +293,6 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     )
     what = f"stage {stage} {change('batch_size', batch, proposed)}"
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain)
-
-
-def _block_cap(facts: Facts, stage: int, batch: int) -> int:
-    """No more rows than a task gets: a larger batch bundles blocks and leaves fewer tasks to run at once."""
-    rows = predict.rows_per_task(facts, stage)
-    return 1 << 30 if rows is None else max(int(rows), batch)
-
-
-def _memory_cap(facts: Facts, stage: int) -> int:
-    """The most rows per batch that keep a worker's share of node memory under the guide's 60%."""
-    per_row = _input_bytes_per_row(facts, stage)
-    nodes = [n.resources for n in facts.run.env.nodes if n.resources.get("CPU")]
-    if per_row is None or not nodes:
-        return 1 << 30
-    per_worker = min(n.get("memory", 0.0) / n["CPU"] for n in nodes) or 2**31
-    return max(1, int(BATCH_MEMORY_SHARE * per_worker / (BATCH_COPIES * per_row)))
-
-
-def _input_bytes_per_row(facts: Facts, stage: int) -> float | None:
-    """Bytes per row of the blocks the stage reads: the upstream operator's output (its own may be a write's)."""
-    op = facts.operator_of(stage)
-    ops = list({o.uid: o for o in facts.execution.operators}.values()) if facts.execution else []
-    if op is None or op not in ops or ops.index(op) == 0:
-        return None
-    upstream = facts.run.stats_of(ops[ops.index(op) - 1].uid)
-    if upstream is None or upstream.block_rows.mean <= 0 or upstream.block_bytes.mean <= 0:
-        return None
-    return upstream.block_bytes.mean / upstream.block_rows.mean
 
 
 def _pool_moves(facts: Facts) -> Iterator[Proposal]:
@@ -383,8 +351,8 @@ def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
         return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=DEFAULT_NUM_CPUS))
     batch = stage.knobs.batch_size
     if name == "batch_size" and batch:
-        whole = _block_cap(facts, stage.index, batch)  # a whole block per batch, as Ray Data's None does
-        if whole > _memory_cap(facts, stage.index):
+        whole = predict.block_cap(facts, stage.index, batch)  # a whole block per batch, as Ray Data's None does
+        if whole > predict.memory_cap(facts, stage.index):
             return None  # a whole block would not fit the guide's memory share
         return predict.run_speedup(facts, op, predict.batch_speedup(facts, stage.index, batch, whole))
     return None
