@@ -18,12 +18,14 @@ class Model:
     def __init__(self) -> None:
         rng = np.random.default_rng(0)
         self.w = rng.standard_normal((256, 256))
-        for _ in range(40):  # loading and warming up: a second or so of one core
+        for _ in range(1500):  # loading and warming up: a second or two of one core
             self.w = np.tanh(self.w @ self.w.T / 256)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         x = np.outer(batch["id"].astype(np.float64), np.ones(256)) / 1e4
-        batch["y"] = np.tanh(x @ self.w).sum(axis=1)
+        for _ in range(20):  # a few layers
+            x = np.tanh(x @ self.w)
+        batch["y"] = x.sum(axis=1)
         return batch
 
 
