@@ -37,7 +37,7 @@ class Lookup:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--rows", type=int, default=12_000)
     parser.add_argument("--out", type=Path, default=Path("out") / "etl")
     args = parser.parse_args()
     ds = ray.data.range(args.rows, override_num_blocks=8)

@@ -26,7 +26,7 @@ class ServiceClient:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=8_000)
+    parser.add_argument("--rows", type=int, default=5_000)
     parser.add_argument("--out", type=Path, default=Path("out") / "answers")
     args = parser.parse_args()
     ds = ray.data.range(args.rows, override_num_blocks=40)
