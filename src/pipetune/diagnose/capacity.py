@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
@@ -53,8 +53,6 @@ def slots_speedup(
 
 
 def _with(op: Operator, num_cpus: float | None, concurrency: int | None) -> Operator:
-    from dataclasses import replace
-
     changes: dict[str, float | int] = {}
     if num_cpus is not None:
         changes["num_cpus"] = num_cpus
@@ -228,8 +226,6 @@ def _changed_op(facts: Facts, op: Operator, changed: Mapping[int, Knobs]) -> Ope
     mine = [changed[i] for i in op.stages if i in changed]
     if not mine:
         return op
-    from dataclasses import replace
-
     cpus = max(cpus_of(k) for k in mine)
     if op.compute == "actors":
         size: int | None = None if mine[-1].concurrency is None else pool_size(mine[-1])  # None: Ray scales it
