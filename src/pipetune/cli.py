@@ -472,7 +472,10 @@ def cmd_batch_size(ns: argparse.Namespace) -> int:
 
     script = check_script(ns.script)
     if ns.start < 1 or ns.rows < 1 or ns.max < ns.start:
-        raise UsageError("--start and --rows take whole numbers of 1 or more, and --max one no smaller than --start")
+        raise UsageError(
+            f"--start {ns.start}, --rows {ns.rows}, --max {ns.max} is not a batch-size search",
+            "give --start and --rows whole numbers of 1 or more, and --max one no smaller than --start",
+        )
     say = (lambda line: None) if ns.json else (lambda line: print(line, file=sys.stderr, flush=True))
     result = search(open_store(ns.store), script, tuple(ns.script_args), ns.stage, ns.start, ns.rows, ns.address, say,
                     max_batch=ns.max)  # fmt: skip

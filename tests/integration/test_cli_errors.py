@@ -33,6 +33,12 @@ def test_missing_script(work: Path) -> None:
     assert last_line(result.stderr) == "pipetune: error: script nope.py does not exist: pass the path of a Python file"
 
 
+def test_a_batch_size_search_that_cannot_climb_is_refused_before_ray(work: Path) -> None:
+    result = pipetune("batch-size", "small.py", "--stage", "double", "--start", "64", "--max", "8", cwd=work)
+    assert result.returncode == 2
+    assert "--max one no smaller than --start" in last_line(result.stderr)
+
+
 def test_syntax_error_names_the_line(work: Path) -> None:
     (work / "broken.py").write_text("import ray\n\ndef f(:\n    pass\n")
     result = pipetune("run", "broken.py", cwd=work, timeout=60)
