@@ -177,6 +177,17 @@ class NodeSamples(_Message, frozen=True, tag="node_samples"):
         return (Sample(self.t, node, v) for node, v in self.values.items())
 
 
+class ConsumerSamples(_Message, frozen=True, tag="consumer_samples"):
+    """One consumer's figures (``pipetune.metrics`` CONSUMER_METRICS, cumulative over the run), keyed
+    ``consumer:<stage>`` or ``consumer:<stage>/<split>``."""
+
+    t: float
+    values: dict[str, dict[str, float]]
+
+    def samples(self) -> Iterator[Sample]:
+        return (Sample(self.t, source, v) for source, v in self.values.items())
+
+
 class SpanRow(msgspec.Struct, frozen=True, array_like=True):
     """A :class:`TaskSpan` on the wire: a row, as spans come by the thousand."""
 
@@ -244,12 +255,13 @@ Part = (
     | ExecutionEnded
     | OpSamples
     | NodeSamples
+    | ConsumerSamples
     | Tasks
     | SinkRows
     | EventSeen
 )  # what the store keeps of a run, in order
 Message = Part | Started | Outcome
-_TIMED = (Materialized, ExecutionStarted, ExecutionEnded, OpSamples, NodeSamples)
+_TIMED = (Materialized, ExecutionStarted, ExecutionEnded, OpSamples, NodeSamples, ConsumerSamples)
 
 
 def clock(message: Message) -> float | None:
@@ -322,6 +334,7 @@ class RunBuilder:
         self._events: list[Event] = []
         self._materializations: list[Materialization] = []
         self._tasks: list[TaskSpan] = []
+        self._consumer_samples: list[Sample] = []
 
     def feed(self, message: Message) -> None:
         """Take one message; kinds that hold nothing of the run (started, finished) are ignored."""
@@ -345,6 +358,8 @@ class RunBuilder:
                 self._materializations.append(message.materialization())
             case Tasks(spans=spans):
                 self._tasks.extend(row.span() for row in spans)
+            case ConsumerSamples():
+                self._consumer_samples.extend(message.samples())
 
     def _replace(self, index: int, change: Callable[[Execution], Execution]) -> None:
         """Apply ``change`` to execution ``index`` (a part for an execution never started changes nothing)."""
@@ -362,6 +377,7 @@ class RunBuilder:
             events=tuple(self._events),
             materializations=tuple(self._materializations),
             tasks=tuple(self._tasks),
+            consumer_samples=tuple(self._consumer_samples),
         )
 
 
@@ -382,6 +398,7 @@ def messages_of(run: Run) -> Iterator[Part]:
             yield ExecutionEnded(e.index, e.ended_t, e.ok, e.stats)
     yield from (OpSamples(s.t, {OpId.parse(s.source): dict(s.values)}) for s in run.op_samples)
     yield from (NodeSamples(s.t, {s.source: dict(s.values)}) for s in run.node_samples)
+    yield from (ConsumerSamples(s.t, {s.source: dict(s.values)}) for s in run.consumer_samples)
     yield from (EventSeen(event) for event in run.events)
     yield from (Materialized(m.t, m.method, m.site, m.stages_built) for m in run.materializations)
     if run.tasks:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipetune.errors import PipetuneError, UsageError
 from pipetune.model import Run
-from pipetune.settings import Settings, parse_config
+from pipetune.settings import ALLOWABLE, Settings, parse_config
 
 EXIT_USAGE = 2
 
@@ -86,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--apply", action="store_true", help="write the tuned settings into the script")
     tune.add_argument("-o", "--output", type=Path, help="where to write the best settings (a --config file)")
     tune.add_argument("--no-warmup", action="store_true", help="skip the warm-up run (e.g. on a warm cluster)")
+    tune.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        choices=ALLOWABLE,
+        metavar="iterator.KNOB",
+        help="let tuning change what the script's loop receives: iterator.batch_size (a training hyperparameter) "
+        "or iterator.local_shuffle_buffer_size; never changed otherwise",
+    )
     tune.set_defaults(handler=cmd_tune)
 
     lint = sub.add_parser("lint", help="the production checklist on the code (static, no Ray); exit 1 on findings")
@@ -344,6 +353,7 @@ def _study_to_drive(ns: argparse.Namespace, tuner: Any) -> str:
             time_s=parse_duration(ns.time_budget) if ns.time_budget else None,
             address=ns.address,
             trial_timeout_s=ns.timeout,
+            allow=tuple(ns.allow),
         )
     )
 

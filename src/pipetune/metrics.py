@@ -50,13 +50,33 @@ _NODE = (
     Metric("gpu_mem_total_bytes", "bytes", "GPU memory, all GPUs"),
 )
 
+# A consumer: the user's loop over an iteration call. Ray Data's own iterator statistics where it keeps them
+# (``iter_total_blocked_s``, ``iter_user_s``, ``iter_next_batch_s``, ``iter_batches_total``, ``iter_rows_total``).
+# fmt: off
+_CONSUMER = (
+    Metric("batches", "count", "batches the loop received", cumulative=True),
+    Metric("rows", "rows", "rows the loop received", cumulative=True),
+    Metric("blocked_s", "s", "time the loop waited for its next batch (Ray: iter_total_blocked_s)", True),
+    Metric("first_wait_s", "s", "of that, the wait for each iteration's first batch: the pipeline starting up "
+           "(Ray: iter_time_to_first_batch_s)", True),
+    Metric("user_s", "s", "time spent in the loop's own code between batches (Ray: iter_user_s)", True),
+    Metric("shaping_s", "s", "time Ray spent cutting blocks into batches, local shuffle included "
+           "(Ray: iter_next_batch_s)", True),
+    Metric("batching_wait_s", "s", "of the loop's wait, the part spent on batch shaping, local shuffle "
+           "included (Ray: iter_blocked_batching_s)", True),
+    Metric("ray_stats", "count", "1 where Ray Data's own iterator statistics were read, 0 where pipetune timed "
+           "the loop"),
+)
+# fmt: on
+
 OPERATOR_METRICS: dict[str, Metric] = {m.name: m for m in _OPERATOR}
 NODE_METRICS: dict[str, Metric] = {m.name: m for m in _NODE}
+CONSUMER_METRICS: dict[str, Metric] = {m.name: m for m in _CONSUMER}
 
 
 def metric(name: str) -> Metric:
     """The declaration of ``name``; a name nobody declared is a bug in the reader, not a missing sample."""
-    found = OPERATOR_METRICS.get(name) or NODE_METRICS.get(name)
+    found = OPERATOR_METRICS.get(name) or NODE_METRICS.get(name) or CONSUMER_METRICS.get(name)
     if found is None:
         raise KeyError(f"metric {name!r} is not declared in pipetune.metrics")
     return found

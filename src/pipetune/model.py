@@ -54,6 +54,7 @@ class StageKind(enum.StrEnum):
     ACTOR = "actor"
     WRITE = "write"
     ALL_TO_ALL = "all-to-all"
+    CONSUME = "consume"  # an iteration call (iter_batches, iter_torch_batches ...): the user's loop reads the data
 
 
 class EventKind(enum.StrEnum):
@@ -78,6 +79,8 @@ class Knobs:
     override_num_blocks: int | None = None
     repartition: int | None = None  # pipetune's own: split the stage's output into this many blocks
     compute: str | None = None  # "tasks" or "actors", as Ray Data will run the stage
+    prefetch_batches: int | None = None  # an iteration call's: batches fetched ahead of the loop
+    local_shuffle_buffer_size: int | None = None  # an iteration call's: rows buffered for a local shuffle
 
     def set(self) -> dict[str, Any]:
         """The knobs that were given a value, in declaration order."""
@@ -98,6 +101,7 @@ class Stage:
     kind: StageKind
     knobs: Knobs = Knobs()
     overridden: tuple[str, ...] = ()  # knob names changed by --set / --config for this run
+    inputs: tuple[int, ...] = ()  # the stages whose datasets it reads (two or more: a union, zip or join)
 
     @property
     def key(self) -> str:
@@ -281,6 +285,7 @@ class Run:
     events: tuple[Event, ...] = ()
     materializations: tuple[Materialization, ...] = ()
     tasks: tuple[TaskSpan, ...] = ()
+    consumer_samples: tuple[Sample, ...] = ()  # source ``consumer:<stage>`` or ``consumer:<stage>/<split>``
     version: int = SCHEMA_VERSION
 
     # -- derived views (pure) ---------------------------------------------------------------------------
@@ -308,7 +313,11 @@ class Run:
         return [m for m in self.materializations if m.method in MATERIALIZING and m.stages_built < len(self.stages)]
 
     def samples_of(self, source: str) -> list[Sample]:
-        return [s for s in (*self.op_samples, *self.node_samples) if s.source == source]
+        return [s for s in (*self.op_samples, *self.node_samples, *self.consumer_samples) if s.source == source]
+
+    def consumers(self) -> list[str]:
+        """The consumers the script's loops were, in the order first seen (one per split of a streaming_split)."""
+        return list(dict.fromkeys(s.source for s in self.consumer_samples))
 
     @property
     def rows(self) -> int:

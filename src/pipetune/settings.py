@@ -101,6 +101,13 @@ def _positive_int(raw: object) -> int:
     return value
 
 
+def _non_negative_int(raw: object) -> int:
+    value = int(str(raw))
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
 def _memory(raw: object) -> float:
     value = float(raw) if isinstance(raw, (int, float)) else float(parse_size(str(raw)))
     if value <= 0:
@@ -138,6 +145,8 @@ def _show_pool(value: object) -> str:
 _ROWS = "batch_size is a whole number of rows, 1 or more"
 _BLOCKS = "override_num_blocks is a whole number of blocks, 1 or more"
 _SPLIT = "repartition is the number of blocks to split the stage's output into, 1 or more"
+_PREFETCH = "prefetch_batches is a whole number of batches to fetch ahead of the loop, 0 or more"
+_SHUFFLE = "local_shuffle_buffer_size is a whole number of rows, 1 or more"
 _POOL = "concurrency is a pool size (4) or MIN-MAX[-INITIAL] for an autoscaling pool (1-4)"
 
 KNOBS: dict[str, Knob] = {
@@ -153,8 +162,17 @@ KNOBS: dict[str, Knob] = {
         Knob("concurrency", (int, tuple), _concurrency, _POOL, Where.STRATEGY, _show_pool),
         Knob("override_num_blocks", (int,), _positive_int, _BLOCKS, Where.KEYWORD, str),
         Knob("repartition", (int,), _positive_int, _SPLIT, Where.CHAINED, str),
+        Knob("prefetch_batches", (int,), _non_negative_int, _PREFETCH, Where.KEYWORD, str),
+        Knob("local_shuffle_buffer_size", (int,), _positive_int, _SHUFFLE, Where.KEYWORD, str),
     )
 }  # fmt: skip
+
+
+# An iteration call's knobs that change what the script's loop receives (a training batch size is a model
+# hyperparameter; the shuffle buffer decides the data's order), not how fast: tuning leaves them alone unless
+# the user allows one, by these names.
+ITERATOR_PROTECTED = ("batch_size", "local_shuffle_buffer_size")
+ALLOWABLE = tuple(f"iterator.{name}" for name in ITERATOR_PROTECTED)
 
 
 def knob(name: str) -> Knob:

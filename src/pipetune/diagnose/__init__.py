@@ -6,6 +6,7 @@ model (``capacity``), and the one home of each judgement other packages share: p
 
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates
 from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, Room, as_run, cpus_of, pool_size, reservations, rooms
+from pipetune.diagnose.consumers import Consumption, blocked_shares, consumption
 from pipetune.diagnose.engine import Diagnosis, classify, diagnose
 from pipetune.diagnose.facts import Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
@@ -23,6 +24,7 @@ __all__ = [
     "NUM_CPUS_IO",
     "WAITING_CORES",
     "Bottleneck",
+    "Consumption",
     "Diagnosis",
     "Facts",
     "Finding",
@@ -34,9 +36,11 @@ __all__ = [
     "Room",
     "Verification",
     "as_run",
+    "blocked_shares",
     "bottleneck_label",
     "classify",
     "compare",
+    "consumption",
     "cpus_of",
     "diagnose",
     "find_bottleneck",

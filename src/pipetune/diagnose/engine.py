@@ -44,6 +44,7 @@ _URGENCY = {
     "blocking-actor-pool": 1,
     "stall": 1,
     "materialize-mid-pipeline": 1,
+    "consumer-bound": 1,  # the loop limits: no pipeline fix below can help, so it is said first
 }
 
 

@@ -24,6 +24,7 @@ class OpType(enum.StrEnum):
     GPU_INFERENCE = "GPU inference"
     WRITING = "writing"
     RESHUFFLE = "all-to-all"
+    CONSUMING = "the script's loop"
 
 
 class Hardware(enum.StrEnum):
@@ -121,6 +122,8 @@ class Facts:
             return OpType.WRITING
         if stage.kind is StageKind.ALL_TO_ALL:
             return OpType.RESHUFFLE
+        if stage.kind is StageKind.CONSUME:
+            return OpType.CONSUMING
         if (stage.knobs.num_gpus or 0) > 0:
             return OpType.GPU_INFERENCE
         if waiting:

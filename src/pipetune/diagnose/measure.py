@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipetune.diagnose.consumers import consumption
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.rules.gpu import is_cuda_oom
 from pipetune.diagnose.rules.memory import spilled_mib
@@ -49,7 +50,14 @@ def _rows_per_s(facts: Facts, stage: int) -> float | None:
     return rate.achieved if rate else None
 
 
+def _blocked_share(facts: Facts, stage: int) -> float | None:
+    """The largest share of its time any consumer of the stage (any split) waited for data."""
+    shares = [c.blocked_share for c in consumption(facts.run) if c.stage == stage]
+    return max(shares) if shares else None
+
+
 _STAGE_METRICS: dict[str, Callable[[Facts, int], float | None]] = {
+    "blocked_share": _blocked_share,
     "task_skew": _task_skew,
     "tasks": _tasks,
     "stage_rows_per_s": _rows_per_s,

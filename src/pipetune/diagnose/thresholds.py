@@ -61,4 +61,15 @@ NOISE_PCT = Threshold(5.0, "measured: paired runs of the bundled examples spread
 PER_BATCH_FIXED_MS = Threshold(
     3.0, "measured: ETL example, 3.2 ms of stage time per batch at batch_size 64 vs 0.19 ms per 64 rows at 4096"
 )
+# Consumers (the script's own loop over an iteration call; guide: the Iteration view)
+DATA_BOUND_SHARE = Threshold(
+    2 * NOISE_PCT.value / 100,
+    "derived: a loop blocked under twice the noise floor (NOISE_PCT) of its time gains less than the noise "
+    "from any producer, however fast",
+)
+RISING_BLOCKED = Threshold(
+    DATA_BOUND_SHARE.value,
+    "guide: blocked time rising means preprocessing cannot keep up; rising by the data-bound share counts",
+)
+SHUFFLE_OVER_STEP = Threshold(1.0, "by definition: the loop waits on its shuffle buffer longer than it computes")
 BATCH_OVERHEAD_TARGET = Threshold(0.05, "tuning aim: fixed per-batch costs under 5% of a stage's time")

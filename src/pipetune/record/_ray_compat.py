@@ -334,3 +334,44 @@ def local_head() -> Iterator[str]:
         yield str(cluster.address)
     finally:
         cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+# -- iteration: Ray Data's own iterator statistics ----------------------------------------------------------
+
+
+def install_iteration_hook(on_stats: Callable[[Any], None]) -> None:
+    """Call ``on_stats(stats)`` with the DatasetStats every batch iterator keeps its timers in, on the thread
+    that starts the iteration (the consumer's), just before its first batch."""
+    from ray.data._internal.block_batching.iter_batches import BatchIterator
+
+    original = BatchIterator.__init__
+    if getattr(original, "_pipetune", False):
+        return
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        with contextlib.suppress(Exception):  # figures are best effort: never break the user's loop
+            if kwargs.get("stats") is not None:
+                on_stats(kwargs["stats"])
+
+    init._pipetune = True  # type: ignore[attr-defined]
+    BatchIterator.__init__ = init  # type: ignore[method-assign]
+
+
+def iteration_figures(stats: Any) -> dict[str, float]:
+    """Ray's iterator figures so far, named as pipetune's consumer metrics."""
+    return {
+        "batches": float(stats.iter_batches_total),
+        "rows": float(stats.iter_rows_total),
+        "blocked_s": float(stats.iter_total_blocked_s.get()),
+        "first_wait_s": float(stats.iter_time_to_first_batch_s.get()),
+        "user_s": float(stats.iter_user_s.get()),
+        "shaping_s": float(stats.iter_next_batch_s.get()),
+        "batching_wait_s": float(stats.iter_blocked_batching_s.get()),
+    }
+
+
+def split_index(iterator: Any) -> int | None:
+    """Which output of a ``streaming_split`` a DataIterator reads; None for a plain one."""
+    index = getattr(iterator, "_output_split_idx", None)
+    return int(index) if isinstance(index, int) else None

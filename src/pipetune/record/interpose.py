@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 import ray.data
-from ray.data import ActorPoolStrategy, Dataset, TaskPoolStrategy
+from ray.data import ActorPoolStrategy, DataIterator, Dataset, TaskPoolStrategy
 
 from pipetune.errors import UsageError
 from pipetune.model import MATERIALIZING, Knobs, KnobValue, Stage, StageKind
 from pipetune.record import _ray_compat
+from pipetune.record.consume import ConsumerLog, source_of
 
 if TYPE_CHECKING:
     from pipetune.record.files import Journal
@@ -43,7 +44,9 @@ _MAP_METHODS = {
     "rename_columns": StageKind.TRANSFORM,
     "limit": StageKind.TRANSFORM,
 }
-_CONSUMING = ("iter_batches", "iter_rows", "iter_torch_batches", "iter_tf_batches", "streaming_split", "split")
+# Iteration calls: each is a consumer stage (the user's loop); on a Dataset and on a DataIterator (a split's)
+_ITERATING = ("iter_batches", "iter_rows", "iter_torch_batches", "iter_tf_batches", "iter_jax_batches")
+_SPLITTING = ("streaming_split", "split")  # start an execution from the user's code, but consume nothing here
 _ALL_TO_ALL = ("repartition", "random_shuffle", "randomize_block_order", "sort", "union", "zip", "join")
 
 
@@ -77,10 +80,51 @@ class StageRegistry:
         self._active: list[int] = []
         self.before_execution: Callable[[], None] = lambda: None  # runs on the user's thread, before Ray executes
         self.files: Journal | None = None  # while tuning: write targets become the outputs it restores
+        self.consumers = ConsumerLog(lambda values: None)  # the probe gives it a way to send
+        self._consumer_sites: dict[str, Stage] = {}
+        self._split_from: dict[int, int] = {}  # id(split iterator) -> the stage whose dataset was split
 
     def add(self, stage: Stage) -> None:
         self.stages.append(stage)
         self._on_stage(stage)
+
+    def consumer_stage(self, method: str, bound: inspect.BoundArguments, site: str) -> Stage:
+        """The stage of an iteration call: one per call site, so a loop that calls ``iter_batches`` once per
+        epoch, or a function two split consumers share, is one stage. The run's settings apply at every call."""
+        known = self._consumer_sites.get(site)
+        if known is not None:
+            for name, value in self.overrides.for_stage(known).items():
+                _apply_knob(bound, KNOBS[name], value, known)
+            return known
+        stage = _new_stage(self, method, StageKind.CONSUME, bound, site)
+        self._consumer_sites[site] = stage
+        return stage
+
+    def inputs_of(self, bound: inspect.BoundArguments) -> tuple[int, ...]:
+        """The stages that built the datasets (or split iterators) a call reads."""
+        found: list[int] = []
+        for value in bound.arguments.values():
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                index = self.produced_by(item)
+                if index is not None:
+                    found.append(index)
+        return tuple(dict.fromkeys(found))
+
+    def produced_by(self, item: Any) -> int | None:
+        if isinstance(item, DataIterator):
+            return self._split_from.get(id(item))
+        if not isinstance(item, Dataset):
+            return None
+        return next((self._owner[id(op)] for op in _ray_compat.logical_ops(item) if id(op) in self._owner), None)
+
+    def split(self, dataset: Any, iterators: Any) -> None:
+        """The iterators a streaming_split returned read the dataset it split."""
+        source = self.produced_by(dataset)
+        if source is None or not isinstance(iterators, list):
+            return
+        for it in iterators:
+            self._split_from[id(it)] = source
+            self._keep.append(it)
 
     def tag(self, stage: Stage, result: Any) -> None:
         """Claim the logical operators a call created (those no earlier stage claimed)."""
@@ -123,9 +167,35 @@ def install(registry: StageRegistry) -> None:
         setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.WRITE))
     for name in MATERIALIZING:
         setattr(Dataset, name, _wrap_materializing(getattr(Dataset, name), name, registry))
-    for name in _CONSUMING:
-        if hasattr(Dataset, name):
-            setattr(Dataset, name, _checked_first(getattr(Dataset, name), registry))
+    for cls in (Dataset, DataIterator):
+        for name in _ITERATING:
+            if hasattr(cls, name):
+                setattr(cls, name, _wrap_iterating(getattr(cls, name), name, registry))
+    for name in _SPLITTING:
+        setattr(Dataset, name, _splitting(getattr(Dataset, name), registry))
+    _ray_compat.install_iteration_hook(registry.consumers.on_stats)
+
+
+def _wrap_iterating(fn: Callable[..., Any], method: str, registry: StageRegistry) -> Callable[..., Any]:
+    """An iteration call from the user's code: a consumer stage, and its loop measured."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1)
+        if caller.f_code.co_filename.startswith((_RAY_DIR, _PIPETUNE_DIR)):
+            return fn(*args, **kwargs)
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError:
+            return fn(*args, **kwargs)
+        stage = registry.consumer_stage(method, bound, _short_site(f"{caller.f_code.co_filename}:{caller.f_lineno}"))
+        registry.before_execution()
+        result = fn(*bound.args, **bound.kwargs)
+        source = source_of(stage.index, _ray_compat.split_index(bound.arguments.get("self")))
+        return registry.consumers.wrap(result, source, per_row=method == "iter_rows")
+
+    return wrapper
 
 
 def _checked_first(fn: Callable[..., Any], registry: StageRegistry) -> Callable[..., Any]:
@@ -137,6 +207,21 @@ def _checked_first(fn: Callable[..., Any], registry: StageRegistry) -> Callable[
         if not sys._getframe(1).f_code.co_filename.startswith((_RAY_DIR, _PIPETUNE_DIR)):
             registry.before_execution()
         return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _splitting(fn: Callable[..., Any], registry: StageRegistry) -> Callable[..., Any]:
+    """``streaming_split`` / ``split``: checked first (it may start an execution), and its iterators remembered
+    as reading the dataset it split."""
+    checked = _checked_first(fn, registry)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = checked(*args, **kwargs)
+        if args:
+            registry.split(args[0], result)
+        return result
 
     return wrapper
 
@@ -195,6 +280,7 @@ def _new_stage(
         udf=_udf_name(udf_obj),
         site=_short_site(site),
         kind=StageKind.ACTOR if kind is StageKind.TRANSFORM and _is_actor(bound) else kind,
+        inputs=registry.inputs_of(bound),
     )
     changes = registry.overrides.for_stage(stage)
     chained = {k: v for k, v in changes.items() if KNOBS[k].where is Where.CHAINED}  # applied to the result

@@ -16,6 +16,7 @@ from typing import Any
 import ray
 
 from pipetune.capture import (
+    ConsumerSamples,
     EnvironmentSeen,
     EventSeen,
     ExecutionEnded,
@@ -32,6 +33,7 @@ from pipetune.errors import PipetuneError, UsageError, describe_exception
 from pipetune.model import Event, EventKind, Operator, OperatorStats, Stage
 from pipetune.record import _ray_compat, nodes
 from pipetune.record.channel import Sender
+from pipetune.record.consume import ConsumerLog
 from pipetune.record.interpose import StageRegistry
 from pipetune.record.tasks import TaskLog
 from pipetune.settings import Settings, check_selectors
@@ -61,6 +63,7 @@ class Probe:
         self.tasks = TaskLog(t0)
         _ray_compat.install_task_hooks(self.tasks)
         self.registry.before_execution = self.check_settings
+        self.registry.consumers = ConsumerLog(self._consumed)
         self._checked = False
 
     def check_settings(self) -> None:
@@ -78,6 +81,9 @@ class Probe:
 
     def _stage_built(self, stage: Stage) -> None:
         self.sender.send(StageBuilt(stage))
+
+    def _consumed(self, values: dict[str, dict[str, float]]) -> None:
+        self.sender.send(ConsumerSamples(self.now(), values))
 
     def _materialized(self, method: str, site: str, built: int) -> None:
         self.sender.send(Materialized(self.now(), method, site, built))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipetune._serde import to_plain
-from pipetune.diagnose import Bottleneck, Facts, lead_stage, stage_times
+from pipetune.diagnose import Bottleneck, Facts, consumption, lead_stage, stage_times
 from pipetune.model import Operator, OperatorStats, Run, Stage
 
 
@@ -90,6 +90,9 @@ def run_view(run: Run) -> dict[str, Any]:
         "events": to_plain(run.events),
         "environment": to_plain(run.env),
         "executions": [_execution_view(run, e.index) for e in run.executions],
+        "consumers": [
+            {**to_plain(c), "blocked_share": c.blocked_share, "rows_per_s": c.rows_per_s} for c in consumption(run)
+        ],
     }
 
 

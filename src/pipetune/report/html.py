@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pipetune.diagnose import diagnose
+from pipetune.diagnose import consumption, diagnose
 from pipetune.metrics import metric
 from pipetune.model import Run, StageKind
 from pipetune.report import series
@@ -26,9 +26,13 @@ _MERGES = ("union", "zip", "join")
 
 
 def run_report(run: Run) -> str:
-    found = diagnose(run)
-    return render("run.html.j2", title=f"pipetune run {run.id}", run=run, diagnosis=found,
-                   figures=stage_figures(run), tree=pipeline_tree(run), charts=run_charts(run))  # fmt: skip
+    return render("run.html.j2", title=f"pipetune run {run.id}", **run_page(run))
+
+
+def run_page(run: Run) -> dict[str, Any]:
+    """What the run page shows, the one-file report and the dashboard alike."""
+    return {"run": run, "diagnosis": diagnose(run), "figures": stage_figures(run), "tree": pipeline_tree(run),
+            "charts": run_charts(run), "consumers": consumption(run)}  # fmt: skip
 
 
 def study_report(result: TuneResult, best: Run | None) -> str:
@@ -37,17 +41,45 @@ def study_report(result: TuneResult, best: Run | None) -> str:
 
 
 def pipeline_tree(run: Run) -> list[dict[str, Any]]:
-    """The stages in pipeline order; a union/zip/join starts a merge of the branches built before it."""
+    """The pipeline as a tree, sources at the roots and the script's loops and writes at the leaves: one row per
+    stage, indented under the stage it reads. A stage that reads two (a union, zip or join) sits under the first
+    and is named again, as a reference, under the others; a dataset used twice shows both readers below it."""
     ops = {i: op.name for _, op in run.operators() for i in op.stages}
-    return [
-        {
-            "stage": s,
-            "operator": ops.get(s.index, "(did not run)"),
-            "merge": s.method in _MERGES,
-            "source": s.kind is StageKind.READ,
-        }
-        for s in run.stages
-    ]
+    parents = _parents(run)
+    children: dict[int, list[int]] = {s.index: [] for s in run.stages}
+    for stage, inputs in parents.items():
+        for parent in inputs:
+            children[parent].append(stage)
+    rows: list[dict[str, Any]] = []
+    shown: set[int] = set()
+    for root in (s.index for s in run.stages if not parents[s.index]):
+        _walk(run, root, 0, children, parents, ops, shown, rows)
+    return rows
+
+
+def _parents(run: Run) -> dict[int, tuple[int, ...]]:
+    """What each stage reads. A run recorded before pipetune kept inputs reads as a chain, each stage the one
+    before it (a source reads nothing)."""
+    if any(s.inputs for s in run.stages):
+        return {s.index: s.inputs for s in run.stages}
+    chain = [s.index for s in run.stages]
+    return {s.index: (() if s.kind is StageKind.READ or i == 0 else (chain[i - 1],)) for i, s in enumerate(run.stages)}
+
+
+def _walk(run: Run, index: int, depth: int, children: dict[int, list[int]], parents: dict[int, tuple[int, ...]],
+          ops: dict[int, str], shown: set[int], rows: list[dict[str, Any]]) -> None:  # fmt: skip
+    stage = run.stage(index)
+    inputs = parents[index]
+    note = "merges " + " + ".join(run.stage(i).key for i in inputs) if len(inputs) > 1 else ""
+    if len(children[index]) > 1:
+        note = "; ".join(n for n in (note, f"read by {len(children[index])} stages") if n)
+    rows.append({"stage": stage, "operator": ops.get(index, "(did not run)"), "depth": depth,
+                 "ref": index in shown, "note": note, "source": not inputs})  # fmt: skip
+    if index in shown:
+        return  # a merge reached again from its other input: named, not drawn twice
+    shown.add(index)
+    for child in children[index]:
+        _walk(run, child, depth + 1, children, parents, ops, shown, rows)
 
 
 def run_charts(run: Run) -> list[dict[str, Any]]:
@@ -62,6 +94,17 @@ def run_charts(run: Run) -> list[dict[str, Any]]:
         _lines("memory", "Memory in use on the node", memory, "% of memory"),
         _declared("gpu", "gpu_util_pct", series.node_metric(run, "gpu_util_pct")),
         _task_durations(run),
+        *(iteration_charts(run) if run.consumers() else []),
+    ]
+
+
+def iteration_charts(run: Run) -> list[dict[str, Any]]:
+    """The guide's Iteration view: how fast each loop took data, and how long it waited for it."""
+    blocked = "Time each loop waited for data, cumulative (linear growth: more data parallelism needed)"
+    return [
+        _lines("iter-blocked", blocked, series.consumer_metric(run, "blocked_s"), "seconds"),
+        _lines("iter-share", "Share of each loop's time spent waiting", series.consumer_blocked_pct(run), "%"),
+        _lines("iter-rate", "Rows per second each loop took", series.consumer_rate(run), "rows/s"),
     ]
 
 

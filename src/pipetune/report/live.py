@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from pipetune.capture import ExecutionStarted, Message, NodeSamples, OpId, OpSamples, SinkRows
+from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, NodeSamples, OpId, OpSamples, SinkRows
 from pipetune.metrics import rows_moved
 
 NAME_WIDTH = 28
@@ -46,11 +46,32 @@ class StageLine:
 
 
 @dataclass
+class ConsumerLine:
+    """One of the script's loops: what it took, how fast, and how much of the last interval it waited."""
+
+    name: str  # "loop 2" or "loop 2/1" (stage 2, split 1)
+    rows: float = 0.0
+    batches_per_s: float = 0.0
+    blocked_pct: float = 0.0
+    _last: tuple[float, float, float, float] | None = None  # (t, batches, blocked_s, user_s)
+
+    def update(self, t: float, values: Mapping[str, float]) -> None:
+        batches, blocked, user = (values.get(k, 0.0) for k in ("batches", "blocked_s", "user_s"))
+        if self._last is not None and t > self._last[0]:
+            self.batches_per_s = max(batches - self._last[1], 0.0) / (t - self._last[0])
+            spent = (blocked - self._last[2]) + (user - self._last[3])
+            self.blocked_pct = 100 * (blocked - self._last[2]) / spent if spent > 0 else self.blocked_pct
+        self._last = (t, batches, blocked, user)
+        self.rows = values.get("rows", 0.0)
+
+
+@dataclass
 class LiveState:
     """Everything the view shows, folded from the recorder's messages. Pure."""
 
     t: float = 0.0
     stages: dict[OpId, StageLine] = field(default_factory=dict)
+    consumers: dict[str, ConsumerLine] = field(default_factory=dict)
     sink_rows: float = 0.0
     cpu_pct: float | None = None
     gpu_pct: float | None = None
@@ -72,6 +93,11 @@ class LiveState:
                 self._nodes(values)
             case SinkRows(rows=rows):
                 self.sink_rows += rows
+            case ConsumerSamples(t=t, values=values):
+                self.t = max(self.t, t)
+                for source, figures in values.items():
+                    name = "loop " + source.removeprefix("consumer:")
+                    self.consumers.setdefault(source, ConsumerLine(name)).update(t, figures)
 
     def _nodes(self, values: Mapping[str, Mapping[str, float]]) -> None:
         cpu = [v["cpu_pct"] for v in values.values() if "cpu_pct" in v]
@@ -90,7 +116,8 @@ class LiveState:
     @property
     def rows(self) -> float:
         last = list(self.stages.values())[-1:] if self.stages else []
-        return max(self.sink_rows, last[0].rows if last else 0.0)
+        consumed = sum(c.rows for c in self.consumers.values())  # a pipeline the script's loops read
+        return max(self.sink_rows, last[0].rows if last else 0.0, consumed)
 
     @property
     def remaining_s(self) -> float | None:
@@ -117,6 +144,9 @@ def render(state: LiveState, full_names: bool = False) -> Group:
         name = line.name if full_names or len(line.name) <= NAME_WIDTH else line.name[: NAME_WIDTH - 1] + "~"
         table.add_row(name, f"{line.rows:,.0f}", f"{line.rows_per_s:,.0f}", f"{line.tasks:.0f}",
                       f"{line.queued:.0f}", marks)  # fmt: skip
+    for loop in state.consumers.values():
+        table.add_row(loop.name, f"{loop.rows:,.0f}", "", "", "",
+                      f"{loop.batches_per_s:,.1f} batches/s, blocked {loop.blocked_pct:.0f}%")  # fmt: skip
     parts: list[Text | Table] = [Text(state.caption, style="cyan")] if state.caption else []
     return Group(*parts, head, table)
 
@@ -125,8 +155,11 @@ def plain_line(state: LiveState) -> str:
     stages = "; ".join(
         f"{line.name} {line.rows_per_s:,.0f} rows/s q={line.queued:.0f}" for line in state.stages.values()
     )
+    loops = "".join(
+        f" | {c.name} {c.batches_per_s:,.1f} batches/s blocked {c.blocked_pct:.0f}%" for c in state.consumers.values()
+    )
     cpu = f" CPU {state.cpu_pct:.0f}%" if state.cpu_pct is not None else ""
-    return f"[{state.t:5.0f}s] {state.rows:,.0f} rows{cpu} | {stages}"
+    return f"[{state.t:5.0f}s] {state.rows:,.0f} rows{cpu} | {stages}{loops}"
 
 
 class LiveView:

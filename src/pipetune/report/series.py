@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import pairwise
 
+from pipetune.diagnose import blocked_shares
 from pipetune.metrics import declared, rows_moved
 from pipetune.model import Run
 
@@ -68,3 +69,36 @@ def node_metric(run: Run, metric: str, total: str | None = None) -> list[Series]
 def _series(name: str, points: list[tuple[float, float]]) -> Series:
     points.sort()
     return Series(name, tuple(t for t, _ in points), tuple(y for _, y in points))
+
+
+# -- the script's loops (the guide's Iteration view) --------------------------------------------------------
+
+
+def _loop_name(source: str) -> str:
+    stage, _, split = source.removeprefix("consumer:").partition("/")
+    return f"loop over stage {stage}" + (f", split {split}" if split else "")
+
+
+def consumer_metric(run: Run, metric: str) -> list[Series]:
+    """One series per loop of a cumulative consumer figure (blocked time grows linearly when data-bound)."""
+    metric = declared(metric)
+    return [
+        _series(_loop_name(source), [(s.t, s.values[metric]) for s in run.samples_of(source) if metric in s.values])
+        for source in run.consumers()
+    ]
+
+
+def consumer_rate(run: Run) -> list[Series]:
+    """Rows per second each loop took."""
+    return [
+        _rates(_loop_name(source), [(s.t, s.values.get("rows", 0.0)) for s in run.samples_of(source)])
+        for source in run.consumers()
+    ]
+
+
+def consumer_blocked_pct(run: Run) -> list[Series]:
+    """The share of each loop's time spent waiting for data, per sampling interval."""
+    return [
+        _series(_loop_name(source), [(t, 100 * share) for t, share in blocked_shares(run.samples_of(source))])
+        for source in run.consumers()
+    ]

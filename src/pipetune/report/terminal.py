@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from pipetune.diagnose import Facts
+from pipetune.diagnose import Consumption, Facts, consumption
 from pipetune.model import Run, RunStatus
 from pipetune.report.figures import StageFigures, stage_figures
 from pipetune.store import RunRow
@@ -26,6 +26,9 @@ _STATUS_STYLE = {
 def run_summary(run: Run) -> Group:
     facts = Facts.of(run)
     parts: list[Text | Table] = [_headline(run), _stage_table(stage_figures(run, facts))]
+    loops = consumption(run)
+    if loops:
+        parts.append(_loop_table(run, loops))
     bottleneck = facts.bottleneck
     if bottleneck is not None:
         parts.append(Text(f"bottleneck: {bottleneck.rate.name}: {bottleneck.evidence}", style="bold"))
@@ -95,6 +98,18 @@ def _cells(f: StageFigures) -> list[str]:
         f"{f.task_p50_s:.2f}/{f.task_p90_s:.2f}s",
         (f"{f.headroom:.2f}x" if f.headroom is not None else "-") + mark,
     ]
+
+
+def _loop_table(run: Run, loops: list[Consumption]) -> Table:
+    """The script's loops: what each took and how much of its time it waited for data."""
+    table = Table(show_edge=False, pad_edge=False, title="the script's loops", title_justify="left")
+    for name in ("loop", "call", "batches", "rows/s", "blocked", "own s", "first batch s"):
+        table.add_column(name, justify="left" if name in ("loop", "call") else "right")
+    for c in loops:
+        stage = run.stage(c.stage)
+        table.add_row(c.label, f"{stage.method} {stage.site}", f"{c.batches:,.0f}", f"{c.rows_per_s:,.0f}",
+                      f"{100 * c.blocked_share:.1f}%", f"{c.user_s:.2f}", f"{c.first_wait_s:.2f}")  # fmt: skip
+    return table
 
 
 def _short(value: object) -> str:

@@ -46,13 +46,15 @@ _COLUMNS = (
 
 
 def _cells(t: Trial, base: float | None) -> tuple[str, ...]:
-    wall = f"{t.wall_s:.2f}" if t.wall_s else "-"
-    if t.status not in ("succeeded",):
+    wall = f"{t.seconds:.2f}" if t.seconds else "-"
+    if t.probe:
+        wall += " (probe)"
+    elif t.status not in ("succeeded",):
         wall += f" ({t.status})"
     rate = f"{t.rows_per_s:,.0f}" if t.rows_per_s and t.status == "succeeded" else "-"
     vs = "-"
-    if base and t.wall_s and t.status == "succeeded" and t.role is not Role.WARMUP:
-        vs = f"{(base - t.wall_s) / base * 100:+.1f}%"
+    if base and t.seconds and t.measured and t.role is not Role.WARMUP:
+        vs = f"{(base - t.seconds) / base * 100:+.1f}%"
     change = t.change or ("(starting settings)" if t.role is not Role.WARMUP else "(warm-up, not compared)")
     return (str(t.seq), t.role.value, change, wall, rate, vs, t.verdict.value)
 

@@ -25,10 +25,11 @@ from pipetune.model import Run, RunStatus
 from pipetune.record import Launch, Listener, StopRule, check_script, record, scratch, shared_ray
 from pipetune.settings import Settings
 from pipetune.store import Store, new_run_id
+from pipetune.tune import objective
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
 from pipetune.tune.steps import Finish, Step, conclude, next_step
-from pipetune.tune.study import Role, Spec, Study, Trial, spec_payload, trial_payload
+from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, spec_payload, trial_payload
 
 WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline has run this long
 Say = Callable[[str], None]
@@ -143,6 +144,9 @@ class Tuner:
             improvement_pct=gain,
             noise_pct=noise,
             findings=findings[:4],
+            measured_s=objective.seconds(run, study.full_loops) if verdict is not Verdict.FAILED else None,
+            probe=objective.is_probe(run),
+            consumed=objective.consumed(run),
         )
         self.store.append_study(study.id, "trial", trial_payload(trial))
         self.say(_result(trial, run))
@@ -182,7 +186,7 @@ class OnRay:
             address=self.address,
             timeout_s=_limit(spec, step),
             sandbox=scratch_dir,
-            stop=_stop_rule(step),
+            stop=_stop_rule(step, study.full_loops),
             run_id=run_id,
             output=self.sandbox / f"{run_id}.log",
             extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
@@ -203,8 +207,9 @@ def _limit(spec: Spec, step: Step) -> float | None:
     return spec.trial_timeout_s
 
 
-def _stop_rule(step: Step) -> StopRule | None:
-    """A warm-up ends a while after its first execution starts; a time-boxed trial ends at its box."""
+def _stop_rule(step: Step, loops: dict[str, float] | None = None) -> StopRule | None:
+    """A warm-up ends a while after its first execution starts; a trial of a pipeline the script's loops consume
+    is a probe, ended once its loops' steady rate is timed; any other time-boxed trial ends at its box."""
     if step.role is Role.WARMUP:
         started: list[float] = []
 
@@ -217,6 +222,8 @@ def _stop_rule(step: Step) -> StopRule | None:
             return None
 
         return warmed
+    if loops and step.role in (Role.TRIAL, Role.REPEAT):
+        return objective.ProbeDone(loops)
     box = step.time_box_s
     if box is None:
         return None
@@ -251,6 +258,8 @@ def _announce(study: Study, step: Step) -> str:
 
 def _result(trial: Trial, run: Run) -> str:
     wall = f"{trial.wall_s:.1f} s" if trial.wall_s else "-"
+    if trial.measured_s is not None and trial.measured_s != trial.wall_s:
+        wall += f", the loop {trial.measured_s:.1f} s" + (" (predicted from a probe)" if trial.probe else "")
     gain = (
         f" ({trial.improvement_pct:+.1f}%, noise {trial.noise_pct:.1f}%)" if trial.improvement_pct is not None else ""
     )

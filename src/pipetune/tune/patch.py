@@ -136,7 +136,7 @@ def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
     args = list(call.args)
     for knob, value in knobs.items():
         if value == DEFAULT:  # Ray Data's default: the argument goes
-            args = [a for a in args if not (a.keyword and a.keyword.value in KNOBS[knob].keywords)]
+            args = _without(args, KNOBS[knob].keywords)
             continue
         expr = cst.parse_expression(repr(_literal(knob, value)))
         at = next((i for i, a in enumerate(args) if a.keyword and a.keyword.value == knob), None)
@@ -145,6 +145,15 @@ def _set_keywords(call: cst.Call, knobs: dict[str, Any]) -> cst.Call:
         else:
             args = appended(args, cst.Arg(value=expr, keyword=cst.Name(knob), equal=EQUAL))
     return call.with_changes(args=args)
+
+
+def _without(args: list[cst.Arg], keywords: tuple[str, ...]) -> list[cst.Arg]:
+    """``args`` less the keyword arguments named; the new last one ends as the old last one did (no stray
+    ``, )`` where the removed argument was the last)."""
+    kept = [a for a in args if not (a.keyword and a.keyword.value in keywords)]
+    if kept and args and kept[-1] is not args[-1] and args[-1].comma is cst.MaybeSentinel.DEFAULT:
+        kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return kept
 
 
 def _in_remote_args(call: cst.Call, knob: str) -> bool:
@@ -180,5 +189,5 @@ def without_knobs(source: str) -> str:
 
 class _Stripper(cst.CSTTransformer):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        kept = [a for a in updated.args if not (a.keyword and a.keyword.value in CALL_KNOBS)]
+        kept = _without(list(updated.args), CALL_KNOBS)
         return updated if len(kept) == len(updated.args) else updated.with_changes(args=kept)

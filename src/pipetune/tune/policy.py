@@ -27,8 +27,8 @@ from pipetune.diagnose import (
     diagnose,
 )
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Run, Stage
-from pipetune.settings import DEFAULT, ContextSetting, Settings, StageSetting, change, knob, show
+from pipetune.model import Run, Stage, StageKind
+from pipetune.settings import DEFAULT, ITERATOR_PROTECTED, ContextSetting, Settings, StageSetting, change, knob, show
 from pipetune.tune.feasible import unschedulable
 from pipetune.tune.study import with_settings
 
@@ -55,6 +55,7 @@ class View:
     failed: frozenset[StageSetting] = frozenset()  # the changes of trials that failed (e.g. a batch out of memory)
     lost: frozenset[StageSetting] = frozenset()  # the changes of trials that ran slower than the incumbent
     noise_pct: float = 0.0  # the noise band of the incumbent's runs: a predicted gain inside it is not proposed
+    allow: frozenset[str] = frozenset()  # protected knobs the user lets tuning change (``iterator.batch_size``)
 
 
 class SearchPolicy(Protocol):
@@ -78,7 +79,13 @@ class ModelGuided:
         facts = Facts.of(view.run)
         capped = (_below_failures(facts, _back_off(facts, p, view), view) for p in candidates(facts))
         viable = [p for p in capped if p is not None and _viable(p, view) and _measurable(p, view)]
-        return min(viable, key=_rank, default=None)
+        return min((p for p in viable if _allowed(p, view)), key=_rank, default=None)
+
+
+def _allowed(p: Proposal, view: View) -> bool:
+    consumers = {str(s.index) for s in view.run.stages if s.kind is StageKind.CONSUME}
+    touched = {s.knob for s in p.settings.stages if s.selector in consumers and s.knob in ITERATOR_PROTECTED}
+    return all(f"iterator.{knob}" in view.allow for knob in touched)
 
 
 def _measurable(p: Proposal, view: View) -> bool:

@@ -62,7 +62,7 @@ def result_of(study: Study, store: Store) -> TuneResult:
 
 
 def _median(trials: list[Trial]) -> float | None:
-    walls = [t.wall_s for t in trials if t.wall_s]
+    walls = [t.seconds for t in trials if t.seconds]
     return statistics.median(walls) if walls else None
 
 

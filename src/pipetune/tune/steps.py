@@ -10,9 +10,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from pipetune.diagnose import Facts, noise_band
+from pipetune.diagnose import Facts, diagnose, noise_band
 from pipetune.model import Run
 from pipetune.settings import Settings
+from pipetune.tune import objective
 from pipetune.tune.bound import bound
 from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import Proposal, SearchPolicy, View
@@ -33,11 +34,11 @@ class Step:
     time_box_s: float | None = None  # past this the trial is slower than the incumbent beyond the noise
 
     @staticmethod
-    def trying(proposal: Proposal, config: Settings, box: float) -> Step:
+    def trying(proposal: Proposal, config: Settings, box: float | None) -> Step:
         return Step(Role.TRIAL, config, proposal.change, proposal.settings, proposal.rule, proposal.reason, box)
 
     @staticmethod
-    def again(trial: Trial, box: float) -> Step:
+    def again(trial: Trial, box: float | None) -> Step:
         return Step(Role.REPEAT, trial.config, trial.change, trial.settings, trial.rule, trial.reason, box)
 
 
@@ -56,9 +57,10 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     last = study.compared()[-1]
     incumbent = study.incumbent()
     assert incumbent is not None  # a succeeded baseline is one
-    walls = [t.wall_s for t in study.runs_of(incumbent.config) if t.wall_s]
+    walls = [t.seconds for t in study.runs_of(incumbent.config) if t.seconds]
+    box = None if study.full_loops else time_box(walls)  # a loop's probe ends itself; its wall is not the figure
     if last.verdict is Verdict.REPEAT and study.runs_used < study.spec.budget:
-        return Step.again(last, time_box(walls))
+        return Step.again(last, box)
     stop = _should_stop(study, incumbent_run, walls)
     if stop is not None:
         return stop
@@ -67,11 +69,12 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     lost = frozenset(
         s for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED) for s in t.settings.stages
     )
-    view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost, noise_band(walls, ()))
+    view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost, noise_band(walls, ()),
+                frozenset(study.spec.allow))  # fmt: skip
     proposal = policy.propose(view)
     if proposal is None:
         return Finish("nothing left to try: every proposal was tried or cannot be scheduled")
-    return Step.trying(proposal, with_settings(incumbent.config, proposal.settings), time_box(walls))
+    return Step.trying(proposal, with_settings(incumbent.config, proposal.settings), box)
 
 
 def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) -> Finish | None:
@@ -87,10 +90,19 @@ def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) ->
         return Finish(f"the last {PLATEAU_TRIALS} trials gained nothing: the gains have levelled off")
     if incumbent_run is None:
         return Finish("the incumbent's run cannot be loaded", ok=False)
+    bound_loop = consumer_bound(incumbent_run)
+    if bound_loop is not None:
+        return Finish(f"{bound_loop}: no pipeline setting can make the loop faster")
     floor = bound(Facts.of(incumbent_run))
     if floor is not None and floor.gap_pct is not None and floor.gap_pct <= NEAR_BOUND_PCT:
         return Finish(f"within {NEAR_BOUND_PCT:g}% of the hardware bound: knob tuning has run out")
     return None
+
+
+def consumer_bound(run: Run) -> str | None:
+    """The doctor's consumer-bound symptom when the script's loop, not the pipeline, limits the run."""
+    found = next((f for f in diagnose(run).findings if f.rule == "consumer-bound"), None)
+    return found.symptom if found is not None else None
 
 
 def conclude(study: Study, step: Step, run: Run) -> tuple[Verdict, float | None, float | None]:
@@ -99,14 +111,15 @@ def conclude(study: Study, step: Step, run: Run) -> tuple[Verdict, float | None,
         return Verdict.NOT_COMPARED, None, None
     if step.role is Role.BASELINE:
         return Verdict.BASELINE, None, None
-    if run.status.value == "stopped":
+    figure = objective.seconds(run, study.full_loops) if run.status.ok or objective.is_probe(run) else None
+    if run.status.value == "stopped" and not objective.is_probe(run):
         return Verdict.STOPPED, None, None
-    if not run.status.ok or not run.wall_s:
+    if not figure:
         return Verdict.FAILED, None, None
     incumbent = study.incumbent()
     assert incumbent is not None
-    base = [t.wall_s for t in study.runs_of(incumbent.config) if t.wall_s]
-    mine = [t.wall_s for t in study.runs_of(step.config) if t.wall_s] + [run.wall_s]
+    base = [t.seconds for t in study.runs_of(incumbent.config) if t.seconds]
+    mine = [t.seconds for t in study.runs_of(step.config) if t.seconds] + [figure]
     can_repeat = study.runs_used + 1 < study.spec.budget
     verdict = judge(base, mine, can_repeat)
     return verdict.verdict, verdict.improvement_pct, verdict.noise_pct

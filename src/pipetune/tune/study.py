@@ -52,6 +52,7 @@ class Spec:
     time_s: float | None = None  # wall-clock budget for the whole study
     address: str | None = None
     trial_timeout_s: float | None = None
+    allow: tuple[str, ...] = ()  # knobs tuning may change although they change what the loop sees (iterator.batch_size)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,18 @@ class Trial:
     improvement_pct: float | None = None  # against the incumbent's median; positive is faster
     noise_pct: float | None = None
     findings: tuple[str, ...] = ()  # the doctor's findings on this run, "rule: fix"
+    measured_s: float | None = None  # what it is judged by (``objective.seconds``); None: its wall time
+    probe: bool = False  # stopped on purpose once its loops' steady rate was timed: measured, not failed
+    consumed: dict[str, float] = field(default_factory=dict)  # batches each of the script's loops took
+
+    @property
+    def seconds(self) -> float | None:
+        """The trial's figure: the script's loop time for a pipeline it consumes, else the run's wall time."""
+        return self.measured_s if self.measured_s is not None else self.wall_s
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.seconds) and (self.status == "succeeded" or self.probe)
 
     @property
     def rows_per_s(self) -> float | None:
@@ -121,9 +134,14 @@ class Study:
         return kept[-1] if kept else None
 
     def runs_of(self, config: Settings) -> list[Trial]:
-        """Every compared, successful run of exactly these settings."""
+        """Every compared, measured run of exactly these settings (a finished run, or a probe)."""
         key = config.key()
-        return [t for t in self.compared() if t.config.key() == key and t.status == "succeeded" and t.wall_s]
+        return [t for t in self.compared() if t.config.key() == key and t.measured]
+
+    @property
+    def full_loops(self) -> dict[str, float]:
+        """Batches each of the script's loops took in the baseline: what a probe's time is predicted for."""
+        return dict(self.baseline.consumed) if self.baseline is not None else {}
 
     def tried(self) -> set[str]:
         """Settings already measured. A warm-up is not a measurement: on resume it may run the very proposal

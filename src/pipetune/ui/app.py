@@ -38,12 +38,10 @@ def create_app(store_path: Path | None = None) -> Starlette:
 
     async def run_page(request: Request) -> Response:
         run = _or_404(lambda: store().load(request.path_params["run_id"]))
-        from pipetune.diagnose import diagnose
-        from pipetune.report import pipeline_tree, stage_figures
+        from pipetune.report import run_page
 
         live = live_state(run) if not run.status.finished else None
-        return _page("run.html.j2", title=f"run {run.id}", run=run, diagnosis=diagnose(run), live=live,
-                     figures=stage_figures(run), tree=pipeline_tree(run), charts=run_charts(run))  # fmt: skip
+        return _page("run.html.j2", title=f"run {run.id}", live=live, **run_page(run))
 
     async def study_page(request: Request) -> Response:
         db = store()

@@ -14,6 +14,7 @@ from pipetune.diagnose.findings import Finding
 from pipetune.diagnose.rules import (
     batches,
     blocks,
+    consumer,
     gpu,
     low_cpu,
     memory,
@@ -39,4 +40,7 @@ RULES: dict[str, Rule] = {
     "intermittent-stall": stalls.check_intermittent,
     "blocking-actor-pool": stalls.check_blocking_pool,
     "crash": stalls.check_crash,
+    "consumer": consumer.check_bound,
+    "uneven-splits": consumer.check_splits,
+    "shuffle-buffer": consumer.check_shuffle,
 }

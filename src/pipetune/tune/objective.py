@@ -1,0 +1,63 @@
+"""What a trial is judged by, and when a trial has seen enough.
+
+A pipeline that ends in a write: the run's wall time. A pipeline the script's own loop consumes (a training
+loop over ``iter_batches``): the loop's time, from asking for its first batch to its last, since the loop's
+throughput is what a training job is for; the script's other work (building a model, evaluating) is not the
+pipeline's. Such a trial is a probe: it is stopped once every loop has taken ``PROBE_BATCHES`` batches, and its
+loop time is predicted for the batches the baseline's loop took (the start-up wait, plus the probe's time per
+batch for every batch). The baseline runs in full, so the count is measured, never assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipetune.capture import ConsumerSamples, Message
+from pipetune.diagnose import Consumption, consumption
+from pipetune.model import Run
+
+PROBE_BATCHES = 32  # statistics: the mean of 32 batch times is within about a third of their spread
+PROBE_REASON = "probe: every loop took enough batches to time its steady rate"
+
+
+def consumed(run: Run) -> dict[str, float]:
+    """Batches each loop of the run took (none: the run feeds no loop of the script's)."""
+    return {c.source: c.batches for c in consumption(run)}
+
+
+def loop_s(c: Consumption, batches: float | None = None) -> float:
+    """The loop's time, or what it would be over ``batches`` batches at its measured time per batch."""
+    if batches is None or batches <= c.batches:
+        return c.first_wait_s + c.loop_s
+    return c.first_wait_s + c.loop_s / c.batches * batches
+
+
+def seconds(run: Run, full: Mapping[str, float]) -> float | None:
+    """The trial's figure: the slowest loop's time (predicted over ``full`` batches for a probe), else wall."""
+    loops = consumption(run)
+    if not loops:
+        return run.wall_s if run.status.ok else None
+    return max(loop_s(c, full.get(c.source)) for c in loops)
+
+
+def is_probe(run: Run) -> bool:
+    return run.error == PROBE_REASON
+
+
+class ProbeDone:
+    """A stop rule: ends the run once every loop the baseline saw has taken its probe's batches (or all it
+    will take, for a loop shorter than a probe)."""
+
+    def __init__(self, full: Mapping[str, float]) -> None:
+        self._wanted = {source: min(batches, PROBE_BATCHES) for source, batches in full.items()}
+        self._full = dict(full)
+        self._seen: dict[str, float] = {}
+
+    def __call__(self, message: Message) -> str | None:
+        if not isinstance(message, ConsumerSamples):
+            return None
+        for source, values in message.values.items():
+            self._seen[source] = values.get("batches", 0.0)
+        enough = all(self._seen.get(s, 0.0) >= n for s, n in self._wanted.items())
+        short = any(self._seen.get(s, 0.0) < self._full[s] for s in self._wanted)
+        return PROBE_REASON if self._wanted and enough and short else None
