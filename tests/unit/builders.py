@@ -100,3 +100,34 @@ def pipeline(
         ),
         op_samples=samples,
     )
+
+
+def looped(
+    run: Run,
+    blocked_s: float,
+    user_s: float,
+    batches: float = 100.0,
+    rows: float = 10_000.0,
+    first_wait_s: float = 0.5,
+    split: int | None = None,
+    index: int | None = None,
+    steps: int = 10,
+    **knobs: object,
+) -> Run:
+    """``run`` consumed by the script's loop (an ``iter_batches`` stage), its figures growing evenly from the
+    execution's start: ``steps`` samples after a zero one, as the recorder sends them."""
+    index = len(run.stages) if index is None else index
+    stages = run.stages
+    if not any(s.index == index for s in stages):
+        loop = Stage(index, "iter_batches", "", f"pipe.py:{10 + index}", StageKind.CONSUME,
+                     Knobs(**knobs), inputs=(index - 1,))  # type: ignore[arg-type]  # fmt: skip
+        stages = (*stages, loop)
+    source = f"consumer:{index}" + (f"/{split}" if split is not None else "")
+    start = run.executions[0].started_t - 0.1 if run.executions else 0.0
+    samples = [Sample(start, source, dict.fromkeys(("batches", "rows", "blocked_s", "user_s", "first_wait_s"), 0.0))]
+    for k in range(1, steps + 1):
+        f = k / steps
+        values = {"batches": batches * f, "rows": rows * f, "blocked_s": first_wait_s + (blocked_s * f),
+                  "user_s": user_s * f, "first_wait_s": first_wait_s, "ray_stats": 1.0}  # fmt: skip
+        samples.append(Sample(start + 10.0 * f, source, values))
+    return with_(run, stages=stages, consumer_samples=(*run.consumer_samples, *samples))

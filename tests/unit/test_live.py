@@ -94,3 +94,17 @@ def test_two_stages_queued_alike_name_the_most_upstream_as_the_bottleneck() -> N
     s.feed(OpSamples(5.0, {READ: {"tasks_running": 1.0, "inqueue_blocks": 2.0},
                            ENRICH: {"tasks_running": 1.0, "inqueue_blocks": 2.0}}))  # fmt: skip
     assert s.bottleneck == READ  # and no comparison of two OpIds (they have no order)
+
+
+def test_a_loop_is_shown_with_its_rate_and_how_much_of_the_last_interval_it_waited() -> None:
+    from pipetune.capture import ConsumerSamples
+
+    s = state()
+    figures = {"batches": 10.0, "rows": 2_560.0, "blocked_s": 1.0, "user_s": 1.0}
+    s.feed(ConsumerSamples(6.0, {"consumer:4/1": figures}))
+    s.feed(ConsumerSamples(8.0, {"consumer:4/1": {**figures, "batches": 30.0, "rows": 7_680.0, "blocked_s": 2.5,
+                                                  "user_s": 1.5}}))  # fmt: skip
+    loop = s.consumers["consumer:4/1"]
+    assert (loop.name, loop.batches_per_s, loop.blocked_pct, loop.rows) == ("loop 4/1", 10.0, 75.0, 7_680.0)
+    assert "loop 4/1 10.0 batches/s blocked 75%" in plain_line(s)
+    assert "blocked 75%" in text(render(s)) and s.t == 8.0

@@ -92,3 +92,12 @@ def test_without_knobs_leaves_ray_datas_defaults() -> None:
     assert "batch_size" not in stripped and "num_cpus" not in stripped
     assert "enrich,  # the UDF" in stripped
     compile(stripped, "pipe.py", "exec")
+
+
+def test_removing_the_last_argument_leaves_no_stray_comma() -> None:
+    from pipetune.tune.patch import without_knobs
+
+    assert without_knobs("ds.map_batches(f, batch_size=8)\n") == "ds.map_batches(f)\n"
+    assert without_knobs("ds.map_batches(f, batch_size=8, zero_copy_batch=True)\n") == (
+        "ds.map_batches(f, zero_copy_batch=True)\n"
+    )

@@ -322,6 +322,8 @@ def _removable(stage: Stage) -> list[str]:
     """The knobs this stage sets that Ray Data has a default for (on a GPU stage Ray requires a batch size),
     less a num_cpus already at Ray's default of 1 (removing it would change nothing)."""
     names = [n for n in REMOVABLE if getattr(stage.knobs, n) is not None]
+    if stage.kind is StageKind.CONSUME:  # a loop's batch is the user's choice, not a default to weigh
+        names = [n for n in names if n not in ITERATOR_PROTECTED]
     names = [n for n in names if not (n == "num_cpus" and stage.knobs.num_cpus == DEFAULT_NUM_CPUS)]
     return [n for n in names if not (n == "batch_size" and stage.knobs.num_gpus)]
 

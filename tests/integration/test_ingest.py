@@ -1,0 +1,72 @@
+"""Pipelines the script's own loop consumes (training ingest), recorded, diagnosed and tuned on real Ray."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipetune.diagnose import consumption, diagnose
+from pipetune.model import StageKind
+from pipetune.store import open_store
+from pipetune.tune.study import Study
+from tests.conftest import PIPELINES, pipetune
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    for name in ("feeds_loop.py", "two_splits.py"):
+        shutil.copy(PIPELINES / name, tmp_path)
+    return tmp_path
+
+
+def _run(work: Path, address: str, *args: str) -> tuple[dict, object]:
+    result = pipetune("run", "--address", address, "--json", *args, cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    view = json.loads(result.stdout)
+    return view, open_store(work / ".pipetune" / "pipetune.db").load(view["id"])
+
+
+def test_a_loop_is_a_consumer_stage_with_rays_own_figures_over_both_epochs(work: Path, address: str) -> None:
+    view, run = _run(work, address, "--set", "2.prefetch_batches=3", "feeds_loop.py")
+    loop = view["stages"][2]
+    assert (loop["key"], loop["kind"], loop["site"]) == ("2:iter_batches", "consume", "feeds_loop.py:25")
+    assert loop["knobs"]["batch_size"] == 100 and loop["knobs"]["prefetch_batches"] == 3  # the override applied
+    assert len(view["stages"]) == 3  # two epochs of one call: one stage
+    (c,) = consumption(run)  # type: ignore[arg-type]
+    assert (c.source, c.batches, c.rows, c.from_ray) == ("consumer:2", 80.0, 8_000.0, True)
+    assert run.stage(2).inputs == (1,) and view["consumers"][0]["rows"] == 8_000.0  # type: ignore[attr-defined]
+
+
+def test_the_doctor_calls_a_waiting_loop_data_bound_on_the_slow_stage(work: Path, address: str) -> None:
+    _, run = _run(work, address, "feeds_loop.py", "--", "--epochs", "1")
+    found = {f.rule: f for f in diagnose(run).findings}  # type: ignore[arg-type]
+    assert found["data-bound"].stage == 1  # the sleeping map, not the loop that waits for it
+    result = pipetune("report", str(run.id), "-o", "r.html", "--store", ".pipetune/pipetune.db", cwd=work)  # type: ignore[attr-defined]
+    page = (work / "r.html").read_text()
+    assert result.returncode == 0 and 'id="consumers"' in page and "chart-iter-blocked" in page
+
+
+def test_each_split_of_a_streaming_split_is_its_own_consumer(work: Path, address: str) -> None:
+    _, run = _run(work, address, "two_splits.py")
+    loops = {c.source: c for c in consumption(run)}  # type: ignore[arg-type]
+    assert set(loops) == {"consumer:2/0", "consumer:2/1"}
+    assert sum(c.rows for c in loops.values()) == 2_000  # equal=True: every row, to one split or the other
+    assert run.stage(2).kind is StageKind.CONSUME and run.stage(2).inputs == (1,)  # type: ignore[attr-defined]
+
+
+def test_a_trial_of_a_consumed_pipeline_is_a_probe_judged_by_its_loop(work: Path, address: str) -> None:
+    args = ("feeds_loop.py", "--budget", "1", "--no-warmup", "--address", address, "--json")
+    result = pipetune("tune", *args, "--", "--rows", "20000", "--epochs", "1", cwd=work, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = open_store(work / ".pipetune" / "pipetune.db")
+    study = Study.fold(*store.load_study(json.loads(result.stdout)["study"]))
+    baseline, trial = study.trials
+    assert baseline.consumed == {"consumer:2": 200.0} and not baseline.probe
+    assert trial.probe and trial.status == "stopped" and 32 <= trial.consumed["consumer:2"] < 200
+    assert trial.measured_s is not None and trial.verdict.value != "reverted: failed"
+    assert all(s.knob != "batch_size" or s.selector != "2" for s in trial.settings.stages)
