@@ -27,6 +27,13 @@ def test_a_loop_is_timed_per_batch_and_stays_one_consumer_over_epochs() -> None:
     assert last["blocked_s"] >= last["first_wait_s"] >= 0.0 and last["user_s"] >= 0.0
 
 
+def test_a_loop_reports_at_1_2_4_8_batches_whatever_the_clock_says() -> None:
+    sent: list[dict[str, dict[str, float]]] = []
+    assert len(list(ConsumerLog(sent.append).wrap([{"x": [i]} for i in range(9)], "consumer:0"))) == 9
+    counts = [v["consumer:0"]["batches"] for v in sent]
+    assert {1.0, 2.0, 4.0, 8.0} <= set(counts) and counts[0] == 0.0 and counts[-1] == 9.0
+
+
 def test_a_break_closes_rays_iterator_and_keeps_what_was_taken() -> None:
     closed: list[bool] = []
 

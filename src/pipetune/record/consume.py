@@ -20,7 +20,7 @@ from pipetune.metrics import CONSUMER_METRICS
 from pipetune.record import _ray_compat
 
 Send = Callable[[dict[str, dict[str, float]]], None]
-SAMPLE_INTERVAL_S = 1.0  # as often as operators are sampled (probe.SAMPLE_INTERVAL_S)
+SAMPLE_INTERVAL_S = 1.0  # as often as operators are sampled (probe.SAMPLE_INTERVAL_S), and at 1, 2, 4 ... batches
 _FIGURES = tuple(n for n in CONSUMER_METRICS if n != "ray_stats")
 
 
@@ -104,6 +104,13 @@ class ConsumerLog:
         self._local.starting = consumer
 
 
+def _milestone(batches: float) -> bool:
+    """1, 2, 4, 8 ... batches: sent whatever the clock says, so a stop rule that waits for a count (a tuning
+    probe) sees it exactly, however fast the loop runs; a handful of messages over any run."""
+    n = int(batches)
+    return n > 0 and n & (n - 1) == 0
+
+
 class _Loop:
     """The iterable handed back to the script: Ray's own, timed. Iterating it twice runs two epochs."""
 
@@ -142,7 +149,7 @@ class _Loop:
             own["rows"] += 1 if self._per_row else rows_in(item)
             yield item
             own["user_s"] += time.perf_counter() - got
-            log.send(consumer)
+            log.send(consumer, force=_milestone(consumer.done["batches"] + own["batches"]))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._iterable, name)  # anything else Ray's iterable offers

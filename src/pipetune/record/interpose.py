@@ -13,6 +13,7 @@ import functools
 import inspect
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,7 @@ class StageRegistry:
         self.consumers = ConsumerLog(lambda values: None)  # the probe gives it a way to send
         self._consumer_sites: dict[str, Stage] = {}
         self._split_from: dict[int, int] = {}  # id(split iterator) -> the stage whose dataset was split
+        self._lock = threading.Lock()
 
     def add(self, stage: Stage) -> None:
         self.stages.append(stage)
@@ -91,14 +93,14 @@ class StageRegistry:
     def consumer_stage(self, method: str, bound: inspect.BoundArguments, site: str) -> Stage:
         """The stage of an iteration call: one per call site, so a loop that calls ``iter_batches`` once per
         epoch, or a function two split consumers share, is one stage. The run's settings apply at every call."""
-        known = self._consumer_sites.get(site)
-        if known is not None:
-            for name, value in self.overrides.for_stage(known).items():
-                _apply_knob(bound, KNOBS[name], value, known)
-            return known
-        stage = _new_stage(self, method, StageKind.CONSUME, bound, site)
-        self._consumer_sites[site] = stage
-        return stage
+        with self._lock:  # two consumer threads (the splits of a streaming_split) reach one site at once
+            known = self._consumer_sites.get(site)
+            if known is None:
+                stage = self._consumer_sites[site] = _new_stage(self, method, StageKind.CONSUME, bound, site)
+                return stage
+        for name, value in self.overrides.for_stage(known).items():
+            _apply_knob(bound, KNOBS[name], value, known)
+        return known
 
     def inputs_of(self, bound: inspect.BoundArguments) -> tuple[int, ...]:
         """The stages that built the datasets (or split iterators) a call reads."""
