@@ -103,6 +103,25 @@ def test_stages_from_source_are_typed_by_what_they_are(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_a_function_that_loads_a_model_named_by_model_is_gpu_inference_on_a_gpu_cluster(tmp_path: Path) -> None:
+    script = tmp_path / "p.py"
+    script.write_text(
+        "import ray\ndef classify(batch):\n    model = torch.hub.load('pytorch/vision', 'resnet50')\n    return batch\n"
+        "ds = ray.data.read_images('x').map_batches(classify, batch_size=1000)\nds.write_parquet('o')\n"
+    )
+    stages = from_source(script)
+    assert stages[1].op_type is OpType.CPU_PREPROCESSING and stages[1].loads == "torch.hub.load"  # the code alone
+    told = plan(stages, parse_cluster("2x(8 CPU, 1 A10G)"), "resnet50", 448).stages[1]
+    assert told.stage.op_type is OpType.GPU_INFERENCE
+    assert {k: v.value for k, v in told.settings.items()} == {
+        "num_gpus": 1.0, "num_cpus": 1.0, "concurrency": 2, "batch_size": 128,  # 512 (A10G, small) / 4 (448 px)
+    }  # fmt: skip
+    assert any("PT003" in n for n in told.notes)
+    on_cpus = plan(stages, parse_cluster("2x(8 CPU)"), "resnet50").stages[1]
+    assert on_cpus.stage.op_type is OpType.CPU_INFERENCE and "num_gpus" not in on_cpus.settings
+    assert plan(stages, parse_cluster("2x(8 CPU, 1 A10G)")).stages[1].stage.op_type is OpType.CPU_PREPROCESSING
+
+
 def probe(batch: int, speed: float, memory: float, ok: bool = True) -> Probe:
     return Probe(batch, ok, speed if ok else None, memory if ok else None)
 

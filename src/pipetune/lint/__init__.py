@@ -8,6 +8,7 @@ The face of the package: ``lint_file`` / ``lint_source`` for the rules, ``checkl
 from pipetune.lint.checklist import Item, State, checklist
 from pipetune.lint.engine import LintResult, lint_file, lint_source
 from pipetune.lint.findings import Edit, LintFinding
+from pipetune.lint.rules import model_load
 from pipetune.lint.scan import MATERIALIZING, DataCall, Script, scan
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "checklist",
     "lint_file",
     "lint_source",
+    "model_load",
     "scan",
 ]

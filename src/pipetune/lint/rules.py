@@ -17,7 +17,7 @@ from pipetune.lint.scan import MATERIALIZING, UDF_METHODS, DataCall, Script
 
 Rule = Callable[[Script, int | None], Iterator[LintFinding]]
 _HEAVY_LOAD = re.compile(
-    r"\b(from_pretrained|load_model|SentenceTransformer|torch\.load|joblib\.load|pickle\.load|pipeline|"
+    r"\b(from_pretrained|load_model|SentenceTransformer|torch\.(?:hub\.)?load|joblib\.load|pickle\.load|pipeline|"
     r"tf\.keras\.models\.load_model|onnxruntime\.InferenceSession|AutoModel\w*)\s*\("
 )
 _GPU_HINT = re.compile(r"""cuda|device\s*=\s*["']gpu""")
@@ -63,17 +63,22 @@ def late_filter(script: Script, gpus: int | None) -> Iterator[LintFinding]:
             )  # fmt: skip
 
 
+def model_load(script: Script, udf: str) -> str | None:
+    """The call by which a UDF (a function or a class) loads a model or other heavy state, if it does: the one
+    judgement lint (PT003) and the planner (an inference stage) share."""
+    body = script.functions.get(udf) or script.classes.get(udf)
+    match = _HEAVY_LOAD.search(script.code(getattr(body, "body", body))) if body is not None else None
+    return match.group(1) if match else None
+
+
 def heavy_state_in_function(script: Script, gpus: int | None) -> Iterator[LintFinding]:
     """PT003: a function UDF that loads a model (or other heavy state) on every call."""
     for call in script.calls:
-        fn = script.functions.get(call.udf) if call.method in UDF_METHODS else None
-        if fn is None:
-            continue
-        match = _HEAVY_LOAD.search(script.code(fn.body))
-        if match:
+        loaded = model_load(script, call.udf) if call.method in UDF_METHODS and call.udf in script.functions else None
+        if loaded:
             yield LintFinding(
                 "PT003", "heavy-state-per-batch", call.line, call.col,
-                f"{call.udf}() calls {match.group(1)}(...) on every batch: move the loading into a class's __init__ "
+                f"{call.udf}() calls {loaded}(...) on every batch: move the loading into a class's __init__ "
                 f"and pass the class (with concurrency=N) so each actor loads it once",
             )  # fmt: skip
 

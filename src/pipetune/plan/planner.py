@@ -7,7 +7,7 @@ a model name and an image resolution in; a plan out, every value with the table 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipetune.diagnose import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE, OpType
@@ -35,6 +35,7 @@ class StageIn:
     seconds_per_row: float | None = None  # busy task-seconds per row, measured
     cores_per_task: float | None = None
     batch_from_run: Value | None = None  # a measured batch size proposal (fixed per-batch costs)
+    loads: str = ""  # the call by which its UDF loads a model, read from the source ("" if none)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def plan(stages: list[StageIn], cluster: Cluster, model: str | None = None, reso
 def _plan_stage(stage: StageIn, cluster: Cluster, model: str | None, resolution: int | None) -> StagePlan:
     settings: dict[str, Value] = {}
     notes: list[str] = []
+    stage = _told(stage, cluster, model, notes)
     if stage.op_type is OpType.GPU_INFERENCE:
         _gpu(stage, cluster, model, resolution, settings, notes)
     elif stage.op_type is OpType.CPU_INFERENCE and stage.actor:
@@ -75,6 +77,18 @@ def _plan_stage(stage: StageIn, cluster: Cluster, model: str | None, resolution:
         _task(stage, cluster, settings)
     _measured(stage, settings, notes)
     return StagePlan(stage, settings, tuple(notes))
+
+
+def _told(stage: StageIn, cluster: Cluster, model: str | None, notes: list[str]) -> StageIn:
+    """What the user said wins over what the code shows: ``--model`` makes a stage that loads a model an
+    inference stage (GPU inference where the cluster has GPUs), whatever its measured or guessed type."""
+    if not (model and stage.loads) or stage.op_type is OpType.GPU_INFERENCE:
+        return stage
+    kind = OpType.GPU_INFERENCE if cluster.gpus else OpType.CPU_INFERENCE
+    notes.append(f"{stage.key} loads a model ({stage.loads}) and --model {model} names it: {kind.value}")
+    if not stage.actor:
+        notes.append(f"{stage.key} is a function: make it a class so each replica loads the model once (lint PT003)")
+    return replace(stage, op_type=kind, actor=True)
 
 
 def _task(stage: StageIn, cluster: Cluster, settings: dict[str, Value]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipetune.diagnose import Facts, OpType, classify
 from pipetune.diagnose import capacity as batch_model
-from pipetune.lint import MATERIALIZING, Script, scan
+from pipetune.lint import MATERIALIZING, Script, model_load, scan
 from pipetune.model import Run
 from pipetune.plan.planner import StageIn, Value
 
@@ -52,7 +52,8 @@ def from_source(path: Path) -> list[StageIn]:
     script = scan(path.read_text())
     calls = [c for c in script.calls if c.method not in MATERIALIZING]
     return [StageIn(i, f"{i}:{c.method}" + (f":{c.udf}" if c.udf else ""), _op_type(script, c.method, c.udf),
-                    c.udf in script.classes) for i, c in enumerate(calls)]  # fmt: skip
+                    c.udf in script.classes, loads=model_load(script, c.udf) or "")
+            for i, c in enumerate(calls)]  # fmt: skip
 
 
 def _op_type(script: Script, method: str, udf: str) -> OpType:
