@@ -79,9 +79,13 @@ def test_other_sources_get_override_num_blocks() -> None:
 # -- batch size -----------------------------------------------------------------------------------------
 
 
-def test_tiny_batches_are_grown_toward_the_matrix() -> None:
+def test_tiny_batches_grow_as_far_as_the_pipeline_model_asks_and_at_least_the_guides_step() -> None:
+    from pipetune.diagnose import Facts, capacity
+
     [f] = rule("batch-size", etl_run())
-    assert f.fix is not None and (f.fix.current, f.fix.proposed, f.fix.level) == (64, 128, Level.BATCH)
+    sized = capacity.sized_batch(Facts.of(etl_run()), 1, 64, floor=128)  # the tuner's own move
+    assert f.fix is not None and (f.fix.current, f.fix.proposed, f.fix.level) == (64, sized, Level.BATCH)
+    assert sized is not None and sized >= 128
 
 
 def test_batches_in_range_with_real_work_are_fine() -> None:

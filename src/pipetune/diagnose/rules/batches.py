@@ -1,11 +1,14 @@
 """batch_size off the guide's matrix, or so small that per-batch overhead dominates the stage.
 
 Guide: batch sizes by operation type (CPU preprocessing 100-1000, CPU inference 16-32, GPU inference
-32-128); level 2 of the hierarchy.
+32-128); level 2 of the hierarchy. The fix is at least the guide's next step, and as large as the pipeline
+model (``capacity.sized_batch``, the tuner's own) says fixed per-batch costs need, within a task's rows and
+the memory share: one model for the doctor and the tuner.
 """
 
 from __future__ import annotations
 
+from pipetune.diagnose import capacity
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
@@ -36,7 +39,8 @@ def _small_batch(facts: Facts, stage: Stage) -> Finding | None:
     ms_per_batch = (stats.udf_s if stats else 0.0) / batches * 1000
     if batch >= low and ms_per_batch >= th.BATCH_OVERHEAD_MS.value:
         return None
-    proposed = grown_batch(batch, low, high)
+    guide = grown_batch(batch, low, high)  # the guide's step, the least the fix asks for
+    proposed = capacity.sized_batch(facts, stage.index, batch, floor=guide) or guide  # the tuner's own model
     if proposed <= batch:
         return None
     return finding(
