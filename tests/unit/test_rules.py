@@ -64,6 +64,14 @@ def test_one_block_for_a_stage_that_could_run_two_tasks() -> None:
     assert f.fix.setting == "0.repartition=8"
 
 
+def test_one_block_of_little_work_is_not_worth_splitting() -> None:
+    """More blocks save at most the stage's work spread over its slots: 0.4 s of 21 s is inside the noise."""
+    run = etl_run(tasks=1)
+    light = with_(run.executions[0].stats[1], busy_s=0.4, cpu_s=0.4)
+    execution = with_(run.executions[0], stats=(run.executions[0].stats[0], light))  # type: ignore[arg-type]
+    assert rule("few-blocks", with_(run, executions=(execution,))) == []
+
+
 def test_enough_tasks_is_not_a_block_problem() -> None:
     assert rule("few-blocks", etl_run(tasks=16)) == []
 
@@ -222,6 +230,41 @@ def test_skewed_tasks_ask_for_a_repartition_upstream() -> None:
     assert f.stage_key == "1:map_batches:work"
     assert f.fix is not None and (f.fix.knob, f.fix.stage) == ("repartition", 0)
     assert rule("skew", two_stage_run()) == []
+
+
+def test_skew_in_bundled_blocks_asks_for_batches_of_one_block() -> None:
+    """batch_size 4096 over blocks of 1,000 rows bundles four blocks per task: the heavy ones share one task."""
+    run = two_stage_run()
+    read = with_(run.executions[0].stats[0], block_rows=Dist.of([1000.0] * 10))
+    skewed = with_(run.executions[0].stats[1], task_s=Dist.of([0.5] * 8 + [6.0, 7.0]))
+    execution = with_(run.executions[0], stats=(read, skewed))  # type: ignore[arg-type]
+    bundling = with_(run.stages[1], knobs=run.stages[1].knobs.replace(batch_size=4096))  # type: ignore[arg-type]
+    [f] = rule("skew", with_(run, executions=(execution,), stages=(run.stages[0], bundling)))
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed, f.fix.stage) == (
+        "batch_size",
+        4096,
+        1000,
+        1,
+    )
+
+
+def _pool_run(replicas: int, cores_each: float):  # type: ignore[no-untyped-def]
+    """range -> an actor pool of ``replicas`` (0.25 CPU each) -> write, on 2 CPUs; each replica burnt
+    ``cores_each`` cores per busy second."""
+    read, model = stage(0, "range", kind=StageKind.READ), stage(1, "map_batches", "Model", StageKind.ACTOR,
+                                                                  num_cpus=0.25, concurrency=replicas)  # fmt: skip
+    r_op = Operator("0/ReadRange_1", "ReadRange", (0,))
+    m_op = Operator("0/MapBatches(Model)_2", "MapBatches(Model)", (1,), compute="actors", max_concurrency=replicas,
+                    num_cpus=0.25)  # fmt: skip
+    busy = op_stats(m_op.uid, 60_000, 40.0, 40.0 * cores_each, tasks=20)
+    return pipeline([(read, r_op, op_stats(r_op.uid, 60_000, 0.1, 0.05, tasks=20)), (model, m_op, busy)], wall=15.0)
+
+
+def test_more_compute_bound_replicas_than_cores_is_a_pool_too_large() -> None:
+    [f] = rule("oversized-pool", _pool_run(4, 0.48))  # four replicas sharing two cores
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("concurrency", 4, 2)
+    assert rule("oversized-pool", _pool_run(4, 0.1)) == []  # they wait (a service), not compute: no claim
+    assert rule("oversized-pool", _pool_run(2, 0.95)) == []  # one replica per core
 
 
 def test_count_in_the_middle_names_its_line() -> None:

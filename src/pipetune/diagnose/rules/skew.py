@@ -39,7 +39,7 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
             Evidence("slowest task", stats.task_s.max, " s"),
         ],
         "a few blocks carry much more work than the rest, so their tasks finish long after the others",
-        Fix("repartition", upstream.knobs.repartition, blocks_for(facts.cpus), Level.PARALLELISM, upstream.index),
+        _fix(facts, stage, upstream),
         Criterion("task_skew", "<", 2.0, "even task durations (p90 under 2x the median)", stage.index),
         0.6,
     )
@@ -49,3 +49,23 @@ def _upstream(facts: Facts, stage: Stage) -> Stage:
     """Where to split blocks: the stage just before this one (or itself, for a source)."""
     before = [s for s in facts.run.stages if s.index < stage.index]
     return before[-1] if before else stage
+
+
+def _fix(facts: Facts, stage: Stage, upstream: Stage) -> Fix:
+    """A batch larger than the blocks it reads bundles several blocks into one task, so heavy blocks land in
+    one long task whatever the blocks are: batches of one block's rows (at most) undo the bundling. Otherwise
+    (guide) repartition upstream so the heavy rows spread over more tasks."""
+    batch, block = stage.knobs.batch_size, _input_block_rows(facts, stage)
+    if batch and block and batch > block:
+        return Fix("batch_size", batch, max(1, int(block)), Level.PARALLELISM, stage.index)
+    return Fix("repartition", upstream.knobs.repartition, blocks_for(facts.cpus), Level.PARALLELISM, upstream.index)
+
+
+def _input_block_rows(facts: Facts, stage: Stage) -> float | None:
+    """Median rows per block of what the stage reads: the output of the operator before its own."""
+    op = facts.operator_of(stage.index)
+    ops = list(facts.execution.operators) if facts.execution else []
+    if op is None or op not in ops or ops.index(op) == 0:
+        return None
+    stats = facts.run.stats_of(ops[ops.index(op) - 1].uid)
+    return stats.block_rows.p50 if stats and stats.block_rows.count else None

@@ -1,0 +1,155 @@
+"""The doctor's fault-injection table: one small real pipeline per branch of the guide, the doctor's first fix
+applied, before and after measured side by side.
+
+For each case, on one shared local Ray: the shipped script and the script with the first fix's ``--set``
+arguments run interleaved (A B A B ...), ``--pairs`` times each; the table gives the symptom the doctor names,
+the stage, whether that is the branch the case was built for, the first fix, both medians with their spread,
+and the verdict: ``helped`` only when the gain is beyond the noise (the larger of the two spreads, at least
+5%), ``no gain`` inside it, ``slower`` beyond it the other way; a crash or a call to remove has no ``--set``
+and is judged by whether the doctor named it.
+
+    .venv/bin/python benchmarks/faults.py --pairs 3
+    .venv/bin/python benchmarks/faults.py --only io-wait --only one-block
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _examples import ROOT, SharedRay
+
+from pipetune.diagnose import Outcome, compare
+from pipetune.diagnose.noise import spread_pct
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    branch: str  # the guide's branch the pipeline is built to show
+    rules: tuple[str, ...]  # the doctor rules that name that branch
+    script: str
+    args: tuple[str, ...] = ()
+
+
+# fmt: off
+CASES = (
+    Case("io-wait", "low CPU: data loading", ("low-cpu", "slow-stage"), "benchmarks/faults/io_wait.py"),
+    Case("tiny-batches", "small batches (vectorised UDF)", ("batch-size",), "tests/pipelines/tiny_batches.py"),
+    Case("pandas-2-rows", "small batches, one block", ("batch-size", "few-blocks"),
+         "tests/pipelines/pandas_batches.py"),
+    Case("one-block", "too few blocks", ("few-blocks",), "benchmarks/faults/one_block.py"),
+    Case("skew", "uneven progress / data skew", ("skew",), "benchmarks/pipelines/skewed_blocks.py"),
+    Case("bundled-skew", "data skew that batching bundles", ("skew",), "benchmarks/faults/bundled_skew.py"),
+    Case("pool-too-large", "actor pool too large for the cores", ("slow-stage", "low-cpu"),
+         "benchmarks/pipelines/model_pool.py"),
+    Case("starved-pool", "upstream over-reserving", ("slow-stage", "blocking-actor-pool"),
+         "benchmarks/faults/starved_pool.py"),
+    Case("service-pool", "one slow stage, full input queue", ("slow-stage",),
+         "benchmarks/pipelines/slow_service_pool.py"),
+    Case("count-middle", "materialising call mid-pipeline", ("materialize-mid-pipeline",),
+         "tests/pipelines/count_middle.py"),
+    Case("crash", "a UDF crash", ("crash",), "tests/pipelines/raises.py"),
+    Case("data-bound-loop", "training ingest: data-bound loop", ("data-bound", "batch-size"),
+         "examples/train_loop.py"),
+)
+# fmt: on
+
+
+def run(case: Case, sets: list[str], ray: SharedRay, store: Path, limit_s: float) -> dict[str, Any]:
+    """One recorded run in a scratch directory (the pipelines write to ./out)."""
+    with tempfile.TemporaryDirectory() as cwd:
+        cmd = [sys.executable, "-m", "pipetune", "run", "--json", "--store", str(store), "--timeout", str(limit_s)]
+        cmd += [a for s in sets for a in ("--set", s)] + [str(ROOT / case.script), "--", *case.args]
+        done = subprocess.run(cmd, cwd=cwd, env=ray.env, capture_output=True, text=True)
+    try:
+        view = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return {"status": "error", "wall_s": None, "id": None, "error": done.stderr.strip().splitlines()[-1:]}
+    return {"status": view["status"], "wall_s": view["wall_s"], "id": view["id"]}
+
+
+def first_finding(run_id: str, store: Path, ray: SharedRay) -> dict[str, Any] | None:
+    cmd = [sys.executable, "-m", "pipetune", "doctor", run_id, "--json", "--store", str(store)]
+    done = subprocess.run(cmd, cwd=ROOT, env=ray.env, capture_output=True, text=True)
+    findings = json.loads(done.stdout).get("findings", []) if done.stdout.strip() else []
+    return {**findings[0], "all": [f["rule"] for f in findings]} if findings else None
+
+
+def measure(case: Case, pairs: int, ray: SharedRay, store: Path, limit_s: float) -> dict[str, Any]:
+    first = run(case, [], ray, store, limit_s)
+    found = first_finding(first["id"], store, ray) if first["id"] else None
+    fix = (found or {}).get("fix") or {}
+    sets = list(fix.get("sets") or [])
+    before, after = [first], []
+    for i in range(pairs):
+        if sets:
+            after.append(run(case, sets, ray, store, limit_s))
+        if i < pairs - 1:
+            before.append(run(case, [], ray, store, limit_s))
+    return {"case": case, "found": found, "sets": sets, "before": before, "after": after}
+
+
+def verdict(row: dict[str, Any]) -> str:
+    found, case = row["found"], row["case"]
+    if found is None:
+        return "missed: no finding"
+    named = found["rule"] in case.rules
+    if not row["sets"]:
+        return ("named" if named else f"first finding is {found['rule']}") + "; no --set fix (a code change)"
+    walls = [r["wall_s"] for r in row["before"] if r["status"] == "succeeded" and r["wall_s"]]
+    fixed = [r["wall_s"] for r in row["after"] if r["status"] == "succeeded" and r["wall_s"]]
+    if not walls or not fixed:
+        return "the fixed runs failed" if walls else "the shipped runs failed"
+    seen = compare(walls, fixed)
+    word = {Outcome.IMPROVED: "helped", Outcome.REGRESSED: "slower"}.get(seen.outcome, "no gain (within noise)")
+    return f"{word} ({seen.improvement_pct:+.0f}%, noise {seen.noise_pct:.0f}%)"
+
+
+def _timing(runs: list[dict[str, Any]]) -> str:
+    walls = [r["wall_s"] for r in runs if r["status"] == "succeeded" and r["wall_s"]]
+    if not walls:
+        return ", ".join(sorted({r["status"] for r in runs})) or "-"
+    return f"{statistics.median(walls):.1f} s ±{spread_pct(walls) / 2:.0f}% (n={len(walls)})"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("case", "branch", "symptom named", "stage", "first fix", "before", "after", "verdict")
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for r in rows:
+        f = r["found"] or {}
+        fix = (f.get("fix") or {}).get("text", "-") if f else "-"
+        lines.append(" | ".join((r["case"].name, r["case"].branch, f.get("symptom", "-"), f.get("stage_key") or "-",
+                                 fix, _timing(r["before"]), _timing(r["after"]) if r["sets"] else "-",
+                                 verdict(r))))  # fmt: skip
+    return "\n".join(f"| {line} |" for line in lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=3, help="runs of each side, interleaved")
+    parser.add_argument("--only", action="append", default=[], help="a case by name (repeatable)")
+    parser.add_argument("--limit-s", type=float, default=90.0, help="a run past this is stopped")
+    parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    args = parser.parse_args()
+    cases = [c for c in CASES if not args.only or c.name in args.only]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, SharedRay() as ray:
+        for case in cases:
+            rows.append(measure(case, args.pairs, ray, Path(tmp) / "faults.db", args.limit_s))
+            print(f"{case.name}: {verdict(rows[-1])}", file=sys.stderr, flush=True)
+    text = table(rows)
+    print(text)
+    if args.out:
+        args.out.write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
