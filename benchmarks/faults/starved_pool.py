@@ -21,5 +21,5 @@ class Lookup:
         return batch
 
 
-ds = ray.data.range(6_000, override_num_blocks=60).map_batches(parse, batch_size=100, num_cpus=1)
+ds = ray.data.range(30_000, override_num_blocks=60).map_batches(parse, batch_size=100, num_cpus=1)
 ds.map_batches(Lookup, batch_size=100, concurrency=1, num_cpus=1).write_parquet(os.path.abspath("out"))

@@ -27,6 +27,9 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
         return None
     if stats.task_s.max - stats.task_s.p50 < th.MIN_SKEW_GAP_S.value:
         return None  # uneven, but the slowest task is still short: nothing waits long on it
+    idle = _idle_s(facts, stage)
+    if idle is not None and idle < 2 * th.NOISE_PCT.value / 100 * (facts.run.wall_s or 0.0):
+        return None  # the long tasks overlapped the others: balance would save less than the noise
     upstream = _upstream(facts, stage)
     return finding(
         facts,
@@ -37,6 +40,7 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
             Evidence("task time p90 / p50", spread, "x", th.SKEW_P90_OVER_P50.value, th.SKEW_P90_OVER_P50.source),
             Evidence("largest block / mean block (rows)", uneven, "x", th.SKEW_MAX_OVER_MEAN_ROWS.value),
             Evidence("slowest task", stats.task_s.max, " s"),
+            *([Evidence("time idle slots cost while the tasks ran", idle, " s")] if idle is not None else []),
         ],
         "a few blocks carry much more work than the rest, so their tasks finish long after the others",
         _fix(facts, stage, upstream),
@@ -49,6 +53,19 @@ def _upstream(facts: Facts, stage: Stage) -> Stage:
     """Where to split blocks: the stage just before this one (or itself, for a source)."""
     before = [s for s in facts.run.stages if s.index < stage.index]
     return before[-1] if before else stage
+
+
+def _idle_s(facts: Facts, stage: Stage) -> float | None:
+    """What uneven tasks cost: the slot-seconds the stage's slots sat idle while its tasks ran (first start to
+    last end), over its slots: the time a perfect balance would save. None where the run kept no task spans."""
+    op, rate = facts.operator_of(stage.index), facts.rate_of(stage.index)
+    spans = [t for t in facts.run.tasks if op is not None and t.uid == op.uid]
+    if rate is None or len(spans) < 2:
+        return None
+    slots = min(rate.slots, len(spans))
+    span = max(t.finished_t for t in spans) - min(t.submitted_t for t in spans)
+    busy = sum(t.finished_t - t.submitted_t for t in spans)
+    return max(slots * span - busy, 0.0) / slots
 
 
 def _fix(facts: Facts, stage: Stage, upstream: Stage) -> Fix:
