@@ -70,7 +70,8 @@ def test_count_in_the_middle(work: Path, address: str) -> None:
 def test_tiny_batches(work: Path, address: str) -> None:
     report = doctor(work, address, "tiny_batches.py")
     batch = [f for f in report["findings"] if f["rule"] == "batch-size"]
-    assert batch and batch[0]["fix"]["current"] == 2 and batch[0]["fix"]["proposed"] == 100
+    assert batch and batch[0]["fix"]["current"] == 2
+    assert 100 <= batch[0]["fix"]["proposed"] <= 3_000  # at least the guide's step, at most a task's rows
 
 
 def test_skewed_blocks(work: Path, address: str) -> None:

@@ -26,9 +26,9 @@ def check(facts: Facts) -> list[Finding]:
     by_resources = min(facts.cpus / op.num_cpus if op.num_cpus else facts.cpus, op.max_concurrency or 1e9)
     if stats.task_s.count >= min(by_resources, 2 * max(facts.cpus, 1)) or by_resources < 2:
         return []
-    if not _worth_it(facts, stats.busy_s, min(by_resources, blocks_for(facts.cpus))):
-        return []
     source = _source_of(facts, stage)
+    if not _worth_it(facts, _downstream_busy_s(facts, source), min(by_resources, blocks_for(facts.cpus))):
+        return []
     blocks = blocks_for(facts.cpus)
     return [
         finding(
@@ -53,11 +53,20 @@ def check(facts: Facts) -> list[Finding]:
 
 
 def _worth_it(facts: Facts, busy_s: float, slots: float) -> bool:
-    """The most more blocks can save is the stage's work spread over the slots it could use: below twice the
-    noise (NOISE_PCT) of the run, no measurement could tell the fix from noise, and each extra task costs its
-    own scheduling (measured: a 0.4 s stage in a 3 s run ran 30% slower split into 8 blocks)."""
+    """The most more blocks can save is the work downstream of the source spread over the slots the stage could
+    use: below twice the noise (NOISE_PCT) of the run, no measurement could tell the fix from noise, and each
+    extra task costs its own scheduling (measured: a 0.4 s stage in a 3 s run ran 30% slower in 8 blocks)."""
     saved = busy_s * (1 - 1 / max(slots, 1.0))
     return bool(facts.run.wall_s) and saved / float(facts.run.wall_s or 1.0) > 2 * th.NOISE_PCT.value / 100
+
+
+def _downstream_busy_s(facts: Facts, source: Stage) -> float:
+    """The work more blocks from ``source`` would spread: every operator that runs a stage after it."""
+    execution = facts.execution
+    if execution is None:
+        return 0.0
+    ops = {o.uid for o in execution.operators if any(i > source.index for i in o.stages)}
+    return sum(s.busy_s for s in execution.stats if s.uid in ops)
 
 
 def _source_of(facts: Facts, stage: Stage) -> Stage:
