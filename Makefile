@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[examples,dev,bench]'
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/tune_bench.py
+	cd benchmarks && ../$(PY) faults.py --pairs 3
 
 clean:
 	rm -rf $(VENV) .pipetune .pytest_cache .mypy_cache .ruff_cache screenshots
