@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("-o", "--output", type=Path, help="where to write the best settings (a --config file)")
     tune.add_argument("--no-warmup", action="store_true", help="skip the warm-up run (e.g. on a warm cluster)")
     tune.add_argument(
+        "--confirm",
+        action="store_true",
+        help="run the best settings once in full afterwards and print predicted against measured time",
+    )
+    tune.add_argument(
         "--allow",
         action="append",
         default=[],
@@ -304,6 +309,9 @@ def cmd_tune(ns: argparse.Namespace) -> int:
         print(f"pipetune: interrupted: every finished trial is stored; continue with "
               f"`pipetune tune --resume {study_id}`", file=sys.stderr)  # fmt: skip
         return 130
+    if ns.confirm and study.incumbent() is not None:
+        tuner.confirm(study_id)
+        study = tuner.load(study_id)
     result = result_of(study, store)
     path = result.write_config(ns.output or store.path.parent / f"best-{study_id}.json")
     if ns.apply and result.patch is not None and result.patch.diff:

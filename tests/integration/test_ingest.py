@@ -60,13 +60,17 @@ def test_each_split_of_a_streaming_split_is_its_own_consumer(work: Path, address
 
 
 def test_a_trial_of_a_consumed_pipeline_is_a_probe_judged_by_its_loop(work: Path, address: str) -> None:
-    args = ("feeds_loop.py", "--budget", "1", "--no-warmup", "--address", address, "--json")
+    args = ("feeds_loop.py", "--budget", "1", "--no-warmup", "--confirm", "--address", address, "--json")
     result = pipetune("tune", *args, "--", "--rows", "20000", "--epochs", "1", cwd=work, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     store = open_store(work / ".pipetune" / "pipetune.db")
-    study = Study.fold(*store.load_study(json.loads(result.stdout)["study"]))
+    view = json.loads(result.stdout)
+    study = Study.fold(*store.load_study(view["study"]))
     baseline, trial = study.trials
     assert baseline.consumed == {"consumer:2": 200.0} and not baseline.probe
     assert trial.probe and trial.status == "stopped" and 32 <= trial.consumed["consumer:2"] < 200
     assert trial.measured_s is not None and trial.verdict.value != "reverted: failed"
     assert all(s.knob != "batch_size" or s.selector != "2" for s in trial.settings.stages)
+    confirmed = view["confirmed"]  # the best settings once more, in full: its loop time against the prediction
+    assert confirmed["status"] == "succeeded" and confirmed["measured_s"] and confirmed["predicted_s"]
+    assert store.load(confirmed["run_id"]).status.value == "succeeded"

@@ -82,3 +82,20 @@ def test_stages_that_limit_together_are_changed_together_and_ray_defaults_weighe
     assert first.rule == "joint (model)"
     assert {(s.selector, s.knob) for s in first.settings.stages} == {(str(i), "batch_size") for i in range(1, 5)}
     assert any("default" in a for t in done.trials for a in t.settings.to_args())  # Ray's defaults were weighed
+
+
+def test_confirm_runs_the_best_settings_in_full_and_stores_predicted_against_measured(tmp_path: Path) -> None:
+    script = tmp_path / "pipe.py"
+    script.write_text("# simulated\n")
+    store = MemoryStore()
+    runner = SimRunner(store, model_pool((Room(16.0),)))
+    tuner = Tuner(store, ModelGuided(), say=lambda line: None, warn=lambda line: None, warmup=False, runner=runner)
+    study_id = tuner.create(script, (), Settings(), budget=2)
+    done = tuner.drive(study_id)
+    best = done.incumbent()
+    assert best is not None
+    confirmed = tuner.confirm(study_id)
+    assert runner.configs[-1] == best.config  # the best settings, run once more
+    assert confirmed["predicted_s"] == best.seconds and confirmed["measured_s"] is not None
+    assert tuner.load(study_id).confirmed == confirmed and confirmed["status"] == "succeeded"
+    assert done.runs_used == tuner.load(study_id).runs_used  # not a trial: the budget is untouched

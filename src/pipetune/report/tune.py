@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipetune._serde import to_plain
-from pipetune.tune import Role, Trial, TuneResult, Verdict, trial_payload
+from pipetune.tune import Role, Trial, TuneResult, Verdict, confirmation_line, trial_payload
 
 _VERDICT_STYLE = {Verdict.KEPT: "green", Verdict.BASELINE: "bold", Verdict.FAILED: "red", Verdict.REPEAT: "cyan"}
 
@@ -21,6 +21,8 @@ def study_summary(result: TuneResult) -> Group:
     parts.append(Text(_best_line(result), style="bold green" if result.speedup and result.speedup > 1 else "bold"))
     if result.bound is not None:
         parts.append(Text(result.bound.describe()))
+    if study.confirmed is not None:
+        parts.append(Text(confirmation_line(study.confirmed)))
     return Group(*parts)
 
 
@@ -85,6 +87,7 @@ def study_view(result: TuneResult, config_path: str | None) -> dict[str, Any]:
         "config_file": config_path,
         "patch": result.patch.diff if result.patch else "",
         "unplaced": list(result.patch.unplaced) if result.patch else [],
+        "confirmed": result.study.confirmed,
     }
 
 

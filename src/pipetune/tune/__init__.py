@@ -2,7 +2,7 @@
 (``steps``, ``policy``, ``judge``, ``feasible``, ``bound``); ``patch`` writes the result into the script.
 """
 
-from pipetune.tune.loop import Tuner, apply_patch
+from pipetune.tune.loop import Tuner, apply_patch, confirmation_line
 from pipetune.tune.policy import ModelGuided, Proposal, SearchPolicy, View
 from pipetune.tune.result import TuneResult, result_of
 from pipetune.tune.study import Role, Study, Trial, Verdict, trial_payload
@@ -19,6 +19,7 @@ __all__ = [
     "Verdict",
     "View",
     "apply_patch",
+    "confirmation_line",
     "result_of",
     "trial_payload",
 ]

@@ -26,6 +26,7 @@ class Role(enum.StrEnum):
     BASELINE = "baseline"
     TRIAL = "trial"
     REPEAT = "repeat"  # the same settings again, where one run could not tell
+    CONFIRM = "confirm"  # the best settings once in full after the study (--confirm): predicted vs measured
 
 
 class Verdict(enum.StrEnum):
@@ -99,12 +100,13 @@ class Study:
     trials: tuple[Trial, ...] = ()
     in_flight: tuple[str, ...] = ()  # run ids started and never concluded (the tuner was killed)
     finished: dict[str, Any] | None = None
+    confirmed: dict[str, Any] | None = None  # the --confirm run: run_id, predicted_s, measured_s, status
 
     @staticmethod
     def fold(study_id: str, spec: dict[str, Any], events: Iterable[tuple[str, dict[str, Any]]]) -> Study:
         trials: list[Trial] = []
         started: dict[str, None] = {}
-        finished = None
+        finished = confirmed = None
         for kind, payload in events:
             if kind == "trial-started":
                 started[payload["run_id"]] = None
@@ -114,7 +116,9 @@ class Study:
                 started.pop(trial.run_id, None)
             elif kind == "finished":
                 finished = payload
-        return Study(study_id, spec_of(spec), tuple(trials), tuple(started), finished)
+            elif kind == "confirmed":
+                confirmed = payload
+        return Study(study_id, spec_of(spec), tuple(trials), tuple(started), finished, confirmed)
 
     def compared(self) -> list[Trial]:
         return [t for t in self.trials if t.role is not Role.WARMUP]
