@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean venv chromium screenshots
+.PHONY: demo test lint typecheck bench clean venv chromium screenshots gpu-check
 
 # Debian's Chromium, for the browser tests and the screenshots (apt, as root or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -47,6 +47,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/tune_bench.py
 	cd benchmarks && ../$(PY) faults.py --pairs 3
+
+# doctor, batch-size and tune on a real GPU stage (MiniLM on CUDA); says so and checks nothing without a GPU
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) .pipetune .pytest_cache .mypy_cache .ruff_cache screenshots
