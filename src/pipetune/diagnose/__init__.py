@@ -14,6 +14,7 @@ from pipetune.diagnose.fusion import lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
 from pipetune.diagnose.progress import in_flight, moved
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
+from pipetune.diagnose.rules.consumer import consumer_bound
 from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
 from pipetune.diagnose.verify import Verification, verify
 
@@ -40,6 +41,7 @@ __all__ = [
     "bottleneck_label",
     "classify",
     "compare",
+    "consumer_bound",
     "consumption",
     "cpus_of",
     "diagnose",

@@ -14,9 +14,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pipetune.diagnose.thresholds import MIN_BATCHES
 from pipetune.model import Execution, Run, Sample
-
-MIN_BATCHES = 4  # statistics: fewer batches after the first say nothing of a steady rate (as MIN_TASKS_FOR_SKEW)
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def consumption(run: Run) -> list[Consumption]:
     for source in run.consumers():
         samples = run.samples_of(source)
         last = samples[-1].values
-        if last.get("batches", 0.0) < MIN_BATCHES:
+        if last.get("batches", 0.0) < MIN_BATCHES.value:
             continue
         stage, split = parse_source(source)
         early, late = _halves(samples)

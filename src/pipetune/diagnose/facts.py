@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, main_execution, operator_rates
+from pipetune.diagnose.consumers import Consumption, consumption
 from pipetune.diagnose.fusion import lead_stage
 from pipetune.diagnose.thresholds import COMPUTING_CORES, WAITING_CORES
 from pipetune.metrics import declared
@@ -137,11 +138,20 @@ class Facts:
         return lead_stage(self.run, op)
 
     def bottleneck_stage(self) -> Stage | None:
-        if self.bottleneck is None:
-            return None
-        op = next((o for _, o in self.run.operators() if o.uid == self.bottleneck.rate.uid), None)
+        return self.stage_of(self.bottleneck.rate) if self.bottleneck is not None else None
+
+    def stage_of(self, rate: OperatorRate | None) -> Stage | None:
+        """The stage that carries a measured operator's figures (its lead stage)."""
+        op = next((o for _, o in self.run.operators() if rate is not None and o.uid == rate.uid), None)
         lead = self.lead_of(op) if op else None
         return self.run.stage(lead) if lead is not None else None
+
+    # -- the script's loops -----------------------------------------------------------------------------
+
+    @cached_property
+    def consumers(self) -> list[Consumption]:
+        """Every loop of the script over the data (read once for all the rules that look at them)."""
+        return consumption(self.run)
 
     def wall_share(self, stage: int) -> float:
         """How much of the run the stage's operator was active: the stake of a finding on it."""

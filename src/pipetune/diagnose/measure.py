@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipetune.diagnose.consumers import consumption
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.rules.gpu import is_cuda_oom
 from pipetune.diagnose.rules.memory import spilled_mib
@@ -52,7 +51,7 @@ def _rows_per_s(facts: Facts, stage: int) -> float | None:
 
 def _blocked_share(facts: Facts, stage: int) -> float | None:
     """The largest share of its time any consumer of the stage (any split) waited for data."""
-    shares = [c.blocked_share for c in consumption(facts.run) if c.stage == stage]
+    shares = [c.blocked_share for c in facts.consumers if c.stage == stage]
     return max(shares) if shares else None
 
 

@@ -61,11 +61,19 @@ NOISE_PCT = Threshold(5.0, "measured: paired runs of the bundled examples spread
 PER_BATCH_FIXED_MS = Threshold(
     3.0, "measured: ETL example, 3.2 ms of stage time per batch at batch_size 64 vs 0.19 ms per 64 rows at 4096"
 )
+MEASURABLE_SHARE = Threshold(
+    2 * NOISE_PCT.value / 100,
+    "derived: a fix that can save under twice the noise floor (NOISE_PCT) of the run cannot be told from noise",
+)
+
 # Consumers (the script's own loop over an iteration call; guide: the Iteration view)
 DATA_BOUND_SHARE = Threshold(
-    2 * NOISE_PCT.value / 100,
+    MEASURABLE_SHARE.value,
     "derived: a loop blocked under twice the noise floor (NOISE_PCT) of its time gains less than the noise "
     "from any producer, however fast",
+)
+MIN_BATCHES = Threshold(
+    MIN_TASKS_FOR_SKEW.value, "statistics: fewer batches than this say nothing of a loop's steady rate"
 )
 RISING_BLOCKED = Threshold(
     DATA_BOUND_SHARE.value,

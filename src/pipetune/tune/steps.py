@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from pipetune.diagnose import Facts, diagnose, noise_band
+from pipetune.diagnose import Facts, consumer_bound, noise_band
 from pipetune.model import Run
 from pipetune.settings import Settings
 from pipetune.tune import objective
@@ -90,19 +90,14 @@ def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) ->
         return Finish(f"the last {PLATEAU_TRIALS} trials gained nothing: the gains have levelled off")
     if incumbent_run is None:
         return Finish("the incumbent's run cannot be loaded", ok=False)
-    bound_loop = consumer_bound(incumbent_run)
+    facts = Facts.of(incumbent_run)
+    bound_loop = consumer_bound(facts)
     if bound_loop is not None:
-        return Finish(f"{bound_loop}: no pipeline setting can make the loop faster")
-    floor = bound(Facts.of(incumbent_run))
+        return Finish(f"{bound_loop.symptom}: no pipeline setting can make the loop faster")
+    floor = bound(facts)
     if floor is not None and floor.gap_pct is not None and floor.gap_pct <= NEAR_BOUND_PCT:
         return Finish(f"within {NEAR_BOUND_PCT:g}% of the hardware bound: knob tuning has run out")
     return None
-
-
-def consumer_bound(run: Run) -> str | None:
-    """The doctor's consumer-bound symptom when the script's loop, not the pipeline, limits the run."""
-    found = next((f for f in diagnose(run).findings if f.rule == "consumer-bound"), None)
-    return found.symptom if found is not None else None
 
 
 def conclude(study: Study, step: Step, run: Run) -> tuple[Verdict, float | None, float | None]:

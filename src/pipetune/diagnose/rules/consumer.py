@@ -16,20 +16,20 @@ from dataclasses import replace
 
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, operator_rates
-from pipetune.diagnose.consumers import Consumption, consumption, feeding
+from pipetune.diagnose.consumers import Consumption, feeding
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import finding
-from pipetune.model import Execution, Stage
+from pipetune.model import Execution
 
 RAY_PREFETCH_DEFAULT = 1  # Ray Data: iter_batches(prefetch_batches=1) by default
 
 
 def check_bound(facts: Facts) -> list[Finding]:
-    return [f for c in consumption(facts.run) if (f := _bound(facts, c)) is not None]
+    return [_bound(facts, c) for c in facts.consumers]
 
 
-def _bound(facts: Facts, c: Consumption) -> Finding | None:
+def _bound(facts: Facts, c: Consumption) -> Finding:
     producer = feeding(facts.run, c)
     slowest = _slowest(facts, producer)
     if c.blocked_share < th.DATA_BOUND_SHARE.value:
@@ -44,12 +44,6 @@ def _slowest(facts: Facts, producer: Execution | None) -> OperatorRate | None:
     its execution was not recorded, e.g. a streaming_split, whose pipeline runs in Ray's split coordinator)."""
     rates = operator_rates(facts.run, producer) if producer is not None else []
     return min(rates, key=lambda r: r.headroom, default=None)
-
-
-def _lead(facts: Facts, rate: OperatorRate | None) -> Stage | None:
-    op = next((o for _, o in facts.run.operators() if rate is not None and o.uid == rate.uid), None)
-    lead = facts.lead_of(op) if op is not None else None
-    return facts.run.stage(lead) if lead is not None else None
 
 
 def _name(facts: Facts, c: Consumption) -> str:
@@ -89,7 +83,7 @@ def _consumer_bound(facts: Facts, c: Consumption, slowest: OperatorRate | None) 
 
 
 def _data_bound(facts: Facts, c: Consumption, slowest: OperatorRate | None) -> Finding:
-    limiting = _lead(facts, slowest)
+    limiting = facts.stage_of(slowest)
     capacity = slowest.capacity if slowest else None
     rising = _rising(c)
     named = f"stage {limiting.key} limits the pipeline" if limiting else "the producer's stages ran outside the driver"
@@ -151,11 +145,16 @@ def _stake(f: Finding, c: Consumption) -> Finding:
     return replace(f, severity=c.blocked_share if f.rule != "consumer-bound" else 1.0)
 
 
+def consumer_bound(facts: Facts) -> Finding | None:
+    """The consumer-bound finding when the script's loop, not the pipeline, limits the run (the tuner stops)."""
+    return next((f for f in check_bound(facts) if f.rule == "consumer-bound"), None)
+
+
 def check_splits(facts: Facts) -> list[Finding]:
     """One consumer of a streaming_split starves (data-bound) while another almost never waits (it has a queue)."""
     out = []
     by_stage: dict[int, list[Consumption]] = {}
-    for c in consumption(facts.run):
+    for c in facts.consumers:
         if c.split is not None:
             by_stage.setdefault(c.stage, []).append(c)
     for stage, splits in by_stage.items():
@@ -191,7 +190,7 @@ def _uneven(facts: Facts, stage: int, starved: Consumption, fed: Consumption) ->
 def check_shuffle(facts: Facts) -> list[Finding]:
     """A local shuffle buffer whose batching keeps the loop waiting longer than its own step takes."""
     out = []
-    for c in consumption(facts.run):
+    for c in facts.consumers:
         stage = facts.run.stage(c.stage)
         size = stage.knobs.local_shuffle_buffer_size
         if size and c.from_ray and c.user_s > 0 and c.batching_wait_s / c.user_s > th.SHUFFLE_OVER_STEP.value:

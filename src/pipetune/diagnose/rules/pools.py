@@ -26,7 +26,7 @@ def _oversized(facts: Facts, stage: Stage) -> Finding | None:
     if rate is None or op is None or isinstance(stage.knobs.concurrency, tuple) or facts.cpus <= 0:
         return None
     burnt = replicas * rate.cores_per_task  # the cores the replicas kept busy between them
-    if replicas <= facts.cpus or burnt < facts.cpus * th.GOOD_CPU_PCT.value / 100:
+    if replicas <= facts.cpus or burnt < facts.cpus * th.BUSY_CPU_PCT.value / 100:
         return None  # no more replicas than cores, or they did not saturate the cores (they wait, not compute)
     fewer = _fewer(facts, stage)
     if fewer is None:
@@ -37,8 +37,8 @@ def _oversized(facts: Facts, stage: Stage) -> Finding | None:
         f"actor pool larger than the cores can serve: {replicas} compute-bound replicas on {facts.cpus:g} CPUs",
         stage,
         [Evidence("replicas", float(replicas), "", facts.cpus, "the cluster's CPUs"),
-         Evidence("cores the replicas kept busy together", burnt, " cores", facts.cpus * th.GOOD_CPU_PCT.value / 100,
-                  th.GOOD_CPU_PCT.source),
+         Evidence("cores the replicas kept busy together", burnt, " cores", facts.cpus * th.BUSY_CPU_PCT.value / 100,
+                  th.BUSY_CPU_PCT.source),
          *([Evidence("start-up of a replica (first alive)", startup, " s")] if startup is not None else [])],
         "every replica pays its own start-up and then shares the same cores with the others: past one per core, "
         "more replicas add start-ups and contention, not throughput",

@@ -28,7 +28,7 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
     if stats.task_s.max - stats.task_s.p50 < th.MIN_SKEW_GAP_S.value:
         return None  # uneven, but the slowest task is still short: nothing waits long on it
     idle = _idle_s(facts, stage)
-    if idle is not None and idle < 2 * th.NOISE_PCT.value / 100 * (facts.run.wall_s or 0.0):
+    if idle is not None and idle < th.MEASURABLE_SHARE.value * (facts.run.wall_s or 0.0):
         return None  # the long tasks overlapped the others: balance would save less than the noise
     upstream = _upstream(facts, stage)
     return finding(
