@@ -96,6 +96,6 @@ def test_confirm_runs_the_best_settings_in_full_and_stores_predicted_against_mea
     assert best is not None
     confirmed = tuner.confirm(study_id)
     assert runner.configs[-1] == best.config  # the best settings, run once more
-    assert confirmed["predicted_s"] == best.seconds and confirmed["measured_s"] is not None
-    assert tuner.load(study_id).confirmed == confirmed and confirmed["status"] == "succeeded"
+    assert confirmed.predicted_s == best.seconds and confirmed.measured_s is not None
+    assert tuner.load(study_id).confirmed == confirmed and confirmed.status == "succeeded"
     assert done.runs_used == tuner.load(study_id).runs_used  # not a trial: the budget is untouched

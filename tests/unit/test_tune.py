@@ -236,7 +236,7 @@ def test_conclude_compares_against_the_incumbent_median() -> None:
     study = Study("s", Spec("pipe.py", budget=3), (trial(0, Role.BASELINE, 24.0, Verdict.BASELINE),))
     step = Step(Role.TRIAL, Settings.from_config({"stages": {"1": {"batch_size": 4096}}, "context": {}}))
     fast = with_(etl_run(4096, 6.0), wall_s=6.0)  # type: ignore[arg-type]
-    verdict, gain, _ = conclude(study, step, fast)  # type: ignore[arg-type]
+    verdict, gain, *_ = conclude(study, step, fast)  # type: ignore[arg-type]
     assert verdict is Verdict.KEPT and gain == pytest.approx(75.0)
 
 

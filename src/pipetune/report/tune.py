@@ -87,7 +87,7 @@ def study_view(result: TuneResult, config_path: str | None) -> dict[str, Any]:
         "config_file": config_path,
         "patch": result.patch.diff if result.patch else "",
         "unplaced": list(result.patch.unplaced) if result.patch else [],
-        "confirmed": result.study.confirmed,
+        "confirmed": to_plain(result.study.confirmed) if result.study.confirmed else None,
     }
 
 

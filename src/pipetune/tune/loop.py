@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipetune._serde import to_plain
 from pipetune.capture import ExecutionStarted, Message, clock
 from pipetune.diagnose import diagnose
 from pipetune.errors import UsageError
@@ -29,7 +30,7 @@ from pipetune.tune import objective
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
 from pipetune.tune.steps import Finish, Step, conclude, next_step
-from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, spec_payload, trial_payload
+from pipetune.tune.study import Confirmation, Role, Spec, Study, Trial, spec_payload, trial_payload
 
 WARMUP_AFTER_EXECUTION_S = 3.0  # a warm-up has done its job once the pipeline has run this long
 Say = Callable[[str], None]
@@ -108,7 +109,7 @@ class Tuner:
                     continue
                 self._run(runner, study, step)
 
-    def confirm(self, study_id: str) -> dict[str, Any]:
+    def confirm(self, study_id: str) -> Confirmation:
         """Run the study's best settings once in full (never a probe, never time-boxed) and store what its
         trial predicted against what the full run measured: a probe's prediction is checked, not trusted."""
         study = self.load(study_id)
@@ -121,11 +122,10 @@ class Tuner:
         with runner.open(study):
             run = runner.run(study, step, new_run_id())
         measured = objective.seconds(run, {}) if run.status.ok else None
-        payload = {"run_id": run.id, "predicted_s": best.seconds, "probe": best.probe, "measured_s": measured,
-                   "status": run.status.value}  # fmt: skip
-        self.store.append_study(study.id, "confirmed", payload)
-        self.say(confirmation_line(payload))
-        return payload
+        confirmed = Confirmation(run.id, best.seconds, measured, run.status.value, best.probe)
+        self.store.append_study(study.id, "confirmed", to_plain(confirmed))
+        self.say(confirmation_line(confirmed))
+        return confirmed
 
     def _incumbent_run(self, study: Study) -> Run | None:
         incumbent = study.incumbent()
@@ -145,7 +145,7 @@ class Tuner:
         run = runner.run(study, step, run_id)
         if run.status is RunStatus.INTERRUPTED:  # Ctrl-C: the run is kept as interrupted, the study stops here
             raise KeyboardInterrupt  # and the trial stays in flight, so --resume runs it again
-        verdict, gain, noise = conclude(study, step, run)
+        verdict, gain, noise, seconds = conclude(study, step, run)
         findings = tuple(f"{f.rule}: {f.fix.describe() if f.fix else f.symptom}" for f in diagnose(run).findings)
         trial = Trial(
             seq=len(study.trials),
@@ -163,7 +163,7 @@ class Tuner:
             improvement_pct=gain,
             noise_pct=noise,
             findings=findings[:4],
-            measured_s=objective.seconds(run, study.full_loops) if verdict is not Verdict.FAILED else None,
+            measured_s=seconds,
             probe=objective.is_probe(run),
             consumed=objective.consumed(run),
         )
@@ -287,14 +287,14 @@ def _result(trial: Trial, run: Run) -> str:
     return f"  {trial.status}, {wall}{gain} -> {trial.verdict.value}{error}"
 
 
-def confirmation_line(c: dict[str, Any]) -> str:
-    """``confirmed: predicted 4.76 s (a probe), measured 4.47 s in full (6% high)``."""
-    predicted, measured = c.get("predicted_s"), c.get("measured_s")
-    if not predicted or not measured:
-        return f"confirm: the full run of the best settings {c.get('status')}: nothing to compare"
-    how = " (predicted from a probe)" if c.get("probe") else ""
-    off = (predicted - measured) / measured * 100
-    return f"confirmed: predicted {predicted:.2f} s{how}, measured {measured:.2f} s in full ({off:+.0f}%)"
+def confirmation_line(c: Confirmation) -> str:
+    """``confirmed: predicted 4.76 s (predicted from a probe), measured 4.47 s in full (+6%)``."""
+    if c.error_pct is None or c.predicted_s is None or c.measured_s is None:
+        return f"confirm: the full run of the best settings {c.status}: nothing to compare"
+    how = " (predicted from a probe)" if c.probe else ""
+    return (
+        f"confirmed: predicted {c.predicted_s:.2f} s{how}, measured {c.measured_s:.2f} s in full ({c.error_pct:+.0f}%)"
+    )
 
 
 def apply_patch(patch: Patch) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pipetune.diagnose import Facts, consumer_bound, noise_band
 from pipetune.model import Run
@@ -100,21 +101,29 @@ def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) ->
     return None
 
 
-def conclude(study: Study, step: Step, run: Run) -> tuple[Verdict, float | None, float | None]:
-    """The verdict on a finished run of ``step``: (verdict, improvement %, noise %)."""
+class Conclusion(NamedTuple):
+    verdict: Verdict
+    improvement_pct: float | None
+    noise_pct: float | None
+    seconds: float | None  # what the run is judged by (``objective.seconds``); None for a failed trial
+
+
+def conclude(study: Study, step: Step, run: Run) -> Conclusion:
+    """The verdict on a finished run of ``step``, and the figure it was judged by."""
+    figure = objective.seconds(run, study.full_loops)
     if step.role is Role.WARMUP:
-        return Verdict.NOT_COMPARED, None, None
+        return Conclusion(Verdict.NOT_COMPARED, None, None, figure)
     if step.role is Role.BASELINE:
-        return Verdict.BASELINE, None, None
-    figure = objective.seconds(run, study.full_loops) if run.status.ok or objective.is_probe(run) else None
-    if run.status.value == "stopped" and not objective.is_probe(run):
-        return Verdict.STOPPED, None, None
-    if not figure:
-        return Verdict.FAILED, None, None
+        return Conclusion(Verdict.BASELINE, None, None, figure)
+    probe = objective.is_probe(run)
+    if run.status.value == "stopped" and not probe:
+        return Conclusion(Verdict.STOPPED, None, None, figure)
+    if not figure or not (run.status.ok or probe):
+        return Conclusion(Verdict.FAILED, None, None, None)
     incumbent = study.incumbent()
     assert incumbent is not None
     base = [t.seconds for t in study.runs_of(incumbent.config) if t.seconds]
     mine = [t.seconds for t in study.runs_of(step.config) if t.seconds] + [figure]
     can_repeat = study.runs_used + 1 < study.spec.budget
     verdict = judge(base, mine, can_repeat)
-    return verdict.verdict, verdict.improvement_pct, verdict.noise_pct
+    return Conclusion(verdict.verdict, verdict.improvement_pct, verdict.noise_pct, figure)

@@ -94,13 +94,32 @@ class Trial:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """The best settings run once in full after the study (``tune --confirm``): its trial's figure against the
+    full run's."""
+
+    run_id: str
+    predicted_s: float | None  # the best trial's figure (predicted from a probe where ``probe``)
+    measured_s: float | None  # the full run's (None when it did not succeed)
+    status: str
+    probe: bool = False
+
+    @property
+    def error_pct(self) -> float | None:
+        """How far the prediction was from the full run, as a share of the full run (positive: too slow)."""
+        if not self.predicted_s or not self.measured_s:
+            return None
+        return (self.predicted_s - self.measured_s) / self.measured_s * 100
+
+
+@dataclass(frozen=True)
 class Study:
     id: str
     spec: Spec
     trials: tuple[Trial, ...] = ()
     in_flight: tuple[str, ...] = ()  # run ids started and never concluded (the tuner was killed)
     finished: dict[str, Any] | None = None
-    confirmed: dict[str, Any] | None = None  # the --confirm run: run_id, predicted_s, measured_s, status
+    confirmed: Confirmation | None = None  # the --confirm run, if there was one
 
     @staticmethod
     def fold(study_id: str, spec: dict[str, Any], events: Iterable[tuple[str, dict[str, Any]]]) -> Study:
@@ -117,7 +136,7 @@ class Study:
             elif kind == "finished":
                 finished = payload
             elif kind == "confirmed":
-                confirmed = payload
+                confirmed = from_plain(Confirmation, payload)
         return Study(study_id, spec_of(spec), tuple(trials), tuple(started), finished, confirmed)
 
     def compared(self) -> list[Trial]:
