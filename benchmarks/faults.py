@@ -80,7 +80,7 @@ def first_finding(run_id: str, store: Path, ray: SharedRay) -> dict[str, Any] | 
     cmd = [sys.executable, "-m", "pipetune", "doctor", run_id, "--json", "--store", str(store)]
     done = subprocess.run(cmd, cwd=ROOT, env=ray.env, capture_output=True, text=True)
     findings = json.loads(done.stdout).get("findings", []) if done.stdout.strip() else []
-    return {**findings[0], "all": [f["rule"] for f in findings]} if findings else None
+    return dict(findings[0]) if findings else None
 
 
 def measure(case: Case, pairs: int, ray: SharedRay, store: Path, limit_s: float) -> dict[str, Any]:

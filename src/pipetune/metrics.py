@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SAMPLE_INTERVAL_S = 1.0  # how often operators, nodes and the script's loops are sampled
+
 
 @dataclass(frozen=True)
 class Metric:

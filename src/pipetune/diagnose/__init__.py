@@ -6,7 +6,7 @@ model (``capacity``), and the one home of each judgement other packages share: p
 
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates
 from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, Room, as_run, cpus_of, pool_size, reservations, rooms
-from pipetune.diagnose.consumers import Consumption, blocked_shares, consumption
+from pipetune.diagnose.consumers import Consumption, blocked_between, blocked_shares, consumption, parse_source
 from pipetune.diagnose.engine import Diagnosis, classify, diagnose
 from pipetune.diagnose.facts import Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
@@ -37,6 +37,7 @@ __all__ = [
     "Room",
     "Verification",
     "as_run",
+    "blocked_between",
     "blocked_shares",
     "bottleneck_label",
     "classify",
@@ -51,6 +52,7 @@ __all__ = [
     "moved",
     "noise_band",
     "operator_rates",
+    "parse_source",
     "pool_size",
     "reservations",
     "rooms",

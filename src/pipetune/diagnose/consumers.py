@@ -119,6 +119,12 @@ def _steady(values: Mapping[str, float]) -> float:
 
 
 def _share(before: Sample, after: Sample) -> float | None:
-    blocked = _steady(after.values) - _steady(before.values)
-    user = after.values.get("user_s", 0.0) - before.values.get("user_s", 0.0)
+    return blocked_between(before.values, after.values)
+
+
+def blocked_between(before: Mapping[str, float], after: Mapping[str, float]) -> float | None:
+    """The share of a loop's time between two of its samples that it waited for data (start-up left out):
+    the one definition the doctor, the charts and the live view share."""
+    blocked = _steady(after) - _steady(before)
+    user = after.get("user_s", 0.0) - before.get("user_s", 0.0)
     return blocked / (blocked + user) if blocked + user > 0 else None

@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipetune.metrics import CONSUMER_METRICS
+from pipetune.metrics import CONSUMER_METRICS, SAMPLE_INTERVAL_S
 from pipetune.record import _ray_compat
 
 Send = Callable[[dict[str, dict[str, float]]], None]
-SAMPLE_INTERVAL_S = 1.0  # as often as operators are sampled (probe.SAMPLE_INTERVAL_S), and at 1, 2, 4 ... batches
 _FIGURES = tuple(n for n in CONSUMER_METRICS if n != "ray_stats")
 
 
@@ -134,7 +133,7 @@ class _Loop:
 
     def _timed(self, items: Iterator[Any]) -> Iterator[Any]:
         own, log, consumer = self._consumer.own, self._log, self._consumer
-        log.starting(consumer)
+        log.starting(consumer)  # Ray builds its batch iterator inside the first next(), on this thread
         while True:
             asked = time.perf_counter()
             try:
@@ -142,7 +141,8 @@ class _Loop:
             except StopIteration:
                 return
             got = time.perf_counter()
-            log.starting(None)
+            if own["batches"] == 0:
+                log.starting(None)
             own["blocked_s"] += got - asked
             own["first_wait_s"] += got - asked if own["batches"] == 0 else 0.0
             own["batches"] += 1

@@ -98,8 +98,7 @@ class StageRegistry:
             if known is None:
                 stage = self._consumer_sites[site] = _new_stage(self, method, StageKind.CONSUME, bound, site)
                 return stage
-        for name, value in self.overrides.for_stage(known).items():
-            _apply_knob(bound, KNOBS[name], value, known)
+        _apply_changes(bound, known, self.overrides.for_stage(known))
         return known
 
     def inputs_of(self, bound: inspect.BoundArguments) -> tuple[int, ...]:
@@ -285,14 +284,21 @@ def _new_stage(
         inputs=registry.inputs_of(bound),
     )
     changes = registry.overrides.for_stage(stage)
-    chained = {k: v for k, v in changes.items() if KNOBS[k].where is Where.CHAINED}  # applied to the result
-    for knob, value in changes.items():
-        if knob not in chained:
-            _apply_knob(bound, KNOBS[knob], value, stage)
+    chained = _apply_changes(bound, stage, changes)
     knobs = with_knobs(read_knobs(bound), chained)
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
     registry.add(stage)
     return stage
+
+
+def _apply_changes(bound: inspect.BoundArguments, stage: Stage, changes: dict[str, KnobValue]) -> dict[str, KnobValue]:
+    """Put the run's settings for ``stage`` into the call; the chained ones (applied to the call's result, not
+    in it) are returned instead."""
+    chained = {k: v for k, v in changes.items() if KNOBS[k].where is Where.CHAINED}
+    for knob, value in changes.items():
+        if knob not in chained:
+            _apply_knob(bound, KNOBS[knob], value, stage)
+    return chained
 
 
 def _redirect(bound: inspect.BoundArguments, stage: Stage, registry: StageRegistry) -> None:

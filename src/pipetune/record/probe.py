@@ -30,6 +30,7 @@ from pipetune.capture import (
     Tasks,
 )
 from pipetune.errors import PipetuneError, UsageError, describe_exception
+from pipetune.metrics import SAMPLE_INTERVAL_S
 from pipetune.model import Event, EventKind, Operator, OperatorStats, Stage
 from pipetune.record import _ray_compat, nodes
 from pipetune.record.channel import Sender
@@ -37,8 +38,6 @@ from pipetune.record.consume import ConsumerLog
 from pipetune.record.interpose import StageRegistry
 from pipetune.record.tasks import TaskLog
 from pipetune.settings import Settings, check_selectors
-
-SAMPLE_INTERVAL_S = 1.0
 
 
 class Probe:

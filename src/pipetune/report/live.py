@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, NodeSamples, OpId, OpSamples, SinkRows
+from pipetune.diagnose import blocked_between
 from pipetune.metrics import rows_moved
 
 NAME_WIDTH = 28
@@ -53,15 +54,15 @@ class ConsumerLine:
     rows: float = 0.0
     batches_per_s: float = 0.0
     blocked_pct: float = 0.0
-    _last: tuple[float, float, float, float] | None = None  # (t, batches, blocked_s, user_s)
+    _last: tuple[float, Mapping[str, float]] | None = None  # (t, figures) of the previous sample
 
     def update(self, t: float, values: Mapping[str, float]) -> None:
-        batches, blocked, user = (values.get(k, 0.0) for k in ("batches", "blocked_s", "user_s"))
         if self._last is not None and t > self._last[0]:
-            self.batches_per_s = max(batches - self._last[1], 0.0) / (t - self._last[0])
-            spent = (blocked - self._last[2]) + (user - self._last[3])
-            self.blocked_pct = 100 * (blocked - self._last[2]) / spent if spent > 0 else self.blocked_pct
-        self._last = (t, batches, blocked, user)
+            before = self._last[1]
+            self.batches_per_s = max(values.get("batches", 0.0) - before.get("batches", 0.0), 0.0) / (t - self._last[0])
+            share = blocked_between(before, values)
+            self.blocked_pct = 100 * share if share is not None else self.blocked_pct
+        self._last = (t, dict(values))
         self.rows = values.get("rows", 0.0)
 
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import pairwise
 
-from pipetune.diagnose import blocked_shares
+from pipetune.diagnose import blocked_shares, parse_source
 from pipetune.metrics import declared, rows_moved
 from pipetune.model import Run
 
@@ -75,8 +75,8 @@ def _series(name: str, points: list[tuple[float, float]]) -> Series:
 
 
 def _loop_name(source: str) -> str:
-    stage, _, split = source.removeprefix("consumer:").partition("/")
-    return f"loop over stage {stage}" + (f", split {split}" if split else "")
+    stage, split = parse_source(source)
+    return f"loop over stage {stage}" + (f", split {split}" if split is not None else "")
 
 
 def consumer_metric(run: Run, metric: str) -> list[Series]:
