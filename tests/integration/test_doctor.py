@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pipetune.diagnose import gain_tier
 from tests.conftest import EXAMPLES, PIPELINES, pipetune
 
 pytestmark = pytest.mark.ray
@@ -34,13 +35,17 @@ def top(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_etl_example_one_block_feeds_the_enrich_stage(work: Path, address: str) -> None:
-    args = ("etl_parquet.py", "--", "--rows", "40000", "--files", "8", "--data", "d", "--out", "o")
+    # 120,000 rows: enough work downstream of the one block that spreading it saves well over twice the noise
+    # of the run, however long the cluster takes to start the run's workers (with 40,000 it once did not)
+    args = ("etl_parquet.py", "--", "--rows", "120000", "--files", "8", "--data", "d", "--out", "o")
     report = doctor(work, address, *args)
-    first = top(report)
-    assert first["rule"] == "few-blocks"
+    [blocks] = [f for f in report["findings"] if f["rule"] == "few-blocks"]
     # every stage runs on the one block (Ray fuses them into one or two operators, run to run): the finding sits
     # on whichever of them measured the most time, which varies, so only the fix is asserted: the read's
-    assert first["fix"]["set"] == "0.repartition=12"  # 3 CPUs in the test cluster -> 12 blocks
+    assert blocks["fix"]["set"] == "0.repartition=12"  # 3 CPUs in the test cluster -> 12 blocks
+    # it comes first unless the capacity model predicts a fix in a higher tier of gain (the tiny batches can be)
+    first = top(report)
+    assert first is blocks or gain_tier(first["gain"]) < gain_tier(blocks["gain"])
 
 
 def test_download_example_is_latency_bound(work: Path, address: str) -> None:

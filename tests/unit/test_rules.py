@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from pipetune.diagnose.engine import diagnose
+from dataclasses import replace
+
+import pytest
+
+from pipetune.diagnose import gain_tier
+from pipetune.diagnose.engine import diagnose, rank_key
 from pipetune.diagnose.facts import Facts, Hardware, OpType
 from pipetune.diagnose.findings import Level
 from pipetune.diagnose.rules import RULES
-from pipetune.model import Dist, Event, EventKind, Materialization, Operator, Sample, StageKind
+from pipetune.model import Dist, Event, EventKind, Materialization, Operator, Sample, StageKind, TaskSpan
 from tests.unit.builders import node_cpu, op_stats, pipeline, stage, two_stage_run, with_
 
 
@@ -248,6 +253,31 @@ def test_skew_in_bundled_blocks_asks_for_batches_of_one_block() -> None:
     )
 
 
+def test_batches_that_bundle_blocks_into_few_long_tasks_that_leave_a_slot_idle_are_skew() -> None:
+    """Four tasks of 4,096 rows over blocks of 1,000 on 2 slots, three as long as each other, yet the first ran
+    alone for 4 s while the blocks of the next were read: 2.15 s of idle slot time in an 11 s run."""
+    run = two_stage_run()
+    read = with_(run.executions[0].stats[0], block_rows=Dist.of([1000.0] * 10))
+    even = with_(run.executions[0].stats[1], task_s=Dist.of([4.0, 4.0, 4.0, 0.3]))
+    execution = with_(run.executions[0], stats=(read, even))  # type: ignore[arg-type]
+    bundling = with_(run.stages[1], knobs=run.stages[1].knobs.replace(batch_size=4096))  # type: ignore[arg-type]
+    uid = "0/MapBatches(work)_2"
+    spans = (
+        TaskSpan(uid, 0, 1.0, 5.0),
+        TaskSpan(uid, 1, 5.0, 9.0),
+        TaskSpan(uid, 2, 5.2, 9.2),
+        TaskSpan(uid, 3, 9.0, 9.3),
+    )
+    bundled = with_(run, executions=(execution,), stages=(run.stages[0], bundling), tasks=spans)
+    [f] = rule("skew", bundled)
+    assert f.fix is not None and (f.fix.knob, f.fix.proposed) == ("batch_size", 1000)
+    assert "bundles 4.1 blocks" in f.symptom
+    assert f.gain == pytest.approx(11.0 / (11.0 - 2.15))  # the idle slot time it measured, recovered
+    assert rule("skew", with_(bundled, tasks=())) == []  # no spans: bundling alone shows nothing to go by
+    unbundled = with_(bundled, stages=run.stages)  # the same tasks with batches of one block: not skew
+    assert rule("skew", unbundled) == []
+
+
 def _pool_run(replicas: int, cores_each: float):  # type: ignore[no-untyped-def]
     """range -> an actor pool of ``replicas`` (0.25 CPU each) -> write, on 2 CPUs; each replica burnt
     ``cores_each`` cores per busy second."""
@@ -320,10 +350,24 @@ def test_an_actor_pool_reserving_every_cpu_blocks_its_feeders() -> None:
 # -- the engine -----------------------------------------------------------------------------------------
 
 
-def test_findings_are_ranked_simplest_level_first() -> None:
-    found = diagnose(node_cpu(etl_run(), 45.0)).findings
-    assert [f.rule for f in found][:2] == ["few-blocks", "batch-size"]
-    assert found[0].fix is not None and found[0].fix.level is Level.PARALLELISM
+def test_a_fix_predicted_to_gain_several_times_more_ranks_first_whatever_its_level() -> None:
+    found = {f.rule: f for f in diagnose(node_cpu(etl_run(), 45.0)).findings}
+    batch, blocks = found["batch-size"], found["few-blocks"]  # 4,687 batches of 64 paying 3 ms each, 2 cores
+    assert batch.gain > 3.0 and 1.5 < blocks.gain < 2.0  # the capacity model's figures, as the tuner sees them
+    assert list(found)[:2] == ["batch-size", "few-blocks"]
+
+
+def test_similar_predicted_gains_rank_by_the_guides_hierarchy_then_stake() -> None:
+    found = {f.rule: f for f in diagnose(node_cpu(etl_run(), 45.0)).findings}
+    batch, blocks = replace(found["batch-size"], gain=1.8), replace(found["few-blocks"], gain=1.2)
+    assert [f.rule for f in sorted([batch, blocks], key=rank_key)] == ["few-blocks", "batch-size"]
+    assert blocks.fix is not None and blocks.fix.level is Level.PARALLELISM
+    unsure, sure = replace(blocks, gain=1.0), replace(batch, gain=2.5)  # 1.0: the model cannot say, the last tier
+    assert sorted([unsure, sure], key=rank_key)[0] is sure
+
+
+def test_gains_fall_in_fixed_tiers_of_a_factor_of_two() -> None:
+    assert [gain_tier(g) for g in (0.5, 1.0, 1.99, 2.0, 3.9, 4.0, 9.0)] == [0, 0, 0, -1, -1, -2, -3]
 
 
 def test_stages_are_classified_by_what_they_are_and_cost() -> None:

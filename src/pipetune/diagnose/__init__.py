@@ -1,7 +1,8 @@
 """Analysis of recorded runs: pure functions over :class:`pipetune.model.Run`, never importing Ray.
 
 The face of the package: ``diagnose(run)`` for the findings, ``Facts`` for the measured figures, the capacity
-model (``capacity``), and the one home of each judgement other packages share: progress, noise, pool fit.
+model (``capacity``), and the one home of each judgement other packages share: progress, noise, pool fit,
+the order of changes.
 """
 
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates
@@ -13,6 +14,7 @@ from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.fusion import lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
 from pipetune.diagnose.progress import in_flight, moved
+from pipetune.diagnose.ranking import gain_tier
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
 from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
@@ -47,6 +49,7 @@ __all__ = [
     "cpus_of",
     "diagnose",
     "find_bottleneck",
+    "gain_tier",
     "in_flight",
     "lead_stage",
     "moved",

@@ -1,5 +1,5 @@
 """The pipeline's capacity model: how much faster would the run be with one change? First order, over the measured
-service rates; the planner and the tuner ask it here (the doctor's ranking is to follow).
+service rates; the planner, the tuner and the doctor's ranking all ask it here.
 
 Pure. The limiting operator's speed-up is predicted from what the change does to it (more usable slots, or
 fewer batches each paying a fixed cost); the pipeline then speeds up until the next operator limits it, and
@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
 from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.findings import Fix
 from pipetune.diagnose.fusion import stage_times
 from pipetune.model import Knobs, Operator, Run, Stage, StageKind
 
@@ -162,6 +163,47 @@ def input_bytes_per_row(facts: Facts, stage: int) -> float | None:
     if upstream is None or upstream.block_rows.mean <= 0 or upstream.block_bytes.mean <= 0:
         return None
     return upstream.block_bytes.mean / upstream.block_rows.mean
+
+
+# -- what one fix gains ---------------------------------------------------------------------------------------
+
+BLOCK_KNOBS = ("repartition", "override_num_blocks")
+
+
+def fix_speedup(facts: Facts, fix: Fix) -> float:
+    """The run's predicted speed-up from ``fix`` with the changes it comes with (a pool size and its
+    reservation). 1.0 where the model cannot say: a DataContext field, a removed call, a loop's own knob."""
+    stage = fix.stage
+    op = facts.operator_of(stage) if stage is not None else None
+    if stage is None or op is None or fix.knob.startswith("ctx."):
+        return 1.0
+    if fix.knob in BLOCK_KNOBS and isinstance(fix.proposed, int):
+        return blocks_speedup(facts, stage, fix.proposed)
+    if fix.knob == "batch_size" and isinstance(fix.current, int) and isinstance(fix.proposed, int):
+        return run_speedup(facts, op, batch_speedup(facts, stage, fix.current, fix.proposed))
+    values = {f.knob: f.proposed for f in (fix, *fix.also)}
+    cpus, size = values.get("num_cpus"), values.get("concurrency")
+    cpus = float(cpus) if isinstance(cpus, (int, float)) else None
+    size = size if isinstance(size, int) else None
+    if cpus is None and size is None:
+        return 1.0
+    return run_speedup(facts, op, slots_speedup(facts, op, num_cpus=cpus, concurrency=size))
+
+
+def time_saved_speedup(facts: Facts, saved_s: float) -> float:
+    """The run's speed-up when a change removes ``saved_s`` seconds of its wall (measured by the rule that
+    proposes it: the idle slot time a balance of uneven tasks recovers, which the rates above cannot see)."""
+    wall = facts.run.wall_s or 0.0
+    return wall / (wall - saved_s) if 0 < saved_s < wall else 1.0
+
+
+def blocks_speedup(facts: Facts, stage: int | None, blocks: int) -> float:
+    """More blocks from ``stage`` help the operators downstream of it, which now get more tasks."""
+    best = 1.0
+    for op in facts.execution.operators if facts.execution else ():
+        if stage is not None and op.stages and min(op.stages) >= stage:
+            best = max(best, run_speedup(facts, op, slots_speedup(facts, op, blocks=blocks)))
+    return best
 
 
 # -- a whole configuration at once ---------------------------------------------------------------------------

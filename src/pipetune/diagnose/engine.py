@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from pipetune.diagnose import capacity
 from pipetune.diagnose.facts import Facts, Hardware, OpType
 from pipetune.diagnose.findings import Finding
+from pipetune.diagnose.ranking import gain_tier
 from pipetune.diagnose.rules import RULES, Rule
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.model import Run
@@ -48,15 +50,22 @@ _URGENCY = {
 }
 
 
-def rank_key(f: Finding) -> tuple[int, int, float, float]:
-    """Crashes and stalls first; then findings with a fix, the simplest level first; then stake and certainty."""
+def rank_key(f: Finding) -> tuple[int, int, int, float, float]:
+    """Crashes and stalls first; then by the fix's predicted gain, in tiers (``ranking``); within a tier the
+    guide's hierarchy, the simplest level first (a finding with no fix last); then stake and certainty."""
     level = int(f.fix.level) if f.fix else 9
-    return (_URGENCY.get(f.rule, 2), level, -f.severity * f.confidence, -f.confidence)
+    return (_URGENCY.get(f.rule, 2), gain_tier(f.gain), level, -f.severity * f.confidence, -f.confidence)
+
+
+def predicted(facts: Facts, f: Finding) -> Finding:
+    """The finding with its fix's predicted gain, from the same capacity model the tuner uses, unless the rule
+    measured what its fix saves itself (a mechanism the rates cannot see: the idle slots of uneven tasks)."""
+    return replace(f, gain=capacity.fix_speedup(facts, f.fix)) if f.fix and f.gain == 1.0 else f
 
 
 def diagnose(run: Run, rules: dict[str, Rule] | None = None) -> Diagnosis:
     facts = Facts.of(run)
-    findings = [f for rule in (rules or RULES).values() for f in rule(facts)]
+    findings = [predicted(facts, f) for rule in (rules or RULES).values() for f in rule(facts)]
     return Diagnosis(
         run_id=run.id,
         hardware=facts.hardware,

@@ -104,3 +104,4 @@ class Finding:
     verify: Criterion
     confidence: float  # 0..1: how often this rule's fix is the right one when it fires
     severity: float = 1.0  # how much it costs: the share of the pipeline's time at stake, 0..1
+    gain: float = 1.0  # the run's predicted speed-up from the fix (``capacity``); 1.0: none, or cannot say

@@ -66,6 +66,12 @@ MEASURABLE_SHARE = Threshold(
     "derived: a fix that can save under twice the noise floor (NOISE_PCT) of the run cannot be told from noise",
 )
 
+SIMILAR_GAIN = Threshold(
+    2.0,
+    "chosen, not measured: the capacity model is first order (its figures rank changes, the trial run decides), "
+    "so predicted gains within a factor of 2 are not told apart and the guide's hierarchy orders them",
+)
+
 # Consumers (the script's own loop over an iteration call; guide: the Iteration view)
 DATA_BOUND_SHARE = Threshold(
     MEASURABLE_SHARE.value,

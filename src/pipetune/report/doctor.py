@@ -60,6 +60,7 @@ def _finding_text(rank: int, f: Finding) -> Text:
     text.append(f"   cause:    {f.cause}\n")
     if f.fix:
         level = f"level {int(f.fix.level)} ({f.fix.level.name.lower()})"
+        level += f", predicted {f.gain:.2f}x" if f.gain != 1.0 else ""
         text.append(f"   fix:      {f.fix.describe()}  [{level}]", style="cyan")
         sets = " ".join(f"--set {s}" for s in f.fix.settings)
         text.append(f"  `{sets}`\n" if sets else "\n", style="cyan")

@@ -6,7 +6,8 @@ from the measured service rates (how many batches pay a fixed cost, how many slo
 moves the doctor cannot express as one knob (a larger actor pool with a smaller reservation, so it fits),
 predicts each one's gain, and proposes the best that was never tried and that Ray can schedule.
 Ordering: the guide's hierarchy (parallelism, then batch size, then DataContext) among changes of similar
-predicted gain; a change predicted to gain several times more goes first, whatever its level.
+predicted gain; a change predicted to gain several times more goes first, whatever its level (``diagnose.ranking``,
+the doctor's order too).
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from pipetune.diagnose import (
     Fix,
     Level,
     diagnose,
+    gain_tier,
 )
 from pipetune.diagnose import capacity as predict
 from pipetune.model import Run, Stage, StageKind
 from pipetune.settings import DEFAULT, ITERATOR_PROTECTED, ContextSetting, Settings, StageSetting, change, knob, show
 from pipetune.tune.feasible import unschedulable
 from pipetune.tune.study import with_settings
-
-SIMILAR_GAIN = 2.0  # predicted gains within this factor of each other are ordered by the guide's hierarchy
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,8 @@ def _measurable(p: Proposal, view: View) -> bool:
     return p.predicted == 1.0 or p.predicted > 1 + view.noise_pct / 100
 
 
-def _rank(p: Proposal) -> tuple[float, int, float]:
-    bucket = -math.floor(math.log(max(p.predicted, 1.0), SIMILAR_GAIN))  # gains within 2x share a bucket
-    return (bucket, int(p.level), -p.predicted)
+def _rank(p: Proposal) -> tuple[int, int, float]:
+    return (gain_tier(p.predicted), int(p.level), -p.predicted)  # the doctor's order, then the likelier gain
 
 
 def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
@@ -201,8 +200,7 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
         return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
-        f = replace(f, fix=fix)
-    return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, _predicted(facts, f))
+    return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, predict.fix_speedup(facts, fix))
 
 
 def _settings_of(fix: Fix) -> Settings:
@@ -250,28 +248,6 @@ def _back_off(facts: Facts, p: Proposal, view: View) -> Proposal:
     op = facts.operator_of(int(first.selector))
     gain = predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=middle)) if op else 1.0
     return replace(p, settings=settings, change=what, reason=reason, predicted=gain)  # predicted anew
-
-
-def _predicted(facts: Facts, f: Finding) -> float:
-    fix, op = f.fix, facts.operator_of(f.stage) if f.stage is not None else None
-    if fix is None or op is None:
-        return 1.0
-    if fix.knob == "num_cpus" and isinstance(fix.proposed, (int, float)):
-        return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=float(fix.proposed)))
-    if fix.knob == "concurrency" and isinstance(fix.proposed, int):
-        return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, concurrency=fix.proposed))
-    if fix.knob in ("repartition", "override_num_blocks") and isinstance(fix.proposed, int):
-        return _blocks_speedup(facts, f.stage, fix.proposed)
-    return 1.0
-
-
-def _blocks_speedup(facts: Facts, stage: int | None, blocks: int) -> float:
-    """More blocks help the operators downstream of the stage that now get more tasks."""
-    best = 1.0
-    for op in facts.execution.operators if facts.execution else ():
-        if stage is not None and op.stages and min(op.stages) >= stage:
-            best = max(best, predict.run_speedup(facts, op, predict.slots_speedup(facts, op, blocks=blocks)))
-    return best
 
 
 def _batch_moves(facts: Facts) -> Iterator[Proposal]:

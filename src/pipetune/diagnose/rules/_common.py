@@ -35,6 +35,7 @@ def finding(
     fix: Fix | None,
     verify: Criterion,
     confidence: float,
+    gain: float = 1.0,
 ) -> Finding:
     return Finding(
         rule=rule,
@@ -48,6 +49,7 @@ def finding(
         verify=verify,
         confidence=confidence,
         severity=facts.wall_share(stage.index) if stage else 1.0,
+        gain=gain,
     )
 
 

@@ -1,16 +1,18 @@
 """Data skew: some tasks take far longer than the rest, or some blocks are far larger.
 
 Guide: "Some tasks much slower than others? Use repartition() for better distribution"; verified by even
-task durations.
+task durations. A batch larger than the blocks it reads bundles several of them into one task: few long tasks,
+and slots idle while they run, even when the tasks take about as long as each other.
 """
 
 from __future__ import annotations
 
+from pipetune.diagnose import capacity
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import blocks_for, finding, lead_stages
-from pipetune.model import Stage
+from pipetune.model import OperatorStats, Stage
 
 
 def check(facts: Facts) -> list[Finding]:
@@ -23,30 +25,47 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
         return None
     spread = stats.task_s.p90 / stats.task_s.p50
     uneven = stats.block_rows.max / stats.block_rows.mean if stats.block_rows.mean else 0.0
-    if spread < th.SKEW_P90_OVER_P50.value and uneven < th.SKEW_MAX_OVER_MEAN_ROWS.value:
+    bundled = _blocks_per_batch(facts, stage)
+    tasks_apart = _uneven_tasks(stats, spread, uneven)
+    if not tasks_apart and bundled <= 1:
         return None
-    if stats.task_s.max - stats.task_s.p50 < th.MIN_SKEW_GAP_S.value:
-        return None  # uneven, but the slowest task is still short: nothing waits long on it
-    idle = _idle_s(facts, stage)
-    if idle is not None and idle < th.MEASURABLE_SHARE.value * (facts.run.wall_s or 0.0):
+    idle, wall = _idle_s(facts, stage), facts.run.wall_s or 0.0
+    if idle is None and not tasks_apart:
+        return None  # bundling alone shows only in the idle slots, and the run kept no task spans
+    if idle is not None and idle < th.MEASURABLE_SHARE.value * wall:
         return None  # the long tasks overlapped the others: balance would save less than the noise
     upstream = _upstream(facts, stage)
     return finding(
         facts,
         "skew",
-        "data skew: uneven tasks",
+        f"data skew: uneven tasks{f' (each batch bundles {bundled:.3g} blocks)' if bundled > 1 else ''}",
         stage,
         [
             Evidence("task time p90 / p50", spread, "x", th.SKEW_P90_OVER_P50.value, th.SKEW_P90_OVER_P50.source),
             Evidence("largest block / mean block (rows)", uneven, "x", th.SKEW_MAX_OVER_MEAN_ROWS.value),
+            *([Evidence("blocks a batch bundles", bundled, "", 1.0, "a batch of one block")] if bundled > 1 else []),
             Evidence("slowest task", stats.task_s.max, " s"),
             *([Evidence("time idle slots cost while the tasks ran", idle, " s")] if idle is not None else []),
         ],
-        "a few blocks carry much more work than the rest, so their tasks finish long after the others",
+        "a few tasks carry much more work than the rest (heavy blocks, or several blocks bundled into one "
+        "batch), so they finish long after the others while slots idle",
         _fix(facts, stage, upstream),
         Criterion("task_skew", "<", 2.0, "even task durations (p90 under 2x the median)", stage.index),
         0.6,
+        gain=capacity.time_saved_speedup(facts, idle) if idle is not None else 1.0,
     )
+
+
+def _uneven_tasks(stats: OperatorStats, spread: float, uneven: float) -> bool:
+    """Task times or block sizes far apart, with the slowest task long enough for anything to wait on it."""
+    far_apart = spread >= th.SKEW_P90_OVER_P50.value or uneven >= th.SKEW_MAX_OVER_MEAN_ROWS.value
+    return far_apart and stats.task_s.max - stats.task_s.p50 >= th.MIN_SKEW_GAP_S.value
+
+
+def _blocks_per_batch(facts: Facts, stage: Stage) -> float:
+    """How many of the blocks it reads one batch of the stage takes (1 where it takes one, or cannot say)."""
+    batch, block = stage.knobs.batch_size, _input_block_rows(facts, stage)
+    return batch / block if batch and block and batch > block else 1.0
 
 
 def _upstream(facts: Facts, stage: Stage) -> Stage:
@@ -73,7 +92,7 @@ def _fix(facts: Facts, stage: Stage, upstream: Stage) -> Fix:
     one long task whatever the blocks are: batches of one block's rows (at most) undo the bundling. Otherwise
     (guide) repartition upstream so the heavy rows spread over more tasks."""
     batch, block = stage.knobs.batch_size, _input_block_rows(facts, stage)
-    if batch and block and batch > block:
+    if batch and block and _blocks_per_batch(facts, stage) > 1:
         return Fix("batch_size", batch, max(1, int(block)), Level.PARALLELISM, stage.index)
     return Fix("repartition", upstream.knobs.repartition, blocks_for(facts.cpus), Level.PARALLELISM, upstream.index)
 
