@@ -6,7 +6,10 @@ arguments run interleaved (A B A B ...), ``--pairs`` times each; the table gives
 the stage, whether that is the branch the case was built for, the first fix, both medians with their spread,
 and the verdict: ``helped`` only when the gain is beyond the noise (the larger of the two spreads, at least
 5%), ``no gain`` inside it, ``slower`` beyond it the other way; a crash or a call to remove has no ``--set``
-and is judged by whether the doctor named it.
+and is judged by whether the doctor named it. A case whose fault is a failure, not slowness (workers OOM-killed),
+is judged by the first finding's own check (the guide's verification: no more kills) on the fixed runs; such a
+case may need Ray started its own way (a lowered memory threshold): each of its runs then starts its own local Ray
+with those settings, on both sides alike.
 
     .venv/bin/python benchmarks/faults.py --pairs 3
     .venv/bin/python benchmarks/faults.py --only io-wait --only one-block
@@ -20,10 +23,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from _examples import ROOT, SharedRay
 
 from pipetune.diagnose import Outcome, compare
@@ -37,6 +42,19 @@ class Case:
     rules: tuple[str, ...]  # the doctor rules that name that branch
     script: str
     args: tuple[str, ...] = ()
+    ray_env: Callable[[], dict[str, str]] | None = None  # set: each run starts its own Ray with this environment
+    options: tuple[str, ...] = ()  # pipetune's own options for the case's runs (a stall's watchdog)
+    judged_by_check: bool = False  # the first finding's check on the fixed runs, not their time
+
+
+OOM_HEADROOM_GIB = 4.0  # the case's own sizing: one 2.2 GiB task fits under the threshold, two side by side do not
+
+
+def lowered_memory_threshold() -> dict[str, str]:
+    """Ray's memory monitor set to kill above what the machine uses now plus ``OOM_HEADROOM_GIB``."""
+    mem = psutil.virtual_memory()
+    threshold = (mem.total - mem.available + OOM_HEADROOM_GIB * 1024**3) / mem.total
+    return {"RAY_memory_usage_threshold": f"{threshold:.3f}", "RAY_memory_monitor_refresh_ms": "100"}
 
 
 # fmt: off
@@ -57,6 +75,10 @@ CASES = (
     Case("count-middle", "materialising call mid-pipeline", ("materialize-mid-pipeline",),
          "tests/pipelines/count_middle.py"),
     Case("crash", "a UDF crash", ("crash",), "tests/pipelines/raises.py"),
+    Case("stall", "no progress: one stage stuck", ("stall",), "tests/pipelines/hangs.py",
+         options=("--stall-after", "6", "--timeout", "20")),
+    Case("workers-oom", "workers OOM-killed (lowered memory limit)", ("workers-oom",),
+         "benchmarks/faults/oom_side_by_side.py", ray_env=lowered_memory_threshold, judged_by_check=True),
     Case("data-bound-loop", "training ingest: data-bound loop", ("data-bound", "batch-size"),
          "examples/train_loop.py"),
 )
@@ -67,8 +89,8 @@ def run(case: Case, sets: list[str], ray: SharedRay, store: Path, limit_s: float
     """One recorded run in a scratch directory (the pipelines write to ./out)."""
     with tempfile.TemporaryDirectory() as cwd:
         cmd = [sys.executable, "-m", "pipetune", "run", "--json", "--store", str(store), "--timeout", str(limit_s)]
-        cmd += [a for s in sets for a in ("--set", s)] + [str(ROOT / case.script), "--", *case.args]
-        done = subprocess.run(cmd, cwd=cwd, env=ray.env, capture_output=True, text=True)
+        cmd += [*case.options, *(a for s in sets for a in ("--set", s)), str(ROOT / case.script), "--", *case.args]
+        done = subprocess.run(cmd, cwd=cwd, env=_env(case, ray), capture_output=True, text=True)
     try:
         view = json.loads(done.stdout)
     except json.JSONDecodeError:
@@ -76,16 +98,41 @@ def run(case: Case, sets: list[str], ray: SharedRay, store: Path, limit_s: float
     return {"status": view["status"], "wall_s": view["wall_s"], "id": view["id"]}
 
 
-def first_finding(run_id: str, store: Path, ray: SharedRay) -> dict[str, Any] | None:
+def _env(case: Case, ray: SharedRay) -> dict[str, str]:
+    if case.ray_env is None:
+        return ray.env
+    own = {k: v for k, v in ray.env.items() if k != "RAY_ADDRESS"}  # pipetune starts a local Ray of its own
+    return {**own, **case.ray_env()}
+
+
+def check_after(row: dict[str, Any], store: Path) -> str:
+    """The first finding's check (``doctor --verify``) on the fixed runs: ``fixed: no more crashes ..., 3 -> 0``."""
+    ids = [[r["id"] for r in row[side] if r["id"]] for side in ("before", "after")]
+    cmd = [sys.executable, "-m", "pipetune", "doctor", "--verify", ",".join(ids[0]), ",".join(ids[1])]
+    done = subprocess.run([*cmd, "--json", "--store", str(store)], cwd=ROOT, capture_output=True, text=True)
+    checks = json.loads(done.stdout).get("checks", []) if done.stdout.strip() else []
+    mine = [c for c in checks if c["rule"] == row["found"]["rule"]]
+    if not mine:
+        return "not checked: " + (done.stderr.strip().splitlines() or ["no check"])[-1]
+    c = mine[0]
+    word = "fixed" if c["holds"] else "not fixed" if c["holds"] is False else "cannot tell"
+    return f"{word}: {c['criterion']}, {_num(c['before'])} -> {_num(c['after'])}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def first_finding(run_id: str, store: Path) -> dict[str, Any] | None:
     cmd = [sys.executable, "-m", "pipetune", "doctor", run_id, "--json", "--store", str(store)]
-    done = subprocess.run(cmd, cwd=ROOT, env=ray.env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)  # a stored run: no Ray needed
     findings = json.loads(done.stdout).get("findings", []) if done.stdout.strip() else []
     return dict(findings[0]) if findings else None
 
 
 def measure(case: Case, pairs: int, ray: SharedRay, store: Path, limit_s: float) -> dict[str, Any]:
     first = run(case, [], ray, store, limit_s)
-    found = first_finding(first["id"], store, ray) if first["id"] else None
+    found = first_finding(first["id"], store) if first["id"] else None
     fix = (found or {}).get("fix") or {}
     sets = list(fix.get("sets") or [])
     before, after = [first], []
@@ -94,7 +141,10 @@ def measure(case: Case, pairs: int, ray: SharedRay, store: Path, limit_s: float)
             after.append(run(case, sets, ray, store, limit_s))
         if i < pairs - 1:
             before.append(run(case, [], ray, store, limit_s))
-    return {"case": case, "found": found, "sets": sets, "before": before, "after": after}
+    row = {"case": case, "found": found, "sets": sets, "before": before, "after": after}
+    if case.judged_by_check and found and after:
+        row["check"] = check_after(row, store)
+    return row
 
 
 def verdict(row: dict[str, Any]) -> str:
@@ -104,6 +154,8 @@ def verdict(row: dict[str, Any]) -> str:
     named = found["rule"] in case.rules
     if not row["sets"]:
         return ("named" if named else f"first finding is {found['rule']}") + "; no --set fix (a code change)"
+    if "check" in row:
+        return str(row["check"])
     walls = [r["wall_s"] for r in row["before"] if r["status"] == "succeeded" and r["wall_s"]]
     fixed = [r["wall_s"] for r in row["after"] if r["status"] == "succeeded" and r["wall_s"]]
     if not walls or not fixed:

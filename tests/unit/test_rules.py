@@ -92,6 +92,43 @@ def test_other_sources_get_override_num_blocks() -> None:
 # -- batch size -----------------------------------------------------------------------------------------
 
 
+def range_run(blocks: int, overhead_s: float, work_s: float):  # type: ignore[no-untyped-def]
+    """range(blocks) -> map: the read's tasks one after another, each ``work_s`` on its worker and
+    ``overhead_s`` more as the driver saw it (submitted to finished)."""
+    read = stage(0, "range", kind=StageKind.READ)
+    read = with_(read, knobs=read.knobs.replace(override_num_blocks=blocks))  # type: ignore[arg-type]
+    m = stage(1, "map_batches", "parse")
+    r_op, m_op = (
+        Operator("0/ReadRange_1", "ReadRange", (0,)),
+        Operator("0/MapBatches(parse)_2", "MapBatches(parse)", (1,)),
+    )
+    each = overhead_s + work_s
+    spans = tuple(TaskSpan(r_op.uid, i, 1.0 + i * each, 1.0 + (i + 1) * each, worker_s=work_s) for i in range(blocks))
+    run = pipeline(
+        [
+            (read, r_op, op_stats(r_op.uid, 30_000, blocks * work_s, blocks * work_s, tasks=blocks)),
+            (m, m_op, op_stats(m_op.uid, 30_000, 2.0, 2.0, tasks=blocks)),
+        ],
+        wall=blocks * each + 4.0,
+    )
+    return with_(run, tasks=spans)
+
+
+def test_many_tiny_tasks_that_mostly_wait_on_ray_ask_for_fewer_blocks() -> None:
+    run = range_run(60, overhead_s=0.17, work_s=0.004)
+    [f] = rule("many-blocks", run)
+    assert f.stage_key == "0:range"
+    assert f.fix is not None and f.fix.setting == "0.override_num_blocks=8"  # blocks_for(2 CPUs)
+    saved = 52 * 0.17  # the overhead of the 52 tasks 8 blocks would not run, one at a time
+    assert run.wall_s and f.gain == pytest.approx(run.wall_s / (run.wall_s - saved))
+
+
+def test_tasks_that_mostly_work_or_are_few_are_not_too_many_blocks() -> None:
+    assert rule("many-blocks", range_run(60, overhead_s=0.02, work_s=0.1)) == []  # the work outweighs Ray's share
+    assert rule("many-blocks", range_run(8, overhead_s=0.17, work_s=0.004)) == []  # no more than the CPUs need
+    assert rule("many-blocks", range_run(12, overhead_s=0.02, work_s=0.004)) == []  # it would save under the noise
+
+
 def test_tiny_batches_grow_as_far_as_the_pipeline_model_asks_and_at_least_the_guides_step() -> None:
     from pipetune.diagnose import Facts, capacity
 

@@ -66,6 +66,11 @@ MEASURABLE_SHARE = Threshold(
     "derived: a fix that can save under twice the noise floor (NOISE_PCT) of the run cannot be told from noise",
 )
 
+TASK_WORK_SHARE = Threshold(
+    0.5,
+    "derived: a task that works less than half of the time it takes (submitted to finished) spends more on Ray's "
+    "per-task overhead than on its work",
+)
 SIMILAR_GAIN = Threshold(
     2.0,
     "chosen, not measured: the capacity model is first order (its figures rank changes, the trial run decides), "

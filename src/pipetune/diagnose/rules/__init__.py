@@ -29,6 +29,7 @@ Rule = Callable[[Facts], list[Finding]]
 RULES: dict[str, Rule] = {
     "low-cpu": low_cpu.check,
     "few-blocks": blocks.check,
+    "many-blocks": blocks.check_many,
     "batch-size": batches.check,
     "low-gpu": gpu.check_low_gpu,
     "gpu-oom": gpu.check_gpu_oom,

@@ -1,17 +1,21 @@
-"""Too few blocks: the slowest stage ran fewer tasks than it had slots, so CPUs sat idle.
+"""Block sizing: too few blocks (the slowest stage ran fewer tasks than it had slots, so CPUs sat idle), or too
+many (an operator's tasks were mostly Ray's own per-task overhead, dispatched about one slot-ful at a time).
 
 Ray Data 2.60's parquet reader packs small files into one block (it ignores override_num_blocks), so a
 whole pipeline can run as a single task. Guide: "check the dataset.stats() to see if the block sizing
-looks right" and "use repartition() for better distribution".
+looks right", "use repartition() for better distribution", and for heavy work "minimize scheduling overhead".
 """
 
 from __future__ import annotations
 
+import statistics
+
+from pipetune.diagnose import capacity
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import blocks_for, finding
-from pipetune.model import Stage, StageKind
+from pipetune.model import Operator, Stage, StageKind, TaskSpan
 
 
 def check(facts: Facts) -> list[Finding]:
@@ -80,3 +84,58 @@ def _fix(source: Stage, blocks: int) -> Fix:
         return Fix("override_num_blocks", source.knobs.override_num_blocks, blocks, Level.PARALLELISM, source.index)
     # read_parquet (V2) ignores override_num_blocks: split its output instead
     return Fix("repartition", source.knobs.repartition, blocks, Level.PARALLELISM, source.index)
+
+
+def check_many(facts: Facts) -> list[Finding]:
+    """Operators whose tasks spent most of their time on Ray's side (submitted to finished, less the task's own
+    time on its worker), one after another: what fewer, larger blocks at the source would save."""
+    ops = list({o.uid: o for o in facts.execution.operators}.values()) if facts.execution else []
+    found = [f for f in (_overhead_bound(facts, op) for op in ops if op.compute == "tasks") if f is not None]
+    by_fix = {f.fix.setting if f.fix else "": f for f in sorted(found, key=lambda f: f.gain)}
+    return list(by_fix.values())  # one source's blocks, one finding: where fewer blocks save the most
+
+
+def _overhead_bound(facts: Facts, op: Operator) -> Finding | None:
+    spans = [t for t in facts.run.tasks if t.uid == op.uid and t.worker_s is not None]
+    fewer, lead = blocks_for(facts.cpus), facts.lead_of(op)
+    if len(spans) <= fewer or lead is None:
+        return None
+    worked = sum(t.worker_s or 0.0 for t in spans) / sum(t.finished_t - t.submitted_t for t in spans)
+    overhead = statistics.median(t.finished_t - t.submitted_t - (t.worker_s or 0.0) for t in spans)
+    at_once = _most_at_once(spans)
+    saved = (len(spans) - fewer) * overhead / at_once  # the overhead of the tasks fewer blocks would not run
+    wall, stage = facts.run.wall_s or 0.0, facts.run.stage(lead)
+    source = _source_of(facts, stage)
+    if worked >= th.TASK_WORK_SHARE.value or saved < th.MEASURABLE_SHARE.value * wall or not _settable(source):
+        return None
+    return finding(
+        facts, "many-blocks", "too many blocks: Ray's per-task overhead outweighs the work of each task", stage,
+        [Evidence("tasks the operator ran", float(len(spans)), "", float(fewer), "blocks_for: several per CPU"),
+         Evidence("share of task time spent working", worked * 100, "%", th.TASK_WORK_SHARE.value * 100,
+                  th.TASK_WORK_SHARE.source),
+         Evidence("Ray's overhead per task (submitted to finished, less worker time)", overhead, " s"),
+         Evidence("most of its tasks at once", float(at_once)),
+         Evidence("overhead fewer blocks would save", saved, " s", th.MEASURABLE_SHARE.value * wall,
+                  th.MEASURABLE_SHARE.source)],
+        f"{source.label} made {len(spans)} blocks; each task of {op.name} did {worked:.0%} of its time's work and "
+        f"waited {overhead * 1000:,.0f} ms on Ray, about {at_once} at a time",
+        Fix("override_num_blocks", source.knobs.override_num_blocks, fewer, Level.PARALLELISM, source.index),
+        Criterion("tasks", "<=", float(fewer), "no more tasks than the CPUs need", stage.index),
+        0.6,
+        gain=capacity.time_saved_speedup(facts, saved),
+    )  # fmt: skip
+
+
+def _most_at_once(spans: list[TaskSpan]) -> int:
+    """The most of these tasks that were in flight at one time (submitted and not yet finished)."""
+    edges = sorted([(t.submitted_t, 1) for t in spans] + [(t.finished_t, -1) for t in spans])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return max(most, 1)
+
+
+def _settable(source: Stage) -> bool:
+    """A source whose block count a knob sets: read_parquet (V2) packs files and ignores override_num_blocks."""
+    return source.kind is StageKind.READ and source.method != "read_parquet"
