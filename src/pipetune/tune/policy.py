@@ -200,7 +200,8 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
         return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
-    return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, predict.fix_speedup(facts, fix))
+    gain = f.gain if fix == f.fix else predict.fix_speedup(facts, fix)  # the doctor's figure, or the changed fix's
+    return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, gain)
 
 
 def _settings_of(fix: Fix) -> Settings:
