@@ -47,7 +47,8 @@ class Case:
     judged_by_check: bool = False  # the first finding's check on the fixed runs, not their time
 
 
-OOM_HEADROOM_GIB = 4.0  # the case's own sizing: one 2.2 GiB task fits under the threshold, two side by side do not
+OOM_TASK_GIB = 2.2  # the case's own sizing: one task of this fits under the threshold, two side by side do not
+OOM_HEADROOM_GIB = 4.0
 
 
 def lowered_memory_threshold() -> dict[str, str]:
@@ -78,7 +79,8 @@ CASES = (
     Case("stall", "no progress: one stage stuck", ("stall",), "tests/pipelines/hangs.py",
          options=("--stall-after", "6", "--timeout", "20")),
     Case("workers-oom", "workers OOM-killed (lowered memory limit)", ("workers-oom",),
-         "benchmarks/faults/oom_side_by_side.py", ray_env=lowered_memory_threshold, judged_by_check=True),
+         "benchmarks/faults/oom_side_by_side.py", ("--task-gib", str(OOM_TASK_GIB)), ray_env=lowered_memory_threshold,
+         judged_by_check=True),
     Case("data-bound-loop", "training ingest: data-bound loop", ("data-bound", "batch-size"),
          "examples/train_loop.py"),
 )

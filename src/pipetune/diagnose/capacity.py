@@ -156,7 +156,7 @@ def memory_cap(facts: Facts, stage: int) -> int:
 def input_bytes_per_row(facts: Facts, stage: int) -> float | None:
     """Bytes per row of the blocks the stage reads: the upstream operator's output (its own may be a write's)."""
     op = facts.operator_of(stage)
-    ops = list({o.uid: o for o in facts.execution.operators}.values()) if facts.execution else []
+    ops = facts.operators
     if op is None or op not in ops or ops.index(op) == 0:
         return None
     upstream = facts.run.stats_of(ops[ops.index(op) - 1].uid)
@@ -191,8 +191,9 @@ def fix_speedup(facts: Facts, fix: Fix) -> float:
 
 
 def time_saved_speedup(facts: Facts, saved_s: float) -> float:
-    """The run's speed-up when a change removes ``saved_s`` seconds of its wall (measured by the rule that
-    proposes it: the idle slot time a balance of uneven tasks recovers, which the rates above cannot see)."""
+    """The run's speed-up when a change removes ``saved_s`` seconds of its wall, measured by the rule that
+    proposes it where the rates above cannot see the mechanism (the idle slots of uneven tasks, Ray's overhead
+    for tasks fewer blocks would not run)."""
     wall = facts.run.wall_s or 0.0
     return wall / (wall - saved_s) if 0 < saved_s < wall else 1.0
 
@@ -229,7 +230,7 @@ def config_speedup(facts: Facts, changed: Mapping[int, Knobs]) -> float:
 
 
 def _model_seconds(facts: Facts, changed: Mapping[int, Knobs]) -> float:
-    ops = {o.uid: o for o in facts.execution.operators}.values() if facts.execution else ()
+    ops = facts.operators
     times, cpu_s = [0.0], 0.0
     for op in ops:
         rate, stats = facts.rates.get(op.uid), facts.run.stats_of(op.uid)

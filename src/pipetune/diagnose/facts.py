@@ -12,7 +12,7 @@ from pipetune.diagnose.consumers import Consumption, consumption
 from pipetune.diagnose.fusion import lead_stage
 from pipetune.diagnose.thresholds import COMPUTING_CORES, WAITING_CORES
 from pipetune.metrics import declared
-from pipetune.model import Execution, Operator, OperatorStats, Run, Sample, Stage, StageKind
+from pipetune.model import Execution, Operator, OperatorStats, Run, Sample, Stage, StageKind, TaskSpan
 
 
 class OpType(enum.StrEnum):
@@ -94,6 +94,22 @@ class Facts:
         return statistics.pstdev(values) / statistics.fmean(values)
 
     # -- stages and their operators ---------------------------------------------------------------------
+
+    @cached_property
+    def operators(self) -> list[Operator]:
+        """The main execution's operators, each once (a fused chain is listed once per stage it runs)."""
+        return list({o.uid: o for o in self.execution.operators}.values()) if self.execution else []
+
+    def spans_of(self, op: Operator) -> list[TaskSpan]:
+        """The tasks of ``op`` the run kept, as the driver saw them."""
+        return self._spans.get(op.uid, [])
+
+    @cached_property
+    def _spans(self) -> dict[str, list[TaskSpan]]:
+        by_op: dict[str, list[TaskSpan]] = {}
+        for t in self.run.tasks:
+            by_op.setdefault(t.uid, []).append(t)
+        return by_op
 
     def operator_of(self, stage: int) -> Operator | None:
         """The operator that ran the stage in the main execution (else in any execution)."""

@@ -80,7 +80,7 @@ def _source_of(facts: Facts, stage: Stage) -> Stage:
 
 
 def _fix(source: Stage, blocks: int) -> Fix:
-    if source.kind is StageKind.READ and source.method != "read_parquet":
+    if _settable(source):
         return Fix("override_num_blocks", source.knobs.override_num_blocks, blocks, Level.PARALLELISM, source.index)
     # read_parquet (V2) ignores override_num_blocks: split its output instead
     return Fix("repartition", source.knobs.repartition, blocks, Level.PARALLELISM, source.index)
@@ -89,14 +89,14 @@ def _fix(source: Stage, blocks: int) -> Fix:
 def check_many(facts: Facts) -> list[Finding]:
     """Operators whose tasks spent most of their time on Ray's side (submitted to finished, less the task's own
     time on its worker), one after another: what fewer, larger blocks at the source would save."""
-    ops = list({o.uid: o for o in facts.execution.operators}.values()) if facts.execution else []
-    found = [f for f in (_overhead_bound(facts, op) for op in ops if op.compute == "tasks") if f is not None]
+    tasks = (_overhead_bound(facts, op) for op in facts.operators if op.compute == "tasks")
+    found = [f for f in tasks if f is not None]
     by_fix = {f.fix.setting if f.fix else "": f for f in sorted(found, key=lambda f: f.gain)}
     return list(by_fix.values())  # one source's blocks, one finding: where fewer blocks save the most
 
 
 def _overhead_bound(facts: Facts, op: Operator) -> Finding | None:
-    spans = [t for t in facts.run.tasks if t.uid == op.uid and t.worker_s is not None]
+    spans = [t for t in facts.spans_of(op) if t.worker_s is not None]
     fewer, lead = blocks_for(facts.cpus), facts.lead_of(op)
     if len(spans) <= fewer or lead is None:
         return None

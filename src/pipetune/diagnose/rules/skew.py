@@ -78,7 +78,7 @@ def _idle_s(facts: Facts, stage: Stage) -> float | None:
     """What uneven tasks cost: the slot-seconds the stage's slots sat idle while its tasks ran (first start to
     last end), over its slots: the time a perfect balance would save. None where the run kept no task spans."""
     op, rate = facts.operator_of(stage.index), facts.rate_of(stage.index)
-    spans = [t for t in facts.run.tasks if op is not None and t.uid == op.uid]
+    spans = facts.spans_of(op) if op is not None else []
     if rate is None or len(spans) < 2:
         return None
     slots = min(rate.slots, len(spans))
