@@ -65,7 +65,7 @@ CASES = (
     Case("pandas-2-rows", "small batches, one block", ("batch-size", "few-blocks"),
          "tests/pipelines/pandas_batches.py"),
     Case("one-block", "too few blocks", ("few-blocks",), "benchmarks/faults/one_block.py"),
-    Case("skew", "uneven progress / data skew", ("skew",), "benchmarks/pipelines/skewed_blocks.py"),
+    Case("skew", "uneven progress / data skew", ("skew",), "benchmarks/faults/uneven_blocks.py"),
     Case("bundled-skew", "data skew that batching bundles", ("skew",), "benchmarks/faults/bundled_skew.py"),
     Case("pool-too-large", "actor pool too large for the cores", ("slow-stage", "low-cpu"),
          "benchmarks/pipelines/model_pool.py"),

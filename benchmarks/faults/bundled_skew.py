@@ -13,7 +13,7 @@ import ray
 
 def work(batch):
     heavy = (batch["id"] // 1000) < 4  # the rows of blocks 0-3
-    cost = float(np.where(heavy, 1e-3, 2e-5).sum())  # CPU seconds: a heavy row costs 50x a light one
+    cost = float(np.where(heavy, 4e-3, 2e-5).sum())  # CPU seconds: a heavy row costs 200x a light one
     started = time.process_time()
     while time.process_time() - started < cost:
         pass

@@ -11,7 +11,7 @@ import ray
 
 def work(batch):
     x = batch["id"].astype(np.float64)
-    for k in range(1, 60):
+    for k in range(1, 480):
         x = np.sin(x + k) * 0.5 + x * 0.5
     batch["y"] = x
     return batch

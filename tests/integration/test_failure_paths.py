@@ -292,7 +292,8 @@ def test_two_runs_write_one_store_at_once_while_the_dashboard_reads_it(tmp_path:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ui = start("ui", "--store", store, "--port", str(port), cwd=tmp_path)
-    runs = [start("run", PIPELINES / "small.py", "--address", address, "--store", store, "--json", "--",
+    small = ("--set", "1.num_cpus=0.25", "--set", "2.num_cpus=0.25", "--set", "3.num_cpus=0.25")  # both fit at once
+    runs = [start("run", PIPELINES / "small.py", "--address", address, "--store", store, "--json", *small, "--",
                   "--rows", "20000", "--out", str(tmp_path / f"out{n}"), cwd=tmp_path) for n in range(2)]  # fmt: skip
     pages = 0
     try:

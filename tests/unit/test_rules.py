@@ -77,6 +77,40 @@ def test_one_block_of_little_work_is_not_worth_splitting() -> None:
     assert rule("few-blocks", with_(run, executions=(execution,))) == []
 
 
+def _one_block_with_spans(work_s: float, first_wait_s: float):  # type: ignore[no-untyped-def]
+    """etl_run's one block, with its two tasks kept: the read's (which also waited ``first_wait_s`` for the first
+    worker to start) and the enrich stage's, ``work_s`` of work that waited 0.1 s on Ray."""
+    run = etl_run(tasks=1)
+    heavy = with_(run.executions[0].stats[1], busy_s=work_s, cpu_s=work_s)
+    execution = with_(run.executions[0], stats=(run.executions[0].stats[0], heavy))  # type: ignore[arg-type]
+    r_uid, m_uid = "0/ReadFiles_1", "0/MapBatches(enrich)_2"
+    spans = (
+        TaskSpan(r_uid, 0, 1.0, 1.0 + first_wait_s + 2.0, worker_s=2.0),
+        TaskSpan(m_uid, 0, 3.0 + first_wait_s, 3.1 + first_wait_s + work_s, worker_s=work_s),
+    )
+    return with_(run, executions=(execution,), tasks=spans)
+
+
+def test_the_overhead_and_the_worker_start_measured_on_the_run_are_what_more_tasks_cost() -> None:
+    from pipetune.diagnose import Facts, capacity
+
+    facts = Facts.of(_one_block_with_spans(work_s=6.0, first_wait_s=3.0))
+    assert capacity.task_overhead_s(facts) == pytest.approx(0.1)  # the first task's wait is left out
+    assert capacity.worker_start_s(facts) == pytest.approx(2.9)  # what it waited beyond the others' overhead
+    enrich = facts.operators[-1]
+    assert capacity.added_tasks_s(facts, {enrich.uid: 8}) == pytest.approx(7 * 0.1 / 2)  # over its 2 slots
+    assert capacity.added_workers_s(facts, enrich, 8) == pytest.approx(2.9)  # one more at once: one start
+
+
+def test_one_block_is_not_split_where_the_tasks_and_worker_it_adds_cost_what_the_second_core_saves() -> None:
+    """6 s of work on 2 cores saves 3 s at most; 2.9 s to start the second worker and 1.05 s of Ray's overhead
+    for the 14 tasks it adds leave nothing. With 12 s of work the split still pays beyond the noise."""
+    assert rule("few-blocks", _one_block_with_spans(work_s=6.0, first_wait_s=3.0)) == []
+    assert rule("few-blocks", _one_block_with_spans(work_s=6.0, first_wait_s=0.1))  # a worker ready at once
+    [f] = rule("few-blocks", _one_block_with_spans(work_s=12.0, first_wait_s=3.0))
+    assert f.fix is not None and f.fix.setting == "0.repartition=8"
+
+
 def test_enough_tasks_is_not_a_block_problem() -> None:
     assert rule("few-blocks", etl_run(tasks=16)) == []
 
@@ -313,6 +347,21 @@ def test_batches_that_bundle_blocks_into_few_long_tasks_that_leave_a_slot_idle_a
     assert rule("skew", with_(bundled, tasks=())) == []  # no spans: bundling alone shows nothing to go by
     unbundled = with_(bundled, stages=run.stages)  # the same tasks with batches of one block: not skew
     assert rule("skew", unbundled) == []
+
+
+def test_one_straggler_among_many_tasks_is_skew_when_the_slots_it_left_idle_cost_time() -> None:
+    """Sixteen tasks, one of 6 s and fifteen of 0.1 s on 2 slots: the p90 of the tasks shows nothing, the
+    slowest against the median does, and the other slot sat idle for most of the 6 s."""
+    run = two_stage_run()
+    times = [6.0] + [0.1] * 15
+    straggling = with_(run.executions[0].stats[1], task_s=Dist.of(times))
+    execution = with_(run.executions[0], stats=(run.executions[0].stats[0], straggling))  # type: ignore[arg-type]
+    uid = "0/MapBatches(work)_2"
+    spans = (TaskSpan(uid, 0, 1.0, 7.0), *(TaskSpan(uid, i, 1.0 + 0.3 * i, 1.2 + 0.3 * i) for i in range(1, 16)))
+    [f] = rule("skew", with_(run, executions=(execution,), tasks=spans))
+    assert f.fix is not None and f.fix.knob == "repartition"
+    assert any(e.metric == "slowest task / median" for e in f.evidence)
+    assert rule("skew", with_(run, executions=(execution,))) == []  # no spans: no idle time to go by
 
 
 def _pool_run(replicas: int, cores_each: float):  # type: ignore[no-untyped-def]

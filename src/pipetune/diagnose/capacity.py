@@ -9,6 +9,7 @@ the time outside the execution does not change. The figures rank candidate chang
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -17,7 +18,7 @@ from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Fix
 from pipetune.diagnose.fusion import stage_times
-from pipetune.model import Knobs, Operator, Run, Stage, StageKind
+from pipetune.model import Knobs, Operator, Run, Stage, StageKind, TaskSpan
 
 
 def run_speedup(facts: Facts, op: Operator, op_speedup: float) -> float:
@@ -199,12 +200,81 @@ def time_saved_speedup(facts: Facts, saved_s: float) -> float:
 
 
 def blocks_speedup(facts: Facts, stage: int | None, blocks: int) -> float:
-    """More blocks from ``stage`` help the operators downstream of it, which now get more tasks."""
-    best = 1.0
-    for op in facts.execution.operators if facts.execution else ():
-        if stage is not None and op.stages and min(op.stages) >= stage:
-            best = max(best, run_speedup(facts, op, slots_speedup(facts, op, blocks=blocks)))
-    return best
+    """More blocks from ``stage`` help the operators downstream of it, which now get more tasks, and each task
+    they add costs Ray's per-task overhead as this run measured it."""
+    downstream = [op for op in facts.operators if stage is not None and op.stages and min(op.stages) >= stage]
+    gains = {op.uid: run_speedup(facts, op, slots_speedup(facts, op, blocks=blocks)) for op in downstream}
+    if not gains or max(gains.values()) <= 1.0:
+        return 1.0
+    limiting = next(op for op in downstream if gains[op.uid] == max(gains.values()))
+    cost = added_tasks_s(facts, {op.uid: blocks for op in downstream}) + added_workers_s(facts, limiting, blocks)
+    return with_cost(facts, max(gains.values()), cost)
+
+
+def _waits(facts: Facts, op: Operator | None = None) -> list[tuple[float, float]]:
+    """(submitted, seconds the task waited on Ray: submitted to finished less its own time on its worker) of the
+    main execution's tasks (or ``op``'s) that kept their worker time, in the order they were submitted."""
+    spans = [t for o in ([op] if op else facts.operators) for t in facts.spans_of(o) if t.worker_s is not None]
+    return sorted((t.submitted_t, t.finished_t - t.submitted_t - (t.worker_s or 0.0)) for t in spans)
+
+
+def task_overhead_s(facts: Facts, op: Operator | None = None) -> float:
+    """Ray's own seconds per task on this cluster, measured on the run: the median, over the main execution's
+    tasks (or ``op``'s), of submitted-to-finished less the task's own time on its worker (scheduling it, leasing
+    a worker, returning its result; on this 2-core machine about 0.2 s a task). The execution's first task is
+    left out: it also waited for the first worker to start (``worker_start_s``). 0.0 where nothing else was
+    measured: the model then charges added tasks nothing."""
+    first = _waits(facts)[:1]
+    spent = [wait for t, wait in _waits(facts, op) if (t, wait) not in first]
+    return max(statistics.median(spent), 0.0) if spent else 0.0
+
+
+def worker_start_s(facts: Facts) -> float:
+    """Seconds the execution's first task waited on Ray beyond the others' overhead: starting a worker process
+    for it (measured on the run; on this machine 1.8-3.5 s). 0.0 where the run kept no worker times."""
+    waits = _waits(facts)
+    return max(waits[0][1] - task_overhead_s(facts), 0.0) if waits else 0.0
+
+
+def added_workers_s(facts: Facts, op: Operator, tasks: int) -> float:
+    """What the workers cost that ``op`` needs to run more tasks at once than it did: each one more at once is a
+    worker process to start (``worker_start_s``). A raylet starts as many at a time as its node has CPUs (Ray's
+    ``maximum_startup_concurrency``, which defaults to the node's CPU count), so they start in rounds of the
+    cluster's CPUs."""
+    spans, rate = facts.spans_of(op), facts.rates.get(op.uid)
+    if not spans or rate is None:
+        return 0.0
+    more = min(usable_slots(op, facts.cpus, facts.gpus, rate.cores_per_task), tasks) - most_at_once(spans)
+    return math.ceil(max(more, 0) / max(facts.cpus, 1.0) - 1e-9) * worker_start_s(facts)
+
+
+def added_tasks_s(facts: Facts, tasks: Mapping[str, int]) -> float:
+    """What running ``tasks[uid]`` tasks instead of the ones each operator ran costs the run: each added task
+    holds one of the slots its operator can use for Ray's per-task overhead (``task_overhead_s``)."""
+    overhead, cost = task_overhead_s(facts), 0.0
+    for op in facts.operators:
+        ran, rate = len(facts.spans_of(op)), facts.rates.get(op.uid)
+        added = tasks.get(op.uid, ran) - ran
+        if added > 0 and ran and rate is not None:
+            slots = min(usable_slots(op, facts.cpus, facts.gpus, rate.cores_per_task), tasks[op.uid])
+            cost += added * overhead / max(slots, 1.0)
+    return cost
+
+
+def with_cost(facts: Facts, speedup: float, cost_s: float) -> float:
+    """The run's speed-up ``speedup`` once a change also adds ``cost_s`` seconds to it."""
+    wall = facts.run.wall_s or 0.0
+    return wall / (wall / speedup + cost_s) if wall > 0 and speedup > 0 else speedup
+
+
+def most_at_once(spans: Sequence[TaskSpan]) -> int:
+    """The most of these tasks that were in flight at one time (submitted and not yet finished)."""
+    edges = sorted([(t.submitted_t, 1) for t in spans] + [(t.finished_t, -1) for t in spans])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return max(most, 1)
 
 
 # -- a whole configuration at once ---------------------------------------------------------------------------

@@ -8,14 +8,12 @@ looks right", "use repartition() for better distribution", and for heavy work "m
 
 from __future__ import annotations
 
-import statistics
-
 from pipetune.diagnose import capacity
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import blocks_for, finding
-from pipetune.model import Operator, Stage, StageKind, TaskSpan
+from pipetune.model import Operator, Stage, StageKind
 
 
 def check(facts: Facts) -> list[Finding]:
@@ -30,10 +28,9 @@ def check(facts: Facts) -> list[Finding]:
     by_resources = min(facts.cpus / op.num_cpus if op.num_cpus else facts.cpus, op.max_concurrency or 1e9)
     if stats.task_s.count >= min(by_resources, 2 * max(facts.cpus, 1)) or by_resources < 2:
         return []
-    source = _source_of(facts, stage)
-    if not _worth_it(facts, _downstream_busy_s(facts, source), min(by_resources, blocks_for(facts.cpus))):
+    source, blocks = _source_of(facts, stage), blocks_for(facts.cpus)
+    if not _worth_it(facts, source, blocks, min(by_resources, blocks)):
         return []
-    blocks = blocks_for(facts.cpus)
     return [
         finding(
             facts,
@@ -56,21 +53,24 @@ def check(facts: Facts) -> list[Finding]:
     ]
 
 
-def _worth_it(facts: Facts, busy_s: float, slots: float) -> bool:
+def _worth_it(facts: Facts, source: Stage, blocks: int, slots: float) -> bool:
     """The most more blocks can save is the work downstream of the source spread over the slots the stage could
-    use: below twice the noise (NOISE_PCT) of the run, no measurement could tell the fix from noise, and each
-    extra task costs its own scheduling (measured: a 0.4 s stage in a 3 s run ran 30% slower in 8 blocks)."""
-    saved = busy_s * (1 - 1 / max(slots, 1.0))
+    use, less what the tasks they add cost in Ray's per-task overhead and the workers they need started (both
+    measured on the run: on this machine a 3.9 s stage read as one block ran no faster as 8 blocks, its 14 added
+    tasks and its second worker costing what the second core saved).
+    Below twice the noise (NOISE_PCT) of the run, no measurement could tell the fix from noise."""
+    downstream = _downstream(facts, source)
+    busy = sum(s.busy_s for s in facts.execution.stats if s.uid in downstream) if facts.execution else 0.0
+    cost = capacity.added_tasks_s(facts, {uid: blocks for uid in downstream})
+    workers = (capacity.added_workers_s(facts, o, blocks) for o in facts.operators if o.uid in downstream)
+    cost += max(workers, default=0.0)  # the operators share the workers: the one that needs most starts them
+    saved = busy * (1 - 1 / max(slots, 1.0)) - cost
     return bool(facts.run.wall_s) and saved > th.MEASURABLE_SHARE.value * (facts.run.wall_s or 0.0)
 
 
-def _downstream_busy_s(facts: Facts, source: Stage) -> float:
-    """The work more blocks from ``source`` would spread: every operator that runs a stage after it."""
-    execution = facts.execution
-    if execution is None:
-        return 0.0
-    ops = {o.uid for o in execution.operators if any(i > source.index for i in o.stages)}
-    return sum(s.busy_s for s in execution.stats if s.uid in ops)
+def _downstream(facts: Facts, source: Stage) -> set[str]:
+    """The operators more blocks from ``source`` would give more tasks: every one that runs it or a later stage."""
+    return {o.uid for o in facts.operators if any(i >= source.index for i in o.stages)}
 
 
 def _source_of(facts: Facts, stage: Stage) -> Stage:
@@ -101,8 +101,8 @@ def _overhead_bound(facts: Facts, op: Operator) -> Finding | None:
     if len(spans) <= fewer or lead is None:
         return None
     worked = sum(t.worker_s or 0.0 for t in spans) / sum(t.finished_t - t.submitted_t for t in spans)
-    overhead = statistics.median(t.finished_t - t.submitted_t - (t.worker_s or 0.0) for t in spans)
-    at_once = _most_at_once(spans)
+    overhead = capacity.task_overhead_s(facts, op)
+    at_once = capacity.most_at_once(spans)
     saved = (len(spans) - fewer) * overhead / at_once  # the overhead of the tasks fewer blocks would not run
     wall, stage = facts.run.wall_s or 0.0, facts.run.stage(lead)
     source = _source_of(facts, stage)
@@ -124,16 +124,6 @@ def _overhead_bound(facts: Facts, op: Operator) -> Finding | None:
         0.6,
         gain=capacity.time_saved_speedup(facts, saved),
     )  # fmt: skip
-
-
-def _most_at_once(spans: list[TaskSpan]) -> int:
-    """The most of these tasks that were in flight at one time (submitted and not yet finished)."""
-    edges = sorted([(t.submitted_t, 1) for t in spans] + [(t.finished_t, -1) for t in spans])
-    running = most = 0
-    for _, step in edges:
-        running += step
-        most = max(most, running)
-    return max(most, 1)
 
 
 def _settable(source: Stage) -> bool:
