@@ -222,11 +222,11 @@ def task_overhead_s(facts: Facts, op: Operator | None = None) -> float:
     """Ray's own seconds per task on this cluster, measured on the run: the median, over the main execution's
     tasks (or ``op``'s), of submitted-to-finished less the task's own time on its worker (scheduling it, leasing
     a worker, returning its result; on this 2-core machine about 0.2 s a task). The execution's first task is
-    left out: it also waited for the first worker to start (``worker_start_s``). 0.0 where nothing else was
-    measured: the model then charges added tasks nothing."""
+    left out: it also waited for the first worker to start (``worker_start_s``). 0.0 where too few tasks were
+    measured to say (``MIN_TASKS_FOR_OVERHEAD``): the model then charges added tasks nothing."""
     first = _waits(facts)[:1]
     spent = [wait for t, wait in _waits(facts, op) if (t, wait) not in first]
-    return max(statistics.median(spent), 0.0) if spent else 0.0
+    return max(statistics.median(spent), 0.0) if len(spent) >= th.MIN_TASKS_FOR_OVERHEAD.value else 0.0
 
 
 def worker_start_s(facts: Facts) -> float:

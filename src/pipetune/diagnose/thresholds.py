@@ -66,6 +66,11 @@ MEASURABLE_SHARE = Threshold(
     "derived: a fix that can save under twice the noise floor (NOISE_PCT) of the run cannot be told from noise",
 )
 
+MIN_TASKS_FOR_OVERHEAD = Threshold(
+    MIN_TASKS_FOR_SKEW.value,
+    "statistics: the median wait of fewer tasks than this is one task's accident (measured: two tasks on the "
+    "2-node test cluster gave 0.56-0.72 s, a worker starting on the other node, against 0.1-0.2 s over many)",
+)
 TASK_WORK_SHARE = Threshold(
     0.5,
     "derived: a task that works less than half of the time it takes (submitted to finished) spends more on Ray's "
