@@ -448,20 +448,15 @@ def test_a_fix_predicted_to_gain_several_times_more_ranks_first_whatever_its_lev
 
 def test_similar_predicted_gains_rank_by_the_guides_hierarchy_then_stake() -> None:
     found = {f.rule: f for f in diagnose(node_cpu(etl_run(), 45.0)).findings}
-    batch, blocks = replace(found["batch-size"], gain=1.45), replace(found["few-blocks"], gain=1.3)
-    assert [f.rule for f in sorted([batch, blocks], key=rank_key)] == ["few-blocks", "batch-size"]  # +45%, +30%
-    bigger = replace(batch, gain=1.9)  # +90% against +30%: several times the gain goes first
-    assert [f.rule for f in sorted([bigger, blocks], key=rank_key)] == ["batch-size", "few-blocks"]
+    batch, blocks = replace(found["batch-size"], gain=1.8), replace(found["few-blocks"], gain=1.2)
+    assert [f.rule for f in sorted([batch, blocks], key=rank_key)] == ["few-blocks", "batch-size"]
     assert blocks.fix is not None and blocks.fix.level is Level.PARALLELISM
     unsure, sure = replace(blocks, gain=1.0), replace(batch, gain=2.5)  # 1.0: the model cannot say, the last tier
     assert sorted([unsure, sure], key=rank_key)[0] is sure
 
 
 def test_gains_fall_in_fixed_tiers_of_a_factor_of_two() -> None:
-    """By what a speed-up adds: +12.5-24% share a tier, +25-49% the next, +50-99% the next ..."""
-    tiers = [gain_tier(g) for g in (1.13, 1.24, 1.25, 1.49, 1.5, 1.99, 2.0, 2.9, 3.0, 5.0)]
-    assert tiers == [3, 3, 2, 2, 1, 1, 0, 0, -1, -2]
-    assert gain_tier(1.0) == gain_tier(0.5) > gain_tier(1.001)  # no gain, or none the model can say: last
+    assert [gain_tier(g) for g in (0.5, 1.0, 1.99, 2.0, 3.9, 4.0, 9.0)] == [0, 0, 0, -1, -1, -2, -3]
 
 
 def test_stages_are_classified_by_what_they_are_and_cost() -> None:

@@ -11,15 +11,9 @@ import math
 
 from pipetune.diagnose import thresholds as th
 
-LAST = 1 << 20  # the tier of a change predicted to gain nothing, or that the model cannot predict
-
 
 def gain_tier(gain: float) -> int:
-    """The tier of a predicted speed-up, best first (smaller tiers first). The gain is what the speed-up adds
-    (``gain - 1``: +90% for 1.9x, as the trials table and ``--verify`` report it); gains in one band of width
-    ``SIMILAR_GAIN`` on a log scale share a tier (+25-49%, +50-99%, ...: +90% goes before +30%), and a gain
-    of 1 or less (none, or the model cannot say) is last. Fixed bands, so that the order of two changes never
-    depends on what else is in the list."""
-    if gain <= 1.0:
-        return LAST
-    return -math.floor(math.log(gain - 1.0, th.SIMILAR_GAIN.value))
+    """The tier of a predicted speed-up, best first (0 is the last): gains in one band of width
+    ``SIMILAR_GAIN`` on a log scale share a tier, and a gain of 1 or less (none, or the model cannot say) is in
+    the last. Fixed bands, so that the order of two changes never depends on what else is in the list."""
+    return -math.floor(math.log(max(gain, 1.0), th.SIMILAR_GAIN.value))
