@@ -58,6 +58,15 @@ def lowered_memory_threshold() -> dict[str, str]:
     return {"RAY_memory_usage_threshold": f"{threshold:.3f}", "RAY_memory_monitor_refresh_ms": "100"}
 
 
+SMALL_STORE_MIB = 200  # the case's own sizing: two of its 100 MiB input blocks and one 200 MiB output fill it
+
+
+def small_object_store() -> dict[str, str]:
+    """Ray's object store started at ``SMALL_STORE_MIB`` (as a share of the machine's memory, Ray's own knob)."""
+    share = SMALL_STORE_MIB * 2**20 / psutil.virtual_memory().total
+    return {"RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": f"{share:.6f}"}
+
+
 # fmt: off
 CASES = (
     Case("io-wait", "low CPU: data loading", ("low-cpu", "slow-stage"), "benchmarks/faults/io_wait.py"),
@@ -81,6 +90,8 @@ CASES = (
     Case("workers-oom", "workers OOM-killed (lowered memory limit)", ("workers-oom",),
          "benchmarks/faults/oom_side_by_side.py", ("--task-gib", str(OOM_TASK_GIB)), ray_env=lowered_memory_threshold,
          judged_by_check=True),
+    Case("spilling", "object store full: spilling (small object store)", ("object-store",),
+         "benchmarks/faults/stream_spill.py", ray_env=small_object_store, judged_by_check=True),
     Case("data-bound-loop", "training ingest: data-bound loop", ("data-bound", "batch-size"),
          "examples/train_loop.py"),
 )

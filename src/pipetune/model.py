@@ -102,6 +102,11 @@ class Stage:
     knobs: Knobs = Knobs()
     overridden: tuple[str, ...] = ()  # knob names changed by --set / --config for this run
     inputs: tuple[int, ...] = ()  # the stages whose datasets it reads (two or more: a union, zip or join)
+    takes: tuple[str, ...] = ()  # the knobs its call takes (empty: not recorded, a run saved before they were)
+
+    def accepts(self, knob: str) -> bool:
+        """Whether the call takes ``knob`` (``range_tensor`` takes no ``num_cpus``); unknown counts as yes."""
+        return not self.takes or knob in self.takes
 
     @property
     def key(self) -> str:

@@ -10,6 +10,7 @@ from pipetune.diagnose import gain_tier
 from pipetune.diagnose.engine import diagnose, rank_key
 from pipetune.diagnose.facts import Facts, Hardware, OpType
 from pipetune.diagnose.findings import Level
+from pipetune.diagnose.fusion import fuses_at
 from pipetune.diagnose.rules import RULES
 from pipetune.model import Dist, Event, EventKind, Materialization, Operator, Sample, StageKind, TaskSpan
 from tests.unit.builders import node_cpu, op_stats, pipeline, stage, two_stage_run, with_
@@ -43,6 +44,12 @@ def test_low_cpu_is_quiet_when_cpus_are_busy_or_tasks_compute() -> None:
     assert rule("low-cpu", download_run(cpu_pct=85.0)) == []
     assert rule("low-cpu", download_run(cores=0.95)) == []
     assert rule("low-cpu", with_(download_run(), node_samples=())) == []  # no node samples: no claim
+
+
+def test_low_cpu_never_proposes_a_knob_the_call_does_not_take() -> None:
+    run = download_run()
+    no_cpus = replace(run.stages[1], takes=("batch_size", "concurrency"))  # as recorded from the call's signature
+    assert rule("low-cpu", with_(run, stages=(run.stages[0], no_cpus))) == []
 
 
 # -- too few blocks -------------------------------------------------------------------------------------
@@ -222,6 +229,39 @@ def test_spilling_points_at_the_stage_holding_the_object_store() -> None:
     assert f.stage_key == "0:read_parquet" and f.fix is not None and f.fix.proposed == 2.0
     assert f.evidence[0].value == 84
     assert rule("object-store", two_stage_run()) == []
+
+
+def spilling_run(grow_cpus: float, read_takes: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """range_tensor -> map_batches(grow) -> map_batches(shrink), the read holding the most of a spilled store."""
+    read = replace(stage(0, "range_tensor", kind=StageKind.READ), takes=read_takes)
+    grow, shrink = stage(1, "map_batches", "grow", num_cpus=grow_cpus), stage(2, "map_batches", "shrink")
+    ops = (
+        Operator("0/ReadRange_1", "ReadRange", (0,)),
+        Operator("0/MapBatches(grow)_2", "MapBatches(grow)", (1,), num_cpus=grow_cpus),
+        Operator("0/MapBatches(shrink)_3", "MapBatches(shrink)", (2,)),
+    )
+    samples = (Sample(2.0, ops[0].uid, {"obj_store_bytes": 3e8}), Sample(2.0, ops[1].uid, {"obj_store_bytes": 2e8}))
+    run = pipeline([(s, o, op_stats(o.uid, 2_400, 8.0, 8.0)) for s, o in zip((read, grow, shrink), ops, strict=True)])
+    spill = Event(0.0, EventKind.SPILL, "3500 MiB spilled from the object store to disk")
+    return with_(run, op_samples=samples, events=(spill,))
+
+
+def test_spilling_between_operators_kept_apart_by_their_reservations_fuses_them() -> None:
+    run = spilling_run(grow_cpus=0.25)
+    [f] = rule("object-store", run)
+    assert f.stage_key == "1:map_batches:grow" and f.fix is not None
+    assert (f.fix.knob, f.fix.current, f.fix.proposed) == ("num_cpus", 0.25, 1.0)
+    grow = run.executions[0].operators[1]
+    assert fuses_at(run, grow, 1.0) and not fuses_at(run, grow, 0.5)  # the model claims no figure for a fusion
+    assert not fuses_at(spilling_run(grow_cpus=1.0), grow, 1.0)  # already fused alike: nothing changes
+    assert [e.value for e in f.evidence] == [3500, 3e8 / 2**20]
+
+
+def test_spilling_from_a_read_that_takes_no_num_cpus_gets_smaller_blocks() -> None:
+    run = spilling_run(grow_cpus=1.0, read_takes=("concurrency", "override_num_blocks"))
+    [f] = rule("object-store", run)
+    assert f.stage_key == "0:range_tensor" and f.fix is not None
+    assert (f.fix.knob, f.fix.proposed) == ("ctx.target_max_block_size", "64MiB")
 
 
 # -- GPU ------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Fix
-from pipetune.diagnose.fusion import stage_times
+from pipetune.diagnose.fusion import fuses_at, stage_times
 from pipetune.model import Knobs, Operator, Run, Stage, StageKind, TaskSpan
 
 
@@ -173,7 +173,8 @@ BLOCK_KNOBS = ("repartition", "override_num_blocks")
 
 def fix_speedup(facts: Facts, fix: Fix) -> float:
     """The run's predicted speed-up from ``fix`` with the changes it comes with (a pool size and its
-    reservation). 1.0 where the model cannot say: a DataContext field, a removed call, a loop's own knob."""
+    reservation). 1.0 where the model cannot say: a DataContext field, a removed call, a loop's own knob, a
+    reservation that fuses two operators (their measured rates are of the two apart)."""
     stage = fix.stage
     op = facts.operator_of(stage) if stage is not None else None
     if stage is None or op is None or fix.knob.startswith("ctx."):
@@ -186,7 +187,7 @@ def fix_speedup(facts: Facts, fix: Fix) -> float:
     cpus, size = values.get("num_cpus"), values.get("concurrency")
     cpus = float(cpus) if isinstance(cpus, (int, float)) else None
     size = size if isinstance(size, int) else None
-    if cpus is None and size is None:
+    if (cpus is None and size is None) or (cpus is not None and fuses_at(facts.run, op, cpus)):
         return 1.0
     return run_speedup(facts, op, slots_speedup(facts, op, num_cpus=cpus, concurrency=size))
 

@@ -28,3 +28,44 @@ def stage_times(op: Operator, stats: OperatorStats) -> tuple[float, ...] | None:
     if n == 0 or len(times) < n or sum(times) <= 0:
         return None
     return (*times[: n - 1], sum(times[n - 1 :]))
+
+
+MAP_KINDS = (StageKind.READ, StageKind.FILTER, StageKind.TRANSFORM, StageKind.ACTOR, StageKind.WRITE)
+
+
+def downstream_of(run: Run, op: Operator) -> Operator | None:
+    """The operator of the same execution that takes ``op``'s output (the one holding the next stage)."""
+    for execution in run.executions:
+        if op in execution.operators:
+            after = op.stages[-1] + 1 if op.stages else -1
+            return next((o for o in execution.operators if o.stages and o.stages[0] == after), None)
+    return None
+
+
+def upstream_of(run: Run, op: Operator) -> Operator | None:
+    """The operator of the same execution whose output ``op`` takes (the one holding the stage before)."""
+    for execution in run.executions:
+        if op in execution.operators and op.stages:
+            return next((o for o in execution.operators if o.stages and o.stages[-1] == op.stages[0] - 1), None)
+    return None
+
+
+def fuses_at(run: Run, op: Operator, num_cpus: float) -> bool:
+    """Whether reserving ``num_cpus`` for ``op`` would fuse it with a neighbour that only its reservation keeps
+    apart today (a change whose effect the operators' measured rates cannot predict: the two become one)."""
+    up, down = upstream_of(run, op), downstream_of(run, op)
+    before = up is not None and up.num_cpus == num_cpus and split_by_reservation(run, up, op)
+    after = down is not None and down.num_cpus == num_cpus and split_by_reservation(run, op, down)
+    return before or after
+
+
+def split_by_reservation(run: Run, up: Operator, down: Operator) -> bool:
+    """Whether only their reservations keep two neighbouring map operators apart.
+
+    Ray fuses a task operator into the map operator after it (tasks or actors) when their remote arguments are
+    equal, an unset ``num_cpus`` counting as 1 (Ray: ``OperatorFusionRule._can_fuse``,
+    ``are_remote_args_compatible``); apart, every block between them goes through the object store.
+    """
+    kinds = {s.index: s.kind for s in run.stages}
+    maps = all(kinds.get(i) in MAP_KINDS for i in (*up.stages, *down.stages))
+    return maps and up.compute == "tasks" and (up.num_cpus, up.num_gpus) != (down.num_cpus, down.num_gpus)

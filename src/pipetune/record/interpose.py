@@ -282,6 +282,7 @@ def _new_stage(
         site=_short_site(site),
         kind=StageKind.ACTOR if kind is StageKind.TRANSFORM and _is_actor(bound) else kind,
         inputs=registry.inputs_of(bound),
+        takes=tuple(_knobs_of(bound)),
     )
     changes = registry.overrides.for_stage(stage)
     chained = _apply_changes(bound, stage, changes)

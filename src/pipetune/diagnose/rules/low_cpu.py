@@ -25,7 +25,7 @@ def check(facts: Facts) -> list[Finding]:
 def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
     rate, op = facts.rate_of(stage.index), facts.operator_of(stage.index)
     kind = facts.stage_type(stage)
-    if rate is None or op is None or kind not in _LOWERABLE or op.num_cpus <= 0:
+    if rate is None or op is None or kind not in _LOWERABLE or op.num_cpus <= 0 or not stage.accepts("num_cpus"):
         return None
     low, high = NUM_CPUS_BY_TYPE[kind]
     uses_half = rate.cores_per_task >= op.num_cpus * 0.5

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
+from pipetune.diagnose.fusion import downstream_of, split_by_reservation
 from pipetune.diagnose.rules._common import doubled, finding, halved_batch
-from pipetune.model import EventKind, Run, Stage
+from pipetune.model import EventKind, Operator, Run, Stage
 
 
 def check_oom(facts: Facts) -> list[Finding]:
@@ -58,35 +59,74 @@ def check_spill(facts: Facts) -> list[Finding]:
     spills = [e for e in facts.run.events if e.kind is EventKind.SPILL]
     if not spills:
         return []
-    stage = _biggest_holder(facts)
-    op = facts.operator_of(stage.index) if stage else None
-    fix = Fix("num_cpus", op.num_cpus, doubled(op.num_cpus), Level.PARALLELISM, stage.index) if stage and op else None
+    holder, held = _biggest_holder(facts)
+    split = _split_neighbour(facts, holder) if holder else None
+    stage = facts.run.stage(split[0].stages[0]) if split else _held_stage(facts, holder)
+    evidence = [Evidence("spilled (raylet log)", spilled_mib(facts.run), " MiB", 0.0)]
+    if holder and held:
+        evidence.append(Evidence(f"object store held by {holder.name} (peak)", held / 2**20, " MiB"))
     return [
         finding(
             facts,
             "object-store",
             "object store full: blocks spilled to disk",
             stage,
-            [Evidence("spilled (raylet log)", spilled_mib(facts.run), " MiB", 0.0)],
-            "a stage produces blocks faster than the rest of the pipeline consumes them",
-            fix,
+            evidence,
+            _SPLIT_CAUSE.format(*(op.name for op in split)) if split else _CAUSE,
+            _fusing_fix(*split) if split else _throttle_fix(facts, stage),
             Criterion("spilled_mib", "==", 0, "no spilling"),
             0.7,
         )
     ]
 
 
-def _biggest_holder(facts: Facts) -> Stage | None:
-    """The stage whose operator held the most object-store memory at any sample: the over-producer."""
+_CAUSE = "a stage produces blocks faster than the rest of the pipeline consumes them"
+_SPLIT_CAUSE = (
+    "{} and {} run apart only because their num_cpus differ (Ray fuses neighbouring map operators with equal "
+    "resources), so every block between them goes through the object store; reserved alike, they fuse and those "
+    "blocks never leave the task"
+)
+
+
+def _biggest_holder(facts: Facts) -> tuple[Operator | None, float]:
+    """The operator that held the most object-store memory at any sample (the over-producer), and that peak."""
     peak: dict[str, float] = {}
     for s in facts.run.op_samples:
         peak[s.source] = max(peak.get(s.source, 0.0), s.values.get("obj_store_bytes", 0.0))
-    if not peak:
-        return facts.bottleneck_stage()
-    uid = max(peak, key=lambda u: peak[u])
-    op = next((o for _, o in facts.run.operators() if o.uid == uid), None)
-    lead = facts.lead_of(op) if op else None
-    return facts.run.stage(lead) if lead is not None else None
+    uid = max(peak, key=lambda u: peak[u]) if peak else None
+    return next((o for _, o in facts.run.operators() if o.uid == uid), None), peak.get(uid or "", 0.0)
+
+
+def _split_neighbour(facts: Facts, holder: Operator) -> tuple[Operator, Operator] | None:
+    """(the operator to re-reserve, the one to match) where the holder and the operator after it are kept apart
+    only by their reservations and the lower one is a single stage whose call takes num_cpus."""
+    down = downstream_of(facts.run, holder)
+    if down is None or not split_by_reservation(facts.run, holder, down):
+        return None
+    low, high = sorted((holder, down), key=lambda o: o.num_cpus)
+    settable = len(low.stages) == 1 and facts.run.stage(low.stages[0]).accepts("num_cpus")
+    return (low, high) if settable and low.num_cpus < high.num_cpus else None
+
+
+def _fusing_fix(low: Operator, high: Operator) -> Fix:
+    """The guide's "num_cpus up" for spilling, taken to the neighbour's reservation so the two fuse."""
+    return Fix("num_cpus", low.num_cpus, high.num_cpus, Level.PARALLELISM, low.stages[0])
+
+
+def _held_stage(facts: Facts, holder: Operator | None) -> Stage | None:
+    lead = facts.lead_of(holder) if holder else None
+    return facts.run.stage(lead) if lead is not None else facts.bottleneck_stage()
+
+
+def _throttle_fix(facts: Facts, stage: Stage | None) -> Fix | None:
+    """The guide's spilling fix: num_cpus up, fewer tasks at once; a call that takes no num_cpus (``range``,
+    ``from_items`` ...) gets the guide's last step instead, smaller blocks (Ray's default target is 128 MiB)."""
+    op = facts.operator_of(stage.index) if stage else None
+    if stage is None or op is None:
+        return None
+    if not stage.accepts("num_cpus"):
+        return Fix("ctx.target_max_block_size", "128MiB", "64MiB", Level.CONTEXT)
+    return Fix("num_cpus", op.num_cpus, doubled(op.num_cpus), Level.PARALLELISM, stage.index)
 
 
 def spilled_mib(run: Run) -> float:

@@ -58,7 +58,8 @@ def check(facts: Facts) -> list[Finding]:
 
 def _choose(facts: Facts, stage: Stage, op: Operator, rate: OperatorRate) -> tuple[Fix | None, str]:
     reserved_slots = facts.cpus / op.num_cpus if op.num_cpus else math.inf
-    if op.num_cpus > 0 and rate.cores_per_task < op.num_cpus * 0.7 and reserved_slots <= rate.slots + 0.5:
+    over = op.num_cpus > 0 and rate.cores_per_task < op.num_cpus * 0.7 and reserved_slots <= rate.slots + 0.5
+    if over and stage.accepts("num_cpus"):
         proposed = max(0.25, math.ceil(rate.cores_per_task * 4) / 4)
         if proposed < op.num_cpus:
             return (
