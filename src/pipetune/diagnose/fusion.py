@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipetune.model import Operator, OperatorStats, Run, StageKind
 
 
@@ -30,24 +32,24 @@ def stage_times(op: Operator, stats: OperatorStats) -> tuple[float, ...] | None:
     return (*times[: n - 1], sum(times[n - 1 :]))
 
 
-MAP_KINDS = (StageKind.READ, StageKind.FILTER, StageKind.TRANSFORM, StageKind.ACTOR, StageKind.WRITE)
+_MAP_KINDS = (StageKind.READ, StageKind.FILTER, StageKind.TRANSFORM, StageKind.ACTOR, StageKind.WRITE)
 
 
 def downstream_of(run: Run, op: Operator) -> Operator | None:
     """The operator of the same execution that takes ``op``'s output (the one holding the next stage)."""
-    for execution in run.executions:
-        if op in execution.operators:
-            after = op.stages[-1] + 1 if op.stages else -1
-            return next((o for o in execution.operators if o.stages and o.stages[0] == after), None)
-    return None
+    return _next_to(run, op, lambda o: o.stages[0] == op.stages[-1] + 1)
 
 
 def upstream_of(run: Run, op: Operator) -> Operator | None:
     """The operator of the same execution whose output ``op`` takes (the one holding the stage before)."""
-    for execution in run.executions:
-        if op in execution.operators and op.stages:
-            return next((o for o in execution.operators if o.stages and o.stages[-1] == op.stages[0] - 1), None)
-    return None
+    return _next_to(run, op, lambda o: o.stages[-1] == op.stages[0] - 1)
+
+
+def _next_to(run: Run, op: Operator, adjacent: Callable[[Operator], bool]) -> Operator | None:
+    execution = next((e for e in run.executions if op in e.operators), None)
+    if execution is None or not op.stages:
+        return None
+    return next((o for o in execution.operators if o.stages and adjacent(o)), None)
 
 
 def fuses_at(run: Run, op: Operator, num_cpus: float) -> bool:
@@ -67,5 +69,5 @@ def split_by_reservation(run: Run, up: Operator, down: Operator) -> bool:
     ``are_remote_args_compatible``); apart, every block between them goes through the object store.
     """
     kinds = {s.index: s.kind for s in run.stages}
-    maps = all(kinds.get(i) in MAP_KINDS for i in (*up.stages, *down.stages))
+    maps = all(kinds.get(i) in _MAP_KINDS for i in (*up.stages, *down.stages))
     return maps and up.compute == "tasks" and (up.num_cpus, up.num_gpus) != (down.num_cpus, down.num_gpus)

@@ -42,6 +42,11 @@ def _oom_fix(facts: Facts, stage: Stage | None, num_cpus: float) -> Fix | None:
         return Fix("num_cpus", num_cpus, min(doubled(max(num_cpus, 0.5)), facts.cpus), Level.PARALLELISM, stage.index)
     if stage.knobs.batch_size:  # already one task per node: the batch itself must shrink
         return Fix("batch_size", stage.knobs.batch_size, halved_batch(stage.knobs.batch_size), Level.BATCH, stage.index)
+    return _smaller_blocks()
+
+
+def _smaller_blocks() -> Fix:
+    """The guide's last memory step: smaller blocks, half of Ray's default ``target_max_block_size`` (128 MiB)."""
     return Fix("ctx.target_max_block_size", "128MiB", "64MiB", Level.CONTEXT)
 
 
@@ -120,12 +125,12 @@ def _held_stage(facts: Facts, holder: Operator | None) -> Stage | None:
 
 def _throttle_fix(facts: Facts, stage: Stage | None) -> Fix | None:
     """The guide's spilling fix: num_cpus up, fewer tasks at once; a call that takes no num_cpus (``range``,
-    ``from_items`` ...) gets the guide's last step instead, smaller blocks (Ray's default target is 128 MiB)."""
+    ``from_items`` ...) gets the guide's last step instead, smaller blocks."""
     op = facts.operator_of(stage.index) if stage else None
     if stage is None or op is None:
         return None
     if not stage.accepts("num_cpus"):
-        return Fix("ctx.target_max_block_size", "128MiB", "64MiB", Level.CONTEXT)
+        return _smaller_blocks()
     return Fix("num_cpus", op.num_cpus, doubled(op.num_cpus), Level.PARALLELISM, stage.index)
 
 
