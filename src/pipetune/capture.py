@@ -370,7 +370,7 @@ class RunBuilder:
         return dataclasses.replace(
             self._seed,
             env=self._env,
-            stages=tuple(self._stages),
+            stages=tuple(sorted(self._stages, key=lambda s: s.index)),  # other processes add stages too
             executions=tuple(self._executions),
             op_samples=tuple(self._op_samples),
             node_samples=tuple(self._node_samples),

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    for name in ("feeds_loop.py", "two_splits.py"):
+    for name in ("feeds_loop.py", "two_splits.py", "split_actors.py"):
         shutil.copy(PIPELINES / name, tmp_path)
     return tmp_path
 
@@ -57,6 +57,21 @@ def test_each_split_of_a_streaming_split_is_its_own_consumer(work: Path, address
     assert set(loops) == {"consumer:2/0", "consumer:2/1"}
     assert sum(c.rows for c in loops.values()) == 2_000  # equal=True: every row, to one split or the other
     assert run.stage(2).kind is StageKind.CONSUME and run.stage(2).inputs == (1,)  # type: ignore[attr-defined]
+
+
+def test_splits_looped_over_in_actors_and_their_coordinator_are_recorded(work: Path, address: str) -> None:
+    """Ray runs a streaming_split's execution in its coordinator actor, and the script hands each split to an
+    actor that loops over it: both report to the recorder from their own processes."""
+    view, run = _run(work, address, "split_actors.py")
+    loops = {c.source: c for c in consumption(run)}  # type: ignore[arg-type]
+    assert set(loops) == {"consumer:2/0", "consumer:2/1"} and all(c.from_ray for c in loops.values())
+    assert sum(c.rows for c in loops.values()) == 4_000
+    assert [s["key"] for s in view["stages"]] == ["0:range", "1:map_batches:slow", "2:iter_batches"]  # one loop
+    (execution,) = run.executions  # type: ignore[attr-defined]
+    owned = {op.name: op.stages for op in execution.operators}
+    assert owned["ReadRange"] == (0,) and owned["MapBatches(slow)"] == (1,) and execution.ended_t is not None
+    found = {f.rule: f for f in diagnose(run).findings}  # type: ignore[arg-type]
+    assert found["data-bound"].stage == 1  # the producer the loops wait for, measured in the coordinator
 
 
 def test_a_trial_of_a_consumed_pipeline_is_a_probe_judged_by_its_loop(work: Path, address: str) -> None:

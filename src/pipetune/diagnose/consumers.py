@@ -92,7 +92,7 @@ def consumption(run: Run) -> list[Consumption]:
 
 def feeding(run: Run, c: Consumption) -> Execution | None:
     """The execution that fed the loop: started by it (while it ran) and built from stages before it. None
-    where the pipeline ran outside the driver (a streaming_split runs it in Ray's split coordinator)."""
+    where that execution was not recorded (a split's coordinator on a cluster the recorder could not reach)."""
     for e in run.executions:
         upstream = all(s < c.stage for op in e.operators for s in op.stages)
         if upstream and e.operators and c.started_t <= e.started_t <= c.ended_t:

@@ -25,11 +25,14 @@ SPEC_ENV = "PIPETUNE_SPEC"
 def main() -> int:
     _die_with_parent()
     spec = json.loads(os.environ.pop(SPEC_ENV))
+    from pipetune.record import _ray_compat, remote
     from pipetune.record.channel import ENV_FD, Sender
 
     sender = Sender(int(os.environ.pop(ENV_FD)))
     t0 = time.perf_counter()
     probe = _install(sender, spec, t0)
+    # a split's coordinator and the actors that loop over splits report to the recorder as this process does
+    remote.reach_workers(t0, spec["overrides"], (_ray_compat.CALLBACK_ENV,))
     _guard_files(spec.get("sandbox"), probe)
     outcome = _run_script(spec["script"], spec["args"])
     probe.stop()

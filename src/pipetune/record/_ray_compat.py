@@ -56,23 +56,47 @@ def install_callback(listener: Any) -> None:
 
 
 class PipetuneCallback(ExecutionCallback):
-    """Forwards executor events to the probe; does nothing outside a pipetune-launched driver."""
+    """Forwards executor events to the probe. Outside the driver (a split's coordinator runs its execution in
+    an actor) it asks ``remote`` for a probe of that process, which does nothing outside a recorded run."""
+
+    def __init__(self) -> None:
+        self._target = _listener if _listener is not None else _remote_listener()
 
     def before_execution_starts(self, executor: Any) -> None:
-        if _listener is not None:
-            _listener.execution_started(executor)
+        if self._target is not None:
+            self._target.execution_started(executor)
 
     def on_execution_step(self, executor: Any) -> None:
-        if _listener is not None:
-            _listener.execution_step(executor)
+        if self._target is not None:
+            self._target.execution_step(executor)
 
     def after_execution_succeeds(self, executor: Any) -> None:
-        if _listener is not None:
-            _listener.execution_ended(executor, None)
+        if self._target is not None:
+            self._target.execution_ended(executor, None)
 
     def after_execution_fails(self, executor: Any, error: Exception) -> None:
-        if _listener is not None:
-            _listener.execution_ended(executor, error)
+        if self._target is not None:
+            self._target.execution_ended(executor, error)
+
+
+def _remote_listener() -> Any:
+    from pipetune.record import remote  # only in a process that is not the driver
+
+    try:
+        return remote.executor_listener()
+    except Exception as err:  # recording is best effort: never fail the execution it watches
+        log.debug("pipetune: no recording in this process (%s)", err)
+        return None
+
+
+def install_split_pickling(reduce: Callable[[Any], tuple[Any, ...]]) -> None:
+    """Have a ``streaming_split`` iterator pickle as ``reduce(iterator)`` says (it is sent to an actor)."""
+    from ray.data._internal.iterator.stream_split_iterator import StreamSplitDataIterator
+
+    def __reduce__(self: Any) -> tuple[Any, ...]:
+        return reduce(self)
+
+    StreamSplitDataIterator.__reduce__ = __reduce__  # type: ignore[method-assign]
 
 
 # -- reading the executor --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ray.data import ActorPoolStrategy, DataIterator, Dataset, TaskPoolStrategy
 
 from pipetune.errors import UsageError
 from pipetune.model import MATERIALIZING, Knobs, KnobValue, Stage, StageKind
-from pipetune.record import _ray_compat
+from pipetune.record import _ray_compat, remote
 from pipetune.record.consume import ConsumerLog, source_of
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ _MAP_METHODS = {
 _ITERATING = ("iter_batches", "iter_rows", "iter_torch_batches", "iter_tf_batches", "iter_jax_batches")
 _SPLITTING = ("streaming_split", "split")  # start an execution from the user's code, but consume nothing here
 _ALL_TO_ALL = ("repartition", "random_shuffle", "randomize_block_order", "sort", "union", "zip", "join")
+_TAG = "_pipetune_stage"  # on a logical operator: the stage that built it (travels with a pickled plan)
 
 
 def _source_names() -> list[str]:
@@ -76,6 +77,7 @@ class StageRegistry:
         self.stages: list[Stage] = []
         self._on_stage = on_stage
         self.on_materialize = on_materialize
+        self.ledger = remote.ledger()  # stage indices, unique across the run's processes
         self._owner: dict[int, int] = {}  # id(logical op) -> stage index
         self._keep: list[Any] = []  # keeps tagged ops alive so their ids are never reused
         self._active: list[int] = []
@@ -86,9 +88,15 @@ class StageRegistry:
         self._split_from: dict[int, int] = {}  # id(split iterator) -> the stage whose dataset was split
         self._lock = threading.Lock()
 
-    def add(self, stage: Stage) -> None:
+    def add(self, stage: Stage, announce: bool = True) -> None:
+        """Keep ``stage``; ``announce`` it unless another process of the run did (a loop two actors run)."""
         self.stages.append(stage)
-        self._on_stage(stage)
+        if announce:
+            self._on_stage(stage)
+
+    def built(self) -> int:
+        """How many stages the run had when this process last built one."""
+        return max((s.index for s in self.stages), default=-1) + 1
 
     def consumer_stage(self, method: str, bound: inspect.BoundArguments, site: str) -> Stage:
         """The stage of an iteration call: one per call site, so a loop that calls ``iter_batches`` once per
@@ -96,7 +104,8 @@ class StageRegistry:
         with self._lock:  # two consumer threads (the splits of a streaming_split) reach one site at once
             known = self._consumer_sites.get(site)
             if known is None:
-                stage = self._consumer_sites[site] = _new_stage(self, method, StageKind.CONSUME, bound, site)
+                stage = _new_stage(self, method, StageKind.CONSUME, bound, site, key=site)
+                self._consumer_sites[site] = stage
                 return stage
         _apply_changes(bound, known, self.overrides.for_stage(known))
         return known
@@ -127,14 +136,23 @@ class StageRegistry:
             self._split_from[id(it)] = source
             self._keep.append(it)
 
+    def adopt_split(self, iterator: Any, source: int | None) -> None:
+        """A split iterator that reached this process reads the dataset stage ``source`` built."""
+        if source is not None:
+            self._split_from[id(iterator)] = source
+            self._keep.append(iterator)
+
     def tag(self, stage: Stage, result: Any) -> None:
-        """Claim the logical operators a call created (those no earlier stage claimed)."""
+        """Claim the logical operators a call created (those no earlier stage claimed). The claim is also
+        written on the operator, so a process that unpickles the plan (a split's coordinator) reads it."""
         if not isinstance(result, Dataset):
             return
         for op in _ray_compat.logical_ops(result):
             if id(op) not in self._owner:
                 self._owner[id(op)] = stage.index
                 self._keep.append(op)
+                with contextlib.suppress(AttributeError):  # a frozen dataclass: set as its __init__ would
+                    object.__setattr__(op, _TAG, stage.index)
 
     @contextlib.contextmanager
     def active(self, stage: Stage) -> Iterator[None]:
@@ -146,8 +164,9 @@ class StageRegistry:
             self._active.pop()
 
     def owners(self, logical_ops: list[Any]) -> tuple[int, ...]:
-        found = {self._owner[id(op)] for op in logical_ops if id(op) in self._owner}
-        untagged = any(id(op) not in self._owner for op in logical_ops)
+        claims = [self._owner.get(id(op), getattr(op, _TAG, None)) for op in logical_ops]
+        found = {c for c in claims if isinstance(c, int)}
+        untagged = any(not isinstance(c, int) for c in claims)
         if untagged and self._active:
             found.add(self._active[-1])
         return tuple(sorted(found))
@@ -168,13 +187,25 @@ def install(registry: StageRegistry) -> None:
         setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.WRITE))
     for name in MATERIALIZING:
         setattr(Dataset, name, _wrap_materializing(getattr(Dataset, name), name, registry))
+    for name in _SPLITTING:
+        setattr(Dataset, name, _splitting(getattr(Dataset, name), registry))
+    install_consumers(registry)
+    _ray_compat.install_split_pickling(functools.partial(_pickled_split, registry))
+
+
+def install_consumers(registry: StageRegistry) -> None:
+    """Wrap the iteration calls only: what a process that loops over a split needs (a training worker)."""
     for cls in (Dataset, DataIterator):
         for name in _ITERATING:
             if hasattr(cls, name):
                 setattr(cls, name, _wrap_iterating(getattr(cls, name), name, registry))
-    for name in _SPLITTING:
-        setattr(Dataset, name, _splitting(getattr(Dataset, name), registry))
-    _ray_compat.install_iteration_hook(registry.consumers.on_stats)
+    _ray_compat.install_iteration_hook(lambda stats: registry.consumers.on_stats(stats))
+
+
+def _pickled_split(registry: StageRegistry, iterator: Any) -> tuple[Any, ...]:
+    """How a split iterator travels to another process: as Ray would send it, rebuilt there by
+    ``remote.rebuild_split``, which records its loops and knows which stage's dataset it reads."""
+    return (remote.rebuild_split, (type(iterator), dict(iterator.__dict__), registry.produced_by(iterator)))
 
 
 def _wrap_iterating(fn: Callable[..., Any], method: str, registry: StageRegistry) -> Callable[..., Any]:
@@ -233,7 +264,7 @@ def _wrap_materializing(fn: Callable[..., Any], method: str, registry: StageRegi
         caller = sys._getframe(1)
         if not caller.f_code.co_filename.startswith((_RAY_DIR, _PIPETUNE_DIR)):
             site = _short_site(f"{caller.f_code.co_filename}:{caller.f_lineno}")
-            registry.on_materialize(method, site, len(registry.stages))
+            registry.on_materialize(method, site, registry.built())
             registry.before_execution()
         return fn(*args, **kwargs)
 
@@ -272,11 +303,18 @@ def _wrap(fn: Callable[..., Any], method: str, registry: StageRegistry, kind: St
 
 
 def _new_stage(
-    registry: StageRegistry, method: str, kind: StageKind, bound: inspect.BoundArguments, site: str
+    registry: StageRegistry,
+    method: str,
+    kind: StageKind,
+    bound: inspect.BoundArguments,
+    site: str,
+    key: str | None = None,
 ) -> Stage:
+    """The stage of a call; with ``key`` (a loop's call site), the one stage every process shares for it."""
     udf_obj = bound.arguments.get("fn")
+    index, new = registry.ledger.take("stage", key)
     stage = Stage(
-        index=len(registry.stages),
+        index=index,
         method=method,
         udf=_udf_name(udf_obj),
         site=_short_site(site),
@@ -288,7 +326,7 @@ def _new_stage(
     chained = _apply_changes(bound, stage, changes)
     knobs = with_knobs(read_knobs(bound), chained)
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
-    registry.add(stage)
+    registry.add(stage, announce=new)
     return stage
 
 

@@ -26,7 +26,7 @@ from pipetune.capture import EnvironmentSeen, EventSeen, Message, OpId, OpSample
 from pipetune.diagnose import bottleneck_label
 from pipetune.errors import RayUnavailable, ScriptError, UsageError, describe_exception
 from pipetune.model import Event, EventKind, Run, RunStatus
-from pipetune.record import logs, stacks
+from pipetune.record import logs, remote, stacks
 from pipetune.record.channel import ENV_FD, receive
 from pipetune.record.watchdog import Watchdog
 from pipetune.settings import Settings
@@ -65,7 +65,11 @@ def record(launch: Launch, store: Store, listener: Listener | None = None) -> Ru
     header = _header(script, launch, overrides)
     store.create(header)
     recorder = _Recorder(store, header.id, listener, Watchdog(launch.stall_after_s), launch.stop)
-    outcome = recorder.drive(_spawn(script, launch, overrides, address), launch)
+    inbox = remote.Inbox(recorder.handle)  # a split's coordinator and the actors that loop over splits
+    try:
+        outcome = recorder.drive(_spawn(script, launch, overrides, address, inbox.env()), launch)
+    finally:
+        inbox.close()
     for event in logs.events_since(recorder.raylet_logs, header.started_at, header.started_at):
         store.append(header.id, EventSeen(event))
     if launch.sandbox is not None:
@@ -146,7 +150,7 @@ def _display_path(script: Path) -> str:
 
 
 def _spawn(
-    script: Path, launch: Launch, overrides: Settings, address: str | None
+    script: Path, launch: Launch, overrides: Settings, address: str | None, extra: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], int]:
     read_fd, write_fd = os.pipe()
     spec = {
@@ -156,7 +160,7 @@ def _spawn(
         "sandbox": str(launch.sandbox) if launch.sandbox else None,
         "sample_rows": launch.sample_rows,
     }
-    env = {**os.environ, **launch.extra_env, "PIPETUNE_SPEC": json.dumps(spec), ENV_FD: str(write_fd)}
+    env = {**os.environ, **launch.extra_env, **extra, "PIPETUNE_SPEC": json.dumps(spec), ENV_FD: str(write_fd)}
     if address:
         env["RAY_ADDRESS"] = address
     log = open(launch.output, "ab") if launch.output else None  # noqa: SIM115 - closed once the child has it
@@ -188,6 +192,7 @@ class _Recorder:
         self.raylet_pids: list[int] = []
         self.captures: list[threading.Thread] = []
         self._lock = threading.Lock()  # the stack-capturing thread appends to the store too
+        self._handling = threading.Lock()  # messages arrive from the driver's pipe and from other processes
         self.store = store
         self.run_id = run_id
         self.listener = listener
@@ -216,14 +221,18 @@ class _Recorder:
         while True:
             try:
                 for message in receive(stream):
-                    self._handle(message)
+                    self.handle(message)
                 return
             except KeyboardInterrupt:
                 self.interrupts += 1
                 _signal_group(proc, signal.SIGINT if self.interrupts == 1 else signal.SIGKILL)
 
-    def _handle(self, message: Message) -> None:
+    def handle(self, message: Message) -> None:
         """Store what belongs to the run, note how it ended, then show the message and ask the stop rule."""
+        with self._handling:
+            self._handle(message)
+
+    def _handle(self, message: Message) -> None:
         match message:
             case Outcome():
                 self.finished = message

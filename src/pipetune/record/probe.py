@@ -41,7 +41,11 @@ from pipetune.settings import Settings, check_selectors
 
 
 class Probe:
-    """Receives executor callbacks (through ``_ray_compat``) and node samples; sends them to the parent."""
+    """Receives executor callbacks (through ``_ray_compat``) and node samples; sends them to the parent.
+
+    ``remote``: a probe in a process of the run that is not its driver (``record.remote``): it reports the
+    executions that run there and leaves the cluster's description and node sampling to the driver's.
+    """
 
     def __init__(
         self,
@@ -50,7 +54,9 @@ class Probe:
         t0: float,
         sandbox: str | None = None,
         sample_rows: int | None = None,
+        remote: bool = False,
     ) -> None:
+        self.remote = remote
         self.sender = sender
         self.overrides = overrides
         self.t0 = t0
@@ -92,8 +98,9 @@ class Probe:
     def execution_started(self, executor: Any) -> None:
         with self._lock:
             first = not self._executions
-            index = self._executions[_ray_compat.dataset_id(executor)] = len(self._executions)
-        if first:
+            index, _ = self.registry.ledger.take("execution")
+            self._executions[_ray_compat.dataset_id(executor)] = index
+        if first and not self.remote:
             self._first_execution()
         ops = [self._operator(index, view) for view in _ray_compat.operators(executor)]
         self.tasks.register(index, _ray_compat.operator_objects(executor))
@@ -176,9 +183,12 @@ class Probe:
         if op is None:
             return None
         view = next((v for v in _ray_compat.operators(executor) if v["op_id"] == op.ray_id), None)
-        owners = [self.registry.stages[i] for i in (self.registry.owners(view["logical"]) if view else ())]
+        indices = self.registry.owners(view["logical"]) if view else ()
+        owners = [s for s in self.registry.stages if s.index in indices]
         named = [s for s in owners if s.udf and f"{s.udf}" in error_text]
-        return (named or owners)[-1].index if owners else None
+        if not owners:  # a process of the run that did not build the stages (a split's coordinator)
+            return indices[-1] if indices else None
+        return (named or owners)[-1].index
 
     def sink_written(self, rows: int) -> None:
         """A write reported its row count; it belongs to the execution that just ran it."""

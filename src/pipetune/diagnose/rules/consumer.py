@@ -41,7 +41,7 @@ def _bound(facts: Facts, c: Consumption) -> Finding:
 
 def _slowest(facts: Facts, producer: Execution | None) -> OperatorRate | None:
     """The producer's operator with the least headroom, judged by service rate as for any pipeline (None:
-    its execution was not recorded, e.g. a streaming_split, whose pipeline runs in Ray's split coordinator)."""
+    its execution was not recorded, e.g. a split's coordinator on a cluster the recorder could not reach)."""
     rates = operator_rates(facts.run, producer) if producer is not None else []
     return min(rates, key=lambda r: r.headroom, default=None)
 

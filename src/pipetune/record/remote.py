@@ -1,0 +1,278 @@
+"""What the script's Ray Data does outside its driver process, recorded as if it happened inside it.
+
+Two parts of a training-ingest pipeline run in other processes of the driver's node:
+
+- the executor of a ``streaming_split``: Ray runs it in its ``SplitCoordinator`` actor, which Ray Data pins to
+  the driver's node (a label selector on the driver's node id, ``stream_split_iterator.py``);
+- the loops over the splits, when the script hands each split to an actor (a training worker).
+
+Both report to the recorder over a Unix socket it listens on (:class:`Inbox`), with the same messages the
+driver sends down its pipe. Ray starts its workers with the environment of the raylet, and a local Ray's
+raylet is started by the driver, so the socket's path, the run's clock origin and its settings reach every
+worker through the variables below. ``perf_counter`` is ``CLOCK_MONOTONIC`` on Linux, one clock for every
+process of the machine, so a time measured in a worker lands on the run's own timeline.
+
+Indices must stay unique across those processes: stages (one per call site, also for a loop that two actors
+run) and executions come from one :class:`Ledger`, a small file locked with ``flock`` beside the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pipetune.capture import Message
+from pipetune.record.channel import Sender, receive
+
+if TYPE_CHECKING:
+    from pipetune.record.interpose import StageRegistry
+    from pipetune.record.probe import Probe
+
+ENV_SOCKET = "PIPETUNE_EVENTS_SOCKET"
+ENV_T0 = "PIPETUNE_T0"  # the driver's perf_counter at the run's start
+ENV_OVERRIDES = "PIPETUNE_OVERRIDES"  # the run's settings, as ``Settings.to_config`` writes them
+LEDGER = "ledger.json"
+
+
+# -- the recorder's side ---------------------------------------------------------------------------------
+
+
+class Inbox:
+    """A Unix socket the run's other processes connect to; each message is handed to ``deliver``.
+
+    ``deliver`` is called from one reader thread per connection: it must be safe to call from several.
+    """
+
+    def __init__(self, deliver: Callable[[Message], None]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="pipetune-")
+        self.path = os.path.join(self.dir, "events.sock")
+        self._deliver = deliver
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(self.path)
+        self._server.listen(16)
+        self._readers: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, name="pipetune-inbox", daemon=True)
+        self._accepting.start()
+
+    def env(self) -> dict[str, str]:
+        return {ENV_SOCKET: self.path}
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:  # closed: the run is over
+                return
+            reader = threading.Thread(target=self._read, args=(conn,), name="pipetune-inbox-reader", daemon=True)
+            reader.start()
+            self._readers.append(reader)
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as stream:
+            for message in receive(stream):
+                self._deliver(message)
+
+    def close(self, wait_s: float = 2.0) -> None:
+        """Stop listening, give open connections ``wait_s`` to finish (their processes end with Ray)."""
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
+        self._server.close()
+        deadline = time.monotonic() + wait_s
+        for reader in list(self._readers):
+            reader.join(max(0.0, deadline - time.monotonic()))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- indices shared by the run's processes ---------------------------------------------------------------
+
+
+class Ledger:
+    """Hands out stage and execution indices, unique across every process of the run.
+
+    With no path (a unit test, or a process the recorder did not start) it counts in memory.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self._memory: dict[str, Any] = {"next": {}, "keys": {}}
+        self._lock = threading.Lock()
+
+    def take(self, kind: str, key: str | None = None) -> tuple[int, bool]:
+        """The next index of ``kind`` (``"stage"``, ``"execution"``), and True; or, for a ``key`` seen
+        before (a loop's call site), the index it got then, and False."""
+        with self._lock, self._state() as state:
+            named = f"{kind}:{key}" if key is not None else None
+            if named is not None and named in state["keys"]:
+                return int(state["keys"][named]), False
+            index = int(state["next"].get(kind, 0))
+            state["next"][kind] = index + 1
+            if named is not None:
+                state["keys"][named] = index
+            return index, True
+
+    @contextlib.contextmanager
+    def _state(self) -> Iterator[dict[str, Any]]:
+        if self.path is None:
+            yield self._memory
+            return
+        with open(self.path, "a+", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed
+            f.seek(0)
+            text = f.read()
+            state = json.loads(text) if text else {"next": {}, "keys": {}}
+            yield state
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(state))
+
+
+def ledger() -> Ledger:
+    """This process's view of the run's ledger (in memory when the recorder gave no socket)."""
+    path = os.environ.get(ENV_SOCKET)
+    return Ledger(os.path.join(os.path.dirname(path), LEDGER) if path else None)
+
+
+# -- the driver's side ----------------------------------------------------------------------------------
+
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # Ray's: a job config that ``ray.init`` merges into the driver's
+
+
+def reach_workers(t0: float, overrides: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Make the run's recording environment (the socket, the clock origin, the settings and ``names``) reach
+    the workers Ray starts for this driver.
+
+    A local Ray started by the driver passes its environment on by itself. A cluster this driver attaches to
+    gets it as the job's ``runtime_env`` ``env_vars``, through the job config ``ray.init`` reads, but only when
+    the cluster runs on this machine: its workers then import this same pipetune, and the socket is here.
+    """
+    os.environ[ENV_T0] = repr(t0)
+    os.environ[ENV_OVERRIDES] = json.dumps(overrides)
+    address = os.environ.get("RAY_ADDRESS", "")
+    if not address or not on_this_machine(address) or ENV_SOCKET not in os.environ:
+        return
+    keys = (ENV_SOCKET, ENV_T0, ENV_OVERRIDES, *names)
+    config = json.loads(os.environ.get(JOB_CONFIG_ENV) or "{}")
+    runtime_env = config.setdefault("runtime_env", {}) or {}
+    config["runtime_env"] = runtime_env
+    runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **{k: os.environ[k] for k in keys}}
+    os.environ[JOB_CONFIG_ENV] = json.dumps(config)
+
+
+def on_this_machine(address: str) -> bool:
+    """True for a Ray address whose head runs on this machine (``auto``, loopback, one of its own IPs)."""
+    if address == "auto":
+        return True
+    if "://" in address:  # Ray Client (ray://): the driver runs on the cluster, not here
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        ip = socket.gethostbyname(host)
+    except OSError:
+        return False
+    return ip.startswith("127.") or ip in _own_ips()
+
+
+def _own_ips() -> set[str]:
+    import psutil
+
+    return {a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family == socket.AF_INET}
+
+
+# -- a worker's side -------------------------------------------------------------------------------------
+
+
+def _connect() -> Sender | None:
+    """A sender to the recorder, or None when this process was not started under one (or it is gone)."""
+    path = os.environ.get(ENV_SOCKET)
+    if not path:
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:
+        conn.close()
+        return None
+    _keep.append(conn)  # the fd lives as long as the process
+    return Sender(conn.fileno())
+
+
+def _t0() -> float:
+    try:
+        return float(os.environ.get(ENV_T0, ""))
+    except ValueError:
+        return time.perf_counter()
+
+
+_keep: list[socket.socket] = []
+_lock = threading.Lock()
+_executor_listener: Probe | None = None
+_consumers: StageRegistry | None = None
+
+
+def executor_listener() -> Probe | None:
+    """The probe for executions that run in this process though it is not the driver (a split's
+    coordinator); None outside a recorded run. Made once, on the first execution."""
+    global _executor_listener
+    with _lock:
+        if _executor_listener is None:
+            sender = _connect()
+            if sender is not None:
+                from pipetune.record.probe import Probe
+
+                _executor_listener = Probe(sender, _overrides(), _t0(), remote=True)
+        return _executor_listener
+
+
+def _overrides() -> Any:
+    from pipetune.settings import Settings
+
+    return Settings.from_config(json.loads(os.environ.get(ENV_OVERRIDES) or "{}"))
+
+
+def split_arrived(iterator: Any, source: int | None) -> None:
+    """A split of a ``streaming_split`` was unpickled in this process: its loops here are consumers of the
+    run, as they would be in the driver. ``source`` is the stage whose dataset was split."""
+    registry = _consumer_registry()
+    if registry is not None:
+        registry.adopt_split(iterator, source)
+
+
+def _consumer_registry() -> StageRegistry | None:
+    global _consumers
+    with _lock:
+        if _consumers is None:
+            sender = _connect()
+            if sender is None:
+                return None
+            _consumers = _install_consumers(sender)
+        return _consumers
+
+
+def _install_consumers(sender: Sender) -> StageRegistry:
+    from pipetune.capture import ConsumerSamples, StageBuilt
+    from pipetune.record import interpose
+    from pipetune.record.consume import ConsumerLog
+
+    t0 = _t0()
+    registry = interpose.StageRegistry(_overrides(), lambda stage: sender.send(StageBuilt(stage)))
+    registry.consumers = ConsumerLog(lambda values: sender.send(ConsumerSamples(time.perf_counter() - t0, values)))
+    interpose.install_consumers(registry)
+    return registry
+
+
+def rebuild_split(cls: type[Any], state: dict[str, Any], source: int | None) -> Any:
+    """Unpickles a split iterator as Ray would (``__dict__`` restored), then records its loops here."""
+    iterator: Any = object.__new__(cls)
+    iterator.__dict__.update(state)
+    with contextlib.suppress(Exception):  # recording is best effort: the user's worker must get its split
+        split_arrived(iterator, source)
+    return iterator

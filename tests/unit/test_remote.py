@@ -1,0 +1,110 @@
+"""The run's other processes (a split's coordinator, actors that loop over splits): their channel and indices."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipetune import capture
+from pipetune.capture import ConsumerSamples, Message, StageBuilt
+from pipetune.model import Run, RunStatus
+from pipetune.record import remote
+from pipetune.record.channel import Sender
+from tests.unit.builders import stage
+
+
+def test_a_keyed_index_is_shared_and_a_plain_one_is_always_new(tmp_path: Path) -> None:
+    first, second = remote.Ledger(str(tmp_path / "ledger.json")), remote.Ledger(str(tmp_path / "ledger.json"))
+    assert first.take("stage") == (0, True)
+    assert second.take("stage", "train.py:23") == (1, True)  # another process, the same file
+    assert first.take("stage", "train.py:23") == (1, False)  # a loop two actors run is one stage
+    assert first.take("execution") == (0, True) and second.take("execution") == (1, True)
+    assert remote.Ledger().take("stage") == (0, True)  # no recorder: counted in memory
+
+
+def test_indices_stay_unique_when_processes_take_them_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "ledger.json")
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(20):
+            index, _ = remote.Ledger(path).take("stage")
+            with lock:
+                taken.append(index)
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken) == list(range(80))
+
+
+def test_every_connection_to_the_inbox_delivers_its_messages() -> None:
+    got: list[Message] = []
+    lock = threading.Lock()
+
+    def deliver(message: Message) -> None:
+        with lock:
+            got.append(message)
+
+    inbox = remote.Inbox(deliver)
+    sent = [StageBuilt(stage(3, "iter_batches")), ConsumerSamples(1.5, {"consumer:3/0": {"batches": 2.0}})]
+    for message in sent:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(inbox.env()[remote.ENV_SOCKET])
+            Sender(conn.fileno()).send(message)
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    inbox.close()
+    assert sorted(map(capture.encode, got)) == sorted(map(capture.encode, sent))
+    assert not os.path.exists(inbox.dir)  # the socket and the ledger go with the run
+
+
+def test_stages_sent_from_several_processes_are_kept_in_index_order() -> None:
+    seed = Run(id="r", script="s.py", started_at=0.0, status=RunStatus.RUNNING)
+    run = capture.build(
+        seed, [StageBuilt(stage(2, "iter_batches")), StageBuilt(stage(0, "range")), StageBuilt(stage(1, "map"))]
+    )
+    assert [s.index for s in run.stages] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("address", "here"),
+    [("auto", True), ("127.0.0.1:6379", True), ("localhost:6379", True), ("ray://10.0.0.9:10001", False)],
+)
+def test_only_a_cluster_on_this_machine_gets_the_recording_environment(address: str, here: bool) -> None:
+    assert remote.on_this_machine(address) is here
+
+
+def test_an_attached_local_cluster_gets_the_environment_through_the_job_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (remote.ENV_T0, remote.ENV_OVERRIDES):  # set by the call: restored after the test
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
+    monkeypatch.setenv("EXTRA", "1")
+    monkeypatch.setenv(remote.JOB_CONFIG_ENV, json.dumps({"runtime_env": {"env_vars": {"USER_VAR": "kept"}}}))
+    remote.reach_workers(12.5, {"stages": {}}, ("EXTRA",))
+    env_vars = json.loads(os.environ[remote.JOB_CONFIG_ENV])["runtime_env"]["env_vars"]
+    assert env_vars["USER_VAR"] == "kept" and env_vars["EXTRA"] == "1"
+    assert env_vars[remote.ENV_T0] == "12.5" and env_vars[remote.ENV_SOCKET] == "/tmp/pipetune-x/events.sock"
+
+
+def test_a_remote_cluster_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (remote.ENV_T0, remote.ENV_OVERRIDES):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://10.0.0.9:10001")
+    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
+    monkeypatch.delenv(remote.JOB_CONFIG_ENV, raising=False)
+    remote.reach_workers(1.0, {}, ())
+    assert remote.JOB_CONFIG_ENV not in os.environ
