@@ -180,3 +180,18 @@ def test_tuning_never_changes_what_the_loop_receives_unless_allowed() -> None:
     assert ("2", "batch_size") not in touched and ("2", "local_shuffle_buffer_size") not in touched
     allowed = _proposals(run, frozenset({"iterator.local_shuffle_buffer_size"}))
     assert ("2", "local_shuffle_buffer_size") in {(s.selector, s.knob) for p in allowed for s in p.settings.stages}
+
+
+def test_a_probe_that_changed_the_loops_batch_is_predicted_for_the_baselines_rows() -> None:
+    probe = looped(two_stage_run(), blocked_s=1.0, user_s=3.0, batches=32, rows=6_400, first_wait_s=0.5)
+    assert objective.consumed_rows(probe) == {"consumer:2": 6_400.0}
+    # the baseline's loop took 320 batches of 100 rows (32,000 rows); this one takes batches of 200
+    assert objective.seconds(probe, {"consumer:2": 320.0}, {"consumer:2": 32_000.0}) == pytest.approx(0.5 + 4.0 * 5)
+
+
+def test_a_consumer_bound_loop_gets_its_own_batch_doubled_only_when_allowed() -> None:
+    run = looped(two_stage_run(), blocked_s=0.1, user_s=9.0, batch_size=64)
+    assert not any(s.selector == "2" and s.knob == "batch_size" for p in _proposals(run) for s in p.settings.stages)
+    allowed = _proposals(run, frozenset({"iterator.batch_size"}))
+    loop = [p for p in allowed if p.rule == "loop-batch"]
+    assert [(s.selector, s.knob, s.value) for p in loop for s in p.settings.stages] == [("2", "batch_size", 128)]

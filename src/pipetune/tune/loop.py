@@ -166,6 +166,7 @@ class Tuner:
             measured_s=seconds,
             probe=objective.is_probe(run),
             consumed=objective.consumed(run),
+            consumed_rows=objective.consumed_rows(run),
         )
         self.store.append_study(study.id, "trial", trial_payload(trial))
         self.say(_result(trial, run))

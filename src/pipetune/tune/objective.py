@@ -4,8 +4,9 @@ A pipeline that ends in a write: the run's wall time. A pipeline the script's ow
 loop over ``iter_batches``): the loop's time, from asking for its first batch to its last, since the loop's
 throughput is what a training job is for; the script's other work (building a model, evaluating) is not the
 pipeline's. Such a trial is a probe: it is stopped once every loop has taken ``PROBE_BATCHES`` batches, and its
-loop time is predicted for the batches the baseline's loop took (the start-up wait, plus the probe's time per
-batch for every batch). The baseline runs in full, so the count is measured, never assumed.
+loop time is predicted for the rows the baseline's loop took (the start-up wait, plus the probe's time per row
+for every row; per batch for a baseline stored before rows were). The baseline runs in full, so the count is
+measured, never assumed.
 """
 
 from __future__ import annotations
@@ -25,19 +26,28 @@ def consumed(run: Run) -> dict[str, float]:
     return {c.source: c.batches for c in consumption(run)}
 
 
-def loop_s(c: Consumption, batches: float | None = None) -> float:
-    """The loop's time, or what it would be over ``batches`` batches at its measured time per batch."""
+def consumed_rows(run: Run) -> dict[str, float]:
+    """Rows each loop of the run took."""
+    return {c.source: c.rows for c in consumption(run)}
+
+
+def loop_s(c: Consumption, batches: float | None = None, rows: float | None = None) -> float:
+    """The loop's time, or what it would be over ``rows`` rows (else ``batches`` batches) at its measured pace."""
+    if rows is not None and c.rows > 0:
+        return c.first_wait_s + c.loop_s * max(1.0, rows / c.rows)
     if batches is None or batches <= c.batches:
         return c.first_wait_s + c.loop_s
     return c.first_wait_s + c.loop_s / c.batches * batches
 
 
-def seconds(run: Run, full: Mapping[str, float]) -> float | None:
-    """The trial's figure: the slowest loop's time (predicted over ``full`` batches for a probe), else wall."""
+def seconds(run: Run, full: Mapping[str, float], full_rows: Mapping[str, float] | None = None) -> float | None:
+    """The trial's figure: the slowest loop's time (predicted over the baseline's ``full_rows`` rows, else its
+    ``full`` batches, for a probe), else the run's wall time."""
     loops = consumption(run)
     if not loops:
         return run.wall_s if run.status.ok else None
-    return max(loop_s(c, full.get(c.source)) for c in loops)
+    rows = full_rows or {}
+    return max(loop_s(c, full.get(c.source), rows.get(c.source)) for c in loops)
 
 
 def is_probe(run: Run) -> bool:

@@ -25,6 +25,7 @@ from pipetune.diagnose import (
     Finding,
     Fix,
     Level,
+    consumer_bound,
     diagnose,
     gain_tier,
 )
@@ -77,7 +78,7 @@ class ModelGuided:
 
     def propose(self, view: View) -> Proposal | None:
         facts = Facts.of(view.run)
-        capped = (_below_failures(facts, _back_off(facts, p, view), view) for p in candidates(facts))
+        capped = (_below_failures(facts, _back_off(facts, p, view), view) for p in candidates(facts, view.allow))
         viable = [p for p in capped if p is not None and _viable(p, view) and _measurable(p, view)]
         return min((p for p in viable if _allowed(p, view)), key=_rank, default=None)
 
@@ -161,13 +162,15 @@ def _viable(p: Proposal, view: View) -> bool:
     return unschedulable(view.run, config) is None
 
 
-def candidates(facts: Facts) -> Iterator[Proposal]:
+def candidates(facts: Facts, allow: frozenset[str] = frozenset()) -> Iterator[Proposal]:
     """Every change worth predicting: the doctor's fixes, the model's batch and pool moves, Ray Data's
-    defaults, and all the model's own moves at once (stages that limit together only gain together)."""
+    defaults, and all the model's own moves at once (stages that limit together only gain together); with
+    ``allow``, the moves of the loop's own knobs the user lets tuning change."""
     fixes = [p for p in (_from_finding(facts, f) for f in diagnose(facts.run).findings) if p is not None]
     moves = [*_batch_moves(facts), *_pool_moves(facts)]
     yield from fixes
     yield from moves
+    yield from _loop_batch_moves(facts, allow)
     yield from _default_moves(facts)
     joint = _joint(facts, [*moves, *(p for p in fixes if p.level is Level.PARALLELISM)])
     if joint is not None:
@@ -277,6 +280,23 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     )
     what = f"stage {stage} {change('batch_size', batch, proposed)}"
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain)
+
+
+def _loop_batch_moves(facts: Facts, allow: frozenset[str]) -> Iterator[Proposal]:
+    """A consumer-bound loop's own batch, doubled, where the user allows it (``--allow iterator.batch_size``):
+    no pipeline setting can help such a loop, but its own code may take rows faster in larger batches. How
+    much, the run cannot say (the user's step is not modelled), so the trial decides; doubling is a search
+    step, repeated while the judge keeps the gain. A loop that left its batch to Ray is not touched."""
+    if "iterator.batch_size" not in allow:
+        return
+    bound = consumer_bound(facts)
+    stage = facts.run.stage(bound.stage) if bound is not None and bound.stage is not None else None
+    batch = stage.knobs.batch_size if stage is not None else None
+    if stage is None or not batch:
+        return
+    what = f"stage {stage.index} {change('batch_size', batch, 2 * batch)}"
+    why = "the loop's own code limits (consumer-bound): larger batches may let it take rows faster"
+    yield Proposal(_one(stage.index, "batch_size", 2 * batch), what, "loop-batch", why, Level.BATCH, 1.0)
 
 
 def _pool_moves(facts: Facts) -> Iterator[Proposal]:

@@ -93,7 +93,7 @@ def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) ->
         return Finish("the incumbent's run cannot be loaded", ok=False)
     facts = Facts.of(incumbent_run)
     bound_loop = consumer_bound(facts)
-    if bound_loop is not None:
+    if bound_loop is not None and "iterator.batch_size" not in spec.allow:  # else the loop's batch may help
         return Finish(f"{bound_loop.symptom}: no pipeline setting can make the loop faster")
     floor = bound(facts)
     if floor is not None and floor.gap_pct is not None and floor.gap_pct <= NEAR_BOUND_PCT:
@@ -110,7 +110,7 @@ class Conclusion(NamedTuple):
 
 def conclude(study: Study, step: Step, run: Run) -> Conclusion:
     """The verdict on a finished run of ``step``, and the figure it was judged by."""
-    figure = objective.seconds(run, study.full_loops)
+    figure = objective.seconds(run, study.full_loops, study.full_rows)
     if step.role is Role.WARMUP:
         return Conclusion(Verdict.NOT_COMPARED, None, None, figure)
     if step.role is Role.BASELINE:

@@ -78,6 +78,7 @@ class Trial:
     measured_s: float | None = None  # what it is judged by (``objective.seconds``); None: its wall time
     probe: bool = False  # stopped on purpose once its loops' steady rate was timed: measured, not failed
     consumed: dict[str, float] = field(default_factory=dict)  # batches each of the script's loops took
+    consumed_rows: dict[str, float] = field(default_factory=dict)  # ... and rows (absent in older studies)
 
     @property
     def seconds(self) -> float | None:
@@ -165,6 +166,12 @@ class Study:
     def full_loops(self) -> dict[str, float]:
         """Batches each of the script's loops took in the baseline: what a probe's time is predicted for."""
         return dict(self.baseline.consumed) if self.baseline is not None else {}
+
+    @property
+    def full_rows(self) -> dict[str, float]:
+        """Rows each of the script's loops took in the baseline: what a probe's time is predicted for, so a
+        trial that changes the loop's batch size (``--allow iterator.batch_size``) is judged on the same data."""
+        return dict(self.baseline.consumed_rows) if self.baseline is not None else {}
 
     def tried(self) -> set[str]:
         """Settings already measured. A warm-up is not a measurement: on resume it may run the very proposal
