@@ -81,6 +81,7 @@ class Knobs:
     compute: str | None = None  # "tasks" or "actors", as Ray Data will run the stage
     prefetch_batches: int | None = None  # an iteration call's: batches fetched ahead of the loop
     local_shuffle_buffer_size: int | None = None  # an iteration call's: rows buffered for a local shuffle
+    drop_last: bool | None = None  # an iteration call's: the last, partial batch is dropped
 
     def set(self) -> dict[str, Any]:
         """The knobs that were given a value, in declaration order."""

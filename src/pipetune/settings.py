@@ -108,6 +108,15 @@ def _non_negative_int(raw: object) -> int:
     return value
 
 
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(raw)
+    return text == "true"
+
+
 def _memory(raw: object) -> float:
     value = float(raw) if isinstance(raw, (int, float)) else float(parse_size(str(raw)))
     if value <= 0:
@@ -147,6 +156,7 @@ _BLOCKS = "override_num_blocks is a whole number of blocks, 1 or more"
 _SPLIT = "repartition is the number of blocks to split the stage's output into, 1 or more"
 _PREFETCH = "prefetch_batches is a whole number of batches to fetch ahead of the loop, 0 or more"
 _SHUFFLE = "local_shuffle_buffer_size is a whole number of rows, 1 or more"
+_DROP = "drop_last is true or false"
 _POOL = "concurrency is a pool size (4) or MIN-MAX[-INITIAL] for an autoscaling pool (1-4)"
 
 KNOBS: dict[str, Knob] = {
@@ -164,14 +174,15 @@ KNOBS: dict[str, Knob] = {
         Knob("repartition", (int,), _positive_int, _SPLIT, Where.CHAINED, str),
         Knob("prefetch_batches", (int,), _non_negative_int, _PREFETCH, Where.KEYWORD, str),
         Knob("local_shuffle_buffer_size", (int,), _positive_int, _SHUFFLE, Where.KEYWORD, str),
+        Knob("drop_last", (bool,), _boolean, _DROP, Where.KEYWORD, lambda v: str(v).lower()),
     )
 }  # fmt: skip
 
 
 # An iteration call's knobs that change what the script's loop receives (a training batch size is a model
-# hyperparameter; the shuffle buffer decides the data's order), not how fast: tuning leaves them alone unless
-# the user allows one, by these names.
-ITERATOR_PROTECTED = ("batch_size", "local_shuffle_buffer_size")
+# hyperparameter; the shuffle buffer decides the data's order; drop_last, which rows it sees), not how fast:
+# tuning leaves them alone unless the user allows one, by these names.
+ITERATOR_PROTECTED = ("batch_size", "local_shuffle_buffer_size", "drop_last")
 ALLOWABLE = tuple(f"iterator.{name}" for name in ITERATOR_PROTECTED)
 
 

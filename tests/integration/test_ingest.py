@@ -36,6 +36,7 @@ def test_a_loop_is_a_consumer_stage_with_rays_own_figures_over_both_epochs(work:
     loop = view["stages"][2]
     assert (loop["key"], loop["kind"], loop["site"]) == ("2:iter_batches", "consume", "feeds_loop.py:25")
     assert loop["knobs"]["batch_size"] == 100 and loop["knobs"]["prefetch_batches"] == 3  # the override applied
+    assert loop["knobs"]["drop_last"] is False
     assert len(view["stages"]) == 3  # two epochs of one call: one stage
     (c,) = consumption(run)  # type: ignore[arg-type]
     assert (c.source, c.batches, c.rows, c.from_ray) == ("consumer:2", 80.0, 8_000.0, True)

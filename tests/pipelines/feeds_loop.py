@@ -22,7 +22,7 @@ parser.add_argument("--out", help="ignored: the loop writes nothing")
 args = parser.parse_args()
 
 ds = ray.data.range(args.rows, override_num_blocks=8).map_batches(slow, batch_size=50)
-loop = ds.iter_batches(batch_size=100, prefetch_batches=1)
+loop = ds.iter_batches(batch_size=100, prefetch_batches=1, drop_last=False)
 rows = 0
 for _epoch in range(args.epochs):
     for batch in loop:

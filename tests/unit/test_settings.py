@@ -44,6 +44,11 @@ def test_context_assignment_is_kept_raw_until_typed() -> None:
     assert parse_assignment("ctx.target_max_block_size=64MiB") == ContextSetting("target_max_block_size", "64MiB")
 
 
+def test_drop_last_reads_as_the_loop_would_take_it() -> None:
+    assert knob("drop_last").value("True") is True and knob("drop_last").value("false") is False
+    assert knob("drop_last").show(True) == "true"
+
+
 @pytest.mark.parametrize(
     ("name", "raw", "message"),
     [
@@ -53,6 +58,7 @@ def test_context_assignment_is_kept_raw_until_typed() -> None:
         ("concurrency", "4-2", "MIN-MAX"),
         ("memory", "0", "more than 0"),
         ("num_gpus", "nan", "num_gpus"),
+        ("drop_last", "maybe", "drop_last is true or false"),
     ],
 )
 def test_bad_values_are_refused_with_what_is_valid(name: str, raw: str, message: str) -> None:
