@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    for name in ("feeds_loop.py", "two_splits.py", "split_actors.py"):
+    for name in ("feeds_loop.py", "two_splits.py", "split_actors.py", "merges.py"):
         shutil.copy(PIPELINES / name, tmp_path)
     return tmp_path
 
@@ -73,6 +73,19 @@ def test_splits_looped_over_in_actors_and_their_coordinator_are_recorded(work: P
     assert owned["ReadRange"] == (0,) and owned["MapBatches(slow)"] == (1,) and execution.ended_t is not None
     found = {f.rule: f for f in diagnose(run).findings}  # type: ignore[arg-type]
     assert found["data-bound"].stage == 1  # the producer the loops wait for, measured in the coordinator
+
+
+def test_a_union_and_a_zip_are_recorded_and_shown_as_the_tree_they_are(work: Path, address: str) -> None:
+    view, run = _run(work, address, "merges.py")
+    inputs = {s["key"]: tuple(run.stage(s["index"]).inputs) for s in view["stages"]}  # type: ignore[attr-defined]
+    assert inputs == {
+        "0:range": (), "1:map_batches:<lambda>": (0,), "2:filter:<lambda>": (1,), "3:filter:<lambda>": (1,),
+        "4:range": (), "5:map:<lambda>": (4,), "6:union": (2, 3), "7:zip": (6, 5), "8:iter_batches": (7,),
+    }  # fmt: skip
+    shown = pipetune("show", view["id"], "--store", ".pipetune/pipetune.db", cwd=work)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "[merges 2:filter:<lambda> + 3:filter:<lambda>]" in shown.stdout and "→ 7:zip (shown above)" in shown.stdout
+    assert "1:map_batches:<lambda>" in shown.stdout and "[read by 2 stages]" in shown.stdout
 
 
 def test_a_trial_of_a_consumed_pipeline_is_a_probe_judged_by_its_loop(work: Path, address: str) -> None:

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from pipetune.report.doctor import diagnosis_text, diagnosis_view, verification_text, verification_view
     from pipetune.report.figures import StageFigures, run_view, stage_figures
     from pipetune.report.html import (
-        pipeline_tree,
         plotly_js,
         render,
         run_charts,
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from pipetune.report.plan import plan_summary, plan_view
     from pipetune.report.terminal import console, history, run_summary
     from pipetune.report.trace import chrome_trace
+    from pipetune.report.tree import pipeline_tree
     from pipetune.report.tune import study_summary, study_view
 
 _HOME = {
@@ -37,7 +37,7 @@ _HOME = {
     "diagnosis_text": "doctor",
     "diagnosis_view": "doctor",
     "history": "terminal",
-    "pipeline_tree": "html",
+    "pipeline_tree": "tree",
     "plan_summary": "plan",
     "plan_view": "plan",
     "plotly_js": "html",

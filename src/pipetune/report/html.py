@@ -19,10 +19,10 @@ from pipetune.metrics import metric
 from pipetune.model import Run, StageKind
 from pipetune.report import series
 from pipetune.report.figures import stage_figures
+from pipetune.report.tree import pipeline_tree
 from pipetune.tune import TuneResult, Verdict
 
 MIB = 1 / 2**20
-_MERGES = ("union", "zip", "join")
 
 
 def run_report(run: Run) -> str:
@@ -38,48 +38,6 @@ def run_page(run: Run) -> dict[str, Any]:
 def study_report(result: TuneResult, best: Run | None) -> str:
     return render("study.html.j2", title=f"pipetune study {result.study.id}", result=result, best=best,
                    charts=study_charts(result) + (run_charts(best) if best else []))  # fmt: skip
-
-
-def pipeline_tree(run: Run) -> list[dict[str, Any]]:
-    """The pipeline as a tree, sources at the roots and the script's loops and writes at the leaves: one row per
-    stage, indented under the stage it reads. A stage that reads two (a union, zip or join) sits under the first
-    and is named again, as a reference, under the others; a dataset used twice shows both readers below it."""
-    ops = {i: op.name for _, op in run.operators() for i in op.stages}
-    parents = _parents(run)
-    children: dict[int, list[int]] = {s.index: [] for s in run.stages}
-    for stage, inputs in parents.items():
-        for parent in inputs:
-            children[parent].append(stage)
-    rows: list[dict[str, Any]] = []
-    shown: set[int] = set()
-    for root in (s.index for s in run.stages if not parents[s.index]):
-        _walk(run, root, 0, children, parents, ops, shown, rows)
-    return rows
-
-
-def _parents(run: Run) -> dict[int, tuple[int, ...]]:
-    """What each stage reads. A run recorded before pipetune kept inputs reads as a chain, each stage the one
-    before it (a source reads nothing)."""
-    if any(s.inputs for s in run.stages):
-        return {s.index: s.inputs for s in run.stages}
-    chain = [s.index for s in run.stages]
-    return {s.index: (() if s.kind is StageKind.READ or i == 0 else (chain[i - 1],)) for i, s in enumerate(run.stages)}
-
-
-def _walk(run: Run, index: int, depth: int, children: dict[int, list[int]], parents: dict[int, tuple[int, ...]],
-          ops: dict[int, str], shown: set[int], rows: list[dict[str, Any]]) -> None:  # fmt: skip
-    stage = run.stage(index)
-    inputs = parents[index]
-    note = "merges " + " + ".join(run.stage(i).key for i in inputs) if len(inputs) > 1 else ""
-    if len(children[index]) > 1:
-        note = "; ".join(n for n in (note, f"read by {len(children[index])} stages") if n)
-    rows.append({"stage": stage, "operator": ops.get(index, "(did not run)"), "depth": depth,
-                 "ref": index in shown, "note": note, "source": not inputs})  # fmt: skip
-    if index in shown:
-        return  # a merge reached again from its other input: named, not drawn twice
-    shown.add(index)
-    for child in children[index]:
-        _walk(run, child, depth + 1, children, parents, ops, shown, rows)
 
 
 def run_charts(run: Run) -> list[dict[str, Any]]:

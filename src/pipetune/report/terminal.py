@@ -11,6 +11,7 @@ from rich.text import Text
 from pipetune.diagnose import Consumption, Facts, consumption
 from pipetune.model import Run, RunStatus
 from pipetune.report.figures import StageFigures, stage_figures
+from pipetune.report.tree import branches, pipeline_tree, tree_lines
 from pipetune.store import RunRow
 
 _STATUS_STYLE = {
@@ -26,6 +27,9 @@ _STATUS_STYLE = {
 def run_summary(run: Run) -> Group:
     facts = Facts.of(run)
     parts: list[Text | Table] = [_headline(run), _stage_table(stage_figures(run, facts))]
+    tree = pipeline_tree(run)
+    if branches(tree):  # a straight chain reads from the table; branches and merges need the tree
+        parts.append(Text("\n".join(["pipeline:", *tree_lines(tree)])))
     loops = consumption(run)
     if loops:
         parts.append(_loop_table(run, loops))
