@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from pipetune.diagnose import consumption, diagnose
 from pipetune.metrics import metric
-from pipetune.model import Run, StageKind
+from pipetune.model import Run
 from pipetune.report import series
 from pipetune.report.figures import stage_figures
 from pipetune.report.tree import pipeline_tree
