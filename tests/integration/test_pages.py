@@ -40,10 +40,12 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: Any) -> Path:
-    """A store with a run whose UDF name is markup, and a small finished study."""
+    """A store with a run whose UDF name is markup, a run a loop consumes, and a small finished study."""
     where = tmp_path_factory.mktemp("pages")
     address = str(ray_cluster.address)
     assert pipetune("run", PIPELINES / "evil_names.py", "--address", address, cwd=where).returncode == 0
+    looped = ("run", PIPELINES / "feeds_loop.py", "--address", address, "--", "--rows", "2000", "--epochs", "1")
+    assert pipetune(*looped, cwd=where).returncode == 0
     tuned = pipetune("tune", PIPELINES / "pandas_batches.py", "--budget", "1", "--no-warmup", "--address", address,
                      "--json", cwd=where)  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr
@@ -143,6 +145,14 @@ def test_dashboard_pages(browser: Any, dashboard: str, store: Path) -> None:
     link = page.locator("#studies a").first.get_attribute("href")
     page, problems = visit(browser, dashboard + str(link))
     assert problems == [] and page.locator("#trials tr").count() == 3
+
+
+def test_the_dashboard_shows_a_loops_iteration_section(browser: Any, dashboard: str, store: Path) -> None:
+    runs = json.loads(pipetune("runs", "--json", cwd=store).stdout)
+    looped = next(r["id"] for r in runs if "feeds_loop" in r["script"])
+    page, problems = visit(browser, f"{dashboard}/runs/{looped}")
+    assert problems == [] and "iter_batches" in page.inner_text("#consumers")
+    assert page.locator("#chart-iter-blocked .main-svg").count() >= 1  # blocked time over time, per loop
 
 
 def test_unknown_ids_and_paths_are_404_pages_and_nothing_else_is_served(dashboard: str) -> None:
