@@ -97,8 +97,14 @@ def test_a_trial_of_a_consumed_pipeline_is_a_probe_judged_by_its_loop(work: Path
     study = Study.fold(*store.load_study(view["study"]))
     baseline, trial = study.trials
     assert baseline.consumed == {"consumer:2": 200.0} and not baseline.probe
-    assert trial.probe and trial.status == "stopped" and 32 <= trial.consumed["consumer:2"] < 200
-    assert trial.measured_s is not None and trial.verdict.value != "reverted: failed"
+    assert trial.status == "stopped" and trial.verdict.value != "reverted: failed"
+    # a probe stops once the loop took 32 batches; a trial whose loop outruns the incumbent's whole loop time
+    # (and its noise) first is stopped at its box: which one comes first is the machine's timing, both are
+    # the loop's own clock (unit tests: test_consumers.py, test_a_probe_is_boxed_from_its_loops_start...)
+    if trial.probe:
+        assert 32 <= trial.consumed["consumer:2"] < 200 and trial.measured_s is not None
+    else:
+        assert trial.verdict.value == "reverted: stopped at its time box"
     assert all(s.knob != "batch_size" or s.selector != "2" for s in trial.settings.stages)
     confirmed = view["confirmed"]  # the best settings once more, in full: its loop time against the prediction
     assert confirmed["status"] == "succeeded" and confirmed["measured_s"] and confirmed["predicted_s"]

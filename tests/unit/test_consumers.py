@@ -195,3 +195,11 @@ def test_a_consumer_bound_loop_gets_its_own_batch_doubled_only_when_allowed() ->
     allowed = _proposals(run, frozenset({"iterator.batch_size"}))
     loop = [p for p in allowed if p.rule == "loop-batch"]
     assert [(s.selector, s.knob, s.value) for p in loop for s in p.settings.stages] == [("2", "batch_size", 128)]
+
+
+def test_a_probe_is_boxed_from_its_loops_start_not_the_scripts() -> None:
+    done = objective.ProbeDone({"consumer:2": 100.0}, box_s=10.0)
+    assert done(ExecutionStarted(0, 30.0)) is None  # a slow start-up of the script is not held against it
+    assert done(ConsumerSamples(31.0, {"consumer:2": {"batches": 0.0}})) is None  # the loop starts
+    assert done(ConsumerSamples(40.0, {"consumer:2": {"batches": 4.0}})) is None
+    assert done(ConsumerSamples(41.5, {"consumer:2": {"batches": 5.0}})) == objective.boxed_reason(10.0)

@@ -204,7 +204,7 @@ class OnRay:
             args=tuple(spec.args),
             overrides=step.config,
             address=self.address,
-            timeout_s=_limit(spec, step),
+            timeout_s=_limit(spec, step, bool(study.full_loops)),
             sandbox=scratch_dir,
             stop=_stop_rule(step, study.full_loops),
             run_id=run_id,
@@ -220,9 +220,10 @@ class OnRay:
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def _limit(spec: Spec, step: Step) -> float | None:
-    """A hard limit for runs with no time box (baseline, warm-up): the user's, if any."""
-    if step.time_box_s is not None:
+def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:
+    """A hard limit for runs with no time box (baseline, warm-up, and a probe, whose box counts from its loop's
+    start): the user's, if any."""
+    if step.time_box_s is not None and not loops:
         return step.time_box_s + 30.0  # the stop rule ends it first; this catches a run that sends nothing
     return spec.trial_timeout_s
 
@@ -243,7 +244,7 @@ def _stop_rule(step: Step, loops: dict[str, float] | None = None) -> StopRule | 
 
         return warmed
     if loops and step.role in (Role.TRIAL, Role.REPEAT):
-        return objective.ProbeDone(loops)
+        return objective.ProbeDone(loops, step.time_box_s)
     box = step.time_box_s
     if box is None:
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipetune.capture import ConsumerSamples, Message
+from pipetune.capture import ConsumerSamples, Message, clock
 from pipetune.diagnose import Consumption, consumption
 from pipetune.model import Run
 
@@ -54,16 +54,30 @@ def is_probe(run: Run) -> bool:
     return run.error == PROBE_REASON
 
 
+def boxed_reason(box_s: float) -> str:
+    return f"stopped at its time box ({box_s:.1f} s of loop): slower than the incumbent beyond the noise"
+
+
 class ProbeDone:
     """A stop rule: ends the run once every loop the baseline saw has taken its probe's batches (or all it
-    will take, for a loop shorter than a probe)."""
+    will take, for a loop shorter than a probe); with ``box_s``, also once its loops have run that long (the
+    incumbent's whole loop time and its noise: a probe still going then is slower, whatever it would predict).
+    The box counts from the loop's start, not the script's, so a slow start-up of Ray is never held against it."""
 
-    def __init__(self, full: Mapping[str, float]) -> None:
+    def __init__(self, full: Mapping[str, float], box_s: float | None = None) -> None:
         self._wanted = {source: min(batches, PROBE_BATCHES) for source, batches in full.items()}
         self._full = dict(full)
         self._seen: dict[str, float] = {}
+        self._box_s = box_s
+        self._loop_started: float | None = None
 
     def __call__(self, message: Message) -> str | None:
+        t = clock(message)
+        if isinstance(message, ConsumerSamples) and self._loop_started is None:
+            self._loop_started = message.t
+        started, box = self._loop_started, self._box_s
+        if box is not None and started is not None and t is not None and t - started > box:
+            return boxed_reason(box)
         if not isinstance(message, ConsumerSamples):
             return None
         for source, values in message.values.items():

@@ -59,7 +59,7 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     incumbent = study.incumbent()
     assert incumbent is not None  # a succeeded baseline is one
     walls = [t.seconds for t in study.runs_of(incumbent.config) if t.seconds]
-    box = None if study.full_loops else time_box(walls)  # a loop's probe ends itself; its wall is not the figure
+    box = time_box(walls)  # a probe of a loop counts it from the loop's start (objective.ProbeDone)
     if last.verdict is Verdict.REPEAT and study.runs_used < study.spec.budget:
         return Step.again(last, box)
     stop = _should_stop(study, incumbent_run, walls)
