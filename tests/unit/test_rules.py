@@ -407,16 +407,17 @@ def test_one_straggler_among_many_tasks_is_skew_when_the_slots_it_left_idle_cost
     assert rule("skew", with_(run, executions=(execution,))) == []  # no spans: no idle time to go by
 
 
-def _pool_run(replicas: int, cores_each: float):  # type: ignore[no-untyped-def]
+def _pool_run(replicas: int, cores_each: float, read_cores: float = 0.05 / 15):  # type: ignore[no-untyped-def]
     """range -> an actor pool of ``replicas`` (0.25 CPU each) -> write, on 2 CPUs; each replica burnt
-    ``cores_each`` cores per busy second."""
+    ``cores_each`` cores per busy second, the read ``read_cores`` over the 15 s run."""
     read, model = stage(0, "range", kind=StageKind.READ), stage(1, "map_batches", "Model", StageKind.ACTOR,
                                                                   num_cpus=0.25, concurrency=replicas)  # fmt: skip
     r_op = Operator("0/ReadRange_1", "ReadRange", (0,))
     m_op = Operator("0/MapBatches(Model)_2", "MapBatches(Model)", (1,), compute="actors", max_concurrency=replicas,
                     num_cpus=0.25)  # fmt: skip
     busy = op_stats(m_op.uid, 60_000, 40.0, 40.0 * cores_each, tasks=20)
-    return pipeline([(read, r_op, op_stats(r_op.uid, 60_000, 0.1, 0.05, tasks=20)), (model, m_op, busy)], wall=15.0)
+    read_stats = op_stats(r_op.uid, 60_000, 0.1, read_cores * 15.0, tasks=20)
+    return pipeline([(read, r_op, read_stats), (model, m_op, busy)], wall=15.0)
 
 
 def test_more_compute_bound_replicas_than_cores_is_a_pool_too_large() -> None:
@@ -424,6 +425,16 @@ def test_more_compute_bound_replicas_than_cores_is_a_pool_too_large() -> None:
     assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("concurrency", 4, 2)
     assert rule("oversized-pool", _pool_run(4, 0.1)) == []  # they wait (a service), not compute: no claim
     assert rule("oversized-pool", _pool_run(2, 0.95)) == []  # one replica per core
+
+
+def test_a_pool_that_fills_the_cores_a_busy_reader_leaves_is_too_large_too() -> None:
+    """The reader burns 0.4 of the 2 cores; four replicas share the other 1.6 (0.38 each, 1.52 in all): short
+    of 80% of 2 cores, but every core the pool could have."""
+    [f] = rule("oversized-pool", _pool_run(4, 0.38, read_cores=0.4))
+    burnt = next(e for e in f.evidence if e.metric == "cores the replicas kept busy together")
+    assert burnt.value == pytest.approx(1.52) and burnt.threshold == pytest.approx(0.8 * 1.6)
+    assert f.fix is not None and f.fix.proposed == 2
+    assert rule("oversized-pool", _pool_run(4, 0.1, read_cores=1.5)) == []  # a busy reader, a pool that waits
 
 
 def test_count_in_the_middle_names_its_line() -> None:

@@ -26,8 +26,12 @@ def _oversized(facts: Facts, stage: Stage) -> Finding | None:
     if rate is None or op is None or isinstance(stage.knobs.concurrency, tuple) or facts.cpus <= 0:
         return None
     burnt = replicas * rate.cores_per_task  # the cores the replicas kept busy between them
-    if replicas <= facts.cpus or burnt < facts.cpus * th.BUSY_CPU_PCT.value / 100:
-        return None  # no more replicas than cores, or they did not saturate the cores (they wait, not compute)
+    others = _others_cores(facts, stage)
+    gate = max(facts.cpus - others, 0.0) * th.BUSY_CPU_PCT.value / 100
+    if replicas <= facts.cpus or burnt < gate or burnt < others:
+        # no more replicas than cores; or they did not fill the cores left to them (they wait); or the other
+        # stages burn more than the pool, so a full machine says nothing about the pool (it may be waiting)
+        return None
     fewer = _fewer(facts, stage)
     if fewer is None:
         return None
@@ -37,8 +41,8 @@ def _oversized(facts: Facts, stage: Stage) -> Finding | None:
         f"actor pool larger than the cores can serve: {replicas} compute-bound replicas on {facts.cpus:g} CPUs",
         stage,
         [Evidence("replicas", float(replicas), "", facts.cpus, "the cluster's CPUs"),
-         Evidence("cores the replicas kept busy together", burnt, " cores", facts.cpus * th.BUSY_CPU_PCT.value / 100,
-                  th.BUSY_CPU_PCT.source),
+         Evidence("cores the replicas kept busy together", burnt, " cores", gate,
+                  f"{th.BUSY_CPU_PCT.value:g}% of the cores the other stages left free ({th.BUSY_CPU_PCT.source})"),
          *([Evidence("start-up of a replica (first alive)", startup, " s")] if startup is not None else [])],
         "every replica pays its own start-up and then shares the same cores with the others: past one per core, "
         "more replicas add start-ups and contention, not throughput",
@@ -59,6 +63,9 @@ def _fewer(facts: Facts, stage: Stage) -> int | None:
 
 
 def _others_cores(facts: Facts, stage: Stage) -> float:
+    """What the other stages burnt over the execution, in cores. Replicas that contend for the cores fill the
+    rest, so the pool's gate is measured against what is left, not against all the cores (a pool sharing 2
+    cores with a busy reader can never burn 80% of both)."""
     execution = facts.execution
     wall = (execution.ended_t or execution.started_t) - execution.started_t if execution else 0.0
     if execution is None or wall <= 0:
