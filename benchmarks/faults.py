@@ -40,6 +40,7 @@ class Case:
     name: str
     branch: str  # the guide's branch the pipeline is built to show
     rules: tuple[str, ...]  # the doctor rules that name that branch
+    stage: str  # the stage the doctor should name (the one that limits, or holds the fault)
     script: str
     args: tuple[str, ...] = ()
     ray_env: Callable[[], dict[str, str]] | None = None  # set: each run starts its own Ray with this environment
@@ -69,31 +70,34 @@ def small_object_store() -> dict[str, str]:
 
 # fmt: off
 CASES = (
-    Case("io-wait", "low CPU: data loading", ("low-cpu", "slow-stage"), "benchmarks/faults/io_wait.py"),
-    Case("tiny-batches", "small batches (vectorised UDF)", ("batch-size",), "tests/pipelines/tiny_batches.py"),
-    Case("pandas-2-rows", "small batches, one block", ("batch-size", "few-blocks"),
+    Case("io-wait", "low CPU: data loading", ("low-cpu", "slow-stage"), "1:map_batches:fetch",
+         "benchmarks/faults/io_wait.py"),
+    Case("tiny-batches", "small batches (vectorised UDF)", ("batch-size",), "1:map_batches:scale",
+         "tests/pipelines/tiny_batches.py"),
+    Case("pandas-2-rows", "small batches, one block", ("batch-size", "few-blocks"), "1:map_batches:scale",
          "tests/pipelines/pandas_batches.py"),
-    Case("one-block", "too few blocks", ("few-blocks",), "benchmarks/faults/one_block.py"),
-    Case("skew", "uneven progress / data skew", ("skew",), "benchmarks/faults/uneven_blocks.py"),
-    Case("bundled-skew", "data skew that batching bundles", ("skew",), "benchmarks/faults/bundled_skew.py"),
-    Case("pool-too-large", "actor pool too large for the cores", ("slow-stage", "low-cpu"),
+    Case("one-block", "too few blocks", ("few-blocks",), "1:map_batches:work", "benchmarks/faults/one_block.py"),
+    Case("skew", "uneven progress / data skew", ("skew",), "2:map_batches:work", "benchmarks/faults/uneven_blocks.py"),
+    Case("bundled-skew", "data skew that batching bundles", ("skew",), "1:map_batches:work",
+         "benchmarks/faults/bundled_skew.py"),
+    Case("pool-too-large", "actor pool too large for the cores", ("oversized-pool",), "1:map_batches:Model",
          "benchmarks/pipelines/model_pool.py"),
-    Case("starved-pool", "upstream over-reserving", ("slow-stage", "blocking-actor-pool"),
+    Case("starved-pool", "upstream over-reserving", ("slow-stage", "blocking-actor-pool"), "2:map_batches:Lookup",
          "benchmarks/faults/starved_pool.py"),
-    Case("service-pool", "one slow stage, full input queue", ("slow-stage",),
+    Case("service-pool", "one slow stage, full input queue", ("slow-stage",), "1:map_batches:ServiceClient",
          "benchmarks/pipelines/slow_service_pool.py"),
-    Case("count-middle", "materialising call mid-pipeline", ("materialize-mid-pipeline",),
+    Case("count-middle", "materialising call mid-pipeline", ("materialize-mid-pipeline",), "1:filter:<lambda>",
          "tests/pipelines/count_middle.py"),
-    Case("crash", "a UDF crash", ("crash",), "tests/pipelines/raises.py"),
-    Case("stall", "no progress: one stage stuck", ("stall",), "tests/pipelines/hangs.py",
+    Case("crash", "a UDF crash", ("crash",), "1:map_batches:explode", "tests/pipelines/raises.py"),
+    Case("stall", "no progress: one stage stuck", ("stall",), "1:map_batches:stuck", "tests/pipelines/hangs.py",
          options=("--stall-after", "6", "--timeout", "20")),
-    Case("workers-oom", "workers OOM-killed (lowered memory limit)", ("workers-oom",),
+    Case("workers-oom", "workers OOM-killed (lowered memory limit)", ("workers-oom",), "1:map_batches:hold",
          "benchmarks/faults/oom_side_by_side.py", ("--task-gib", str(OOM_TASK_GIB)), ray_env=lowered_memory_threshold,
          judged_by_check=True),
-    Case("spilling", "object store full: spilling (small object store)", ("object-store",),
+    Case("spilling", "object store full: spilling (small object store)", ("object-store",), "1:map_batches:grow",
          "benchmarks/faults/stream_spill.py", ray_env=small_object_store, judged_by_check=True),
     Case("data-bound-loop", "training ingest: data-bound loop", ("data-bound", "batch-size"),
-         "examples/train_loop.py"),
+         "1:map_batches:featurize", "examples/train_loop.py"),
 )
 # fmt: on
 
@@ -161,12 +165,18 @@ def measure(case: Case, pairs: int, ray: SharedRay, store: Path, limit_s: float)
 
 
 def verdict(row: dict[str, Any]) -> str:
+    """How the first fix did; a fix from another branch's rule says so (it may help, but not as the case asks)."""
     found, case = row["found"], row["case"]
     if found is None:
         return "missed: no finding"
     named = found["rule"] in case.rules
     if not row["sets"]:
         return ("named" if named else f"first finding is {found['rule']}") + "; no --set fix (a code change)"
+    other = "" if named else f"; by {found['rule']}, not this branch's rule"
+    return _measured(row) + other
+
+
+def _measured(row: dict[str, Any]) -> str:
     if "check" in row:
         return str(row["check"])
     walls = [r["wall_s"] for r in row["before"] if r["status"] == "succeeded" and r["wall_s"]]
@@ -185,14 +195,27 @@ def _timing(runs: list[dict[str, Any]]) -> str:
     return f"{statistics.median(walls):.1f} s ±{spread_pct(walls) / 2:.0f}% (n={len(walls)})"
 
 
+def _stage(case: Case, found: dict[str, Any]) -> str:
+    named = found.get("stage_key") or "-"
+    return named if named == case.stage else f"{named} (expected {case.stage})"
+
+
+def _evidence(found: dict[str, Any]) -> str:
+    """The first measured figure that has a threshold, as the doctor words it: what the finding was decided on."""
+    texts = found.get("evidence_text") or []
+    decided = [t for e, t in zip(found.get("evidence") or [], texts, strict=False) if e.get("threshold") is not None]
+    return (decided or texts or ["-"])[0]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("case", "branch", "symptom named", "stage", "first fix", "before", "after", "verdict")
+    head = ("case", "branch", "symptom named", "stage", "evidence", "first fix", "before", "after", "verdict")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in rows:
         f = r["found"] or {}
         fix = (f.get("fix") or {}).get("text", "-") if f else "-"
-        lines.append(" | ".join((r["case"].name, r["case"].branch, f.get("symptom", "-"), f.get("stage_key") or "-",
-                                 fix, _timing(r["before"]), _timing(r["after"]) if r["sets"] else "-",
+        lines.append(" | ".join((r["case"].name, r["case"].branch, f.get("symptom", "-"),
+                                 _stage(r["case"], f) if f else "-", _evidence(f) if f else "-", fix,
+                                 _timing(r["before"]), _timing(r["after"]) if r["sets"] else "-",
                                  verdict(r))))  # fmt: skip
     return "\n".join(f"| {line} |" for line in lines)
 

@@ -451,13 +451,13 @@ def cmd_checklist(ns: argparse.Namespace) -> int:
 
 def cmd_plan(ns: argparse.Namespace) -> int:
     from pipetune.plan import cluster as clusters
-    from pipetune.plan import from_run, from_source, plan
+    from pipetune.plan import from_run, from_source, plan, with_loads
     from pipetune.report import console, plan_summary, plan_view
 
     if not ns.script.is_file():
         raise UsageError(f"{ns.script} does not exist", "pass the path of a Python file")
     run = _recorded(ns)
-    stages = from_run(run) if run else from_source(ns.script)
+    stages = with_loads(from_run(run), from_source(ns.script)) if run else from_source(ns.script)
     where = (
         clusters.parse_cluster(ns.cluster) if ns.cluster else clusters.from_run(run) if run else clusters.this_machine()
     )

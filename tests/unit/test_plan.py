@@ -11,8 +11,8 @@ from pipetune.errors import UsageError
 from pipetune.plan import tables
 from pipetune.plan.batch_search import Probe, fastest, next_batch
 from pipetune.plan.cluster import parse_cluster
-from pipetune.plan.planner import StageIn, plan
-from pipetune.plan.stages import from_source
+from pipetune.plan.planner import StageIn, Value, plan
+from pipetune.plan.stages import from_source, with_loads
 
 
 @pytest.mark.parametrize(
@@ -120,6 +120,25 @@ def test_a_function_that_loads_a_model_named_by_model_is_gpu_inference_on_a_gpu_
     on_cpus = plan(stages, parse_cluster("2x(8 CPU)"), "resnet50").stages[1]
     assert on_cpus.stage.op_type is OpType.CPU_INFERENCE and "num_gpus" not in on_cpus.settings
     assert plan(stages, parse_cluster("2x(8 CPU, 1 A10G)")).stages[1].stage.op_type is OpType.CPU_PREPROCESSING
+
+
+def test_a_recorded_run_takes_the_model_load_from_the_source_and_the_gpu_table_over_its_cpu_batch(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "p.py"
+    script.write_text(
+        "import ray\ndef classify(batch):\n    model = torch.hub.load('pytorch/vision', 'resnet50')\n    return batch\n"
+        "ds = ray.data.read_images('x').map_batches(classify, batch_size=8)\nds.write_parquet('o')\n"
+    )
+    measured = [StageIn(0, "0:read_images", OpType.DATA_LOADING, False, 1000, 0.001, 0.05),
+                StageIn(1, "1:map_batches:classify", OpType.CPU_PREPROCESSING, False, 1000, 0.05, 1.0,
+                        Value(512, "measured: 3.0 ms fixed per batch")),
+                StageIn(2, "2:write_parquet", OpType.WRITING, False, 1000, 0.001, 0.1)]  # fmt: skip
+    stages = with_loads(measured, from_source(script))
+    assert stages[1].loads == "torch.hub.load" and stages[1].rows == 1000  # the run's figures are kept
+    told = plan(stages, parse_cluster("2x(8 CPU, 1 A10G)"), "resnet50", 448).stages[1]
+    assert told.stage.op_type is OpType.GPU_INFERENCE and told.settings["batch_size"].value == 128
+    assert any("measured on CPUs" in n for n in told.notes)
 
 
 def probe(batch: int, speed: float, memory: float, ok: bool = True) -> Probe:

@@ -88,7 +88,11 @@ def _told(stage: StageIn, cluster: Cluster, model: str | None, notes: list[str])
     notes.append(f"{stage.key} loads a model ({stage.loads}) and --model {model} names it: {kind.value}")
     if not stage.actor:
         notes.append(f"{stage.key} is a function: make it a class so each replica loads the model once (lint PT003)")
-    return replace(stage, op_type=kind, actor=True)
+    batch = stage.batch_from_run
+    if batch is not None and kind is OpType.GPU_INFERENCE:  # measured where it ran as CPU work, not on a GPU
+        notes.append(f"{stage.key}: the recorded batch ({batch.value}) was measured on CPUs: the GPU table applies")
+        batch = None
+    return replace(stage, op_type=kind, actor=True, batch_from_run=batch)
 
 
 def _task(stage: StageIn, cluster: Cluster, settings: dict[str, Value]) -> None:

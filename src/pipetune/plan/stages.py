@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from pipetune.diagnose import Facts, OpType, classify
@@ -35,6 +36,13 @@ def from_run(run: Run) -> list[StageIn]:
             )
         )
     return out
+
+
+def with_loads(measured: list[StageIn], read: list[StageIn]) -> list[StageIn]:
+    """A recorded run's stages with what only the source tells: the call by which a UDF loads a model (so
+    ``--model`` names it). Matched by key (call order, method, UDF), as both number the script's calls."""
+    loads = {s.key: s.loads for s in read if s.loads}
+    return [replace(s, loads=loads.get(s.key, s.loads)) for s in measured]
 
 
 def _batch(facts: Facts, stage: int, batch: int | None) -> Value | None:
