@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    for name in ("feeds_loop.py", "two_splits.py", "split_actors.py", "merges.py"):
+    for name in ("feeds_loop.py", "two_splits.py", "split_actors.py", "merges.py", "train_workers.py"):
         shutil.copy(PIPELINES / name, tmp_path)
     return tmp_path
 
@@ -73,6 +73,20 @@ def test_splits_looped_over_in_actors_and_their_coordinator_are_recorded(work: P
     assert owned["ReadRange"] == (0,) and owned["MapBatches(slow)"] == (1,) and execution.ended_t is not None
     found = {f.rule: f for f in diagnose(run).findings}  # type: ignore[arg-type]
     assert found["data-bound"].stage == 1  # the producer the loops wait for, measured in the coordinator
+
+
+def test_ray_train_workers_looping_over_their_shards_are_recorded(work: Path, address: str) -> None:
+    """Ray Train (V2) splits the dataset in its own actor and hands each worker its shard: the plan carries
+    pipetune there, so the shards' loops and the coordinator's execution are the run's, as in the driver."""
+    view, run = _run(work, address, "train_workers.py")
+    loops = {c.source: c for c in consumption(run)}  # type: ignore[arg-type]
+    assert set(loops) == {"consumer:2/0", "consumer:2/1"} and sum(c.rows for c in loops.values()) == 4_000
+    assert run.stage(2).method == "iter_batches" and run.stage(2).inputs == (1,)  # type: ignore[attr-defined]
+    assert view["stages"][2]["site"] == "train_workers.py:23"  # as the driver reads it, not the worker's cwd
+    owned = {op.name: op.stages for e in run.executions for op in e.operators}  # type: ignore[attr-defined]
+    assert owned["MapBatches(slow)"] == (1,)
+    found = {f.rule: f for f in diagnose(run).findings}  # type: ignore[arg-type]
+    assert found["data-bound"].stage == 1
 
 
 def test_a_union_and_a_zip_are_recorded_and_shown_as_the_tree_they_are(work: Path, address: str) -> None:

@@ -88,23 +88,54 @@ def test_only_a_cluster_on_this_machine_gets_the_recording_environment(address: 
 def test_an_attached_local_cluster_gets_the_environment_through_the_job_config(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in (remote.ENV_T0, remote.ENV_OVERRIDES):  # set by the call: restored after the test
+    monkeypatch.setattr(remote, "_reachable", False)  # set by the call: restored after the test
+    for name in (remote.ENV_T0, remote.ENV_OVERRIDES, remote.ENV_CWD):  # set by the call: restored after the test
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
     monkeypatch.setenv("EXTRA", "1")
     monkeypatch.setenv(remote.JOB_CONFIG_ENV, json.dumps({"runtime_env": {"env_vars": {"USER_VAR": "kept"}}}))
-    remote.reach_workers(12.5, {"stages": {}}, ("EXTRA",))
+    remote.reach_workers(12.5, {"stages": {}}, ("EXTRA",), "splits = ds.streaming_split(2)")
     env_vars = json.loads(os.environ[remote.JOB_CONFIG_ENV])["runtime_env"]["env_vars"]
     assert env_vars["USER_VAR"] == "kept" and env_vars["EXTRA"] == "1"
     assert env_vars[remote.ENV_T0] == "12.5" and env_vars[remote.ENV_SOCKET] == "/tmp/pipetune-x/events.sock"
 
 
+def test_a_script_that_keeps_its_data_in_the_driver_costs_an_attached_cluster_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(remote, "_reachable", False)  # set by the call: restored after the test
+    for name in (remote.ENV_T0, remote.ENV_OVERRIDES, remote.ENV_CWD):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
+    monkeypatch.delenv(remote.JOB_CONFIG_ENV, raising=False)
+    remote.reach_workers(1.0, {}, (), "ray.data.range(10).map_batches(f).write_parquet('out')")
+    assert remote.JOB_CONFIG_ENV not in os.environ and type(remote.tag_for(1)) is int
+
+
 def test_a_remote_cluster_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (remote.ENV_T0, remote.ENV_OVERRIDES):
+    monkeypatch.setattr(remote, "_reachable", False)  # set by the call: restored after the test
+    for name in (remote.ENV_T0, remote.ENV_OVERRIDES, remote.ENV_CWD):
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("RAY_ADDRESS", "ray://10.0.0.9:10001")
     monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
     monkeypatch.delenv(remote.JOB_CONFIG_ENV, raising=False)
-    remote.reach_workers(1.0, {}, ())
+    remote.reach_workers(1.0, {}, (), "splits = ds.streaming_split(2)")
     assert remote.JOB_CONFIG_ENV not in os.environ
+
+
+def test_a_stage_tag_travels_as_its_index_and_loads_pipetune_where_it_lands(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    monkeypatch.delenv(remote.ENV_SOCKET, raising=False)  # no recorder here: nothing to install
+    tag = pickle.loads(pickle.dumps(remote.StageTag(4)))
+    assert isinstance(tag, remote.StageTag) and tag == 4
+    assert pickle.dumps(remote.StageTag(4)).count(b"tag_arrived") == 1  # unpickling calls pipetune
+
+
+def test_only_workers_that_can_load_pipetune_get_a_tag_that_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote, "_reachable", False)
+    assert type(remote.tag_for(3)) is int  # a cluster elsewhere unpickles the plan without pipetune
+    monkeypatch.setattr(remote, "_reachable", True)
+    assert type(remote.tag_for(3)) is remote.StageTag

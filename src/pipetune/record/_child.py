@@ -32,12 +32,20 @@ def main() -> int:
     t0 = time.perf_counter()
     probe = _install(sender, spec, t0)
     # a split's coordinator and the actors that loop over splits report to the recorder as this process does
-    remote.reach_workers(t0, spec["overrides"], (_ray_compat.CALLBACK_ENV,))
+    remote.reach_workers(t0, spec["overrides"], (_ray_compat.CALLBACK_ENV,), _source(spec["script"]))
     _guard_files(spec.get("sandbox"), probe)
     outcome = _run_script(spec["script"], spec["args"])
     probe.stop()
     sender.send(outcome.timed(time.perf_counter() - t0))
     return outcome.exit_code or 0
+
+
+def _source(script: str) -> str:
+    try:
+        with open(script, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:  # the script's own run reports a missing file in its words
+        return ""
 
 
 def _die_with_parent() -> None:

@@ -125,7 +125,13 @@ class StageRegistry:
             return self._split_from.get(id(item))
         if not isinstance(item, Dataset):
             return None
-        return next((self._owner[id(op)] for op in _ray_compat.logical_ops(item) if id(op) in self._owner), None)
+        claims = (self._claim(op) for op in _ray_compat.logical_ops(item))
+        return next((c for c in claims if c is not None), None)
+
+    def _claim(self, op: Any) -> int | None:
+        """The stage that built a logical operator: known here, or written on it by the driver."""
+        claim = self._owner.get(id(op), getattr(op, _TAG, None))
+        return int(claim) if isinstance(claim, int) else None
 
     def split(self, dataset: Any, iterators: Any) -> None:
         """The iterators a streaming_split returned read the dataset it split."""
@@ -152,7 +158,7 @@ class StageRegistry:
                 self._owner[id(op)] = stage.index
                 self._keep.append(op)
                 with contextlib.suppress(AttributeError):  # a frozen dataclass: set as its __init__ would
-                    object.__setattr__(op, _TAG, stage.index)
+                    object.__setattr__(op, _TAG, remote.tag_for(stage.index))
 
     @contextlib.contextmanager
     def active(self, stage: Stage) -> Iterator[None]:
@@ -164,9 +170,9 @@ class StageRegistry:
             self._active.pop()
 
     def owners(self, logical_ops: list[Any]) -> tuple[int, ...]:
-        claims = [self._owner.get(id(op), getattr(op, _TAG, None)) for op in logical_ops]
-        found = {c for c in claims if isinstance(c, int)}
-        untagged = any(not isinstance(c, int) for c in claims)
+        claims = [self._claim(op) for op in logical_ops]
+        found = {c for c in claims if c is not None}
+        untagged = any(c is None for c in claims)
         if untagged and self._active:
             found.add(self._active[-1])
         return tuple(sorted(found))
@@ -187,6 +193,13 @@ def install(registry: StageRegistry) -> None:
         setattr(Dataset, name, _wrap(getattr(Dataset, name), name, registry, StageKind.WRITE))
     for name in MATERIALIZING:
         setattr(Dataset, name, _wrap_materializing(getattr(Dataset, name), name, registry))
+    install_receiving(registry)
+    remote.adopt(registry)
+
+
+def install_receiving(registry: StageRegistry) -> None:
+    """What a process that receives the script's datasets or splits needs (the driver too): its loops are
+    consumers, the splits it makes remember their dataset, and a split it sends on carries that along."""
     for name in _SPLITTING:
         setattr(Dataset, name, _splitting(getattr(Dataset, name), registry))
     install_consumers(registry)
@@ -194,7 +207,7 @@ def install(registry: StageRegistry) -> None:
 
 
 def install_consumers(registry: StageRegistry) -> None:
-    """Wrap the iteration calls only: what a process that loops over a split needs (a training worker)."""
+    """Wrap the iteration calls only."""
     for cls in (Dataset, DataIterator):
         for name in _ITERATING:
             if hasattr(cls, name):
@@ -366,7 +379,7 @@ def _udf_name(fn: Any) -> str:
 def _short_site(site: str) -> str:
     path, _, line = site.rpartition(":")
     try:
-        rel = os.path.relpath(path)
+        rel = os.path.relpath(path, remote.driver_cwd())
     except ValueError:
         rel = path
     return f"{path if rel.startswith('..') else rel}:{line}"
