@@ -35,3 +35,12 @@ def test_oom_kills_and_spills_after_the_run_started(tmp_path: Path) -> None:
     assert kinds == [EventKind.OOM_KILL, EventKind.SPILL]
     assert "MapBatches(hog)" in events[0].message and 1.0 <= events[0].t <= 3.0
     assert events[1].message.startswith("84 MiB")
+
+
+def test_each_nodes_running_spill_total_is_added_to_the_others(tmp_path: Path) -> None:
+    start = time.time() - 5
+    head, worker = tmp_path / "head.out", tmp_path / "worker.out"
+    head.write_text(SPILL.format(ts=stamp(start + 1), mib=40) + SPILL.format(ts=stamp(start + 2), mib=84))
+    worker.write_text(SPILL.format(ts=stamp(start + 2), mib=16))
+    (spill,) = events_since([str(head), str(worker)], start, start)
+    assert spill.message.startswith("100 MiB")  # 84 on one node (its running total) + 16 on the other

@@ -32,14 +32,16 @@ def events_since(paths: Iterable[str], since: float, run_start: float) -> list[E
     """OOM kills and a spilling summary from the given raylet logs, at or after ``since`` (epoch)."""
     events: list[Event] = []
     spilled_mib = 0
-    for path in paths:
+    for path in paths:  # one raylet log per node
+        node_mib = 0
         for stamp, entry in _entries_since(Path(path), since):
             kill = _KILL.search(entry)
             if kill:
                 events.append(_oom_event(stamp - run_start, kill.group(1), entry))
             spill = _SPILL.search(entry)
             if spill:
-                spilled_mib = max(spilled_mib, int(spill.group(1)))  # Ray logs the running total
+                node_mib = max(node_mib, int(spill.group(1)))  # a raylet logs its own running total
+        spilled_mib += node_mib  # and the nodes' spills add up
     if spilled_mib:
         events.append(Event(0.0, EventKind.SPILL, f"{spilled_mib} MiB spilled from the object store to disk"))
     return events
