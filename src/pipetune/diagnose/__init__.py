@@ -17,12 +17,14 @@ from pipetune.diagnose.progress import in_flight, moved
 from pipetune.diagnose.ranking import gain_tier
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
-from pipetune.diagnose.thresholds import NUM_CPUS_IO, WAITING_CORES
+from pipetune.diagnose.thresholds import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE, NUM_CPUS_IO, WAITING_CORES
 from pipetune.diagnose.verify import Verification, verify
 
 __all__ = [
     "BATCH_BY_TYPE",
     "DEFAULT_NUM_CPUS",
+    "MEMORY_GROW_BELOW",
+    "MEMORY_SHRINK_ABOVE",
     "NUM_CPUS_BY_TYPE",
     "NUM_CPUS_IO",
     "WAITING_CORES",

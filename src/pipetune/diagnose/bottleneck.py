@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 from pipetune.model import Execution, Operator, OperatorStats, Run, StageKind
 
-SATURATED = 1.5  # headroom below this: the operator ran close to all it can do (measured noise ~20-30%)
-
 
 @dataclass(frozen=True)
 class OperatorRate:

@@ -50,7 +50,6 @@ BATCH_OVERHEAD_MS = Threshold(5.0, "measured: under 5 ms of UDF time per batch, 
 MEMORY_GROW_BELOW = Threshold(0.5, "guide: below 50% memory, double the batch")
 MEMORY_SHRINK_ABOVE = Threshold(0.85, "guide: above 85% memory, halve the batch")
 MEMORY_TARGET = (0.6, 0.8)
-OBJECT_STORE_FULL = Threshold(0.9, "measured: object-store use above 90% of its budget is full")
 
 # Stalls
 STALL_S = Threshold(30.0, "measured: no rows moving for 30 s while tasks are running is a stall")
@@ -97,3 +96,26 @@ RISING_BLOCKED = Threshold(
 )
 SHUFFLE_OVER_STEP = Threshold(1.0, "by definition: the loop waits on its shuffle buffer longer than it computes")
 BATCH_OVERHEAD_TARGET = Threshold(0.05, "tuning aim: fixed per-batch costs under 5% of a stage's time")
+
+# Gates the rules decide with that are choices, not measurements: named here so none hides in a rule
+USES_RESERVATION = Threshold(
+    0.7,
+    "chosen, not measured: a task burning under 70% of the CPUs it reserves reserves more than it uses (slow-stage)",
+)
+USES_HALF_RESERVATION = Threshold(
+    0.5,
+    "chosen, not measured: a task burning half its reservation or more is not the low-CPU branch's over-reservation",
+)
+SLOT_SLACK = Threshold(0.5, "rounding: measured slots are a time average, so half a slot short counts as full")
+CPU_STEP = Threshold(0.25, "guide: the CPU preprocessing row's low end, 0.25 CPU, as the step of a lowered reservation")
+SKEW_FIXED_P90_OVER_P50 = Threshold(
+    2.0, "chosen: a skew fix must bring p90 under 2x the median (found at 3x, so a passing check is a real change)"
+)
+TASK_GRANULARITY = Threshold(
+    2.0,
+    "chosen: progress shows when tasks finish, so a pause shorter than two slow "
+    "(p90) tasks is granularity, not a stall",
+)
+MIN_PAUSES = Threshold(2.0, "chosen: one pause can be chance; two or more that resume are intermittent stalls")
+MIN_BLOCKS = Threshold(8.0, "chosen, not measured: at least 8 blocks, so a slow task does not hold the rest")
+BLOCKS_PER_CPU = Threshold(4.0, "chosen, not measured: 4 tasks per CPU, so every CPU gets several")

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-LOW_MEMORY = 0.50  # guide: below this, double
-HIGH_MEMORY = 0.85  # guide: above this, halve
+from pipetune.diagnose import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE
+
+LOW_MEMORY = MEMORY_GROW_BELOW.value  # guide: below this, double
+HIGH_MEMORY = MEMORY_SHRINK_ABOVE.value  # guide: above this, halve
 TARGET = (0.60, 0.80)  # guide: aim here
 SLOWER = 0.95  # a doubling that leaves throughput under 95% of the best seen stops the climb
 

@@ -88,4 +88,4 @@ def throughput_criterion(stage: Stage, rows_per_s: float) -> Criterion:
 
 def blocks_for(cpus: float) -> int:
     """Enough blocks that every CPU gets several tasks (and a slow one does not hold the rest)."""
-    return max(8, math.ceil(cpus) * 4)
+    return max(int(th.MIN_BLOCKS.value), math.ceil(cpus) * int(th.BLOCKS_PER_CPU.value))

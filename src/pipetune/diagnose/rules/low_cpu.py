@@ -28,7 +28,7 @@ def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
     if rate is None or op is None or kind not in _LOWERABLE or op.num_cpus <= 0 or not stage.accepts("num_cpus"):
         return None
     low, high = NUM_CPUS_BY_TYPE[kind]
-    uses_half = rate.cores_per_task >= op.num_cpus * 0.5
+    uses_half = rate.cores_per_task >= op.num_cpus * th.USES_HALF_RESERVATION.value
     stats = facts.run.stats_of(op.uid)
     more_work_than_slots = stats is not None and stats.task_s.count > rate.slots
     if uses_half or op.num_cpus <= low or not more_work_than_slots:

@@ -64,7 +64,13 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
         "a few tasks carry much more work than the rest (heavy blocks, or several blocks bundled into one "
         "batch), so they finish long after the others while slots idle",
         fix,
-        Criterion("task_skew", "<", 2.0, "even task durations (p90 under 2x the median)", stage.index),
+        Criterion(
+            "task_skew",
+            "<",
+            th.SKEW_FIXED_P90_OVER_P50.value,
+            "even task durations (p90 under 2x the median)",
+            stage.index,
+        ),
         0.6,
         gain=capacity.time_saved_speedup(facts, saved) if saved is not None else 1.0,
     )

@@ -58,15 +58,17 @@ def check(facts: Facts) -> list[Finding]:
 
 def _choose(facts: Facts, stage: Stage, op: Operator, rate: OperatorRate) -> tuple[Fix | None, str]:
     reserved_slots = facts.cpus / op.num_cpus if op.num_cpus else math.inf
-    over = op.num_cpus > 0 and rate.cores_per_task < op.num_cpus * 0.7 and reserved_slots <= rate.slots + 0.5
+    full = reserved_slots <= rate.slots + th.SLOT_SLACK.value
+    over = op.num_cpus > 0 and rate.cores_per_task < op.num_cpus * th.USES_RESERVATION.value and full
     if over and stage.accepts("num_cpus"):
-        proposed = max(0.25, math.ceil(rate.cores_per_task * 4) / 4)
+        step = th.CPU_STEP.value
+        proposed = max(step, math.ceil(rate.cores_per_task / step) * step)
         if proposed < op.num_cpus:
             return (
                 Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, stage.index),
                 f"each task reserves {op.num_cpus:g} CPU but burns {rate.cores_per_task:.2f}: fewer run than fit",
             )
-    if op.compute == "actors" and op.max_concurrency and op.max_concurrency <= rate.slots + 0.5:
+    if op.compute == "actors" and op.max_concurrency and op.max_concurrency <= rate.slots + th.SLOT_SLACK.value:
         return _resized(facts, stage, op)
     return (
         None,

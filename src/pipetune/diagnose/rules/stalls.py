@@ -82,7 +82,7 @@ def longest_stall(run: Run) -> float:
 
 def _task_scale(run: Run) -> float:
     """Progress is seen when tasks finish: a pause shorter than two slow tasks is just task granularity."""
-    return 2 * max((s.task_s.p90 for e in run.executions for s in e.stats), default=0.0)
+    return th.TASK_GRANULARITY.value * max((s.task_s.p90 for e in run.executions for s in e.stats), default=0.0)
 
 
 def _stall_limit(run: Run) -> float:
@@ -132,7 +132,7 @@ def check_intermittent(facts: Facts) -> list[Finding]:
     pauses = [g for g in progress_gaps(facts.run) if shortest <= g[1] < max(th.STALL_S.value, shortest)]
     # tasks that failed in a run that still succeeded were retried: the other face of intermittent trouble
     failed = sum(s.tasks_failed for e in facts.run.executions for s in e.stats) if facts.run.status.ok else 0
-    if len(pauses) < 2 and not failed:
+    if len(pauses) < th.MIN_PAUSES.value and not failed:
         return []
     return [
         finding(
@@ -141,7 +141,7 @@ def check_intermittent(facts: Facts) -> list[Finding]:
             "intermittent stalls: progress pauses, then resumes",
             facts.bottleneck_stage(),
             [
-                Evidence("pauses of 5-30 s", float(len(pauses)), "", 2.0, th.INTERMITTENT_GAP_S.source),
+                Evidence("pauses of 5-30 s", float(len(pauses)), "", th.MIN_PAUSES.value, th.MIN_PAUSES.source),
                 Evidence("failed (retried) tasks", float(failed)),
             ],
             "remote calls that wait on the network, a rate limit or retries: check the source's timeouts and "
