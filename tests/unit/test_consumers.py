@@ -203,3 +203,18 @@ def test_a_probe_is_boxed_from_its_loops_start_not_the_scripts() -> None:
     assert done(ConsumerSamples(31.0, {"consumer:2": {"batches": 0.0}})) is None  # the loop starts
     assert done(ConsumerSamples(40.0, {"consumer:2": {"batches": 4.0}})) is None
     assert done(ConsumerSamples(41.5, {"consumer:2": {"batches": 5.0}})) == objective.boxed_reason(10.0)
+
+
+def test_a_probe_is_extrapolated_at_its_steady_pace_not_its_ramp_up() -> None:
+    """16 batches in 4 s while the pipeline ramps up, then 16 in 1 s: the rest goes at the later pace."""
+    run = looped(two_stage_run(), blocked_s=1.0, user_s=4.0, batches=32, rows=3_200, first_wait_s=0.5, steps=2)
+    ramp = {"batches": 16.0, "rows": 1_600.0, "blocked_s": 0.5 + 3.2, "user_s": 0.8, "first_wait_s": 0.5}
+    samples = list(run.consumer_samples)
+    samples[1] = Sample(samples[1].t, samples[1].source, ramp)
+    done = samples[-1].values
+    samples[-1] = Sample(samples[-1].t, samples[-1].source, {**done, "blocked_s": 0.5 + 3.4, "user_s": 1.6})
+    probe = with_(run, consumer_samples=tuple(samples))
+    (c,) = consumption(probe)
+    assert c.late_s_per_row == pytest.approx(1.0 / 1_600)  # 0.2 s blocked + 0.8 s own over the last 1,600 rows
+    # the first wait, 5 s taken for 3,200 rows, the other 28,800 at the steady pace (not 10x the 5 s)
+    assert objective.seconds(probe, {}, {"consumer:2": 32_000.0}) == pytest.approx(0.5 + 5.0 + 28_800 / 1_600)

@@ -35,6 +35,7 @@ class Consumption:
     ended_t: float
     blocked_early: float | None  # blocked share in the first half of the loop's samples
     blocked_late: float | None  # ... and in the second half
+    late_s_per_row: float | None = None  # the loop's pace over the second half of its rows: past its ramp-up
 
     @property
     def loop_s(self) -> float:
@@ -84,7 +85,7 @@ def consumption(run: Run) -> list[Consumption]:
                 blocked_s=_steady(last), user_s=last.get("user_s", 0.0), first_wait_s=last.get("first_wait_s", 0.0),
                 shaping_s=last.get("shaping_s", 0.0), batching_wait_s=last.get("batching_wait_s", 0.0),
                 from_ray=bool(last.get("ray_stats")), started_t=samples[0].t, ended_t=samples[-1].t,
-                blocked_early=early, blocked_late=late,
+                blocked_early=early, blocked_late=late, late_s_per_row=_late_pace(samples),
             )
         )  # fmt: skip
     return out
@@ -112,6 +113,19 @@ def _halves(samples: list[Sample]) -> tuple[float | None, float | None]:
         return None, None
     middle = len(samples) // 2
     return _share(samples[0], samples[middle]), _share(samples[middle], samples[-1])
+
+
+def _late_pace(samples: list[Sample]) -> float | None:
+    """Seconds of loop per row from the sample where the loop had taken half its rows to the last: its steady
+    pace, the pipeline's and the loop's ramp-up (workers starting, first steps) left out. None where no sample
+    falls between."""
+    last = samples[-1].values
+    mid = next((s.values for s in samples if s.values.get("rows", 0.0) >= last.get("rows", 0.0) / 2), None)
+    if mid is None or mid is last:
+        return None
+    rows = last.get("rows", 0.0) - mid.get("rows", 0.0)
+    loop = _steady(last) + last.get("user_s", 0.0) - _steady(mid) - mid.get("user_s", 0.0)
+    return loop / rows if rows > 0 and loop > 0 else None
 
 
 def _steady(values: Mapping[str, float]) -> float:

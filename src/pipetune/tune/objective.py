@@ -32,9 +32,11 @@ def consumed_rows(run: Run) -> dict[str, float]:
 
 
 def loop_s(c: Consumption, batches: float | None = None, rows: float | None = None) -> float:
-    """The loop's time, or what it would be over ``rows`` rows (else ``batches`` batches) at its measured pace."""
+    """The loop's time, or what it would be over ``rows`` rows (else ``batches`` batches): the time it took, and
+    the rows it did not take at its steady pace (its second half's, past the ramp-up; else its mean)."""
     if rows is not None and c.rows > 0:
-        return c.first_wait_s + c.loop_s * max(1.0, rows / c.rows)
+        pace = c.late_s_per_row if c.late_s_per_row is not None else c.loop_s / c.rows
+        return c.first_wait_s + c.loop_s + pace * max(rows - c.rows, 0.0)
     if batches is None or batches <= c.batches:
         return c.first_wait_s + c.loop_s
     return c.first_wait_s + c.loop_s / c.batches * batches
