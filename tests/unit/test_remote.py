@@ -85,16 +85,24 @@ def test_only_a_cluster_on_this_machine_gets_the_recording_environment(address: 
     assert remote.on_this_machine(address) is here
 
 
+def _attached(monkeypatch: pytest.MonkeyPatch, address: str, job_config: dict[str, object] | None = None) -> None:
+    """A driver under the recorder, attached to ``address``; what ``reach_workers`` sets is restored after."""
+    monkeypatch.setattr(remote, "_reachable", False)
+    for name in (remote.ENV_T0, remote.ENV_OVERRIDES, remote.ENV_CWD):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
+    if job_config is None:
+        monkeypatch.delenv(remote.JOB_CONFIG_ENV, raising=False)
+    else:
+        monkeypatch.setenv(remote.JOB_CONFIG_ENV, json.dumps(job_config))
+
+
 def test_an_attached_local_cluster_gets_the_environment_through_the_job_config(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(remote, "_reachable", False)  # set by the call: restored after the test
-    for name in (remote.ENV_T0, remote.ENV_OVERRIDES, remote.ENV_CWD):  # set by the call: restored after the test
-        monkeypatch.setenv(name, "")
-    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
+    _attached(monkeypatch, "127.0.0.1:6379", {"runtime_env": {"env_vars": {"USER_VAR": "kept"}}})
     monkeypatch.setenv("EXTRA", "1")
-    monkeypatch.setenv(remote.JOB_CONFIG_ENV, json.dumps({"runtime_env": {"env_vars": {"USER_VAR": "kept"}}}))
     remote.reach_workers(12.5, {"stages": {}}, ("EXTRA",), "splits = ds.streaming_split(2)")
     env_vars = json.loads(os.environ[remote.JOB_CONFIG_ENV])["runtime_env"]["env_vars"]
     assert env_vars["USER_VAR"] == "kept" and env_vars["EXTRA"] == "1"
@@ -104,23 +112,13 @@ def test_an_attached_local_cluster_gets_the_environment_through_the_job_config(
 def test_a_script_that_keeps_its_data_in_the_driver_costs_an_attached_cluster_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(remote, "_reachable", False)  # set by the call: restored after the test
-    for name in (remote.ENV_T0, remote.ENV_OVERRIDES, remote.ENV_CWD):
-        monkeypatch.setenv(name, "")
-    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
-    monkeypatch.delenv(remote.JOB_CONFIG_ENV, raising=False)
+    _attached(monkeypatch, "127.0.0.1:6379")
     remote.reach_workers(1.0, {}, (), "ray.data.range(10).map_batches(f).write_parquet('out')")
     assert remote.JOB_CONFIG_ENV not in os.environ and type(remote.tag_for(1)) is int
 
 
 def test_a_remote_cluster_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(remote, "_reachable", False)  # set by the call: restored after the test
-    for name in (remote.ENV_T0, remote.ENV_OVERRIDES, remote.ENV_CWD):
-        monkeypatch.setenv(name, "")
-    monkeypatch.setenv("RAY_ADDRESS", "ray://10.0.0.9:10001")
-    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/pipetune-x/events.sock")
-    monkeypatch.delenv(remote.JOB_CONFIG_ENV, raising=False)
+    _attached(monkeypatch, "ray://10.0.0.9:10001")
     remote.reach_workers(1.0, {}, (), "splits = ds.streaming_split(2)")
     assert remote.JOB_CONFIG_ENV not in os.environ
 
