@@ -139,8 +139,7 @@ class StageRegistry:
         if source is None or not isinstance(iterators, list):
             return
         for it in iterators:
-            self._split_from[id(it)] = source
-            self._keep.append(it)
+            self.adopt_split(it, source)
 
     def adopt_split(self, iterator: Any, source: int | None) -> None:
         """A split iterator that reached this process reads the dataset stage ``source`` built."""

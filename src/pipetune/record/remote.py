@@ -97,6 +97,9 @@ class Inbox:
 # -- indices shared by the run's processes ---------------------------------------------------------------
 
 
+_State = dict[str, dict[str, int]]  # "next": the next index of each kind; "keys": the index each key got
+
+
 class Ledger:
     """Hands out stage and execution indices, unique across every process of the run.
 
@@ -105,7 +108,7 @@ class Ledger:
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path
-        self._memory: dict[str, Any] = {"next": {}, "keys": {}}
+        self._memory: _State = {"next": {}, "keys": {}}
         self._lock = threading.Lock()
 
     def take(self, kind: str, key: str | None = None) -> tuple[int, bool]:
@@ -122,7 +125,7 @@ class Ledger:
             return index, True
 
     @contextlib.contextmanager
-    def _state(self) -> Iterator[dict[str, Any]]:
+    def _state(self) -> Iterator[_State]:
         if self.path is None:
             yield self._memory
             return
@@ -130,7 +133,7 @@ class Ledger:
             fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed
             f.seek(0)
             text = f.read()
-            state = json.loads(text) if text else {"next": {}, "keys": {}}
+            state: _State = json.loads(text) if text else {"next": {}, "keys": {}}
             yield state
             f.seek(0)
             f.truncate()
@@ -241,7 +244,7 @@ def _t0() -> float:
 _keep: list[socket.socket] = []
 _lock = threading.Lock()
 _executor_listener: Probe | None = None
-_consumers: StageRegistry | None = None
+_registry: StageRegistry | None = None
 
 
 def executor_listener() -> Probe | None:
@@ -288,9 +291,9 @@ def tag_arrived(index: int) -> StageTag:
 
 def adopt(registry: StageRegistry) -> None:
     """The driver's own registry: datasets and splits that come back to it need nothing installed again."""
-    global _consumers
+    global _registry
     with _lock:
-        _consumers = registry
+        _registry = registry
 
 
 def split_arrived(iterator: Any, source: int | None) -> None:
@@ -302,14 +305,14 @@ def split_arrived(iterator: Any, source: int | None) -> None:
 
 
 def _consumer_registry() -> StageRegistry | None:
-    global _consumers
+    global _registry
     with _lock:
-        if _consumers is None:
+        if _registry is None:
             sender = _connect()
             if sender is None:
                 return None
-            _consumers = _install_consumers(sender)
-        return _consumers
+            _registry = _install_consumers(sender)
+        return _registry
 
 
 def _install_consumers(sender: Sender) -> StageRegistry:

@@ -25,7 +25,6 @@ from pipetune.diagnose import (
     Finding,
     Fix,
     Level,
-    consumer_bound,
     diagnose,
     gain_tier,
 )
@@ -166,11 +165,13 @@ def candidates(facts: Facts, allow: frozenset[str] = frozenset()) -> Iterator[Pr
     """Every change worth predicting: the doctor's fixes, the model's batch and pool moves, Ray Data's
     defaults, and all the model's own moves at once (stages that limit together only gain together); with
     ``allow``, the moves of the loop's own knobs the user lets tuning change."""
-    fixes = [p for p in (_from_finding(facts, f) for f in diagnose(facts.run).findings) if p is not None]
+    findings = diagnose(facts.run).findings
+    fixes = [p for p in (_from_finding(facts, f) for f in findings) if p is not None]
     moves = [*_batch_moves(facts), *_pool_moves(facts)]
     yield from fixes
     yield from moves
-    yield from _loop_batch_moves(facts, allow)
+    bound = next((f for f in findings if f.rule == "consumer-bound"), None)
+    yield from _loop_batch_moves(facts, bound, allow)
     yield from _default_moves(facts)
     joint = _joint(facts, [*moves, *(p for p in fixes if p.level is Level.PARALLELISM)])
     if joint is not None:
@@ -282,14 +283,13 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain)
 
 
-def _loop_batch_moves(facts: Facts, allow: frozenset[str]) -> Iterator[Proposal]:
+def _loop_batch_moves(facts: Facts, bound: Finding | None, allow: frozenset[str]) -> Iterator[Proposal]:
     """A consumer-bound loop's own batch, doubled, where the user allows it (``--allow iterator.batch_size``):
     no pipeline setting can help such a loop, but its own code may take rows faster in larger batches. How
     much, the run cannot say (the user's step is not modelled), so the trial decides; doubling is a search
     step, repeated while the judge keeps the gain. A loop that left its batch to Ray is not touched."""
     if "iterator.batch_size" not in allow:
         return
-    bound = consumer_bound(facts)
     stage = facts.run.stage(bound.stage) if bound is not None and bound.stage is not None else None
     batch = stage.knobs.batch_size if stage is not None else None
     if stage is None or not batch:

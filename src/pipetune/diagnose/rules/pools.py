@@ -32,7 +32,7 @@ def _oversized(facts: Facts, stage: Stage) -> Finding | None:
         # no more replicas than cores; or they did not fill the cores left to them (they wait); or the other
         # stages burn more than the pool, so a full machine says nothing about the pool (it may be waiting)
         return None
-    fewer = _fewer(facts, stage)
+    fewer = _fewer(facts, stage, others)
     if fewer is None:
         return None
     startup = capacity.actor_startup_s(facts, op)
@@ -52,10 +52,10 @@ def _oversized(facts: Facts, stage: Stage) -> Finding | None:
     )  # fmt: skip
 
 
-def _fewer(facts: Facts, stage: Stage) -> int | None:
+def _fewer(facts: Facts, stage: Stage, others: float) -> int | None:
     """One replica per core the other stages leave free (the cores they burnt, measured over the execution),
     if that is fewer and still fits the nodes with each replica's reservation kept."""
-    wanted = max(1, round(facts.cpus - _others_cores(facts, stage)))  # a core mostly free counts
+    wanted = max(1, round(facts.cpus - others))  # a core mostly free counts
     if wanted >= capacity.pool_size(stage.knobs):
         return None
     changed = {stage.index: stage.knobs.replace(concurrency=wanted)}
