@@ -109,13 +109,15 @@ def test_the_overhead_and_the_worker_start_measured_on_the_run_are_what_more_tas
     few = Facts.of(_one_block_with_spans(work_s=6.0, first_wait_s=3.0))
     assert capacity.task_overhead_s(few) == 0.0  # two tasks' waits say nothing of Ray's overhead
     assert capacity.worker_start_s(few) == pytest.approx(3.0)  # the first task waited for its worker
-    assert capacity.added_workers_s(few, few.operators[-1], 8) == pytest.approx(3.0)  # one more at once: one start
+    # one more at once: one start (3 s), while the first worker does half the 6 s of work: the work ends 1.5 s later
+    assert capacity.added_workers_s(few, few.operators[-1], 8) == pytest.approx(1.5)  # than on 2 slots at once
 
 
 def test_one_block_is_not_split_where_the_worker_it_needs_costs_what_the_second_core_saves() -> None:
-    """8 s of work on 2 cores saves 4 s at most; 3 s to start the second worker leaves 1 s of a 21 s run, inside
-    the noise. A worker ready at once, or 12 s of work, and the split pays beyond it."""
-    assert rule("few-blocks", _one_block_with_spans(work_s=6.0, first_wait_s=3.0)) == []
+    """8 s of work on 2 cores saves 4 s at most; while the second worker takes 5 s to start, the first does 5 of
+    the stage's 6 s, so the split ends the stage 2.5 s sooner than two workers ready at once would: 1.5 s of a
+    21 s run, inside the noise. A worker ready at once, or 12 s of work, and the split pays beyond it."""
+    assert rule("few-blocks", _one_block_with_spans(work_s=6.0, first_wait_s=5.0)) == []
     assert rule("few-blocks", _one_block_with_spans(work_s=6.0, first_wait_s=0.1))
     [f] = rule("few-blocks", _one_block_with_spans(work_s=12.0, first_wait_s=3.0))
     assert f.fix is not None and f.fix.setting == "0.repartition=8"
@@ -341,6 +343,58 @@ def test_a_balanced_pipeline_has_no_slow_stage() -> None:
     assert rule("slow-stage", two_stage_run(read_busy=18.0, map_busy=20.0)) == []
 
 
+def queued_run(filter_cores: float = 0.06, embed_cores: float = 0.99, filter_queue: float = 20.0):  # type: ignore[no-untyped-def]
+    """range -> filter(check) fused, then map_batches(embed), each reserving 1 CPU on 2 CPUs over 20 s: the
+    filter's input queue holds ``filter_queue`` blocks, the embed stage's 0.2."""
+    read = stage(0, "range", kind=StageKind.READ)
+    check = stage(1, "filter", "check", StageKind.FILTER, num_cpus=1.0)
+    embed = stage(2, "map_batches", "embed", batch_size=50, num_cpus=1.0)
+    f_op = Operator("0/ReadRange->Filter(check)_1", "ReadRange->Filter(check)", (0, 1), num_cpus=1.0)
+    e_op = Operator("0/MapBatches(embed)_2", "MapBatches(embed)", (2,), num_cpus=1.0)
+    f_stats = op_stats(f_op.uid, 2_000, 10.0, 10.0 * filter_cores, tasks=40)
+    e_stats = op_stats(e_op.uid, 2_000, 12.0, 12.0 * embed_cores, tasks=40)
+    queues = tuple(Sample(float(t), uid, {"inqueue_blocks": q}) for t in range(1, 21)
+                   for uid, q in ((f_op.uid, filter_queue), (e_op.uid, 0.2)))  # fmt: skip
+    specs = [(read, f_op, f_stats), (check, f_op, f_stats), (embed, e_op, e_stats)]
+    return pipeline(specs, wall=20.0, samples=queues)  # type: ignore[list-item]
+
+
+def test_a_stage_whose_input_queues_and_output_is_empty_lowers_its_reservation_when_its_tasks_wait() -> None:
+    """The guide's 'empty output queue: decrease num_cpus', found by the queues where no stage ran near its
+    capacity by the rates (each rate counts every CPU, while the two reservations shared them)."""
+    [f] = rule("slow-stage", queued_run())
+    assert f.stage_key == "1:filter:check" and f.fix is not None
+    assert (f.fix.knob, f.fix.stage, f.fix.current, f.fix.proposed) == ("num_cpus", 1, 1.0, 0.1)  # waits: I/O row
+    assert f.gain > 1 + 0.1  # the model, reservations included, finds it worth more than the noise
+    assert rule("slow-stage", queued_run(filter_queue=0.5)) == []  # nothing waits at its input: not slow
+
+
+def test_a_slow_stage_that_burns_its_reservation_asks_the_upstream_stage_to_reserve_less() -> None:
+    """The guide's 'large input queue: decrease upstream num_cpus': the embed stage burns what it reserves,
+    blocks wait at its input, and the filter upstream holds a CPU it does not burn."""
+    run = queued_run(filter_queue=0.5)
+    samples = tuple(replace(x, values={"inqueue_blocks": 6.0}) if "embed" in x.source else x for x in run.op_samples)
+    [f] = rule("slow-stage", with_(run, op_samples=samples))
+    assert f.stage_key == "2:map_batches:embed" and f.fix is not None
+    assert (f.fix.knob, f.fix.stage, f.fix.proposed) == ("num_cpus", 1, 0.1)
+    assert "decrease upstream num_cpus" in f.cause
+    busy = queued_run(filter_cores=0.95, filter_queue=0.5)  # the upstream burns what it holds: nothing to free
+    samples = tuple(replace(x, values={"inqueue_blocks": 6.0}) if "embed" in x.source else x for x in busy.op_samples)
+    assert rule("slow-stage", with_(busy, op_samples=samples)) == []
+
+
+def test_the_model_counts_what_task_stages_hold_reserved_not_only_what_they_burn() -> None:
+    """Two task stages each reserving a whole CPU while one burns almost none: the reservations, not the
+    cores, bound the time, so a smaller reservation for the waiting one is predicted to help."""
+    from pipetune.diagnose.capacity import config_speedup
+
+    run = queued_run()
+    facts = Facts.of(run)
+    lowered = {1: run.stages[1].knobs.replace(num_cpus=0.1)}
+    assert config_speedup(facts, lowered) > 1.2
+    assert config_speedup(facts, {2: run.stages[2].knobs.replace(num_cpus=1.0)}) == pytest.approx(1.0)
+
+
 def test_skewed_tasks_ask_for_a_repartition_upstream() -> None:
     run = two_stage_run()
     skewed = with_(run.executions[0].stats[1], task_s=Dist.of([0.5] * 8 + [6.0, 7.0]))
@@ -390,6 +444,19 @@ def test_batches_that_bundle_blocks_into_few_long_tasks_that_leave_a_slot_idle_a
     assert rule("skew", with_(bundled, tasks=())) == []  # no spans: bundling alone shows nothing to go by
     unbundled = with_(bundled, stages=run.stages)  # the same tasks with batches of one block: not skew
     assert rule("skew", unbundled) == []
+
+
+def test_a_batch_of_one_block_and_a_few_rows_of_the_next_bundles_nothing() -> None:
+    """batch_size 50 over blocks of 45 rows (a filter dropped a tenth): even tasks, and idle slots that come
+    from something else (a reservation upstream), are not skew."""
+    run = two_stage_run()
+    read = with_(run.executions[0].stats[0], block_rows=Dist.of([45.0] * 10))
+    even = with_(run.executions[0].stats[1], task_s=Dist.of([0.65] * 10))
+    execution = with_(run.executions[0], stats=(read, even))  # type: ignore[arg-type]
+    fifty = with_(run.stages[1], knobs=run.stages[1].knobs.replace(batch_size=50))  # type: ignore[arg-type]
+    uid = "0/MapBatches(work)_2"
+    spans = tuple(TaskSpan(uid, i, 1.0 + i, 1.65 + i) for i in range(10))  # one at a time: a slot idle
+    assert rule("skew", with_(run, executions=(execution,), stages=(run.stages[0], fifty), tasks=spans)) == []
 
 
 def test_one_straggler_among_many_tasks_is_skew_when_the_slots_it_left_idle_cost_time() -> None:
@@ -504,6 +571,23 @@ def test_similar_predicted_gains_rank_by_the_guides_hierarchy_then_stake() -> No
     assert blocks.fix is not None and blocks.fix.level is Level.PARALLELISM
     unsure, sure = replace(blocks, gain=1.0), replace(batch, gain=2.5)  # 1.0: the model cannot say, the last tier
     assert sorted([unsure, sure], key=rank_key)[0] is sure
+
+
+def test_within_a_tier_and_a_level_the_larger_predicted_gain_ranks_first() -> None:
+    found = {f.rule: f for f in diagnose(node_cpu(etl_run(), 45.0)).findings}
+    blocks = found["few-blocks"]
+    small, large = replace(blocks, gain=1.2, confidence=0.9), replace(blocks, rule="other", gain=1.46, confidence=0.5)
+    assert sorted([small, large], key=rank_key)[0] is large
+
+
+def test_a_fix_two_branches_reach_is_offered_once_by_the_better_ranked_finding() -> None:
+    from pipetune.diagnose.engine import once_per_fix
+
+    found = {f.rule: f for f in diagnose(node_cpu(etl_run(), 45.0)).findings}
+    first, other = found["few-blocks"], replace(found["few-blocks"], rule="slow-stage", gain=1.1)
+    unfixed = replace(found["batch-size"], fix=None)
+    assert once_per_fix([first, other, unfixed, replace(unfixed, rule="stall")]) == (
+        first, unfixed, replace(unfixed, rule="stall"))  # fmt: skip
 
 
 def test_gains_fall_in_fixed_tiers_of_a_factor_of_two() -> None:

@@ -189,7 +189,18 @@ def fix_speedup(facts: Facts, fix: Fix) -> float:
     size = size if isinstance(size, int) else None
     if (cpus is None and size is None) or (cpus is not None and fuses_at(facts.run, op, cpus)):
         return 1.0
-    return run_speedup(facts, op, slots_speedup(facts, op, num_cpus=cpus, concurrency=size))
+    if op.compute == "actors":
+        return run_speedup(facts, op, slots_speedup(facts, op, num_cpus=cpus, concurrency=size))
+    knobs = facts.run.stage(stage).knobs
+    changed = knobs.replace(num_cpus=knobs.num_cpus if cpus is None else cpus, concurrency=size or knobs.concurrency)
+    gain = config_speedup(facts, {stage: changed})  # reservations shared with the other task stages included
+    return with_cost(facts, gain, reservation_cost_s(facts, op, _with(op, cpus, size)))
+
+
+def reservation_cost_s(facts: Facts, op: Operator, moved: Operator) -> float:
+    """What running a task stage as ``moved`` (another reservation or cap) costs in worker starts: the more
+    tasks at once need more worker processes (``added_workers_s``)."""
+    return added_workers_s(facts, op, _tasks(facts, op), moved)
 
 
 def time_saved_speedup(facts: Facts, saved_s: float) -> float:
@@ -237,16 +248,33 @@ def worker_start_s(facts: Facts) -> float:
     return max(waits[0][1] - task_overhead_s(facts), 0.0) if waits else 0.0
 
 
-def added_workers_s(facts: Facts, op: Operator, tasks: int) -> float:
-    """What the workers cost that ``op`` needs to run more tasks at once than it did: each one more at once is a
-    worker process to start (``worker_start_s``). A raylet starts as many at a time as its node has CPUs (Ray's
-    ``maximum_startup_concurrency``, which defaults to the node's CPU count), so they start in rounds of the
-    cluster's CPUs."""
-    spans, rate = facts.spans_of(op), facts.rates.get(op.uid)
-    if not spans or rate is None:
+def added_workers_s(facts: Facts, op: Operator, tasks: int, moved: Operator | None = None) -> float:
+    """What the workers cost that ``op`` (run as ``moved``: another reservation) needs to run more tasks at once
+    than it did: each one more at once is a worker process to start (``worker_start_s``). A raylet starts as
+    many at a time as its node has CPUs (Ray's ``maximum_startup_concurrency``, which defaults to the node's CPU
+    count), so they come online in rounds of the cluster's CPUs while the ones already up keep working: the
+    cost is how much later the operator's work (its busy slot-seconds) ends on that ramp than on all the slots
+    at once."""
+    spans, rate, stats = facts.spans_of(op), facts.rates.get(op.uid), facts.run.stats_of(op.uid)
+    if not spans or rate is None or stats is None:
         return 0.0
-    more = min(usable_slots(op, facts.cpus, facts.gpus, rate.cores_per_task), tasks) - most_at_once(spans)
-    return math.ceil(max(more, 0) / max(facts.cpus, 1.0) - 1e-9) * worker_start_s(facts)
+    want = min(usable_slots(moved or op, facts.cpus, facts.gpus, rate.cores_per_task), tasks)
+    have = most_at_once(spans)
+    if want <= have:
+        return 0.0
+    ramp = _ramp_s(stats.busy_s, have, want, max(facts.cpus, 1.0), worker_start_s(facts))
+    return max(ramp - stats.busy_s / want, 0.0)
+
+
+def _ramp_s(work_s: float, have: float, want: float, per_round: float, start_s: float) -> float:
+    """Seconds to do ``work_s`` slot-seconds starting on ``have`` slots, ``per_round`` more coming online every
+    ``start_s`` until there are ``want``."""
+    t, slots = 0.0, have
+    while slots < want and start_s > 0:
+        if work_s <= slots * start_s:
+            return t + work_s / slots
+        work_s, t, slots = work_s - slots * start_s, t + start_s, min(want, slots + per_round)
+    return t + work_s / slots
 
 
 def added_tasks_s(facts: Facts, tasks: Mapping[str, int]) -> float:
@@ -301,9 +329,11 @@ def config_speedup(facts: Facts, changed: Mapping[int, Knobs]) -> float:
 
 
 def _model_seconds(facts: Facts, changed: Mapping[int, Knobs]) -> float:
-    ops = facts.operators
-    times, cpu_s = [0.0], 0.0
-    for op in ops:
+    """The execution's time by the model: the slowest operator on the slots it can get, the CPU-seconds all of
+    them burn over the CPUs, and the CPU-seconds the task stages hold reserved (a task holds its ``num_cpus``
+    while it runs, burning or waiting) over the CPUs the actor pools leave them, whichever is longest."""
+    times, cpu_s, reserved_s, pools = [0.0], 0.0, 0.0, 0.0
+    for op in facts.operators:
         rate, stats = facts.rates.get(op.uid), facts.run.stats_of(op.uid)
         if rate is None or stats is None or rate.per_slot <= 0:
             continue
@@ -312,7 +342,13 @@ def _model_seconds(facts: Facts, changed: Mapping[int, Knobs]) -> float:
         slots = min(usable_slots(moved, facts.cpus, facts.gpus, rate.cores_per_task), max(_tasks(facts, op), 1))
         times.append(rate.rows / (rate.per_slot / ratio * max(slots, 1.0)))
         cpu_s += stats.cpu_s * ratio
-    return max(*times, cpu_s / facts.cpus if facts.cpus > 0 else 0.0)
+        if op.compute == "actors":
+            pools += moved.num_cpus * (moved.max_concurrency or 1)  # held for the whole execution
+        else:
+            reserved_s += stats.busy_s * ratio * moved.num_cpus
+    free = facts.cpus - pools
+    held = reserved_s / free if free > 0 else 0.0
+    return max(*times, cpu_s / facts.cpus if facts.cpus > 0 else 0.0, held)
 
 
 def _busy_ratio(facts: Facts, op: Operator, changed: Mapping[int, Knobs]) -> float:

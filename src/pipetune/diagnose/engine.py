@@ -50,11 +50,13 @@ _URGENCY = {
 }
 
 
-def rank_key(f: Finding) -> tuple[int, int, int, float, float]:
+def rank_key(f: Finding) -> tuple[int, int, int, float, float, float]:
     """Crashes and stalls first; then by the fix's predicted gain, in tiers (``ranking``); within a tier the
-    guide's hierarchy, the simplest level first (a finding with no fix last); then stake and certainty."""
+    guide's hierarchy, the simplest level first (a finding with no fix last); within a level the larger
+    predicted gain; then stake and certainty."""
     level = int(f.fix.level) if f.fix else 9
-    return (_URGENCY.get(f.rule, 2), gain_tier(f.gain), level, -f.severity * f.confidence, -f.confidence)
+    urgency = _URGENCY.get(f.rule, 2)
+    return (urgency, gain_tier(f.gain), level, -f.gain, -f.severity * f.confidence, -f.confidence)
 
 
 def predicted(facts: Facts, f: Finding) -> Finding:
@@ -69,11 +71,24 @@ def diagnose(run: Run, rules: dict[str, Rule] | None = None) -> Diagnosis:
     return Diagnosis(
         run_id=run.id,
         hardware=facts.hardware,
-        findings=tuple(sorted(findings, key=rank_key)),
+        findings=once_per_fix(sorted(findings, key=rank_key)),
         stages=tuple(classify(facts)),
         cpu_pct=facts.cpu_pct,
         gpu_pct=facts.gpu_pct,
     )
+
+
+def once_per_fix(ranked: list[Finding]) -> tuple[Finding, ...]:
+    """The ranked findings, each fix offered once: where two branches of the guide reach the same change (low
+    CPU and a slow stage's empty output queue both lower one reservation), the better-ranked finding keeps it."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for f in ranked:
+        key = f.fix.settings if f.fix is not None else ()
+        if not key or key not in seen:
+            out.append(f)
+            seen.add(key)
+    return tuple(out)
 
 
 def classify(facts: Facts) -> list[StageClass]:

@@ -42,6 +42,11 @@ LIMITING_HEADROOM = Threshold(3.0, "measured: a stage with over 3x headroom does
 LARGE_INQUEUE_BLOCKS = Threshold(2.0, "measured: a mean of 2+ blocks waiting at a stage's input is a queue")
 SKEW_P90_OVER_P50 = Threshold(3.0, "measured: p90 task time over 3x the median is skew, not noise")
 SKEW_MAX_OVER_MEAN_ROWS = Threshold(4.0, "measured: a block with 4x the mean rows is uneven")
+BUNDLED_BLOCKS = Threshold(
+    2.0,
+    "arithmetic: a batch bundles blocks when it takes two or more of them; one block and a few rows of the next "
+    "is one block's task, whose idle slots come from something else",
+)
 MIN_TASKS_FOR_SKEW = Threshold(4.0, "statistics: fewer than 4 tasks say nothing about a distribution")
 MIN_SKEW_GAP_S = Threshold(0.5, "measured: when p90 and median tasks differ by under 0.5 s, skew costs nothing")
 BATCH_OVERHEAD_MS = Threshold(5.0, "measured: under 5 ms of UDF time per batch, per-batch overhead dominates")

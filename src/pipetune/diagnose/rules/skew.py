@@ -30,7 +30,7 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
     bundled = _blocks_per_batch(facts, stage)
     tasks_apart = _uneven_tasks(stats, spread, uneven)
     straggler = _straggler(stats)
-    if not tasks_apart and bundled <= 1 and not straggler:
+    if not tasks_apart and bundled < th.BUNDLED_BLOCKS.value and not straggler:
         return None
     idle, wall = _idle_s(facts, stage), facts.run.wall_s or 0.0
     if idle is None and not tasks_apart:
@@ -43,7 +43,7 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
     return finding(
         facts,
         "skew",
-        f"data skew: uneven tasks{f' (each batch bundles {bundled:.3g} blocks)' if bundled > 1 else ''}",
+        f"data skew: uneven tasks{f' (each batch bundles {bundled:.3g} blocks)' if _bundles(bundled) else ''}",
         stage,
         [
             Evidence("task time p90 / p50", spread, "x", th.SKEW_P90_OVER_P50.value, th.SKEW_P90_OVER_P50.source),
@@ -57,7 +57,11 @@ def _skewed(facts: Facts, stage: Stage) -> Finding | None:
                 if straggler
                 else []
             ),
-            *([Evidence("blocks a batch bundles", bundled, "", 1.0, "a batch of one block")] if bundled > 1 else []),
+            *(
+                [Evidence("blocks a batch bundles", bundled, "", th.BUNDLED_BLOCKS.value, th.BUNDLED_BLOCKS.source)]
+                if _bundles(bundled)
+                else []
+            ),
             Evidence("slowest task", stats.task_s.max, " s"),
             *([Evidence("time idle slots cost while the tasks ran", idle, " s")] if idle is not None else []),
         ],
@@ -99,6 +103,10 @@ def _straggler(stats: OperatorStats) -> bool:
     return slow and stats.task_s.max - stats.task_s.p50 >= th.MIN_SKEW_GAP_S.value
 
 
+def _bundles(blocks_per_batch: float) -> bool:
+    return blocks_per_batch >= th.BUNDLED_BLOCKS.value
+
+
 def _blocks_per_batch(facts: Facts, stage: Stage) -> float:
     """How many of the blocks it reads one batch of the stage takes (1 where it takes one, or cannot say)."""
     batch, block = stage.knobs.batch_size, _input_block_rows(facts, stage)
@@ -129,7 +137,7 @@ def _fix(facts: Facts, stage: Stage, upstream: Stage) -> Fix:
     one long task whatever the blocks are: batches of one block's rows (at most) undo the bundling. Otherwise
     (guide) repartition upstream so the heavy rows spread over more tasks."""
     batch, block = stage.knobs.batch_size, _input_block_rows(facts, stage)
-    if batch and block and _blocks_per_batch(facts, stage) > 1:
+    if batch and block and _bundles(_blocks_per_batch(facts, stage)):
         return Fix("batch_size", batch, max(1, int(block)), Level.PARALLELISM, stage.index)
     return Fix("repartition", upstream.knobs.repartition, blocks_for(facts.cpus), Level.PARALLELISM, upstream.index)
 
