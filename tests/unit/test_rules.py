@@ -395,6 +395,23 @@ def test_the_model_counts_what_task_stages_hold_reserved_not_only_what_they_burn
     assert config_speedup(facts, {2: run.stages[2].knobs.replace(num_cpus=1.0)}) == pytest.approx(1.0)
 
 
+def test_a_reservation_that_splits_a_fused_stage_from_its_neighbours_pays_for_the_tasks_it_adds() -> None:
+    """range -> map(fetch) -> write fused as one operator of 40 tasks: fetch at 0.1 CPU runs apart from both
+    neighbours (three operators, 80 more tasks), at the end of the chain apart from one."""
+    from pipetune.diagnose import capacity
+    from pipetune.diagnose.fusion import pieces_after
+
+    op = Operator("0/ReadRange->Map(fetch)->Write_1", "ReadRange->Map(fetch)->Write", (0, 1, 2), num_cpus=1.0)
+    assert [pieces_after(op, 1, 0.1), pieces_after(op, 2, 0.1), pieces_after(op, 1, 1.0)] == [3, 2, 1]
+    run = range_run(40, overhead_s=0.2, work_s=0.5)
+    facts = Facts.of(run)
+    read = facts.operators[0]
+    fused = replace(read, stages=(0, 1, 2))
+    assert capacity.reservation_cost_s(facts, fused, 1, replace(fused, num_cpus=1.0)) == 0.0
+    split = capacity.reservation_cost_s(facts, fused, 0, replace(fused, num_cpus=0.5))  # the first: one piece off
+    assert split >= 40 * 0.2 / 2 - 1e-9  # 40 more tasks, 0.2 s each on Ray, over the 2 slots
+
+
 def test_skewed_tasks_ask_for_a_repartition_upstream() -> None:
     run = two_stage_run()
     skewed = with_(run.executions[0].stats[1], task_s=Dist.of([0.5] * 8 + [6.0, 7.0]))

@@ -17,7 +17,7 @@ from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Fix
-from pipetune.diagnose.fusion import fuses_at, stage_times
+from pipetune.diagnose.fusion import fuses_at, pieces_after, stage_times
 from pipetune.model import Knobs, Operator, Run, Stage, StageKind, TaskSpan
 
 
@@ -194,13 +194,18 @@ def fix_speedup(facts: Facts, fix: Fix) -> float:
     knobs = facts.run.stage(stage).knobs
     changed = knobs.replace(num_cpus=knobs.num_cpus if cpus is None else cpus, concurrency=size or knobs.concurrency)
     gain = config_speedup(facts, {stage: changed})  # reservations shared with the other task stages included
-    return with_cost(facts, gain, reservation_cost_s(facts, op, _with(op, cpus, size)))
+    return with_cost(facts, gain, reservation_cost_s(facts, op, stage, _with(op, cpus, size)))
 
 
-def reservation_cost_s(facts: Facts, op: Operator, moved: Operator) -> float:
-    """What running a task stage as ``moved`` (another reservation or cap) costs in worker starts: the more
-    tasks at once need more worker processes (``added_workers_s``)."""
-    return added_workers_s(facts, op, _tasks(facts, op), moved)
+def reservation_cost_s(facts: Facts, op: Operator, stage: int, moved: Operator) -> float:
+    """What running a task stage as ``moved`` (another reservation or cap) costs: the worker starts more tasks
+    at once need (``added_workers_s``), and where the reservation splits the stage from the stages Ray fused it
+    with, a task per block for each operator split off, at Ray's per-task overhead over the operator's slots
+    (measured on the run)."""
+    rate, tasks = facts.rates.get(op.uid), _tasks(facts, op)
+    extra = (pieces_after(op, stage, moved.num_cpus) - 1) * tasks
+    split = extra * task_overhead_s(facts) / max(rate.slots, 1.0) if rate is not None else 0.0
+    return added_workers_s(facts, op, tasks, moved) + split
 
 
 def time_saved_speedup(facts: Facts, saved_s: float) -> float:

@@ -35,6 +35,16 @@ def stage_times(op: Operator, stats: OperatorStats) -> tuple[float, ...] | None:
 _MAP_KINDS = (StageKind.READ, StageKind.FILTER, StageKind.TRANSFORM, StageKind.ACTOR, StageKind.WRITE)
 
 
+def pieces_after(op: Operator, stage: int, num_cpus: float) -> int:
+    """How many operators the fused ``op`` becomes when its ``stage`` reserves ``num_cpus``: Ray fuses only
+    stages whose remote arguments are equal (``are_remote_args_compatible``), so a stage reserving other than the
+    rest splits from its neighbours on both sides (1 when it keeps the operator's reservation, or is alone)."""
+    if stage not in op.stages or num_cpus == op.num_cpus:
+        return 1
+    at = op.stages.index(stage)
+    return 1 + (at > 0) + (at < len(op.stages) - 1)
+
+
 def downstream_of(run: Run, op: Operator) -> Operator | None:
     """The operator of the same execution that takes ``op``'s output (the one holding the next stage)."""
     return _next_to(run, op, lambda o: o.stages[0] == op.stages[-1] + 1)
