@@ -63,6 +63,13 @@ def lead_stages(facts: Facts) -> list[Stage]:
     return out
 
 
+def lowered_num_cpus(kind: OpType, current: float) -> float:
+    """The guide's reservation for the operation type: its high end, or its low end when ``current`` is already
+    no more than that (the low-CPU branch and a slow stage's smaller reservation alike)."""
+    low, high = NUM_CPUS_BY_TYPE.get(kind, (current, current))
+    return high if current > high else low
+
+
 def doubled(value: float) -> float:
     """The guide's upward steps: 0.25 -> 0.5 -> 1 -> 2 -> 4."""
     return value * 2

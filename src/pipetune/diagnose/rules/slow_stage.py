@@ -19,7 +19,8 @@ from pipetune.diagnose.bottleneck import OperatorRate
 from pipetune.diagnose.capacity import fix_speedup, size_pool
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
-from pipetune.diagnose.rules._common import NUM_CPUS_BY_TYPE, finding, lead_stages, throughput_criterion
+from pipetune.diagnose.fusion import downstream_of
+from pipetune.diagnose.rules._common import finding, lead_stages, lowered_num_cpus, throughput_criterion
 from pipetune.model import Operator, Stage
 
 
@@ -68,7 +69,7 @@ def _by_rates(facts: Facts) -> list[Finding]:
 def _choose(facts: Facts, stage: Stage, op: Operator, rate: OperatorRate) -> tuple[Fix | None, str]:
     reserved_slots = facts.cpus / op.num_cpus if op.num_cpus else math.inf
     full = reserved_slots <= rate.slots + th.SLOT_SLACK.value
-    over = op.num_cpus > 0 and rate.cores_per_task < op.num_cpus * th.USES_RESERVATION.value and full
+    over = op.num_cpus > 0 and _waits(facts, stage) and full
     if over and stage.accepts("num_cpus"):
         step = th.CPU_STEP.value
         proposed = max(step, math.ceil(rate.cores_per_task / step) * step)
@@ -153,8 +154,7 @@ def _lowered(facts: Facts, stage: Stage) -> Fix | None:
     op = facts.operator_of(stage.index)
     if op is None or op.num_cpus <= 0 or not stage.accepts("num_cpus"):
         return None
-    low, high = NUM_CPUS_BY_TYPE.get(facts.stage_type(stage), (op.num_cpus, op.num_cpus))
-    proposed = high if op.num_cpus > high else low
+    proposed = lowered_num_cpus(facts.stage_type(stage), op.num_cpus)
     return Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, stage.index) if proposed < op.num_cpus else None
 
 
@@ -170,8 +170,7 @@ def _cause(facts: Facts, slow: Stage, holder: Stage) -> str:
 def _out_queue(facts: Facts, stage: Stage) -> float:
     """Blocks waiting at the input of the operator after this stage's (0 for the last)."""
     op = facts.operator_of(stage.index)
-    ops = list(facts.execution.operators) if facts.execution else []
-    after = next((o for o in ops[ops.index(op) + 1 :] if o != op), None) if op in ops else None
+    after = downstream_of(facts.run, op) if op is not None else None
     rate = facts.rates.get(after.uid) if after is not None else None
     return rate.mean_inqueue if rate is not None else 0.0
 
