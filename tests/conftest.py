@@ -55,6 +55,26 @@ def pipetune(
     )
 
 
+@pytest.fixture(scope="session")
+def pandas_study(tmp_path_factory: pytest.TempPathFactory, address_of_session: str) -> tuple[Path, dict[str, object]]:
+    """One small study (``tune --budget 1`` on a copy of pandas_batches.py, 2,000 rows), run once for the session:
+    the tune tests assert on what it reported and stored, the page tests render it. Returns its directory (its
+    store is ``.pipetune/pipetune.db`` there) and its ``--json`` view."""
+    import json
+
+    where = tmp_path_factory.mktemp("study")
+    (where / "pandas_batches.py").write_text((PIPELINES / "pandas_batches.py").read_text())
+    done = pipetune("tune", "pandas_batches.py", "--budget", "1", "--no-warmup", "--address", address_of_session,
+                    "--json", "--", "2000", cwd=where)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return where, json.loads(done.stdout)
+
+
+@pytest.fixture(scope="session")
+def address_of_session(ray_cluster: object) -> str:
+    return str(ray_cluster.address)  # type: ignore[attr-defined]
+
+
 def sigint_as_a_terminal_gives_it() -> None:
     """For Popen's preexec_fn: a harness that starts the suite in the background (``cmd &`` in a script) leaves
     SIGINT ignored, and ignored signals are inherited; a Ctrl-C test must see Ctrl-C as a terminal delivers it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,17 +40,20 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: Any) -> Path:
-    """A store with a run whose UDF name is markup, a run a loop consumes, and a small finished study."""
+def store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: Any, pandas_study: tuple[Path, Any]) -> Path:
+    """A store with a run whose UDF name is markup, a run a loop consumes, and the session's small study."""
     where = tmp_path_factory.mktemp("pages")
+    studied, view = pandas_study
+    (where / ".pipetune").mkdir()
+    source, copy = (sqlite3.connect(d / ".pipetune" / "pipetune.db") for d in (studied, where))
+    source.backup(copy)  # a copy of the study's store: these runs join it; the tune tests' store stays as it was
+    source.close()
+    copy.close()
+    (where / "study.json").write_text(json.dumps(view))  # the tests pick its runs by id, never by list order
     address = str(ray_cluster.address)
     assert pipetune("run", PIPELINES / "evil_names.py", "--address", address, cwd=where).returncode == 0
     looped = ("run", PIPELINES / "feeds_loop.py", "--address", address, "--", "--rows", "2000", "--epochs", "1")
     assert pipetune(*looped, cwd=where).returncode == 0
-    tuned = pipetune("tune", PIPELINES / "pandas_batches.py", "--budget", "1", "--no-warmup", "--address", address,
-                     "--json", cwd=where)  # fmt: skip
-    assert tuned.returncode == 0, tuned.stderr
-    (where / "study.json").write_text(tuned.stdout)  # the tests pick its runs by id, never by list order
     return where
 
 

@@ -55,13 +55,6 @@ def test_records_every_stage_with_keys_kinds_knobs_and_figures(work: Path, addre
     assert list(work.glob("out/*.parquet"))  # the script really ran, writing beside the caller
 
 
-def test_the_script_runs_as_python_would(work: Path, address: str) -> None:
-    result = pipetune("run", "small.py", "--address", address, "--", "--rows", "1000", cwd=work)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "small pipeline done as __main__" in result.stdout
-    assert "bottleneck" in result.stdout  # the summary table follows the script's own output
-
-
 def test_overrides_reach_ray_and_are_recorded(work: Path, address: str) -> None:
     view = run_json(
         work,
@@ -176,8 +169,11 @@ def test_per_node_figures_from_both_nodes(work: Path, address: str) -> None:
     assert accel_stats.nodes == (accel_node,)
 
 
-def test_history_and_show(work: Path, address: str) -> None:
-    run_json(work, address, "small.py", "--", "--rows", "1000")
+def test_the_script_runs_as_python_would_then_is_in_the_history(work: Path, address: str) -> None:
+    result = pipetune("run", "small.py", "--address", address, "--", "--rows", "1000", cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "small pipeline done as __main__" in result.stdout
+    assert "bottleneck" in result.stdout  # the summary table follows the script's own output
     history = pipetune("runs", "--json", cwd=work)
     rows = json.loads(history.stdout)
     assert rows[0]["script"] == "small.py" and rows[0]["status"] == "succeeded" and rows[0]["rows"] == 500
@@ -223,7 +219,7 @@ def test_nodes_on_other_hosts_are_sampled_by_a_pinned_actor(ray_cluster: object)
 
 
 def test_a_hang_is_stopped_at_its_time_limit_kept_and_its_stuck_frame_named(work: Path, address: str) -> None:
-    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "6", "--timeout", "30", cwd=work)
+    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "5", "--timeout", "20", cwd=work)
     assert result.returncode != 0
     run = open_store(work / ".pipetune" / "pipetune.db").load("last")
     assert run.status is RunStatus.KILLED and "time limit" in run.error

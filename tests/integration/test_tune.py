@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,22 +18,18 @@ from tests.conftest import PIPELINES, last_line, pipetune
 pytestmark = pytest.mark.ray
 
 
-@pytest.mark.timeout(600)
-def test_tune_measures_a_change_writes_the_best_and_never_touches_the_output(tmp_path: Path,
-                                                                                    address: str) -> None:  # fmt: skip
+def test_tune_measures_a_change_writes_the_best_and_never_touches_the_output(
+    pandas_study: tuple[Path, dict[str, Any]],
+) -> None:
     """The mechanism, not the speed: whether the trial is kept depends on this machine's noise."""
-    script = tmp_path / "pandas_batches.py"
-    script.write_text((PIPELINES / "pandas_batches.py").read_text())
-    done = pipetune("tune", script.name, "--budget", "1", "--no-warmup", "--address", address, "--json", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    view = json.loads(done.stdout)
+    where, view = pandas_study
     assert [t["role"] for t in view["trials"]][:2] == ["baseline", "trial"]
     first = view["trials"][1]
     assert first["settings"] and first["status"] == "succeeded"  # which fix ranks first rests on measured times
     change = Settings.from_args(first["settings"])
     assert first["config"] == with_settings(Settings.from_config(view["trials"][0]["config"]), change).to_config()
     assert first["verdict"] in {v.value for v in Verdict} - {"baseline", "not compared"}
-    assert not (tmp_path / "out").exists()  # every write went to the sandbox
+    assert not (where / "out").exists()  # every write went to the sandbox
     assert Settings.from_config(view["best"]) == parse_config(Path(view["config_file"]))  # what --config reads
     kept = [t for t in view["trials"] if t["verdict"] == "kept"]
     assert view["best"] == (kept[-1]["config"] if kept else view["trials"][0]["config"])
@@ -40,6 +37,7 @@ def test_tune_measures_a_change_writes_the_best_and_never_touches_the_output(tmp
         assert view["patch"] == ""  # nothing beat the baseline: nothing to patch
     else:
         assert view["patch"].startswith("---") and "pandas_batches.py" in view["patch"]
+    script = where / "pandas_batches.py"
     assert script.read_text() == (PIPELINES / "pandas_batches.py").read_text()  # no --apply: untouched
 
 
@@ -66,7 +64,7 @@ def test_the_api_with_apply_writes_the_best_settings_into_the_script(tmp_path: P
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        result = pipetune.tune_script(script.name, budget=1, address=address, apply=True, start=start,
+        result = pipetune.tune_script(script.name, "2000", budget=1, address=address, apply=True, start=start,
                                store=str(tmp_path / "s.db"), policy=OneChange())  # fmt: skip
     finally:
         os.chdir(cwd)
@@ -87,7 +85,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, addre
     failed = [i for i, t in enumerate(trials) if t["verdict"] == "reverted: failed"]
     assert failed, [t["change"] for t in trials]
     value = trials[failed[0]]["settings"][0].split("=")[1]
-    limit = 1500 if value == "default" else int(value)  # Ray's default: a whole block, 6000 rows / 4 blocks
+    limit = 750 if value == "default" else int(value)  # Ray's default: a whole block, 3000 rows / 4 blocks
     later = [t for t in trials[failed[0] + 1 :] if any(".batch_size=" in x for x in t["settings"])]
     assert later and int(later[0]["settings"][0].split("=")[1]) <= limit // 2  # halved below, never retried
     assert later[0]["status"] == "succeeded"
