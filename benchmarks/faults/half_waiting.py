@@ -5,6 +5,9 @@ task), each reserving a whole CPU: the scheduler runs two at once on two CPUs an
     half_waiting.py map      a batch transform (the guide's CPU preprocessing row: num_cpus 0.25-0.5)
 
 Guide branch: low CPU utilisation, by operation type: decrease num_cpus.
+
+48,000 rows, so the stage's work (about 48 s of task time for the map) outweighs the 10-13 s a run spends starting
+Ray and its workers on this machine; at 16,000 rows the fix measured -15% (map) and +7% inside the noise (filter).
 """
 
 import os
@@ -31,7 +34,7 @@ def enrich(batch):
     return batch
 
 
-ds = ray.data.range(16_000, override_num_blocks=40)
+ds = ray.data.range(48_000, override_num_blocks=120)
 FILTER = sys.argv[1:] == ["filter"]
 ds = ds.filter(keep, num_cpus=1) if FILTER else ds.map_batches(enrich, batch_size=100, num_cpus=1)
 ds.write_parquet(os.path.abspath("out"))
