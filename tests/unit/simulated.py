@@ -48,6 +48,10 @@ class SimStage:
     wait_per_row_s: float = 0.0  # seconds a row waits without a core (a service call)
     per_batch_s: float = 0.0  # CPU seconds every batch costs, whatever its size
     startup_s: float = 0.0  # an actor's start: its process and ``__init__``, on one core
+    # a batch of more rows than this no longer fits the cache the UDF works in: each row then costs
+    # ``cache_miss_factor`` times its CPU (an effect one run at a smaller batch cannot show); 0: no such limit
+    cache_rows: int = 0
+    cache_miss_factor: float = 1.0
     knobs: Knobs = field(default_factory=Knobs)
 
 
@@ -136,10 +140,12 @@ class SimPipeline:
         return exec_s, stats, samples
 
     def _row_s(self, sim: SimStage, stage: Stage) -> float:
-        return sim.cpu_per_row_s + sim.wait_per_row_s + sim.per_batch_s / self._batch(stage)
+        return self._cpu_row_s(sim, stage) + sim.wait_per_row_s
 
     def _cpu_row_s(self, sim: SimStage, stage: Stage) -> float:
-        return sim.cpu_per_row_s + sim.per_batch_s / self._batch(stage)
+        batch = self._batch(stage)
+        missed = sim.cache_rows and batch > sim.cache_rows
+        return sim.cpu_per_row_s * (sim.cache_miss_factor if missed else 1.0) + sim.per_batch_s / batch
 
     def _batch(self, stage: Stage) -> float:
         whole = self.rows / self.blocks  # Ray Data's default: a whole block per batch

@@ -84,6 +84,37 @@ def test_stages_that_limit_together_are_changed_together_and_ray_defaults_weighe
     assert any("default" in a for t in done.trials for a in t.settings.to_args())  # Ray's defaults were weighed
 
 
+def test_a_joint_change_that_loses_is_bisected_to_the_part_that_hurt(tmp_path: Path) -> None:
+    """As above, but one stage's UDF slows down on batches larger than its cache (which one run at 2 rows cannot
+    show): the joint optimum loses, and the next trials halve it until the part that hurt is left out."""
+    slow = Knobs(batch_size=2, concurrency=1)
+    maps = [SimStage("map_batches", f"f{i}", cpu_per_row_s=2e-4, per_batch_s=2e-3, knobs=slow) for i in range(4)]
+    maps[2] = SimStage("map_batches", "f2", cpu_per_row_s=2e-4, per_batch_s=2e-3, knobs=slow, cache_rows=64,
+                       cache_miss_factor=50.0)  # fmt: skip
+    pipeline = SimPipeline(
+        stages=(
+            SimStage("read_parquet", kind=StageKind.READ, cpu_per_row_s=1e-4),
+            *maps,
+            SimStage("write_parquet", kind=StageKind.WRITE, cpu_per_row_s=1e-4),
+        ),
+        rows=20_000,
+        blocks=20,
+        nodes=(Room(2.0),),
+    )
+    done, runner = study(tmp_path, pipeline, budget=5)
+    trials = [t for t in done.trials if t.role is Role.TRIAL]
+    joint, half = trials[0], trials[1]
+    assert joint.rule == "joint (model)" and joint.verdict.value.startswith("reverted: s")  # slower, or stopped
+    parts = {s.selector for s in joint.settings.stages}
+    assert half.rule == "bisect (model)" and {s.selector for s in half.settings.stages} < parts
+    best = done.incumbent()
+    assert best is not None and best.role is Role.TRIAL
+    cached = best.config.knobs_of(runner.pipeline.shipped()[3]).batch_size  # stage 3 runs the UDF f2
+    assert cached is not None and cached <= 64  # the part that hurt is not in the best settings
+    grown = [best.config.knobs_of(s).batch_size for s in runner.pipeline.shipped()[1:5]]
+    assert sum(1 for b in grown if b and b > 64) >= 2  # the parts that helped are
+
+
 def test_confirm_runs_the_best_settings_in_full_and_stores_predicted_against_measured(tmp_path: Path) -> None:
     script = tmp_path / "pipe.py"
     script.write_text("# simulated\n")

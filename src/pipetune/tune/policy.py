@@ -54,6 +54,7 @@ class View:
     tried: frozenset[str]  # the keys (``Settings.key``) of every configuration measured
     failed: frozenset[StageSetting] = frozenset()  # the changes of trials that failed (e.g. a batch out of memory)
     lost: frozenset[StageSetting] = frozenset()  # the changes of trials that ran slower than the incumbent
+    lost_configs: tuple[Settings, ...] = ()  # the configurations of trials that ran slower (``bisections``)
     noise_pct: float = 0.0  # the noise band of the incumbent's runs: a predicted gain inside it is not proposed
     allow: frozenset[str] = frozenset()  # protected knobs the user lets tuning change (``iterator.batch_size``)
 
@@ -76,10 +77,36 @@ class ModelGuided:
     name = "model-guided"
 
     def propose(self, view: View) -> Proposal | None:
+        """A half of a joint change that lost comes first (``bisections``), then the best candidate."""
         facts = Facts.of(view.run)
-        capped = (_below_failures(facts, _back_off(facts, p, view), view) for p in candidates(facts, view.allow))
-        viable = [p for p in capped if p is not None and _viable(p, view) and _measurable(p, view)]
-        return min((p for p in viable if _allowed(p, view)), key=_rank, default=None)
+        for source in (bisections(facts, view), candidates(facts, view.allow)):
+            best = _best(facts, source, view)
+            if best is not None:
+                return best
+        return None
+
+
+def _best(facts: Facts, proposals: Iterator[Proposal], view: View) -> Proposal | None:
+    kept = (q for p in proposals if (q := _without_lost(facts, p, view)) is not None)
+    capped = (_below_failures(facts, _back_off(facts, p, view), view) for p in kept)
+    viable = [p for p in capped if p is not None and _viable(p, view) and _measurable(p, view)]
+    return min((p for p in viable if _allowed(p, view)), key=_rank, default=None)
+
+
+def _without_lost(facts: Facts, p: Proposal, view: View) -> Proposal | None:
+    """A joint change less the parts that already lost alone (a bisection's verdict), predicted anew; a change to
+    one stage that already lost is not tried again from another incumbent (a lost num_cpus is backed off from
+    instead, ``_back_off``)."""
+    joint = len(stage_parts(p.settings)) > 1
+    gone = [s for s in p.settings.stages if s in view.lost and (joint or s.knob != "num_cpus")]
+    if not gone:
+        return p
+    left = Settings(tuple(s for s in p.settings.stages if s not in gone), p.settings.context)
+    if not joint or not left.stages:
+        return None
+    why = f"{p.reason}; without {' '.join(s.arg for s in gone)}, which lost alone"
+    what = f"{p.change.split(':')[0]}: {', '.join(left.to_args())}"
+    return replace(p, settings=left, change=what, reason=why, predicted=_config_gain(facts, left))
 
 
 def _allowed(p: Proposal, view: View) -> bool:
@@ -188,11 +215,72 @@ def _joint(facts: Facts, proposals: list[Proposal]) -> Proposal | None:
     if len({sel for sel, _ in chosen}) < 2:
         return None  # one stage's moves are proposed one by one already
     settings = Settings(tuple(chosen.values()))
-    changed = {s.index: settings.knobs_of(s) for s in facts.run.stages if settings.for_stage(s)}
-    gain = predict.config_speedup(facts, changed)
+    gain = _config_gain(facts, settings)
     what = "the model's optimum: " + ", ".join(a for a in settings.to_args())
     why = f"every stage's move at once, predicted {gain:.2f}x by the model of the whole pipeline"
     return Proposal(settings, what, "joint (model)", why, Level.PARALLELISM, gain)
+
+
+def stage_parts(settings: Settings) -> list[Settings]:
+    """A change split by the stage each part sets, in the order given (the context, if any, travels with the
+    first): a change of two or more parts is a joint change, whose loss says nothing yet about each part."""
+    selectors = list(dict.fromkeys(s.selector for s in settings.stages))
+    parts = [Settings(tuple(s for s in settings.stages if s.selector == sel)) for sel in selectors]
+    if parts and settings.context:
+        parts[0] = Settings(parts[0].stages, settings.context)
+    return parts
+
+
+def bisections(facts: Facts, view: View) -> Iterator[Proposal]:
+    """For each configuration that lost and differs from the incumbent in several stages (a joint change), the
+    halves of that difference (by stage, in order): the one the model predicts the larger gain for is tried
+    first, so the trial tells which half hurt. Only while neither half has been measured from the incumbent: a
+    half that was is the kept incumbent itself or a lost configuration, bisected in its turn."""
+    for lost in view.lost_configs:
+        parts = stage_parts(_difference(lost, view.config) or Settings())
+        if len(parts) < 2:
+            continue
+        middle = len(parts) // 2
+        halves = [_merged(parts[:middle]), _merged(parts[middle:])]
+        if any(with_settings(view.config, h).key() in view.tried for h in halves):
+            continue
+        gains = [_config_gain(facts, h) for h in halves]
+        for i in (0, 1):
+            half, other = halves[i], halves[1 - i]
+            what = "half of a joint change that lost: " + ", ".join(half.to_args())
+            why = (f"{' '.join(_merged(parts).to_args())} together ran slower; the model predicts this half "
+                   f"{gains[i]:.2f}x and the other ({' '.join(other.to_args())}) {gains[1 - i]:.2f}x")  # fmt: skip
+            yield Proposal(half, what, "bisect (model)", why, Level.PARALLELISM, gains[i])
+
+
+def _difference(config: Settings, incumbent: Settings) -> Settings | None:
+    """What ``config`` sets that ``incumbent`` does not (or sets otherwise); None where ``config`` leaves out
+    something the incumbent sets (the difference would be a return to a value no setting names)."""
+    mine = config.collapsed()
+    theirs = {(o.selector, o.knob): o.value for o in incumbent.collapsed().stages}
+    if not set(theirs) <= {(o.selector, o.knob) for o in mine.stages}:
+        return None
+    if {c.field: c.value for c in incumbent.collapsed().context}.items() - {(c.field, c.value) for c in mine.context}:
+        return None
+    stages = tuple(o for o in mine.stages if theirs.get((o.selector, o.knob), _UNSET) != o.value)
+    fields = {c.field: c.value for c in incumbent.collapsed().context}
+    return Settings(stages, tuple(c for c in mine.context if fields.get(c.field, _UNSET) != c.value))
+
+
+_UNSET = object()
+
+
+def _merged(parts: list[Settings]) -> Settings:
+    out = Settings()
+    for part in parts:
+        out = out.merged(part)
+    return out
+
+
+def _config_gain(facts: Facts, settings: Settings) -> float:
+    """The model's predicted speed-up of the run with ``settings`` applied to every stage they name."""
+    changed = {s.index: settings.knobs_of(s) for s in facts.run.stages if settings.for_stage(s)}
+    return predict.config_speedup(facts, changed)
 
 
 def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
