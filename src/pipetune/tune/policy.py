@@ -218,7 +218,15 @@ def _joint(facts: Facts, proposals: list[Proposal]) -> Proposal | None:
     gain = _config_gain(facts, settings)
     what = "the model's optimum: " + ", ".join(a for a in settings.to_args())
     why = f"every stage's move at once, predicted {gain:.2f}x by the model of the whole pipeline"
+    why += f"; {_alone(facts, settings)}"
     return Proposal(settings, what, "joint (model)", why, Level.PARALLELISM, gain)
+
+
+def _alone(facts: Facts, settings: Settings) -> str:
+    """The model's attribution of a joint change: what each stage's part would gain on its own (the parts of
+    stages that limit together gain little alone and much together, which is why they go at once)."""
+    parts = stage_parts(settings)
+    return "alone, " + "; ".join(f"{' '.join(p.to_args())} {_config_gain(facts, p):.2f}x" for p in parts)
 
 
 def stage_parts(settings: Settings) -> list[Settings]:
