@@ -34,7 +34,7 @@ def enrich(batch):
     return batch
 
 
-ds = ray.data.range(48_000, override_num_blocks=120)
+ds = ray.data.range(48_000, override_num_blocks=40)
 FILTER = sys.argv[1:] == ["filter"]
 ds = ds.filter(keep, num_cpus=1) if FILTER else ds.map_batches(enrich, batch_size=100, num_cpus=1)
 ds.write_parquet(os.path.abspath("out"))

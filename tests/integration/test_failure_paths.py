@@ -179,7 +179,7 @@ def _trial_running(db: Path) -> str | None:
 @pytest.mark.timeout(900)
 def test_ctrl_c_during_tune_keeps_the_trial_interrupted_and_the_study_resumable(tmp_path: Path) -> None:
     script = PIPELINES / "pandas_batches.py"
-    proc = start("tune", script, "--budget", "1", "--no-warmup", "--json", cwd=tmp_path)
+    proc = start("tune", script, "--budget", "1", "--no-warmup", "--json", "--", "2000", cwd=tmp_path)
     db = tmp_path / ".pipetune" / "pipetune.db"
     try:
         wait_for("a trial under way", lambda: _trial_running(db) is not None, timeout=240)
@@ -204,7 +204,7 @@ def test_ctrl_c_during_tune_keeps_the_trial_interrupted_and_the_study_resumable(
 @pytest.mark.timeout(900)
 def test_kill_9_mid_trial_then_resume_runs_that_trial_again_and_redoes_nothing(tmp_path: Path) -> None:
     script = PIPELINES / "pandas_batches.py"
-    proc = start("tune", script, "--budget", "1", "--no-warmup", cwd=tmp_path)
+    proc = start("tune", script, "--budget", "1", "--no-warmup", "--", "2000", cwd=tmp_path)
     db = tmp_path / ".pipetune" / "pipetune.db"
     try:
         wait_for("a trial under way", lambda: _trial_running(db) is not None, timeout=240)
