@@ -3,7 +3,8 @@
 Guide branch: low CPU utilisation, data loading: num_cpus 0.025-0.1, so many fetches wait at once.
 
 10,000 rows: 100 s of waiting in all. At 2,000 rows (20 s of waiting) a run was 23 s, about 13 s of it Ray
-starting up and the workers importing Ray Data, so no reservation could change much, and the fix measured no gain.
+starting up and the workers importing Ray Data, so no reservation could change much. At this size the guide's fix
+still does not help on this machine (benchmarks/results/faults.md says why).
 """
 
 import os
