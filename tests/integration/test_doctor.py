@@ -79,7 +79,7 @@ def test_skewed_blocks(work: Path, address: str) -> None:
 
 
 def test_an_actor_pool_that_takes_every_cpu(work: Path, address: str) -> None:
-    report = doctor(work, address, "big_pool.py", "--", "3", timeout=20)  # it hangs at once: 20 s records it
+    report = doctor(work, address, "big_pool.py", "--", "3", timeout=15)  # it hangs at once: 15 s records it
     first = top(report)
     assert first["rule"] == "blocking-actor-pool" and first["udf"] == "Model"
     assert first["fix"]["set"] == "2.concurrency=2"
@@ -96,11 +96,11 @@ def test_tiny_batches_and_verifying_their_fix(work: Path, address: str) -> None:
     assert batch and batch[0]["fix"]["current"] == 2
     assert 100 <= batch[0]["fix"]["proposed"] <= 1_000  # at least the guide's step, at most a task's rows
     before = [r["run"] for r in reports]
-    fixed = [doctor(work, address, "--set", "1.batch_size=1000", *tiny)["run"] for _ in range(2)]
+    fixed = [doctor(work, address, "--set", "1.batch_size=1000", *tiny)["run"]]  # one run: its windows' spread
     result = pipetune("doctor", "--verify", ",".join(before), ",".join(fixed), "--json", cwd=work)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
-    assert report["before"]["runs"] == 2 and report["after"]["runs"] == 2
+    assert report["before"]["runs"] == 2 and report["after"]["runs"] == 1
     gain, noise = report["improvement_pct"], report["noise_pct"]
     expected = "within noise" if abs(gain) <= noise else "improved" if gain > 0 else "regressed"
     assert report["verdict"] == expected and noise >= 5.0

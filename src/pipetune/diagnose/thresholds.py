@@ -104,12 +104,9 @@ BATCH_OVERHEAD_TARGET = Threshold(0.05, "tuning aim: fixed per-batch costs under
 
 # Gates the rules decide with that are choices, not measurements: named here so none hides in a rule
 USES_RESERVATION = Threshold(
-    0.7,
-    "chosen, not measured: a task burning under 70% of the CPUs it reserves reserves more than it uses (slow-stage)",
-)
-USES_HALF_RESERVATION = Threshold(
-    0.5,
-    "chosen, not measured: a task burning half its reservation or more is not the low-CPU branch's over-reservation",
+    COMPUTING_CORES.value,
+    "derived: a task burning under COMPUTING_CORES (measured: the compute-bound line) of each CPU it reserves "
+    "reserves more than it uses (low-cpu and slow-stage ask it through rules._common.over_reserving)",
 )
 SLOT_SLACK = Threshold(0.5, "rounding: measured slots are a time average, so half a slot short counts as full")
 CPU_STEP = Threshold(0.25, "guide: the CPU preprocessing row's low end, 0.25 CPU, as the step of a lowered reservation")

@@ -70,6 +70,13 @@ def lowered_num_cpus(kind: OpType, current: float) -> float:
     return high if current > high else low
 
 
+def over_reserving(facts: Facts, stage: Stage) -> bool:
+    """The one answer to "does this stage's task reserve more CPU than it burns": it burns under
+    ``USES_RESERVATION`` of its ``num_cpus`` (the low-CPU branch and the slow stage's queues both ask)."""
+    op, rate = facts.operator_of(stage.index), facts.rate_of(stage.index)
+    return op is not None and rate is not None and rate.cores_per_task < op.num_cpus * th.USES_RESERVATION.value
+
+
 def doubled(value: float) -> float:
     """The guide's upward steps: 0.25 -> 0.5 -> 1 -> 2 -> 4."""
     return value * 2

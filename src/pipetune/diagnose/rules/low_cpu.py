@@ -10,7 +10,14 @@ from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.capacity import slots_speedup
 from pipetune.diagnose.facts import Facts, OpType
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
-from pipetune.diagnose.rules._common import NUM_CPUS_BY_TYPE, cpu_criterion, finding, lead_stages, lowered_num_cpus
+from pipetune.diagnose.rules._common import (
+    NUM_CPUS_BY_TYPE,
+    cpu_criterion,
+    finding,
+    lead_stages,
+    lowered_num_cpus,
+    over_reserving,
+)
 from pipetune.model import Stage
 
 _LOWERABLE = (OpType.DATA_LOADING, OpType.FILTERING, OpType.CPU_PREPROCESSING, OpType.WRITING)
@@ -28,10 +35,9 @@ def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
     if rate is None or op is None or kind not in _LOWERABLE or op.num_cpus <= 0 or not stage.accepts("num_cpus"):
         return None
     low = NUM_CPUS_BY_TYPE[kind][0]
-    uses_half = rate.cores_per_task >= op.num_cpus * th.USES_HALF_RESERVATION.value
     stats = facts.run.stats_of(op.uid)
     more_work_than_slots = stats is not None and stats.task_s.count > rate.slots
-    if uses_half or op.num_cpus <= low or not more_work_than_slots:
+    if not over_reserving(facts, stage) or op.num_cpus <= low or not more_work_than_slots:
         return None  # it uses what it reserves, is already low, or has no queued work to run in parallel
     if rate.headroom > th.LIMITING_HEADROOM.value:
         return None  # more parallelism for a stage that keeps up anyway changes nothing

@@ -20,7 +20,13 @@ from pipetune.diagnose.capacity import fix_speedup, size_pool
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
 from pipetune.diagnose.fusion import downstream_of
-from pipetune.diagnose.rules._common import finding, lead_stages, lowered_num_cpus, throughput_criterion
+from pipetune.diagnose.rules._common import (
+    finding,
+    lead_stages,
+    lowered_num_cpus,
+    over_reserving,
+    throughput_criterion,
+)
 from pipetune.model import Operator, Stage
 
 
@@ -69,7 +75,7 @@ def _by_rates(facts: Facts) -> list[Finding]:
 def _choose(facts: Facts, stage: Stage, op: Operator, rate: OperatorRate) -> tuple[Fix | None, str]:
     reserved_slots = facts.cpus / op.num_cpus if op.num_cpus else math.inf
     full = reserved_slots <= rate.slots + th.SLOT_SLACK.value
-    over = op.num_cpus > 0 and _waits(facts, stage) and full
+    over = op.num_cpus > 0 and over_reserving(facts, stage) and full
     if over and stage.accepts("num_cpus"):
         step = th.CPU_STEP.value
         proposed = max(step, math.ceil(rate.cores_per_task / step) * step)
@@ -128,7 +134,7 @@ def _queued_fix(facts: Facts, stage: Stage) -> tuple[float, Fix, str] | None:
         return None
     if _out_queue(facts, stage) >= 1.0:
         return None  # its output waits too: what limits is further down
-    candidates = [stage] if _waits(facts, stage) else _upstream_holders(facts, stage)
+    candidates = [stage] if over_reserving(facts, stage) else _upstream_holders(facts, stage)
     fixes = [(fix_speedup(facts, fix), fix, s) for s in candidates if (fix := _lowered(facts, s)) is not None]
     if not fixes:
         return None
@@ -136,16 +142,12 @@ def _queued_fix(facts: Facts, stage: Stage) -> tuple[float, Fix, str] | None:
     return gain, fix, _cause(facts, stage, holder)
 
 
-def _waits(facts: Facts, stage: Stage) -> bool:
-    op, rate = facts.operator_of(stage.index), facts.rate_of(stage.index)
-    return op is not None and rate is not None and rate.cores_per_task < op.num_cpus * th.USES_RESERVATION.value
-
-
 def _upstream_holders(facts: Facts, stage: Stage) -> list[Stage]:
     """The task stages before this one whose tasks burn under the share of their reservation they use."""
     mine = facts.operator_of(stage.index)
     before = [(s, facts.operator_of(s.index)) for s in lead_stages(facts) if s.index < stage.index]
-    return [s for s, op in before if op is not None and op != mine and op.compute != "actors" and _waits(facts, s)]
+    tasks = [s for s, op in before if op is not None and op != mine and op.compute != "actors"]
+    return [s for s in tasks if over_reserving(facts, s)]
 
 
 def _lowered(facts: Facts, stage: Stage) -> Fix | None:
