@@ -45,6 +45,28 @@ def model_pool(nodes: tuple[Room, ...], startup_s: float = 1.0) -> SimPipeline:
     )
 
 
+def four_small_batch_maps(cached: int | None = None) -> SimPipeline:
+    """A read, four vectorised maps fed 2 rows a batch under a cap of one task, and a write, on 2 CPUs; with
+    ``cached``, that map's UDF slows 50x on batches past its 64-row cache (one run at 2 rows cannot show it)."""
+    slow = Knobs(batch_size=2, concurrency=1)
+    cache = {"cache_rows": 64, "cache_miss_factor": 50.0}
+    maps = (
+        SimStage("map_batches", f"f{i}", cpu_per_row_s=2e-4, per_batch_s=2e-3, knobs=slow,
+                 **(cache if i == cached else {}))  # type: ignore[arg-type]
+        for i in range(4)
+    )  # fmt: skip
+    return SimPipeline(
+        stages=(
+            SimStage("read_parquet", kind=StageKind.READ, cpu_per_row_s=1e-4),
+            *maps,
+            SimStage("write_parquet", kind=StageKind.WRITE, cpu_per_row_s=1e-4),
+        ),
+        rows=20_000,
+        blocks=20,
+        nodes=(Room(2.0),),
+    )
+
+
 def test_a_16_cpu_pool_is_sized_in_one_trial(tmp_path: Path) -> None:
     done, runner = study(tmp_path, model_pool((Room(16.0),)))
     trials = [t for t in done.trials if t.role is Role.TRIAL]
@@ -64,18 +86,7 @@ def test_on_four_nodes_no_trial_is_a_configuration_that_hangs(tmp_path: Path) ->
 def test_stages_that_limit_together_are_changed_together_and_ray_defaults_weighed(tmp_path: Path) -> None:
     """Shipped settings that hold back every stage alike: tiny batches everywhere, a low task cap. No single
     knob helps (the other stages still burn the cores), so the first trial is the model's joint optimum."""
-    slow = Knobs(batch_size=2, concurrency=1)
-    pipeline = SimPipeline(
-        stages=(
-            SimStage("read_parquet", kind=StageKind.READ, cpu_per_row_s=1e-4),
-            *(SimStage("map_batches", f"f{i}", cpu_per_row_s=2e-4, per_batch_s=2e-3, knobs=slow) for i in range(4)),
-            SimStage("write_parquet", kind=StageKind.WRITE, cpu_per_row_s=1e-4),
-        ),
-        rows=20_000,
-        blocks=20,
-        nodes=(Room(2.0),),
-    )
-    done, _ = study(tmp_path, pipeline)
+    done, _ = study(tmp_path, four_small_batch_maps())
     best = done.incumbent()
     assert best is not None and best.role is not Role.BASELINE  # the shipped settings did not stay best
     first = next(t for t in done.trials if t.role is Role.TRIAL)
@@ -87,20 +98,7 @@ def test_stages_that_limit_together_are_changed_together_and_ray_defaults_weighe
 def test_a_joint_change_that_loses_is_bisected_to_the_part_that_hurt(tmp_path: Path) -> None:
     """As above, but one stage's UDF slows down on batches larger than its cache (which one run at 2 rows cannot
     show): the joint optimum loses, and the next trials halve it until the part that hurt is left out."""
-    slow = Knobs(batch_size=2, concurrency=1)
-    maps = [SimStage("map_batches", f"f{i}", cpu_per_row_s=2e-4, per_batch_s=2e-3, knobs=slow) for i in range(4)]
-    maps[2] = SimStage("map_batches", "f2", cpu_per_row_s=2e-4, per_batch_s=2e-3, knobs=slow, cache_rows=64,
-                       cache_miss_factor=50.0)  # fmt: skip
-    pipeline = SimPipeline(
-        stages=(
-            SimStage("read_parquet", kind=StageKind.READ, cpu_per_row_s=1e-4),
-            *maps,
-            SimStage("write_parquet", kind=StageKind.WRITE, cpu_per_row_s=1e-4),
-        ),
-        rows=20_000,
-        blocks=20,
-        nodes=(Room(2.0),),
-    )
+    pipeline = four_small_batch_maps(cached=2)
     done, runner = study(tmp_path, pipeline, budget=5)
     trials = [t for t in done.trials if t.role is Role.TRIAL]
     joint, half = trials[0], trials[1]

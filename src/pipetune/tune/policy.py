@@ -264,14 +264,14 @@ def bisections(facts: Facts, view: View) -> Iterator[Proposal]:
 def _difference(config: Settings, incumbent: Settings) -> Settings | None:
     """What ``config`` sets that ``incumbent`` does not (or sets otherwise); None where ``config`` leaves out
     something the incumbent sets (the difference would be a return to a value no setting names)."""
-    mine = config.collapsed()
-    theirs = {(o.selector, o.knob): o.value for o in incumbent.collapsed().stages}
-    if not set(theirs) <= {(o.selector, o.knob) for o in mine.stages}:
+    mine, theirs = config.collapsed(), incumbent.collapsed()
+    knobs = {(o.selector, o.knob): o.value for o in theirs.stages}
+    fields = {c.field: c.value for c in theirs.context}
+    if not set(knobs) <= {(o.selector, o.knob) for o in mine.stages}:
         return None
-    if {c.field: c.value for c in incumbent.collapsed().context}.items() - {(c.field, c.value) for c in mine.context}:
-        return None
-    stages = tuple(o for o in mine.stages if theirs.get((o.selector, o.knob), _UNSET) != o.value)
-    fields = {c.field: c.value for c in incumbent.collapsed().context}
+    if not fields.items() <= {(c.field, c.value) for c in mine.context}:
+        return None  # a DataContext field the incumbent sets, dropped or set otherwise
+    stages = tuple(o for o in mine.stages if knobs.get((o.selector, o.knob), _UNSET) != o.value)
     return Settings(stages, tuple(c for c in mine.context if fields.get(c.field, _UNSET) != c.value))
 
 
