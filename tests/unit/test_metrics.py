@@ -36,6 +36,7 @@ _METRIC_FIELDS = (
     "rows_task_outputs_generated",
     "bytes_inputs_received",
     "bytes_task_outputs_generated",
+    "bytes_task_inputs_processed",
     "num_tasks_running",
     "num_tasks_finished",
     "num_tasks_failed",

@@ -185,7 +185,15 @@ def test_stored_payloads_keep_the_config_and_set_forms_and_load_back_typed() -> 
     assert loaded.config.for_stage(stage(2, "map_batches", "Embed")) == {"concurrency": (1, 4), "num_cpus": 0.5}
     assert study.spec.start.to_args() == ("1.batch_size=64",)
     defaults = {"improvement_pct": None, "noise_pct": None, "findings": [], "measured_s": None, "probe": False}
-    assert trial_payload(loaded) == {**stored, **defaults, "consumed": {}, "consumed_rows": {}}
+    assert trial_payload(loaded) == {
+        **stored,
+        **defaults,
+        "consumed": {},
+        "consumed_rows": {},
+        "sink_rows": 0.0,
+        "sink_tail_s": 0.0,
+        "sink_stage": -1,
+    }
 
 
 def test_a_study_stored_by_an_older_pipetune_folds_into_typed_settings(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pipetune.diagnose.facts import Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.fusion import lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
-from pipetune.diagnose.progress import in_flight, moved
+from pipetune.diagnose.progress import in_flight, moved, rows_done
 from pipetune.diagnose.ranking import gain_tier
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
@@ -61,6 +61,7 @@ __all__ = [
     "pool_size",
     "reservations",
     "rooms",
+    "rows_done",
     "stage_times",
     "verify",
 ]

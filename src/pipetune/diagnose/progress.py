@@ -15,6 +15,7 @@ from pipetune.metrics import declared
 Op = TypeVar("Op", bound=Hashable)  # however the caller names operators (a uid, an OpId)
 _ROWS_OUT, _TASKS_FINISHED = declared("rows_out"), declared("tasks_finished")
 _TASKS_RUNNING, _ACTORS_ACTIVE = declared("tasks_running"), declared("actors_active")
+_ROWS_IN, _BYTES_IN, _BYTES_DONE = declared("rows_in"), declared("bytes_in"), declared("bytes_done")
 
 
 def moved(ops: Mapping[Op, Mapping[str, float]]) -> float:
@@ -25,3 +26,11 @@ def moved(ops: Mapping[Op, Mapping[str, float]]) -> float:
 def in_flight(ops: Mapping[Op, Mapping[str, float]]) -> list[Op]:
     """Operators with work under way, most upstream first (the order the executor reports them)."""
     return [uid for uid, v in ops.items() if v.get(_TASKS_RUNNING, 0) > 0 or v.get(_ACTORS_ACTIVE, 0) > 0]
+
+
+def rows_done(values: Mapping[str, float]) -> float:
+    """Rows an operator's finished tasks took in: its rows received, in the share of its input bytes that
+    finished tasks processed (Ray counts input rows on arrival and input bytes on a task's end). Rows that are
+    queued or in a running task are not done; a write's own output (one row per file) says nothing here."""
+    rows, received = values.get(_ROWS_IN, 0.0), values.get(_BYTES_IN, 0.0)
+    return rows * min(values.get(_BYTES_DONE, 0.0) / received, 1.0) if received > 0 else 0.0

@@ -208,6 +208,7 @@ def _op_snapshot(op: Any, state: Any, rm: Any) -> dict[str, float]:
         "rows_out": m.rows_task_outputs_generated,
         "bytes_in": m.bytes_inputs_received,
         "bytes_out": m.bytes_task_outputs_generated,
+        "bytes_done": m.bytes_task_inputs_processed,
         "tasks_running": m.num_tasks_running,
         "tasks_finished": m.num_tasks_finished,
         "tasks_failed": m.num_tasks_failed,

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pipetune._serde import to_plain
 from pipetune.capture import ExecutionStarted, Message, clock
-from pipetune.diagnose import diagnose
+from pipetune.diagnose import diagnose, noise_band
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
 from pipetune.record import Launch, Listener, StopRule, check_script, record, scratch, shared_ray
@@ -167,6 +167,7 @@ class Tuner:
             probe=objective.is_probe(run),
             consumed=objective.consumed(run),
             consumed_rows=objective.consumed_rows(run),
+            **_sink_fields(run),
         )
         self.store.append_study(study.id, "trial", trial_payload(trial))
         self.say(_result(trial, run))
@@ -206,7 +207,7 @@ class OnRay:
             address=self.address,
             timeout_s=_limit(spec, step, bool(study.full_loops)),
             sandbox=scratch_dir,
-            stop=_stop_rule(step, study.full_loops),
+            stop=_stop_rule(step, study),
             run_id=run_id,
             output=self.sandbox / f"{run_id}.log",
             extra_env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
@@ -220,6 +221,11 @@ class OnRay:
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
+def _sink_fields(run: Run) -> dict[str, Any]:
+    sink = objective.sink_of(run)
+    return {"sink_rows": sink.rows, "sink_tail_s": sink.tail_s, "sink_stage": sink.stage} if sink else {}
+
+
 def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:
     """A hard limit for runs with no time box (baseline, warm-up, and a probe, whose box counts from its loop's
     start): the user's, if any."""
@@ -228,24 +234,38 @@ def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:
     return spec.trial_timeout_s
 
 
-def _stop_rule(step: Step, loops: dict[str, float] | None = None) -> StopRule | None:
+def _stop_rule(step: Step, study: Study) -> StopRule | None:
     """A warm-up ends a while after its first execution starts; a trial of a pipeline the script's loops consume
-    is a probe, ended once its loops' steady rate is timed; any other time-boxed trial ends at its box."""
+    is a probe, ended once its loops' steady rate is timed; a trial of one that ends in a sink is a probe too,
+    ended once its sink's steady rate is known within the noise or at its time box; any other time-boxed trial
+    ends at its box."""
     if step.role is Role.WARMUP:
-        started: list[float] = []
+        return _warmed()
+    probing = step.role in (Role.TRIAL, Role.REPEAT)
+    if study.full_loops and probing:
+        return objective.ProbeDone(study.full_loops, step.time_box_s)
+    box = _boxed(step.time_box_s)
+    sink = study.sink
+    if sink is not None and probing:
+        return objective.SinkProbeDone(sink, noise_band(study.incumbent_figures(), ()), box)
+    return box
 
-        def warmed(message: Message) -> str | None:
-            if isinstance(message, ExecutionStarted) and not started:
-                started.append(message.t)
-            t = clock(message)
-            if started and t is not None and t - started[0] >= WARMUP_AFTER_EXECUTION_S:
-                return "warm-up done: stopped once the pipeline had run for a while"
-            return None
 
-        return warmed
-    if loops and step.role in (Role.TRIAL, Role.REPEAT):
-        return objective.ProbeDone(loops, step.time_box_s)
-    box = step.time_box_s
+def _warmed() -> StopRule:
+    started: list[float] = []
+
+    def warmed(message: Message) -> str | None:
+        if isinstance(message, ExecutionStarted) and not started:
+            started.append(message.t)
+        t = clock(message)
+        if started and t is not None and t - started[0] >= WARMUP_AFTER_EXECUTION_S:
+            return "warm-up done: stopped once the pipeline had run for a while"
+        return None
+
+    return warmed
+
+
+def _boxed(box: float | None) -> StopRule | None:
     if box is None:
         return None
 
@@ -281,7 +301,8 @@ def _announce(study: Study, step: Step) -> str:
 def _result(trial: Trial, run: Run) -> str:
     wall = f"{trial.wall_s:.1f} s" if trial.wall_s else "-"
     if trial.measured_s is not None and trial.measured_s != trial.wall_s:
-        wall += f", the loop {trial.measured_s:.1f} s" + (" (predicted from a probe)" if trial.probe else "")
+        what = "the loop" if trial.consumed else "in full"
+        wall += f", {what} {trial.measured_s:.1f} s" + (" (predicted from a probe)" if trial.probe else "")
     gain = (
         f" ({trial.improvement_pct:+.1f}%, noise {trial.noise_pct:.1f}%)" if trial.improvement_pct is not None else ""
     )

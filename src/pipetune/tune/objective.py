@@ -7,18 +7,29 @@ pipeline's. Such a trial is a probe: it is stopped once every loop has taken ``P
 loop time is predicted for the rows the baseline's loop took (the start-up wait, plus the probe's time per row
 for every row; per batch for a baseline stored before rows were). The baseline runs in full, so the count is
 measured, never assumed.
+
+A pipeline that ends in a sink (a write, a materialising call; one execution, no loop) is probed too: the run
+is stopped once the rate at which its last operator finishes rows is known within the incumbent's noise (a
+least-squares line through its samples past the ramp-up, two standard errors of the slope), while half of the
+rows are still to come. Its time is where that line reaches the rows the baseline's last operator took in, plus
+the baseline's own time after its last operator ended (the script ending, Ray shutting down).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from pipetune.capture import ConsumerSamples, Message, clock
-from pipetune.diagnose import Consumption, consumption
-from pipetune.model import Run
+from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, OpSamples, clock
+from pipetune.diagnose import Consumption, consumption, rows_done
+from pipetune.model import Operator, Run, StageKind
+from pipetune.tune.study import Sink
 
 PROBE_BATCHES = 32  # statistics: the mean of 32 batch times is within about a third of their spread
 PROBE_REASON = "probe: every loop took enough batches to time its steady rate"
+SINK_PROBE_REASON = "probe: the sink's steady rate was known within the noise"
+MIN_LINE_POINTS = 5  # statistics: a line's error needs residual degrees of freedom (n - 2); fewer than 3 is a guess
 
 
 def consumed(run: Run) -> dict[str, float]:
@@ -42,18 +53,85 @@ def loop_s(c: Consumption, batches: float | None = None, rows: float | None = No
     return c.first_wait_s + c.loop_s / c.batches * batches
 
 
-def seconds(run: Run, full: Mapping[str, float], full_rows: Mapping[str, float] | None = None) -> float | None:
+def seconds(
+    run: Run, full: Mapping[str, float], full_rows: Mapping[str, float] | None = None, sink: Sink | None = None
+) -> float | None:
     """The trial's figure: the slowest loop's time (predicted over the baseline's ``full_rows`` rows, else its
-    ``full`` batches, for a probe), else the run's wall time."""
+    ``full`` batches, for a probe), else the run's wall time (predicted for the ``sink``'s rows, for a probe)."""
     loops = consumption(run)
     if not loops:
+        if run.error == SINK_PROBE_REASON:
+            return sink_probe_s(run, sink) if sink is not None else None
         return run.wall_s if run.status.ok else None
     rows = full_rows or {}
     return max(loop_s(c, full.get(c.source), rows.get(c.source)) for c in loops)
 
 
 def is_probe(run: Run) -> bool:
-    return run.error == PROBE_REASON
+    return run.error in (PROBE_REASON, SINK_PROBE_REASON)
+
+
+def sink_of(run: Run) -> Sink | None:
+    """The sink of a finished run with one execution and no loop of the script's; None for any other run, and
+    for a last operator that reads (Ray counts a read's inputs in read tasks, not rows)."""
+    if consumption(run) or len(run.executions) != 1 or not run.status.ok or run.wall_s is None:
+        return None
+    execution = run.executions[0]
+    last = execution.operators[-1] if execution.operators else None
+    stats = run.stats_of(last.uid) if last is not None else None
+    if last is None or stats is None or stats.rows_in <= 0 or execution.ended_t is None or _reads(run, last):
+        return None
+    return Sink(float(stats.rows_in), max(run.wall_s - execution.ended_t, 0.0), last.stages[0])
+
+
+def _reads(run: Run, op: Operator) -> bool:
+    kinds = {s.index: s.kind for s in run.stages}
+    return not op.stages or any(kinds.get(i) is StageKind.READ for i in op.stages)
+
+
+@dataclass(frozen=True)
+class Line:
+    """Rows done against time, fitted; ``rel_err``: two standard errors of the slope, as a share of it."""
+
+    slope: float
+    intercept: float
+    rel_err: float
+
+    def at(self, t: float) -> float:
+        return self.intercept + self.slope * t
+
+    def reaches(self, rows: float) -> float:
+        return (rows - self.intercept) / self.slope
+
+
+def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
+    """The least-squares line through ``(t, rows done)`` from the first rows done on (the ramp-up left out)."""
+    first = next((i for i, (_, done) in enumerate(points) if done > 0), len(points))
+    moving = points[first:]
+    n = len(moving)
+    if n < MIN_LINE_POINTS:
+        return None
+    t_mean, d_mean = sum(t for t, _ in moving) / n, sum(d for _, d in moving) / n
+    sxx = sum((t - t_mean) ** 2 for t, _ in moving)
+    slope = sum((t - t_mean) * (d - d_mean) for t, d in moving) / sxx if sxx > 0 else 0.0
+    if slope <= 0:
+        return None
+    intercept = d_mean - slope * t_mean
+    residual = sum((d - intercept - slope * t) ** 2 for t, d in moving)
+    return Line(slope, intercept, 2 * math.sqrt(residual / (n - 2) / sxx) / slope)
+
+
+def sink_points(run: Run, sink: Sink) -> list[tuple[float, float]]:
+    """``(t, rows done)`` of the operator of the run's last execution that starts with the sink's stage."""
+    ops = run.executions[-1].operators if run.executions else ()
+    entry = next((op for op in ops if op.stages[:1] == (sink.stage,)), None)
+    return [(s.t, rows_done(s.values)) for s in run.samples_of(entry.uid)] if entry is not None else []
+
+
+def sink_probe_s(run: Run, sink: Sink) -> float | None:
+    """A sink probe's predicted full-run time: when its fitted line reaches the sink's rows, and the tail."""
+    line = steady_line(sink_points(run, sink))
+    return line.reaches(sink.rows) + sink.tail_s if line is not None else None
 
 
 def boxed_reason(box_s: float) -> str:
@@ -87,3 +165,35 @@ class ProbeDone:
         enough = all(self._seen.get(s, 0.0) >= n for s, n in self._wanted.items())
         short = any(self._seen.get(s, 0.0) < self._full[s] for s in self._wanted)
         return PROBE_REASON if self._wanted and enough and short else None
+
+
+class SinkProbeDone:
+    """A stop rule for a pipeline that ends in a sink: ends the run once the rate its last operator finishes
+    rows at is known within ``noise_pct`` (``steady_line``'s ``rel_err``) while the line says at least half of
+    the sink's rows are still to come; a probe that would save less runs in full, measured rather than
+    predicted. The rows are counted where the baseline's last operator took them in: at the operator that
+    starts with the same stage (the last one, or the first part of it where the trial split it); a trial with no
+    such operator (it fused that stage behind another) runs in full. ``inner`` (a time box) is asked first."""
+
+    def __init__(self, sink: Sink, noise_pct: float, inner: Callable[[Message], str | None] | None = None) -> None:
+        self._sink, self._noise, self._inner = sink, noise_pct, inner
+        self._last: str | None = None
+        self._points: list[tuple[float, float]] = []
+
+    def __call__(self, message: Message) -> str | None:
+        boxed = self._inner(message) if self._inner is not None else None
+        if boxed is not None:
+            return boxed
+        if isinstance(message, ExecutionStarted):
+            entry = next((op for op in message.operators if op.stages[:1] == (self._sink.stage,)), None)
+            self._last, self._points = (entry.uid if entry is not None else None), []
+        if not isinstance(message, OpSamples) or self._last is None:
+            return None
+        values = next((v for op, v in message.values.items() if str(op) == self._last), None)
+        if values is None:
+            return None
+        self._points.append((message.t, rows_done(values)))
+        line = steady_line(self._points)
+        if line is None or line.rel_err * 100 > self._noise:
+            return None
+        return SINK_PROBE_REASON if line.at(self._points[-1][0]) <= self._sink.rows / 2 else None

@@ -58,7 +58,7 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     last = study.compared()[-1]
     incumbent = study.incumbent()
     assert incumbent is not None  # a succeeded baseline is one
-    walls = [t.seconds for t in study.runs_of(incumbent.config) if t.seconds]
+    walls = study.incumbent_figures()
     box = time_box(walls)  # a probe of a loop counts it from the loop's start (objective.ProbeDone)
     if last.verdict is Verdict.REPEAT and study.runs_used < study.spec.budget:
         return Step.again(last, box)
@@ -109,7 +109,7 @@ class Conclusion(NamedTuple):
 
 def conclude(study: Study, step: Step, run: Run) -> Conclusion:
     """The verdict on a finished run of ``step``, and the figure it was judged by."""
-    figure = objective.seconds(run, study.full_loops, study.full_rows)
+    figure = objective.seconds(run, study.full_loops, study.full_rows, study.sink)
     if step.role is Role.WARMUP:
         return Conclusion(Verdict.NOT_COMPARED, None, None, figure)
     if step.role is Role.BASELINE:
@@ -121,7 +121,7 @@ def conclude(study: Study, step: Step, run: Run) -> Conclusion:
         return Conclusion(Verdict.FAILED, None, None, None)
     incumbent = study.incumbent()
     assert incumbent is not None
-    base = [t.seconds for t in study.runs_of(incumbent.config) if t.seconds]
+    base = study.incumbent_figures()
     mine = [t.seconds for t in study.runs_of(step.config) if t.seconds] + [figure]
     can_repeat = study.runs_used + 1 < study.spec.budget
     verdict = judge(base, mine, can_repeat)

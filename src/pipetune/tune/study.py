@@ -79,6 +79,9 @@ class Trial:
     probe: bool = False  # stopped on purpose once its loops' steady rate was timed: measured, not failed
     consumed: dict[str, float] = field(default_factory=dict)  # batches each of the script's loops took
     consumed_rows: dict[str, float] = field(default_factory=dict)  # ... and rows (absent in older studies)
+    sink_rows: float = 0.0  # rows the last operator took in, for a run that ends in a sink (``objective.sink_of``)
+    sink_tail_s: float = 0.0  # ... and the time the run went on after that operator's execution ended
+    sink_stage: int = -1  # ... and the stage those rows entered
 
     @property
     def seconds(self) -> float | None:
@@ -92,6 +95,17 @@ class Trial:
     @property
     def rows_per_s(self) -> float | None:
         return self.rows / self.wall_s if self.wall_s and self.rows else None
+
+
+@dataclass(frozen=True)
+class Sink:
+    """What a probe of a pipeline ending in a sink is predicted for, measured on the baseline (run in full): the
+    rows its last operator took in, the time the run went on after that operator's execution ended, and the
+    stage those rows enter (a trial whose last operator starts elsewhere counts other rows: it runs in full)."""
+
+    rows: float
+    tail_s: float
+    stage: int
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,19 @@ class Study:
         """Rows each of the script's loops took in the baseline: what a probe's time is predicted for, so a
         trial that changes the loop's batch size (``--allow iterator.batch_size``) is judged on the same data."""
         return dict(self.baseline.consumed_rows) if self.baseline is not None else {}
+
+    @property
+    def sink(self) -> Sink | None:
+        """The baseline's sink (a pipeline no loop consumes): what a probe's time is predicted for."""
+        b = self.baseline
+        if b is None or b.sink_rows <= 0 or b.consumed:
+            return None
+        return Sink(b.sink_rows, b.sink_tail_s, b.sink_stage)
+
+    def incumbent_figures(self) -> list[float]:
+        """What each measured run of the incumbent's settings was judged by."""
+        incumbent = self.incumbent()
+        return [t.seconds for t in self.runs_of(incumbent.config) if t.seconds] if incumbent else []
 
     def tried(self) -> set[str]:
         """Settings already measured. A warm-up is not a measurement: on resume it may run the very proposal

@@ -1,0 +1,99 @@
+"""A trial of a pipeline that ends in a sink is a probe: stopped once its sink's steady rate is known within the
+noise, and judged by the full-run time that rate predicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from pipetune.capture import ExecutionStarted, OpId, OpSamples
+from pipetune.diagnose import rows_done
+from pipetune.model import Operator, RunStatus, Sample
+from pipetune.tune import objective
+from pipetune.tune.study import Sink
+from tests.unit.builders import two_stage_run, with_
+
+SINK = "0/MapBatches(work)_2"
+
+
+def progress(t: float, rows_per_s: float = 1_000.0, start: float = 3.0, bytes_per_row: float = 8.0) -> dict[str, float]:
+    """The sink's counters at ``t``: it starts finishing rows at ``start``; 400 rows wait in running tasks."""
+    done = max(t - start, 0.0) * rows_per_s
+    received = done + 400.0
+    return {"rows_in": received, "bytes_in": received * bytes_per_row, "bytes_done": done * bytes_per_row}
+
+
+def test_rows_done_are_the_received_rows_in_the_share_of_input_bytes_finished_tasks_processed() -> None:
+    assert rows_done(progress(5.0)) == pytest.approx(2_000.0)
+    assert rows_done({"rows_in": 100.0}) == 0.0  # nothing finished, or Ray did not say
+    assert rows_done({"rows_in": 100.0, "bytes_in": 10.0, "bytes_done": 12.0}) == 100.0  # never past what arrived
+
+
+def test_a_steady_line_leaves_out_the_ramp_up_and_states_its_error() -> None:
+    points = [(float(t), rows_done(progress(float(t)))) for t in range(12)]
+    line = objective.steady_line(points)
+    assert line is not None and line.slope == pytest.approx(1_000.0) and line.rel_err == pytest.approx(0.0, abs=1e-9)
+    assert line.reaches(20_000.0) == pytest.approx(23.0)
+    assert objective.steady_line(points[:7]) is None  # 3 points past the ramp-up: too few to state an error
+    jitter = random.Random(7)
+    noisy = [(t, d * jitter.uniform(0.7, 1.3)) for t, d in points]
+    rough = objective.steady_line(noisy)
+    assert rough is not None and rough.rel_err > 0.05
+
+
+def _started(sink_stages: tuple[int, ...] = (1,)) -> ExecutionStarted:
+    ops = (Operator("0/ReadRange_1", "ReadRange", (0,)), Operator(SINK, "MapBatches(work)", sink_stages))
+    return ExecutionStarted(0, 1.0, "ds", ops)
+
+
+def _sampled(t: float, **kw: float) -> OpSamples:
+    return OpSamples(t, {OpId.parse("0/ReadRange_1"): {"rows_out": 1.0}, OpId.parse(SINK): progress(t, **kw)})
+
+
+def test_a_sink_probe_stops_once_its_rate_is_known_within_the_noise_and_half_the_rows_are_to_come() -> None:
+    done = objective.SinkProbeDone(Sink(rows=40_000.0, tail_s=1.0, stage=1), noise_pct=5.0)
+    assert done(_started()) is None
+    seen = [done(_sampled(float(t))) for t in range(2, 12)]
+    assert seen.index(objective.SINK_PROBE_REASON) == 6  # t=8: the fifth sample with rows done (4..8)
+    late = objective.SinkProbeDone(
+        Sink(rows=8_000.0, tail_s=1.0, stage=1), noise_pct=5.0
+    )  # half done by t=8: runs in full
+    late(_started())
+    assert all(late(_sampled(float(t))) is None for t in range(2, 12))
+    fused = objective.SinkProbeDone(Sink(rows=40_000.0, tail_s=1.0, stage=1), noise_pct=5.0)
+    fused(_started(sink_stages=(0, 1)))  # the read fused into the last operator: its inputs are read tasks
+    assert all(fused(_sampled(float(t))) is None for t in range(2, 12))
+
+
+def test_a_sink_probe_is_still_ended_by_its_time_box() -> None:
+    def box(message: object) -> str | None:
+        return "stopped at its time box" if isinstance(message, OpSamples) and message.t > 4 else None
+
+    done = objective.SinkProbeDone(Sink(rows=1e9, tail_s=0.0, stage=1), noise_pct=5.0, inner=box)
+    done(_started())
+    assert done(_sampled(4.0)) is None and done(_sampled(5.0)) == "stopped at its time box"
+
+
+def test_a_sink_probe_is_judged_by_the_full_run_time_its_line_predicts() -> None:
+    samples = tuple(Sample(float(t), SINK, progress(float(t))) for t in range(2, 9))
+    probe = with_(two_stage_run(), status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON, wall_s=9.0,
+                  op_samples=samples)  # fmt: skip
+    assert objective.is_probe(probe)
+    assert objective.seconds(probe, {}, None, Sink(rows=20_000.0, tail_s=1.5, stage=1)) == pytest.approx(
+        3.0 + 20.0 + 1.5
+    )
+    assert objective.seconds(probe, {}) is None  # no baseline sink to predict for: not a measurement
+
+
+def test_the_baselines_sink_is_its_last_operators_rows_and_the_time_after_its_execution() -> None:
+    sink = objective.sink_of(two_stage_run())  # wall 11 s, the execution ended at 11 s
+    assert sink == Sink(rows=10_000.0, tail_s=0.0, stage=1)
+    assert objective.sink_of(with_(two_stage_run(), wall_s=12.5)) == Sink(rows=10_000.0, tail_s=1.5, stage=1)
+    assert objective.sink_of(with_(two_stage_run(), status=RunStatus.FAILED)) is None
+    run = two_stage_run()
+    fused = Operator("0/ReadFiles->MapBatches(work)_1", "ReadFiles->MapBatches(work)", (0, 1))
+    stats = dataclasses.replace(run.executions[0].stats[1], uid=fused.uid)
+    execution = dataclasses.replace(run.executions[0], operators=(fused,), stats=(stats,))
+    assert objective.sink_of(with_(run, executions=(execution,))) is None  # Ray counts its inputs in read tasks
