@@ -9,7 +9,7 @@ from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottlene
 from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, Room, as_run, cpus_of, pool_size, reservations, rooms
 from pipetune.diagnose.consumers import Consumption, blocked_between, blocked_shares, consumption, parse_source
 from pipetune.diagnose.engine import Diagnosis, classify, diagnose
-from pipetune.diagnose.facts import Facts, OpType, bottleneck_label
+from pipetune.diagnose.facts import BatchCost, Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.fusion import lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
@@ -28,6 +28,7 @@ __all__ = [
     "NUM_CPUS_BY_TYPE",
     "NUM_CPUS_IO",
     "WAITING_CORES",
+    "BatchCost",
     "Bottleneck",
     "Consumption",
     "Diagnosis",

@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
-from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.facts import BatchCost, Facts
 from pipetune.diagnose.findings import Fix
 from pipetune.diagnose.fusion import fuses_at, pieces_after, stage_times
-from pipetune.model import Knobs, Operator, Run, Stage, StageKind, TaskSpan
+from pipetune.model import Knobs, Operator, OperatorStats, Run, Stage, StageKind, TaskSpan
 
 
 def run_speedup(facts: Facts, op: Operator, op_speedup: float) -> float:
@@ -69,16 +69,47 @@ def _tasks(facts: Facts, op: Operator) -> int:
 
 
 def batch_model(facts: Facts, stage: int, batch: int) -> tuple[float, float, float] | None:
-    """(stage seconds, fixed seconds per batch, seconds per row) of a stage run at ``batch`` rows per batch."""
+    """(stage seconds, fixed seconds per batch, seconds per row) of a stage run at ``batch`` rows per batch. The
+    fixed part is the one fitted on runs at several batch sizes where the study has them (``fit_batch_cost``),
+    else the assumed ``PER_BATCH_FIXED_MS``; either way at most the stage's measured time per batch."""
     op, rate = facts.operator_of(stage), facts.rate_of(stage)
     stats = facts.stage_stats(stage)
     if op is None or rate is None or stats is None or rate.rows <= 0:
         return None
-    times = stage_times(op, stats)
-    stage_s = times[op.stages.index(stage)] if times else stats.busy_s
+    stage_s = _stage_s(op, stats, stage)
     per_batch = stage_s / max(rate.rows / batch, 1.0)
-    fixed = min(per_batch, th.PER_BATCH_FIXED_MS.value / 1000)
+    cost = facts.batch_costs.get(stage)
+    fixed = min(per_batch, cost.fixed_s if cost is not None else th.PER_BATCH_FIXED_MS.value / 1000)
     return stage_s, fixed, (per_batch - fixed) / batch
+
+
+def _stage_s(op: Operator, stats: OperatorStats, stage: int) -> float:
+    times = stage_times(op, stats)
+    return times[op.stages.index(stage)] if times else stats.busy_s
+
+
+def batch_point(facts: Facts, stage: int) -> tuple[int, float] | None:
+    """(rows per batch, stage seconds per row) as run: the batch a task really made (at most its rows), for a
+    stage given an explicit batch size. What ``fit_batch_cost`` fits across runs."""
+    batch, rows, rate = facts.run.stage(stage).knobs.batch_size, rows_per_task(facts, stage), facts.rate_of(stage)
+    if not isinstance(batch, int) or batch <= 0 or not rows or rate is None or rate.rows <= 0:
+        return None
+    model = batch_model(facts, stage, batch)
+    return (min(batch, math.ceil(rows)), model[0] / rate.rows) if model is not None else None
+
+
+def fit_batch_cost(points: Sequence[tuple[int, float]]) -> BatchCost | None:
+    """Seconds per row against one over the batch size, a least-squares line over runs at two or more batch
+    sizes: its slope is the fixed cost per batch, its intercept the cost per row. A slope under zero (larger
+    batches were no cheaper per row, within the runs' noise) is no fixed cost."""
+    sizes = sorted({b for b, _ in points})
+    if len(sizes) < 2:
+        return None
+    xs, ys = [1 / b for b, _ in points], [y for _, y in points]
+    x_mean, y_mean = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - x_mean) ** 2 for x in xs)
+    fixed = max(sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sxx, 0.0)
+    return BatchCost(fixed, max(y_mean - fixed * x_mean, 0.0), tuple(sizes))
 
 
 def rows_per_task(facts: Facts, stage: int) -> float | None:

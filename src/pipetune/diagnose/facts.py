@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -35,17 +36,27 @@ class Hardware(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class BatchCost:
+    """A stage's time per batch and per row, fitted on runs at two or more batch sizes (``capacity``)."""
+
+    fixed_s: float
+    per_row_s: float
+    batches: tuple[int, ...]  # the batch sizes it was measured at
+
+
+@dataclass(frozen=True)
 class Facts:
     run: Run
     execution: Execution | None
     rates: dict[str, OperatorRate] = field(default_factory=dict)
     bottleneck: Bottleneck | None = None
+    batch_costs: Mapping[int, BatchCost] = field(default_factory=dict)  # by stage; measured over several runs
 
     @staticmethod
-    def of(run: Run) -> Facts:
+    def of(run: Run, batch_costs: Mapping[int, BatchCost] | None = None) -> Facts:
         execution = main_execution(run)
         rates = {r.uid: r for r in operator_rates(run, execution)} if execution else {}
-        return Facts(run, execution, rates, find_bottleneck(run))
+        return Facts(run, execution, rates, find_bottleneck(run), batch_costs or {})
 
     # -- the cluster ------------------------------------------------------------------------------------
 

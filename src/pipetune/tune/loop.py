@@ -20,7 +20,8 @@ from typing import Any, Protocol
 
 from pipetune._serde import to_plain
 from pipetune.capture import ExecutionStarted, Message, clock
-from pipetune.diagnose import diagnose, noise_band
+from pipetune.diagnose import Facts, diagnose, noise_band
+from pipetune.diagnose import capacity as predict
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
 from pipetune.record import Launch, Listener, StopRule, check_script, record, scratch, shared_ray
@@ -168,6 +169,7 @@ class Tuner:
             consumed=objective.consumed(run),
             consumed_rows=objective.consumed_rows(run),
             **_sink_fields(run),
+            batch_points=_batch_points(run),
         )
         self.store.append_study(study.id, "trial", trial_payload(trial))
         self.say(_result(trial, run))
@@ -224,6 +226,15 @@ class OnRay:
 def _sink_fields(run: Run) -> dict[str, Any]:
     sink = objective.sink_of(run)
     return {"sink_rows": sink.rows, "sink_tail_s": sink.tail_s, "sink_stage": sink.stage} if sink else {}
+
+
+def _batch_points(run: Run) -> dict[str, list[float]]:
+    """Per stage with an explicit batch size, the batch it ran and its time per row (``capacity.batch_point``)."""
+    if not run.status.ok:
+        return {}
+    facts = Facts.of(run)
+    points = ((s.index, predict.batch_point(facts, s.index)) for s in run.stages if s.method == "map_batches")
+    return {str(i): [float(b), per_row] for i, point in points if point is not None for b, per_row in [point]}
 
 
 def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:

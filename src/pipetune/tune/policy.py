@@ -13,14 +13,15 @@ the doctor's order too).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pipetune.diagnose import (
     DEFAULT_NUM_CPUS,
     NUM_CPUS_IO,
     WAITING_CORES,
+    BatchCost,
     Facts,
     Finding,
     Fix,
@@ -57,6 +58,7 @@ class View:
     lost_configs: tuple[Settings, ...] = ()  # the configurations of trials that ran slower (``bisections``)
     noise_pct: float = 0.0  # the noise band of the incumbent's runs: a predicted gain inside it is not proposed
     allow: frozenset[str] = frozenset()  # protected knobs the user lets tuning change (``iterator.batch_size``)
+    batch_costs: Mapping[int, BatchCost] = field(default_factory=dict)  # per-batch costs fitted over the runs
 
 
 class SearchPolicy(Protocol):
@@ -78,7 +80,7 @@ class ModelGuided:
 
     def propose(self, view: View) -> Proposal | None:
         """A half of a joint change that lost comes first (``bisections``), then the best candidate."""
-        facts = Facts.of(view.run)
+        facts = Facts.of(view.run, view.batch_costs)
         for source in (bisections(facts, view), candidates(facts, view.allow)):
             best = _best(facts, source, view)
             if best is not None:
@@ -371,12 +373,20 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
         return None  # the model says larger batches would not pay
     model = predict.batch_model(facts, stage, batch)
     why = cause or (
-        f"{model[1] * 1000:.1f} ms fixed per batch against {model[2] * 1e6:.1f} us per row: fixed costs dominate"
+        f"{model[1] * 1000:.1f} ms fixed per batch ({_fixed_source(facts, stage)}) against "
+        f"{model[2] * 1e6:.1f} us per row: fixed costs dominate"
         if model
         else "small batches"
     )
     what = f"stage {stage} {change('batch_size', batch, proposed)}"
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain)
+
+
+def _fixed_source(facts: Facts, stage: int) -> str:
+    cost = facts.batch_costs.get(stage)
+    if cost is None:
+        return "assumed until a second batch size is measured"
+    return "measured at batch sizes " + ", ".join(str(b) for b in cost.batches)
 
 
 def _loop_batch_moves(facts: Facts, bound: Finding | None, allow: frozenset[str]) -> Iterator[Proposal]:

@@ -11,7 +11,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from pipetune.diagnose import Facts, consumer_bound, noise_band
+from pipetune.diagnose import BatchCost, Facts, consumer_bound, noise_band
+from pipetune.diagnose import capacity as predict
 from pipetune.model import Run
 from pipetune.settings import Settings
 from pipetune.tune import objective
@@ -70,11 +71,32 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     losers = [t for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED)]
     lost = frozenset(s for t in losers if len(stage_parts(t.settings)) == 1 for s in t.settings.stages)
     view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost,
-                tuple(t.config for t in losers), noise_band(walls, ()), frozenset(study.spec.allow))  # fmt: skip
+                tuple(t.config for t in losers), noise_band(walls, ()), frozenset(study.spec.allow),
+                batch_costs(study))  # fmt: skip
     proposal = policy.propose(view)
     if proposal is None:
         return Finish("nothing left to try: every proposal was tried or cannot be scheduled")
     return Step.trying(proposal, with_settings(incumbent.config, proposal.settings), box)
+
+
+def batch_costs(study: Study) -> dict[int, BatchCost]:
+    """Each stage's per-batch cost, fitted on the measured runs at its batch sizes (``capacity.fit_batch_cost``)
+    among those that differ from the incumbent in batch sizes alone: other changes move the time per row too."""
+    incumbent = study.incumbent()
+    if incumbent is None:
+        return {}
+    same = _without_batches(incumbent.config)
+    points: dict[int, list[tuple[int, float]]] = {}
+    for t in study.compared():
+        if t.measured and _without_batches(t.config) == same:
+            for stage, (batch, per_row) in t.batch_points.items():
+                points.setdefault(int(stage), []).append((int(batch), per_row))
+    fitted = {stage: predict.fit_batch_cost(p) for stage, p in points.items()}
+    return {stage: cost for stage, cost in fitted.items() if cost is not None}
+
+
+def _without_batches(config: Settings) -> str:
+    return Settings(tuple(s for s in config.stages if s.knob != "batch_size"), config.context).key()
 
 
 def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) -> Finish | None:

@@ -82,6 +82,7 @@ class Trial:
     sink_rows: float = 0.0  # rows the last operator took in, for a run that ends in a sink (``objective.sink_of``)
     sink_tail_s: float = 0.0  # ... and the time the run went on after that operator's execution ended
     sink_stage: int = -1  # ... and the stage those rows entered
+    batch_points: dict[str, list[float]] = field(default_factory=dict)  # stage -> [rows per batch, s per row]
 
     @property
     def seconds(self) -> float | None:
