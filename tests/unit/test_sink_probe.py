@@ -97,3 +97,19 @@ def test_the_baselines_sink_is_its_last_operators_rows_and_the_time_after_its_ex
     stats = dataclasses.replace(run.executions[0].stats[1], uid=fused.uid)
     execution = dataclasses.replace(run.executions[0], operators=(fused,), stats=(stats,))
     assert objective.sink_of(with_(run, executions=(execution,))) is None  # Ray counts its inputs in read tasks
+
+
+def test_a_trial_is_probed_by_its_sink_once_the_baseline_measured_one() -> None:
+    from pipetune.settings import Settings
+    from pipetune.tune.loop import _stop_rule
+    from pipetune.tune.steps import Step
+    from pipetune.tune.study import Role, Spec, Study, Trial, Verdict
+
+    baseline = Trial(0, Role.BASELINE, Settings(), "", Settings(), "", "", "r0", "succeeded", 30.0, 100,
+                     Verdict.BASELINE, sink_rows=40_000.0, sink_tail_s=0.5, sink_stage=1)  # fmt: skip
+    study = Study("s1", Spec("pipe.py"), (baseline,))
+    assert study.sink == Sink(40_000.0, 0.5, 1)
+    assert isinstance(_stop_rule(Step(Role.TRIAL, Settings(), time_box_s=40.0), study), objective.SinkProbeDone)
+    assert not isinstance(_stop_rule(Step(Role.CONFIRM, Settings()), study), objective.SinkProbeDone)  # in full
+    looped = Study("s2", Spec("pipe.py"), (dataclasses.replace(baseline, consumed={"c": 9.0}),))
+    assert looped.sink is None  # a loop's pipeline is probed by its batches instead
