@@ -113,3 +113,22 @@ def test_a_trial_is_probed_by_its_sink_once_the_baseline_measured_one() -> None:
     assert not isinstance(_stop_rule(Step(Role.CONFIRM, Settings()), study), objective.SinkProbeDone)  # in full
     looped = Study("s2", Spec("pipe.py"), (dataclasses.replace(baseline, consumed={"c": 9.0}),))
     assert looped.sink is None  # a loop's pipeline is probed by its batches instead
+
+
+def test_a_sink_that_reads_is_measured_by_the_share_of_its_read_tasks_input_done() -> None:
+    run = two_stage_run()
+    fused = Operator("0/ReadFiles->MapBatches(work)_1", "ReadFiles->MapBatches(work)", (0, 1))
+    stats = dataclasses.replace(run.executions[0].stats[1], uid=fused.uid, rows_in=20)  # 20 read tasks, as rows
+    execution = dataclasses.replace(run.executions[0], operators=(fused,), stats=(stats,))
+    shares = [0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # of 800 bytes of read tasks, from t=2 on
+    samples = tuple(Sample(float(t), fused.uid, {"bytes_planned": 800.0, "bytes_done": 800.0 * x})
+                    for t, x in enumerate(shares, start=2))  # fmt: skip
+    reading = with_(run, executions=(execution,), op_samples=samples)
+    sink = objective.sink_of(reading)
+    assert sink == Sink(rows=1.0, tail_s=0.0, stage=0, read=True)
+    assert objective.sink_points(reading, sink)[-1] == (9.0, pytest.approx(0.6))
+    probe = with_(reading, status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON)
+    assert objective.seconds(probe, {}, None, sink) == pytest.approx(13.0)  # 10% a second from t=3: all by t=13
+    split = (Operator("0/ReadFiles_1", "ReadFiles", (0,)), Operator("0/MapBatches(work)_2", "MapBatches", (1,)))
+    assert objective.entry(split, sink) is None  # a read split off runs ahead of the sink: not a probe
+    assert objective.entry((fused,), sink) is fused

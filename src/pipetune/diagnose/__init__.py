@@ -13,7 +13,7 @@ from pipetune.diagnose.facts import BatchCost, Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.fusion import lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
-from pipetune.diagnose.progress import in_flight, moved, rows_done
+from pipetune.diagnose.progress import in_flight, moved, rows_done, share_read
 from pipetune.diagnose.ranking import gain_tier
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
@@ -63,6 +63,7 @@ __all__ = [
     "reservations",
     "rooms",
     "rows_done",
+    "share_read",
     "stage_times",
     "verify",
 ]

@@ -16,6 +16,7 @@ Op = TypeVar("Op", bound=Hashable)  # however the caller names operators (a uid,
 _ROWS_OUT, _TASKS_FINISHED = declared("rows_out"), declared("tasks_finished")
 _TASKS_RUNNING, _ACTORS_ACTIVE = declared("tasks_running"), declared("actors_active")
 _ROWS_IN, _BYTES_IN, _BYTES_DONE = declared("rows_in"), declared("bytes_in"), declared("bytes_done")
+_BYTES_PLANNED = declared("bytes_planned")
 
 
 def moved(ops: Mapping[Op, Mapping[str, float]]) -> float:
@@ -34,3 +35,10 @@ def rows_done(values: Mapping[str, float]) -> float:
     queued or in a running task are not done; a write's own output (one row per file) says nothing here."""
     rows, received = values.get(_ROWS_IN, 0.0), values.get(_BYTES_IN, 0.0)
     return rows * min(values.get(_BYTES_DONE, 0.0) / received, 1.0) if received > 0 else 0.0
+
+
+def share_read(values: Mapping[str, float]) -> float:
+    """For an operator that reads: the share of its read tasks' input bytes that finished tasks processed (Ray
+    counts a read task's input as one row, so rows say nothing there). 0 for any other operator."""
+    planned = values.get(_BYTES_PLANNED, 0.0)
+    return min(values.get(_BYTES_DONE, 0.0) / planned, 1.0) if planned > 0 else 0.0

@@ -209,6 +209,7 @@ def _op_snapshot(op: Any, state: Any, rm: Any) -> dict[str, float]:
         "bytes_in": m.bytes_inputs_received,
         "bytes_out": m.bytes_task_outputs_generated,
         "bytes_done": m.bytes_task_inputs_processed,
+        "bytes_planned": _planned_bytes(op),
         "tasks_running": m.num_tasks_running,
         "tasks_finished": m.num_tasks_finished,
         "tasks_failed": m.num_tasks_failed,
@@ -225,6 +226,13 @@ def _op_snapshot(op: Any, state: Any, rm: Any) -> dict[str, float]:
         "gpu_reserved": getattr(usage, "gpu", 0) or 0,
     }
     return {k: float(v or 0) for k, v in values.items()}
+
+
+def _planned_bytes(op: Any) -> float:
+    """Input bytes of the read tasks an operator that reads will get: its input buffer counts them all as received
+    when the execution starts. 0 for an operator fed by another."""
+    deps = getattr(op, "input_dependencies", None) or []
+    return float(sum(d.metrics.bytes_inputs_received or 0 for d in deps if type(d).__name__ == "InputDataBuffer"))
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

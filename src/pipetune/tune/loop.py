@@ -225,7 +225,9 @@ class OnRay:
 
 def _sink_fields(run: Run) -> dict[str, Any]:
     sink = objective.sink_of(run)
-    return {"sink_rows": sink.rows, "sink_tail_s": sink.tail_s, "sink_stage": sink.stage} if sink else {}
+    if sink is None:
+        return {}
+    return {"sink_rows": sink.rows, "sink_tail_s": sink.tail_s, "sink_stage": sink.stage, "sink_read": sink.read}
 
 
 def _batch_points(run: Run) -> dict[str, list[float]]:

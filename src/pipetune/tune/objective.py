@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, OpSamples, clock
-from pipetune.diagnose import Consumption, consumption, rows_done
+from pipetune.diagnose import Consumption, consumption, rows_done, share_read
 from pipetune.model import Operator, Run, StageKind
 from pipetune.tune.study import Sink
 
@@ -72,21 +72,40 @@ def is_probe(run: Run) -> bool:
 
 
 def sink_of(run: Run) -> Sink | None:
-    """The sink of a finished run with one execution and no loop of the script's; None for any other run, and
-    for a last operator that reads (Ray counts a read's inputs in read tasks, not rows)."""
+    """The sink of a finished run with one execution and no loop of the script's; None for any other run. A
+    last operator that reads is measured by the share of its read tasks' input (Ray counts each as one row)."""
     if consumption(run) or len(run.executions) != 1 or not run.status.ok or run.wall_s is None:
         return None
     execution = run.executions[0]
     last = execution.operators[-1] if execution.operators else None
     stats = run.stats_of(last.uid) if last is not None else None
-    if last is None or stats is None or stats.rows_in <= 0 or execution.ended_t is None or _reads(run, last):
+    if last is None or not last.stages or stats is None or stats.rows_in <= 0 or execution.ended_t is None:
         return None
-    return Sink(float(stats.rows_in), max(run.wall_s - execution.ended_t, 0.0), last.stages[0])
+    tail = max(run.wall_s - execution.ended_t, 0.0)
+    if not _reads(run, last):
+        return Sink(float(stats.rows_in), tail, last.stages[0])
+    planned = any(share_read(s.values) > 0 for s in run.samples_of(last.uid))
+    return Sink(1.0, tail, last.stages[0], read=True) if planned else None
 
 
 def _reads(run: Run, op: Operator) -> bool:
     kinds = {s.index: s.kind for s in run.stages}
-    return not op.stages or any(kinds.get(i) is StageKind.READ for i in op.stages)
+    return any(kinds.get(i) is StageKind.READ for i in op.stages)
+
+
+def entry(operators: Sequence[Operator], sink: Sink) -> Operator | None:
+    """The operator whose progress a probe reads: the one that starts with the sink's stage (the last one, or
+    the first part of it where a trial split it); where the sink reads, only the last operator, since a read
+    that a trial split off runs ahead of the rest."""
+    found = next((op for op in operators if op.stages[:1] == (sink.stage,)), None)
+    if sink.read and operators and found is not operators[-1]:
+        return None
+    return found
+
+
+def progress(values: Mapping[str, float], sink: Sink) -> float:
+    """What a probe counts toward ``sink.rows``: rows done, or the share of the read tasks' input done."""
+    return share_read(values) if sink.read else rows_done(values)
 
 
 @dataclass(frozen=True)
@@ -122,10 +141,9 @@ def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
 
 
 def sink_points(run: Run, sink: Sink) -> list[tuple[float, float]]:
-    """``(t, rows done)`` of the operator of the run's last execution that starts with the sink's stage."""
-    ops = run.executions[-1].operators if run.executions else ()
-    entry = next((op for op in ops if op.stages[:1] == (sink.stage,)), None)
-    return [(s.t, rows_done(s.values)) for s in run.samples_of(entry.uid)] if entry is not None else []
+    """``(t, progress)`` of the run's last execution at its ``entry`` operator, as sampled."""
+    found = entry(run.executions[-1].operators, sink) if run.executions else None
+    return [(s.t, progress(s.values, sink)) for s in run.samples_of(found.uid)] if found is not None else []
 
 
 def sink_probe_s(run: Run, sink: Sink) -> float | None:
@@ -171,9 +189,8 @@ class SinkProbeDone:
     """A stop rule for a pipeline that ends in a sink: ends the run once the rate its last operator finishes
     rows at is known within ``noise_pct`` (``steady_line``'s ``rel_err``) while the line says at least half of
     the sink's rows are still to come; a probe that would save less runs in full, measured rather than
-    predicted. The rows are counted where the baseline's last operator took them in: at the operator that
-    starts with the same stage (the last one, or the first part of it where the trial split it); a trial with no
-    such operator (it fused that stage behind another) runs in full. ``inner`` (a time box) is asked first."""
+    predicted. Progress is read at the ``entry`` operator; a trial with none (it fused the sink's stage behind
+    another, or split a reading sink) runs in full. ``inner`` (a time box) is asked first."""
 
     def __init__(self, sink: Sink, noise_pct: float, inner: Callable[[Message], str | None] | None = None) -> None:
         self._sink, self._noise, self._inner = sink, noise_pct, inner
@@ -185,14 +202,14 @@ class SinkProbeDone:
         if boxed is not None:
             return boxed
         if isinstance(message, ExecutionStarted):
-            entry = next((op for op in message.operators if op.stages[:1] == (self._sink.stage,)), None)
-            self._last, self._points = (entry.uid if entry is not None else None), []
+            found = entry(message.operators, self._sink)
+            self._last, self._points = (found.uid if found is not None else None), []
         if not isinstance(message, OpSamples) or self._last is None:
             return None
         values = next((v for op, v in message.values.items() if str(op) == self._last), None)
         if values is None:
             return None
-        self._points.append((message.t, rows_done(values)))
+        self._points.append((message.t, progress(values, self._sink)))
         line = steady_line(self._points)
         if line is None or line.rel_err * 100 > self._noise:
             return None

@@ -82,6 +82,7 @@ class Trial:
     sink_rows: float = 0.0  # rows the last operator took in, for a run that ends in a sink (``objective.sink_of``)
     sink_tail_s: float = 0.0  # ... and the time the run went on after that operator's execution ended
     sink_stage: int = -1  # ... and the stage those rows entered
+    sink_read: bool = False  # ... or the last operator reads, and its share of the read tasks' input is counted
     batch_points: dict[str, list[float]] = field(default_factory=dict)  # stage -> [rows per batch, s per row]
 
     @property
@@ -102,11 +103,13 @@ class Trial:
 class Sink:
     """What a probe of a pipeline ending in a sink is predicted for, measured on the baseline (run in full): the
     rows its last operator took in, the time the run went on after that operator's execution ended, and the
-    stage those rows enter (a trial whose last operator starts elsewhere counts other rows: it runs in full)."""
+    stage those rows enter (a trial whose last operator starts elsewhere counts other rows: it runs in full). A
+    last operator that reads counts its read tasks as rows, so its progress is measured as a share instead."""
 
-    rows: float
+    rows: float  # 1.0 where ``read``: the whole of the read tasks' input
     tail_s: float
     stage: int
+    read: bool = False  # the last operator reads: its progress is the share of its read tasks' input done
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,7 @@ class Study:
         b = self.baseline
         if b is None or b.sink_rows <= 0 or b.consumed:
             return None
-        return Sink(b.sink_rows, b.sink_tail_s, b.sink_stage)
+        return Sink(b.sink_rows, b.sink_tail_s, b.sink_stage, b.sink_read)
 
     def incumbent_figures(self) -> list[float]:
         """What each measured run of the incumbent's settings was judged by."""
