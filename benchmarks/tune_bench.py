@@ -96,17 +96,20 @@ def tune(name: str, budget: int, store: Path, oracle_s: float) -> dict[str, Any]
         wall = time.perf_counter() - started
     view = json.loads(done.stdout)
     trials = [t for t in view["trials"] if t["role"] in ("trial", "repeat")]
-    hits = [n for n, t in enumerate(trials, 1) if t["status"] == "succeeded" and t["wall_s"] <= 1.05 * oracle_s]
+    measured = [(t["measured_s"] or t["wall_s"]) if t["status"] == "succeeded" or t["probe"] else None for t in trials]
+    hits = [n for n, s in enumerate(measured, 1) if s is not None and s <= 1.05 * oracle_s]  # a probe: predicted
     return {
         "view": view,
         "wall_s": wall,
         "trials": len(trials),
         "trials_to_5pct": hits[0] if hits else None,
-        "runs": [(t["role"], t["change"], t["wall_s"], t["status"], t["verdict"]) for t in view["trials"]],
+        "runs": [
+            (t["role"], t["change"], t["wall_s"], t["measured_s"], t["probe"], t["status"], t["verdict"])
+            for t in view["trials"]
+        ],
         "reason": view["reason"],
-        "failed": sum(
-            t["status"] != "succeeded" and t["verdict"] != "reverted: stopped at its time box" for t in trials
-        ),
+        "failed": sum(t["status"] != "succeeded" and not t["probe"] and "time box" not in t["verdict"] for t in trials),
+        "probes": sum(bool(t["probe"]) for t in trials),
     }
 
 
@@ -158,6 +161,7 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         "speedup",
         "% oracle",
         "trials",
+        "probes",
         "->5%",
         "failed",
         "tune wall",
@@ -179,6 +183,7 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
             f"{r['shipped'] / r['tuned']:.2f}x",
             f"{r['oracle'] / r['tuned'] * 100:.0f}%",
             str(r["tune"]["trials"]),
+            str(r["tune"].get("probes", 0)),
             str(r["tune"].get("trials_to_5pct") or "-"),
             str(r["tune"]["failed"]),
             f"{r['tune']['wall_s']:.0f}",
@@ -190,7 +195,8 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         print(" ".join(f"{c:>9}" for c in cells))
     print(
         "speedup: shipped / tuned; % oracle: the oracle's time / tuned time (throughput ratio); trials: pipetune's "
-        "trial runs after the baseline; ->5%: the trial that first came within 5% of the oracle; tune wall: the "
+        "trial runs after the baseline; probes: how many of them were stopped early (their time predicted); "
+        "->5%: the trial that first came within 5% of the oracle; tune wall: the "
         "whole `pipetune tune` (Ray start, warm-up, baseline, trials); TPE ->5%: median trials over the seeds; "
         f"TPE %@{budget}: TPE's best after {budget} trials as % of the oracle's throughput; bound gap: the tuned "
         "run above its hardware bound"
