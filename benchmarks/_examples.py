@@ -22,6 +22,8 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
     "etl-6": ("benchmarks/pipelines/etl_six_stage.py", []),
     "skew": ("benchmarks/pipelines/skewed_blocks.py", []),
     "model-pool": ("benchmarks/pipelines/model_pool.py", []),
+    # For the probe benchmark only (benchmarks/probes.py): a hundred short tasks at a steady pace.
+    "calls": ("benchmarks/pipelines/steady_calls.py", []),
 }
 
 

@@ -37,6 +37,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "etl": [{}, {"0.repartition": 8}, {"2.batch_size": 4096}, {"2.num_cpus": 0.5}],
     "http": [{}, {"1.num_cpus": 0.25}, {"1.num_cpus": 0.05}],
     "skew": [{}, {"0.repartition": 32}, {"1.batch_size": 256}],
+    "calls": [{}, {"1.batch_size": 100}, {"1.batch_size": 25}, {"0.override_num_blocks": 200}],
 }
 
 
