@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _examples import EXAMPLES, SharedRay, run_example
-from _grid import key, points
+from _grid import GRIDS, key, points
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / "oracle.json"
