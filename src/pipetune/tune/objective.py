@@ -12,7 +12,8 @@ A pipeline that ends in a sink (a write, a materialising call; one execution, no
 is stopped once the rate at which its last operator finishes rows is known within the incumbent's noise (a
 least-squares line through its samples past the ramp-up, two standard errors of the slope), while half of the
 rows are still to come. Its time is where that line reaches the rows the baseline's last operator took in, plus
-the baseline's own time after its last operator ended (the script ending, Ray shutting down).
+the baseline's own time after its last operator ended (the script ending, Ray shutting down). A last operator
+that reads is counted by the share of its read tasks' input done, toward all of it (``Sink.read``).
 """
 
 from __future__ import annotations
