@@ -23,6 +23,7 @@ def rule(name: str, run):  # type: ignore[no-untyped-def]
 def download_run(cores: float = 0.03, cpu_pct: float = 12.0):  # type: ignore[no-untyped-def]
     """range -> map(fetch) fused, 60 tasks, each waiting on the network."""
     read, fetch = stage(0, "range", kind=StageKind.READ), stage(1, "map", "fetch", num_cpus=1.0)
+    read = replace(read, takes=("override_num_blocks", "concurrency"))  # ray.data.range takes no num_cpus
     op = Operator("0/ReadRange->Map(fetch)_1", "ReadRange->Map(fetch)", (0, 1), num_cpus=1.0)
     stats = op_stats(op.uid, 600, 30.0, 30.0 * cores, tasks=60, stage_time_s=(0.1, 29.9))
     return node_cpu(pipeline([(read, op, stats), (fetch, op, stats)], wall=15.0), cpu_pct)
@@ -38,6 +39,24 @@ def test_low_cpu_on_a_latency_bound_stage_lowers_its_num_cpus() -> None:
     assert f.fix.setting == "1.num_cpus=0.1" and f.fix.describe() == "stage 1 num_cpus 1 -> 0.1"
     assert f.verify.metric == "cpu_pct" and f.verify.value == 80
     assert any(e.metric == "cluster CPU use" and e.threshold == 50 for e in f.evidence)
+
+
+def test_low_cpu_lowers_the_reservation_of_every_stage_fused_with_the_waiting_one() -> None:
+    """map(fetch) -> write fused: the operator's tasks wait, and a reservation set on the fetch alone would split
+    it from the write, which would keep a whole CPU per task. Both move, so the operator stays one."""
+    from pipetune.diagnose.fusion import pieces_after
+
+    fetch, write = stage(1, "map", "fetch", num_cpus=1.0), stage(2, "write_parquet", kind=StageKind.WRITE)
+    read = replace(stage(0, "range", kind=StageKind.READ), takes=("override_num_blocks",))
+    r_op = Operator("0/ReadRange_1", "ReadRange", (0,), num_cpus=1.0)
+    op = Operator("0/Map(fetch)->Write_2", "Map(fetch)->Write", (1, 2), num_cpus=1.0)
+    stats = op_stats(op.uid, 600, 30.0, 0.9, tasks=60, stage_time_s=(29.9, 0.1))
+    run = node_cpu(pipeline([(read, r_op, op_stats(r_op.uid, 600, 0.5, 0.5, tasks=60)), (fetch, op, stats),
+                             (write, op, stats)], wall=15.0), 12.0)  # fmt: skip
+    [f] = rule("low-cpu", run)
+    assert f.fix is not None and f.fix.settings == ("1.num_cpus=0.1", "2.num_cpus=0.1")
+    assert f.fix.describe() == "stage 1 num_cpus 1 -> 0.1, stage 2 num_cpus 1 -> 0.1"
+    assert pieces_after(op, {1, 2}, 0.1) == 1 and pieces_after(op, 1, 0.1) == 2  # no operator split off
 
 
 def test_low_cpu_is_quiet_when_cpus_are_busy_or_tasks_compute() -> None:

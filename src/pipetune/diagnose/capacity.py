@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from pipetune.diagnose import thresholds as th
@@ -225,14 +225,15 @@ def fix_speedup(facts: Facts, fix: Fix) -> float:
     knobs = facts.run.stage(stage).knobs
     changed = knobs.replace(num_cpus=knobs.num_cpus if cpus is None else cpus, concurrency=size or knobs.concurrency)
     gain = config_speedup(facts, {stage: changed})  # reservations shared with the other task stages included
-    return with_cost(facts, gain, reservation_cost_s(facts, op, stage, _with(op, cpus, size)))
+    together = {f.stage for f in (fix, *fix.also) if f.knob == "num_cpus" and f.stage is not None} or {stage}
+    return with_cost(facts, gain, reservation_cost_s(facts, op, together, _with(op, cpus, size)))
 
 
-def reservation_cost_s(facts: Facts, op: Operator, stage: int, moved: Operator) -> float:
+def reservation_cost_s(facts: Facts, op: Operator, stage: int | Collection[int], moved: Operator) -> float:
     """What running a task stage as ``moved`` (another reservation or cap) costs: the worker starts more tasks
     at once need (``added_workers_s``), and where the reservation splits the stage from the stages Ray fused it
     with, a task per block for each operator split off, at Ray's per-task overhead over the operator's slots
-    (measured on the run)."""
+    (measured on the run). ``stage`` may be several stages that move together (none splits off when all do)."""
     rate, tasks = facts.rates.get(op.uid), _tasks(facts, op)
     extra = (pieces_after(op, stage, moved.num_cpus) - 1) * tasks
     split = extra * task_overhead_s(facts) / max(rate.slots, 1.0) if rate is not None else 0.0

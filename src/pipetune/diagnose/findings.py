@@ -49,7 +49,10 @@ class Fix:
 
     def describe(self) -> str:
         where = f"stage {self.stage} " if self.stage is not None else ""
-        return where + ", ".join(change(f.knob, f.current, f.proposed) for f in (self, *self.also))
+        parts = [change(self.knob, self.current, self.proposed)]
+        parts += [("" if f.stage == self.stage else f"stage {f.stage} ") + change(f.knob, f.current, f.proposed)
+                  for f in self.also]  # fmt: skip
+        return where + ", ".join(parts)
 
     @property
     def settings(self) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Collection
 
 from pipetune.model import Operator, OperatorStats, Run, StageKind
 
@@ -35,14 +36,15 @@ def stage_times(op: Operator, stats: OperatorStats) -> tuple[float, ...] | None:
 _MAP_KINDS = (StageKind.READ, StageKind.FILTER, StageKind.TRANSFORM, StageKind.ACTOR, StageKind.WRITE)
 
 
-def pieces_after(op: Operator, stage: int, num_cpus: float) -> int:
-    """How many operators the fused ``op`` becomes when its ``stage`` reserves ``num_cpus``: Ray fuses only
-    stages whose remote arguments are equal (``are_remote_args_compatible``), so a stage reserving other than the
-    rest splits from its neighbours on both sides (1 when it keeps the operator's reservation, or is alone)."""
-    if stage not in op.stages or num_cpus == op.num_cpus:
+def pieces_after(op: Operator, stage: int | Collection[int], num_cpus: float) -> int:
+    """How many operators the fused ``op`` becomes when its ``stage`` (or stages) reserve ``num_cpus``: Ray fuses
+    only stages whose remote arguments are equal (``are_remote_args_compatible``), so the stages that move split
+    from the neighbours that do not (1 when they keep the operator's reservation, or move all together)."""
+    moved = {stage} if isinstance(stage, int) else set(stage)
+    if not moved & set(op.stages) or num_cpus == op.num_cpus:
         return 1
-    at = op.stages.index(stage)
-    return 1 + (at > 0) + (at < len(op.stages) - 1)
+    sides = [i in moved for i in op.stages]
+    return 1 + sum(a != b for a, b in itertools.pairwise(sides))
 
 
 def downstream_of(run: Run, op: Operator) -> Operator | None:

@@ -58,7 +58,21 @@ def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
         ],
         f"each task reserves {op.num_cpus:g} CPU but burns {rate.cores_per_task:.2f}: the scheduler runs only "
         f"{rate.slots:.0f} at once while {stats.task_s.count if stats else 0} were waiting",
-        Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, stage.index),
+        Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, stage.index, _fused_with(facts, stage, proposed)),
         cpu_criterion(),
         0.85 if is_bottleneck else 0.5,
+    )
+
+
+def _fused_with(facts: Facts, stage: Stage, proposed: float) -> tuple[Fix, ...]:
+    """The same reservation for the other stages Ray fused with ``stage`` (those that take one): a reservation is
+    the operator's, and the operator's tasks are what burn less than they reserve. Set on one stage alone, it
+    would split the operator (Ray fuses only equal reservations), each piece a task per block, and the stages
+    left at the old reservation would still hold a whole CPU per task."""
+    op = facts.operator_of(stage.index)
+    if op is None:
+        return ()
+    others = [facts.run.stage(i) for i in op.stages if i != stage.index]
+    return tuple(
+        Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, s.index) for s in others if s.accepts("num_cpus")
     )
