@@ -10,6 +10,7 @@ import pytest
 
 from pipetune.model import EventKind, RunStatus, StageKind
 from pipetune.store import open_store
+from pipetune.tune import objective
 from tests.conftest import PIPELINES, last_line, pipetune
 
 pytestmark = pytest.mark.ray
@@ -53,6 +54,10 @@ def test_records_every_stage_with_keys_kinds_knobs_and_figures(work: Path, addre
     assert run.env.ray_version.startswith("2.") and run.env.cluster_resources["CPU"] == 3.0
     assert len(run.script_sha256) == 64 and run.args == ("--rows", "20000", "--out", "out")
     assert list(work.glob("out/*.parquet"))  # the script really ran, writing beside the caller
+    sink = objective.sink_of(run)  # what a tuning probe of this pipeline would be predicted for
+    assert sink is not None and (sink.rows, sink.stage) == (10_000, 4), sink  # the write, on its own
+    done = [d for _, d in objective.sink_points(run, sink)]  # Ray's counters, as the probe reads them
+    assert done == sorted(done) and done[-1] == pytest.approx(10_000)
 
 
 def test_overrides_from_a_config_file_and_set_reach_ray_and_are_recorded(work: Path, address: str) -> None:
