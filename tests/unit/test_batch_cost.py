@@ -58,7 +58,7 @@ def _size(p: Proposal) -> int:
     return int(next(s.value for s in p.settings.stages if s.knob == "batch_size"))  # type: ignore[arg-type]
 
 
-def _trial(seq: int, config: Settings, points: dict[str, list[float]], verdict: Verdict) -> Trial:
+def _trial(seq: int, config: Settings, points: dict[str, tuple[int, float]], verdict: Verdict) -> Trial:
     role = Role.BASELINE if seq == 0 else Role.TRIAL
     return Trial(seq, role, config, "", Settings(), "", "", f"r{seq}", "succeeded", 10.0, 100, verdict,
                  batch_points=points)  # fmt: skip
@@ -69,9 +69,9 @@ def test_the_study_fits_each_stage_over_runs_that_differ_in_batch_sizes_alone() 
     bigger = Settings.from_args(["1.batch_size=32"])
     fewer_cpus = Settings.from_args(["1.batch_size=64", "1.num_cpus=0.5"])  # moves the time per row too
     trials = (
-        _trial(0, base, {"1": [8.0, per_row(8)]}, Verdict.BASELINE),
-        _trial(1, fewer_cpus, {"1": [64.0, per_row(8)]}, Verdict.SLOWER),
-        _trial(2, bigger, {"1": [32.0, per_row(32)]}, Verdict.KEPT),
+        _trial(0, base, {"1": (8, per_row(8))}, Verdict.BASELINE),
+        _trial(1, fewer_cpus, {"1": (64, per_row(8))}, Verdict.SLOWER),
+        _trial(2, bigger, {"1": (32, per_row(32))}, Verdict.KEPT),
     )
     costs = batch_costs(Study("s1", Spec("pipe.py"), trials))
     assert set(costs) == {1} and costs[1].batches == (8, 32)

@@ -4,6 +4,7 @@ noise, and judged by the full-run time that rate predicts."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import pytest
@@ -103,12 +104,13 @@ def test_a_trial_is_probed_by_its_sink_once_the_baseline_measured_one() -> None:
     from pipetune.settings import Settings
     from pipetune.tune.loop import _stop_rule
     from pipetune.tune.steps import Step
-    from pipetune.tune.study import Role, Spec, Study, Trial, Verdict
+    from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, trial_of, trial_payload
 
     baseline = Trial(0, Role.BASELINE, Settings(), "", Settings(), "", "", "r0", "succeeded", 30.0, 100,
-                     Verdict.BASELINE, sink_rows=40_000.0, sink_tail_s=0.5, sink_stage=1)  # fmt: skip
+                     Verdict.BASELINE, sink=Sink(40_000.0, 0.5, 1))  # fmt: skip
     study = Study("s1", Spec("pipe.py"), (baseline,))
     assert study.sink == Sink(40_000.0, 0.5, 1)
+    assert trial_of(json.loads(json.dumps(trial_payload(baseline)))) == baseline  # stored and read back whole
     assert isinstance(_stop_rule(Step(Role.TRIAL, Settings(), time_box_s=40.0), study), objective.SinkProbeDone)
     assert not isinstance(_stop_rule(Step(Role.CONFIRM, Settings()), study), objective.SinkProbeDone)  # in full
     looped = Study("s2", Spec("pipe.py"), (dataclasses.replace(baseline, consumed={"c": 9.0}),))

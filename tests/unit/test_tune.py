@@ -190,10 +190,7 @@ def test_stored_payloads_keep_the_config_and_set_forms_and_load_back_typed() -> 
         **defaults,
         "consumed": {},
         "consumed_rows": {},
-        "sink_rows": 0.0,
-        "sink_tail_s": 0.0,
-        "sink_stage": -1,
-        "sink_read": False,
+        "sink": None,
         "batch_points": {},
     }
 

@@ -168,7 +168,7 @@ class Tuner:
             probe=objective.is_probe(run),
             consumed=objective.consumed(run),
             consumed_rows=objective.consumed_rows(run),
-            **_sink_fields(run),
+            sink=objective.sink_of(run),
             batch_points=_batch_points(run),
         )
         self.store.append_study(study.id, "trial", trial_payload(trial))
@@ -223,20 +223,13 @@ class OnRay:
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def _sink_fields(run: Run) -> dict[str, Any]:
-    sink = objective.sink_of(run)
-    if sink is None:
-        return {}
-    return {"sink_rows": sink.rows, "sink_tail_s": sink.tail_s, "sink_stage": sink.stage, "sink_read": sink.read}
-
-
-def _batch_points(run: Run) -> dict[str, list[float]]:
+def _batch_points(run: Run) -> dict[str, tuple[int, float]]:
     """Per stage with an explicit batch size, the batch it ran and its time per row (``capacity.batch_point``)."""
     if not run.status.ok:
         return {}
     facts = Facts.of(run)
     points = ((s.index, predict.batch_point(facts, s.index)) for s in run.stages if s.method == "map_batches")
-    return {str(i): [float(b), per_row] for i, point in points if point is not None for b, per_row in [point]}
+    return {str(i): point for i, point in points if point is not None}
 
 
 def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:

@@ -89,8 +89,8 @@ def batch_costs(study: Study) -> dict[int, BatchCost]:
     points: dict[int, list[tuple[int, float]]] = {}
     for t in study.compared():
         if t.measured and _without_batches(t.config) == same:
-            for stage, (batch, per_row) in t.batch_points.items():
-                points.setdefault(int(stage), []).append((int(batch), per_row))
+            for stage, point in t.batch_points.items():
+                points.setdefault(int(stage), []).append(point)
     fitted = {stage: predict.fit_batch_cost(p) for stage, p in points.items()}
     return {stage: cost for stage, cost in fitted.items() if cost is not None}
 

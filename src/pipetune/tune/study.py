@@ -57,6 +57,19 @@ class Spec:
 
 
 @dataclass(frozen=True)
+class Sink:
+    """What a probe of a pipeline ending in a sink is predicted for, measured on the baseline (run in full): the
+    rows its last operator took in, the time the run went on after that operator's execution ended, and the
+    stage those rows enter (a trial whose last operator starts elsewhere counts other rows: it runs in full). A
+    last operator that reads counts its read tasks as rows, so its progress is measured as a share instead."""
+
+    rows: float  # 1.0 where ``read``: the whole of the read tasks' input
+    tail_s: float
+    stage: int
+    read: bool = False  # the last operator reads: its progress is the share of its read tasks' input done
+
+
+@dataclass(frozen=True)
 class Trial:
     """One run of the study and what was concluded from it."""
 
@@ -79,11 +92,8 @@ class Trial:
     probe: bool = False  # stopped on purpose once its loops' steady rate was timed: measured, not failed
     consumed: dict[str, float] = field(default_factory=dict)  # batches each of the script's loops took
     consumed_rows: dict[str, float] = field(default_factory=dict)  # ... and rows (absent in older studies)
-    sink_rows: float = 0.0  # rows the last operator took in, for a run that ends in a sink (``objective.sink_of``)
-    sink_tail_s: float = 0.0  # ... and the time the run went on after that operator's execution ended
-    sink_stage: int = -1  # ... and the stage those rows entered
-    sink_read: bool = False  # ... or the last operator reads, and its share of the read tasks' input is counted
-    batch_points: dict[str, list[float]] = field(default_factory=dict)  # stage -> [rows per batch, s per row]
+    sink: Sink | None = None  # for a run that ends in a sink, what a probe is predicted for (``objective.sink_of``)
+    batch_points: dict[str, tuple[int, float]] = field(default_factory=dict)  # stage -> (rows a batch, s a row)
 
     @property
     def seconds(self) -> float | None:
@@ -97,19 +107,6 @@ class Trial:
     @property
     def rows_per_s(self) -> float | None:
         return self.rows / self.wall_s if self.wall_s and self.rows else None
-
-
-@dataclass(frozen=True)
-class Sink:
-    """What a probe of a pipeline ending in a sink is predicted for, measured on the baseline (run in full): the
-    rows its last operator took in, the time the run went on after that operator's execution ended, and the
-    stage those rows enter (a trial whose last operator starts elsewhere counts other rows: it runs in full). A
-    last operator that reads counts its read tasks as rows, so its progress is measured as a share instead."""
-
-    rows: float  # 1.0 where ``read``: the whole of the read tasks' input
-    tail_s: float
-    stage: int
-    read: bool = False  # the last operator reads: its progress is the share of its read tasks' input done
 
 
 @dataclass(frozen=True)
@@ -195,9 +192,7 @@ class Study:
     def sink(self) -> Sink | None:
         """The baseline's sink (a pipeline no loop consumes): what a probe's time is predicted for."""
         b = self.baseline
-        if b is None or b.sink_rows <= 0 or b.consumed:
-            return None
-        return Sink(b.sink_rows, b.sink_tail_s, b.sink_stage, b.sink_read)
+        return b.sink if b is not None and not b.consumed else None
 
     def incumbent_figures(self) -> list[float]:
         """What each measured run of the incumbent's settings was judged by."""
