@@ -92,10 +92,10 @@ def batch_point(facts: Facts, stage: int) -> tuple[int, float] | None:
     """(rows per batch, stage seconds per row) as run: the batch a task really made (at most its rows), for a
     stage given an explicit batch size. What ``fit_batch_cost`` fits across runs."""
     batch, rows, rate = facts.run.stage(stage).knobs.batch_size, rows_per_task(facts, stage), facts.rate_of(stage)
-    if not isinstance(batch, int) or batch <= 0 or not rows or rate is None or rate.rows <= 0:
+    op, stats = facts.operator_of(stage), facts.stage_stats(stage)
+    if not isinstance(batch, int) or batch <= 0 or not rows or rate is None or rate.rows <= 0 or not (op and stats):
         return None
-    model = batch_model(facts, stage, batch)
-    return (min(batch, math.ceil(rows)), model[0] / rate.rows) if model is not None else None
+    return min(batch, math.ceil(rows)), _stage_s(op, stats, stage) / rate.rows
 
 
 def fit_batch_cost(points: Sequence[tuple[int, float]]) -> BatchCost | None:
@@ -106,10 +106,9 @@ def fit_batch_cost(points: Sequence[tuple[int, float]]) -> BatchCost | None:
     if len(sizes) < 2:
         return None
     xs, ys = [1 / b for b, _ in points], [y for _, y in points]
-    x_mean, y_mean = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - x_mean) ** 2 for x in xs)
-    fixed = max(sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sxx, 0.0)
-    return BatchCost(fixed, max(y_mean - fixed * x_mean, 0.0), tuple(sizes))
+    slope, _ = statistics.linear_regression(xs, ys)
+    fixed = max(slope, 0.0)
+    return BatchCost(fixed, max(statistics.fmean(ys) - fixed * statistics.fmean(xs), 0.0), tuple(sizes))
 
 
 def rows_per_task(facts: Facts, stage: int) -> float | None:

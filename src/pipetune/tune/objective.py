@@ -19,6 +19,7 @@ that reads is counted by the share of its read tasks' input done, toward all of 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -131,12 +132,12 @@ def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
     n = len(moving)
     if n < MIN_LINE_POINTS:
         return None
-    t_mean, d_mean = sum(t for t, _ in moving) / n, sum(d for _, d in moving) / n
-    sxx = sum((t - t_mean) ** 2 for t, _ in moving)
-    slope = sum((t - t_mean) * (d - d_mean) for t, d in moving) / sxx if sxx > 0 else 0.0
+    ts, done = [t for t, _ in moving], [d for _, d in moving]
+    t_mean = statistics.fmean(ts)
+    sxx = sum((t - t_mean) ** 2 for t in ts)
+    slope, intercept = statistics.linear_regression(ts, done) if sxx > 0 else (0.0, 0.0)
     if slope <= 0:
         return None
-    intercept = d_mean - slope * t_mean
     residual = sum((d - intercept - slope * t) ** 2 for t, d in moving)
     return Line(slope, intercept, 2 * math.sqrt(residual / (n - 2) / sxx) / slope)
 
