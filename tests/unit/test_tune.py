@@ -126,14 +126,14 @@ def test_nothing_tried_twice() -> None:
 
 def test_a_proposal_that_would_hang_is_never_made() -> None:
     from pipetune.diagnose.findings import Level
-    from pipetune.tune.policy import Proposal, _viable
+    from pipetune.tune.policy import Proposal, viable
 
     run = actor_run()
     view = View(Settings(), run, frozenset())  # type: ignore[arg-type]
     hangs = Proposal(
         Settings.from_args(["2.concurrency=2"]), "stage 2 concurrency 1 -> 2", "test", "", Level.PARALLELISM, 2.0
     )
-    assert not _viable(hangs, view)  # two 1-CPU actors on 2 CPUs leave the upstream tasks nothing
+    assert not viable(hangs, view)  # two 1-CPU actors on 2 CPUs leave the upstream tasks nothing
     chosen = ModelGuided().propose(view)
     assert chosen is not None
     assert unschedulable(run, with_settings(Settings(), chosen.settings)) is None  # type: ignore[arg-type]
@@ -229,13 +229,20 @@ def test_a_failed_baseline_ends_the_study_with_an_error() -> None:
     assert isinstance(finish, Finish) and not finish.ok
 
 
-def test_two_reverted_trials_in_a_row_are_a_plateau() -> None:
+def test_two_reverted_trials_in_a_row_are_a_plateau_once_ray_datas_defaults_are_measured() -> None:
+    """The study never stops with Ray Data's own defaults (the script's knob arguments removed) unmeasured: after
+    two losing trials they are the next trial, and once they lose too, the study ends."""
     trials = (
         trial(0, Role.BASELINE, 10.0, Verdict.BASELINE),
         trial(1, Role.TRIAL, 10.2, Verdict.WITHIN_NOISE, {"stages": {"1": {"num_cpus": 0.5}}}),
         trial(2, Role.TRIAL, 13.0, Verdict.SLOWER, {"stages": {"1": {"num_cpus": 2}}}),
     )
-    finish = next_step(Study("s", Spec("pipe.py", budget=5), trials), etl_run(), ModelGuided())  # type: ignore[arg-type]
+    study = Study("s", Spec("pipe.py", budget=5), trials)
+    step = next_step(study, etl_run(), ModelGuided())  # type: ignore[arg-type]
+    assert isinstance(step, Step) and step.rule == "ray-default"
+    assert step.settings.to_args() == ("1.batch_size=default",)  # etl_run sets one knob, at Ray's num_cpus
+    lost = dataclasses.replace(trial(3, Role.TRIAL, 11.0, Verdict.SLOWER), config=step.config)
+    finish = next_step(dataclasses.replace(study, trials=(*trials, lost)), etl_run(), ModelGuided())  # type: ignore[arg-type]
     assert isinstance(finish, Finish) and "levelled off" in finish.reason
 
 

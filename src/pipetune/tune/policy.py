@@ -91,8 +91,8 @@ class ModelGuided:
 def _best(facts: Facts, proposals: Iterator[Proposal], view: View) -> Proposal | None:
     kept = (q for p in proposals if (q := _without_lost(facts, p, view)) is not None)
     capped = (_below_failures(facts, _back_off(facts, p, view), view) for p in kept)
-    viable = [p for p in capped if p is not None and _viable(p, view) and _measurable(p, view)]
-    return min((p for p in viable if _allowed(p, view)), key=_rank, default=None)
+    runnable = [p for p in capped if p is not None and viable(p, view) and _measurable(p, view)]
+    return min((p for p in runnable if _allowed(p, view)), key=_rank, default=None)
 
 
 def _without_lost(facts: Facts, p: Proposal, view: View) -> Proposal | None:
@@ -183,7 +183,8 @@ def _one(stage: int, name: str, value: object) -> Settings:
     return Settings((StageSetting(str(stage), name, knob(name).value(value)),))
 
 
-def _viable(p: Proposal, view: View) -> bool:
+def viable(p: Proposal, view: View) -> bool:
+    """Never measured from this incumbent, not the incumbent itself, and schedulable on the recorded nodes."""
     config = with_settings(view.config, p.settings)
     if config.key() in view.tried or config.key() == view.config.key():
         return False
@@ -442,12 +443,22 @@ def _default_moves(facts: Facts) -> Iterator[Proposal]:
             what = f"stage {stage.index} {change(name, getattr(stage.knobs, name), None)}"
             why = "Ray Data's own default, predicted by the measured rates"
             yield Proposal(_one(stage.index, name, DEFAULT), what, "ray-default (model)", why, knob_level(name), gain)
-    if len(removable) > 1:
-        every = Settings(tuple(StageSetting(str(s.index), n, DEFAULT) for s, n in removable))
-        what = f"Ray Data's defaults for the {len(removable)} knobs the script sets"
-        yield Proposal(
-            every, what, "ray-default", "several knobs at once: measured, not predicted", Level.PARALLELISM, 1.0
-        )
+    every = ray_defaults(facts)
+    if len(removable) > 1 and every is not None:  # one knob alone is the move above
+        yield every
+
+
+def ray_defaults(facts: Facts) -> Proposal | None:
+    """Every knob the script sets, back to Ray Data's default at once (the bench's "defaults" configuration);
+    None when the run sets none. The model cannot predict it (fusion and the stages' interplay change), so its
+    predicted gain is 1.0: the trial decides."""
+    removable = [(s, name) for s in facts.run.stages for name in _removable(s)]
+    if not removable:
+        return None
+    every = Settings(tuple(StageSetting(str(s.index), n, DEFAULT) for s, n in removable))
+    what = f"Ray Data's defaults for the {len(removable)} knob(s) the script sets"
+    why = "Ray Data's own defaults: measured, not predicted"
+    return Proposal(every, what, "ray-default", why, Level.PARALLELISM, 1.0)
 
 
 def knob_level(name: str) -> Level:

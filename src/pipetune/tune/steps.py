@@ -1,8 +1,9 @@
 """The six-step loop's decisions, pure: what to run next, and what a finished run means.
 
 baseline -> identify (the policy reads the incumbent's run) -> one change -> measure -> keep or revert
--> repeat, until the budget or the time is spent, two trials in a row gain nothing, the run is within a few
-percent of its hardware bound, or nothing is left to try. The driver (``loop.py``) runs what this decides.
+-> repeat, until the budget or the time is spent, two trials in a row gain nothing (once Ray Data's own
+defaults are measured), the run is within a few percent of its hardware bound, or nothing is left to try.
+The driver (``loop.py``) runs what this decides.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pipetune.settings import Settings
 from pipetune.tune import objective
 from pipetune.tune.bound import bound
 from pipetune.tune.judge import judge, time_box
-from pipetune.tune.policy import Proposal, SearchPolicy, View, stage_parts
+from pipetune.tune.policy import Proposal, SearchPolicy, View, ray_defaults, stage_parts, viable
 from pipetune.tune.study import Role, Study, Trial, Verdict, with_settings
 
 PLATEAU_TRIALS = 2  # this many reverted trials in a row: the gains have run out
@@ -73,9 +74,15 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost,
                 tuple(t.config for t in losers), noise_band(walls, ()), frozenset(study.spec.allow),
                 batch_costs(study))  # fmt: skip
+    if _plateaued(study):
+        return _unless_defaults_untried(
+            view, box, f"the last {PLATEAU_TRIALS} trials gained nothing: the gains have levelled off"
+        )
     proposal = policy.propose(view)
     if proposal is None:
-        return Finish("nothing left to try: every proposal was tried or cannot be scheduled")
+        return _unless_defaults_untried(
+            view, box, "nothing left to try: every proposal was tried or cannot be scheduled"
+        )
     return Step.trying(proposal, with_settings(incumbent.config, proposal.settings), box)
 
 
@@ -106,10 +113,6 @@ def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) ->
     spent = sum(t.wall_s or 0.0 for t in study.trials)
     if spec.time_s is not None and spent + statistics.median(walls) > spec.time_s:
         return Finish(f"the time budget of {spec.time_s:g} s would be passed by another run")
-    trials = [t for t in study.compared() if t.role in (Role.TRIAL, Role.REPEAT)]
-    recent = trials[-PLATEAU_TRIALS:]
-    if len(recent) == PLATEAU_TRIALS and all(t.verdict.value.startswith("reverted") for t in recent):
-        return Finish(f"the last {PLATEAU_TRIALS} trials gained nothing: the gains have levelled off")
     if incumbent_run is None:
         return Finish("the incumbent's run cannot be loaded", ok=False)
     facts = Facts.of(incumbent_run)
@@ -120,6 +123,21 @@ def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) ->
     if floor is not None and floor.gap_pct is not None and floor.gap_pct <= NEAR_BOUND_PCT:
         return Finish(f"within {NEAR_BOUND_PCT:g}% of the hardware bound: knob tuning has run out")
     return None
+
+
+def _plateaued(study: Study) -> bool:
+    trials = [t for t in study.compared() if t.role in (Role.TRIAL, Role.REPEAT)]
+    recent = trials[-PLATEAU_TRIALS:]
+    return len(recent) == PLATEAU_TRIALS and all(t.verdict.value.startswith("reverted") for t in recent)
+
+
+def _unless_defaults_untried(view: View, box: float | None, reason: str) -> Step | Finish:
+    """The study would end for ``reason``; but never with Ray Data's own defaults unmeasured (a tuned
+    configuration must not be slower than them): while they were never tried and can run, they are the next trial."""
+    defaults = ray_defaults(Facts.of(view.run, view.batch_costs))
+    if defaults is not None and viable(defaults, view):
+        return Step.trying(defaults, with_settings(view.config, defaults.settings), box)
+    return Finish(reason)
 
 
 class Conclusion(NamedTuple):
