@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 from pipetune.diagnose import thresholds as th
+from pipetune.diagnose.capacity import fix_speedup
 from pipetune.diagnose.facts import Facts, OpType
-from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix
+from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.model import Stage
 
 NUM_CPUS_BY_TYPE: dict[OpType, tuple[float, float]] = {
@@ -68,6 +69,48 @@ def lowered_num_cpus(kind: OpType, current: float) -> float:
     no more than that (the low-CPU branch and a slow stage's smaller reservation alike)."""
     low, high = NUM_CPUS_BY_TYPE.get(kind, (current, current))
     return high if current > high else low
+
+
+def lowered_fix(facts: Facts, stage: Stage) -> Fix | None:
+    """A lower reservation for ``stage``, with the same for every stage Ray fused with it (``fused_with``): the
+    value the model predicts fastest (``capacity.fix_speedup``: the slots it frees against the workers those
+    slots need started) among the guide's value for the stage's operation type (``lowered_num_cpus``) and the
+    halvings from what it reserves now down to it. Never below the guide's value: a lower one only adds workers
+    to start. The guide's value wins a tie. None where nothing lower is in reach."""
+    op = facts.operator_of(stage.index)
+    if op is None or op.num_cpus <= 0 or not stage.accepts("num_cpus"):
+        return None
+    guide = lowered_num_cpus(facts.stage_type(stage), op.num_cpus)
+    values = [guide, *_halvings(op.num_cpus, guide)]
+    fixes = [
+        Fix("num_cpus", op.num_cpus, v, Level.PARALLELISM, stage.index, fused_with(facts, stage, v))
+        for v in dict.fromkeys(values)
+        if v < op.num_cpus
+    ]
+    return max(fixes, key=lambda f: fix_speedup(facts, f), default=None)
+
+
+def _halvings(current: float, floor: float) -> list[float]:
+    """``current`` halved while it stays above ``floor``: 1 -> 0.5, 0.25, 0.125 above the guide's 0.1."""
+    out, value = [], current / 2
+    while value > floor:
+        out.append(round(value, 3))
+        value /= 2
+    return out
+
+
+def fused_with(facts: Facts, stage: Stage, proposed: float) -> tuple[Fix, ...]:
+    """The same reservation for the other stages Ray fused with ``stage`` (those that take one): a reservation is
+    the operator's, and the operator's tasks are what burn less than they reserve. Set on one stage alone, it
+    would split the operator (Ray fuses only equal reservations), each piece a task per block, and the stages
+    left at the old reservation would still hold a whole CPU per task."""
+    op = facts.operator_of(stage.index)
+    if op is None:
+        return ()
+    others = [facts.run.stage(i) for i in op.stages if i != stage.index]
+    return tuple(
+        Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, s.index) for s in others if s.accepts("num_cpus")
+    )
 
 
 def over_reserving(facts: Facts, stage: Stage) -> bool:

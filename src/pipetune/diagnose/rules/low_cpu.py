@@ -9,13 +9,13 @@ from __future__ import annotations
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.capacity import slots_speedup
 from pipetune.diagnose.facts import Facts, OpType
-from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
+from pipetune.diagnose.findings import Evidence, Finding
 from pipetune.diagnose.rules._common import (
     NUM_CPUS_BY_TYPE,
     cpu_criterion,
     finding,
     lead_stages,
-    lowered_num_cpus,
+    lowered_fix,
     over_reserving,
 )
 from pipetune.model import Stage
@@ -41,8 +41,8 @@ def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
         return None  # it uses what it reserves, is already low, or has no queued work to run in parallel
     if rate.headroom > th.LIMITING_HEADROOM.value:
         return None  # more parallelism for a stage that keeps up anyway changes nothing
-    proposed = lowered_num_cpus(kind, op.num_cpus)
-    if slots_speedup(facts, op, num_cpus=proposed) <= 1.0:
+    fix = lowered_fix(facts, stage)
+    if fix is None or slots_speedup(facts, op, num_cpus=float(fix.proposed)) <= 1.0:
         return None  # e.g. a fixed pool of one actor: it stays one actor whatever it reserves
     is_bottleneck = facts.bottleneck_stage() == stage
     return finding(
@@ -58,21 +58,7 @@ def _over_reserving(facts: Facts, stage: Stage) -> Finding | None:
         ],
         f"each task reserves {op.num_cpus:g} CPU but burns {rate.cores_per_task:.2f}: the scheduler runs only "
         f"{rate.slots:.0f} at once while {stats.task_s.count if stats else 0} were waiting",
-        Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, stage.index, _fused_with(facts, stage, proposed)),
+        fix,
         cpu_criterion(),
         0.85 if is_bottleneck else 0.5,
-    )
-
-
-def _fused_with(facts: Facts, stage: Stage, proposed: float) -> tuple[Fix, ...]:
-    """The same reservation for the other stages Ray fused with ``stage`` (those that take one): a reservation is
-    the operator's, and the operator's tasks are what burn less than they reserve. Set on one stage alone, it
-    would split the operator (Ray fuses only equal reservations), each piece a task per block, and the stages
-    left at the old reservation would still hold a whole CPU per task."""
-    op = facts.operator_of(stage.index)
-    if op is None:
-        return ()
-    others = [facts.run.stage(i) for i in op.stages if i != stage.index]
-    return tuple(
-        Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, s.index) for s in others if s.accepts("num_cpus")
     )

@@ -23,7 +23,7 @@ from pipetune.diagnose.fusion import downstream_of
 from pipetune.diagnose.rules._common import (
     finding,
     lead_stages,
-    lowered_num_cpus,
+    lowered_fix,
     over_reserving,
     throughput_criterion,
 )
@@ -135,7 +135,7 @@ def _queued_fix(facts: Facts, stage: Stage) -> tuple[float, Fix, str] | None:
     if _out_queue(facts, stage) >= 1.0:
         return None  # its output waits too: what limits is further down
     candidates = [stage] if over_reserving(facts, stage) else _upstream_holders(facts, stage)
-    fixes = [(fix_speedup(facts, fix), fix, s) for s in candidates if (fix := _lowered(facts, s)) is not None]
+    fixes = [(fix_speedup(facts, fix), fix, s) for s in candidates if (fix := lowered_fix(facts, s)) is not None]
     if not fixes:
         return None
     gain, fix, holder = max(fixes, key=lambda f: f[0])
@@ -148,16 +148,6 @@ def _upstream_holders(facts: Facts, stage: Stage) -> list[Stage]:
     before = [(s, facts.operator_of(s.index)) for s in lead_stages(facts) if s.index < stage.index]
     tasks = [s for s, op in before if op is not None and op != mine and op.compute != "actors"]
     return [s for s in tasks if over_reserving(facts, s)]
-
-
-def _lowered(facts: Facts, stage: Stage) -> Fix | None:
-    """The guide's reservation for the stage's operation type (its high end, or its low end when the stage
-    already reserves no more than that), if it is lower than what the stage reserves now."""
-    op = facts.operator_of(stage.index)
-    if op is None or op.num_cpus <= 0 or not stage.accepts("num_cpus"):
-        return None
-    proposed = lowered_num_cpus(facts.stage_type(stage), op.num_cpus)
-    return Fix("num_cpus", op.num_cpus, proposed, Level.PARALLELISM, stage.index) if proposed < op.num_cpus else None
 
 
 def _cause(facts: Facts, slow: Stage, holder: Stage) -> str:
