@@ -47,16 +47,24 @@ class SharedRay:
         self.cluster.shutdown()
 
 
+def own_ray_env() -> dict[str, str]:
+    """The environment of a run that starts its own local Ray, as ``python script.py`` does for a user."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+
+
 def run_example(
-    name: str, point: dict[str, Any], ray: SharedRay, store: Path, limit_s: float, script: str | None = None
+    name: str, point: dict[str, Any], ray: SharedRay | None, store: Path, limit_s: float, script: str | None = None
 ) -> dict[str, Any]:
-    """One recorded run of an example with ``--set`` knobs, its output in a scratch directory."""
+    """One recorded run of an example with ``--set`` knobs, its output in a scratch directory; on the shared
+    ``ray``, or (None) on a local Ray of its own."""
     default_script, args = EXAMPLES[name]
     sets = [a for k, v in sorted(point.items()) for a in ("--set", f"{k}={v}")]
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "pipetune", "run", "--json", "--store", str(store), "--timeout", str(limit_s)]
         cmd += [*sets, script or default_script, "--", *args, "--out", str(Path(out) / "out")]
-        done = subprocess.run(cmd, cwd=ROOT, env=ray.env, capture_output=True, text=True)
+        env = ray.env if ray is not None else own_ray_env()
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     try:
         view = json.loads(done.stdout)
     except json.JSONDecodeError:

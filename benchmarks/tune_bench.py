@@ -1,30 +1,36 @@
-"""The tuning benchmark: on each bundled example, side by side on one machine and one shared Ray:
+"""The tuning benchmark: on each bundled example, on one machine, these variants side by side:
 
 - shipped: the example as it is;                 - defaults: knob arguments removed (Ray Data's defaults);
 - static: the guide's matrix by operation type;  - oracle: the best point of a coarse grid (benchmarks/oracle.json);
-- TPE: Optuna's TPE sampler over the same grid, replayed on the grid's measured table (5 seeds);
-- pipetune: `pipetune tune --budget 3`, run as a user runs it (its own Ray, warm-up, trials), timed end to end.
+- tuned: what `pipetune tune --budget 3` chose, run as a user runs it (its own Ray, warm-up, trials), its whole
+  tuning timed end to end;
+- TPE: Optuna's TPE sampler over the same grid, replayed on the grid's measured table (10 seeds).
 
-The oracle's and pipetune's settings are re-run side by side (twice each, alternating) for the comparison.
+The five configurations are then run ``--repeats`` times each, interleaved (the order rotates every round), each
+run on a local Ray of its own: as a user's ``python script.py`` runs and as pipetune's trials run. (The grid was
+measured on one shared, warm Ray: its best point there is what "oracle" names, re-measured here.)
 
-    .venv/bin/python benchmarks/tune_bench.py [--only etl] [--budget 3] [--seeds 5]
+    .venv/bin/python benchmarks/tune_bench.py [--only etl] [--budget 3] [--seeds 10] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _examples import EXAMPLES, ROOT, SharedRay, run_example
+from _examples import EXAMPLES, ROOT, run_example
 from _grid import GRIDS, key, points
 
 from pipetune.plan.static import static_settings
@@ -39,12 +45,15 @@ def flat(config: dict[str, Any]) -> dict[str, Any]:
     return {f"{s}.{k}": v for s, knobs in config.get("stages", {}).items() for k, v in knobs.items()}
 
 
-def defaults_run(name: str, ray: SharedRay, store: Path, limit: float) -> dict[str, Any]:
+@contextlib.contextmanager
+def defaults_script(name: str) -> Iterator[str]:
+    """A copy of the example with every knob argument removed (Ray Data's defaults), beside the original (same
+    paths and imports), for as long as the comparison runs."""
     script = ROOT / EXAMPLES[name][0]
-    copy = script.with_name(f".bench_defaults_{script.name}")  # beside the original: same paths and imports
+    copy = script.with_name(f".bench_defaults_{script.name}")
     copy.write_text(without_knobs(script.read_text()))
     try:
-        return run_example(name, {}, ray, store, limit, script=str(copy.relative_to(ROOT)))
+        yield str(copy.relative_to(ROOT))
     finally:
         copy.unlink()
 
@@ -113,105 +122,110 @@ def tune(name: str, budget: int, store: Path, oracle_s: float) -> dict[str, Any]
     }
 
 
+class Variant(NamedTuple):
+    point: dict[str, Any]  # --set knobs
+    script: str | None = None  # another script than the example's (its defaults copy)
+
+
 def side_by_side(
-    name: str, configs: dict[str, dict[str, Any]], ray: SharedRay, store: Path, limit: float, repeats: int
+    name: str, variants: dict[str, Variant], store: Path, limit: float, repeats: int
 ) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {k: [] for k in configs}
+    """Every variant ``repeats`` times, interleaved (the order rotates each round), each run on a local Ray of its
+    own as a user's ``python script.py`` and pipetune's trials both run: a run past ``limit`` counts as inf."""
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    labels = list(variants)
     for i in range(repeats):
-        order = list(configs) if i % 2 == 0 else list(reversed(configs))
-        for label in order:
-            r = run_example(name, configs[label], ray, store, limit)
+        for label in labels[i % len(labels) :] + labels[: i % len(labels)]:
+            v = variants[label]
+            r = run_example(name, v.point, None, store, limit, script=v.script)
             times[label].append(r["wall_s"] if r["status"] == "succeeded" else float("inf"))
     return times
 
 
-def bench(name: str, ns: argparse.Namespace, ray: SharedRay, store: Path, oracle: dict[str, Any]) -> dict[str, Any]:
-    run_example(name, {}, ray, store, 600)  # warm-up
-    shipped = run_example(name, {}, ray, store, 600)
+def bench(name: str, ns: argparse.Namespace, store: Path, oracle: dict[str, Any]) -> dict[str, Any]:
+    run_example(name, {}, None, store, 600)  # warm-up: the OS's caches, not compared
+    shipped = run_example(name, {}, None, store, 600)  # the static table reads this run
     limit = 3 * shipped["wall_s"]
-    static = static_settings(open_store(store).load(shipped["id"]))
-    row: dict[str, Any] = {"shipped": shipped["wall_s"]}
-    row["defaults"] = _time(defaults_run(name, ray, store, limit))
-    row["static"] = _time(run_example(name, flat(static), ray, store, limit))
-    row["static_settings"] = flat(static)
+    static = flat(static_settings(open_store(store).load(shipped["id"])))
     tuned = tune(name, ns.budget, store, oracle["best_s"])
+    row: dict[str, Any] = {"static_settings": static, "oracle_settings": oracle["best"]}
     row["tune"] = {k: v for k, v in tuned.items() if k != "view"}
     row["tuned_settings"] = flat(tuned["view"]["best"])
     row["bound"] = tuned["view"]["bound"]
-    times = side_by_side(name, {"oracle": oracle["best"], "tuned": row["tuned_settings"]}, ray, store, limit, 2)
-    row["oracle"], row["tuned"] = statistics.median(times["oracle"]), statistics.median(times["tuned"])
+    with defaults_script(name) as plain:
+        variants = {"shipped": Variant({}), "defaults": Variant({}, plain), "static": Variant(static),
+                    "oracle": Variant(oracle["best"]), "tuned": Variant(row["tuned_settings"])}  # fmt: skip
+        times = side_by_side(name, variants, store, limit, ns.repeats)
+    row.update({label: statistics.median(t) for label, t in times.items()})
     row["side_by_side"] = times
     row["tpe"] = tpe(name, oracle, ns.seeds, ns.budget)
     return row
 
 
-def _time(result: dict[str, Any]) -> float | str:
-    return result["wall_s"] if result["status"] == "succeeded" else f"{result['status']} at {result['wall_s']:.0f}s"
-
-
 def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
     print(f"tuning benchmark, {os.cpu_count()} cores, budget {budget} trial runs after the baseline; times in s")
-    head = (
-        "example",
-        "shipped",
-        "defaults",
-        "static",
-        "oracle",
-        "tuned",
-        "speedup",
-        "% oracle",
-        "trials",
-        "probes",
-        "->5%",
-        "failed",
-        "tune wall",
-        "x shipped",
-        "TPE ->5%",
-        f"TPE %@{budget}",
-        "bound gap",
-    )
+    head = ("example", *LABELS, "speedup", "% oracle", "vs defaults", "trials", "probes", "->5%", "failed",
+            "tune wall", "x shipped", "TPE ->5%", f"TPE %@{budget}", "bound gap")  # fmt: skip
     print(" ".join(f"{h:>9}" for h in head))
     for name, r in rows.items():
-        gap = r["bound"]["gap_pct"] if r["bound"] and r["bound"]["gap_pct"] is not None else None
-        cells = (
-            name,
-            _fmt(r["shipped"]),
-            _fmt(r["defaults"]),
-            _fmt(r["static"]),
-            _fmt(r["oracle"]),
-            _fmt(r["tuned"]),
-            f"{r['shipped'] / r['tuned']:.2f}x",
-            f"{r['oracle'] / r['tuned'] * 100:.0f}%",
-            str(r["tune"]["trials"]),
-            str(r["tune"].get("probes", 0)),
-            str(r["tune"].get("trials_to_5pct") or "-"),
-            str(r["tune"]["failed"]),
-            f"{r['tune']['wall_s']:.0f}",
-            f"{r['tune']['wall_s'] / r['shipped']:.1f}x",
-            f"{r['tpe']['trials_to_5pct']:g}",
-            f"{r['tpe']['pct_of_oracle']:.0f}%",
-            "unknown" if gap is None else f"{gap:+.0f}%",
-        )
-        print(" ".join(f"{c:>9}" for c in cells))
+        print(" ".join(f"{c:>9}" for c in (name, *_cells(r))))
     print(
-        "speedup: shipped / tuned; % oracle: the oracle's time / tuned time (throughput ratio); trials: pipetune's "
-        "trial runs after the baseline; probes: how many of them were stopped early (their time predicted); "
-        "->5%: the trial that first came within 5% of the oracle; tune wall: the "
-        "whole `pipetune tune` (Ray start, warm-up, baseline, trials); TPE ->5%: median trials over the seeds; "
-        f"TPE %@{budget}: TPE's best after {budget} trials as % of the oracle's throughput; bound gap: the tuned "
-        "run above its hardware bound"
+        "each variant's median of its side-by-side runs (interleaved, each on a local Ray of its own), +-half the "
+        "spread in %; speedup: shipped / tuned; % oracle: the oracle's time / tuned time (throughput ratio), "
+        "'same settings' where they are; vs defaults: tuned against Ray Data's defaults, 'within noise' where the "
+        "runs' ranges overlap; trials: pipetune's trial runs after the baseline; probes: how many were stopped "
+        "early (their time predicted); ->5%: the trial that first came within 5% of the oracle's grid time; tune "
+        "wall: the whole `pipetune tune` (Ray start, warm-up, baseline, trials); TPE ->5%: median trials over the "
+        f"seeds; TPE %@{budget}: TPE's best after {budget} trials as % of the oracle's throughput, on the grid's "
+        "table (measured on one shared Ray); bound gap: the tuned run above its hardware bound"
     )
 
 
-def _fmt(value: float | str) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+LABELS = ("shipped", "defaults", "static", "oracle", "tuned")
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    gap = r["bound"]["gap_pct"] if r["bound"] and r["bound"]["gap_pct"] is not None else None
+    same = r["tuned_settings"] == r["oracle_settings"]
+    return [
+        *(_spread(r["side_by_side"][label]) for label in LABELS),
+        f"{r['shipped'] / r['tuned']:.2f}x",
+        "same settings" if same else f"{r['oracle'] / r['tuned'] * 100:.0f}%",
+        _versus(r["side_by_side"]["tuned"], r["side_by_side"]["defaults"]),
+        str(r["tune"]["trials"]),
+        str(r["tune"].get("probes", 0)),
+        str(r["tune"].get("trials_to_5pct") or "-"),
+        str(r["tune"]["failed"]),
+        f"{r['tune']['wall_s']:.0f}",
+        f"{r['tune']['wall_s'] / r['shipped']:.1f}x",
+        f"{r['tpe']['trials_to_5pct']:g}",
+        f"{r['tpe']['pct_of_oracle']:.0f}%",
+        "unknown" if gap is None else f"{gap:+.0f}%",
+    ]
+
+
+def _spread(times: list[float]) -> str:
+    mid = statistics.median(times)
+    if math.isinf(mid):
+        return "timed out"
+    half = (max(times) - min(times)) / 2 / mid * 100
+    return f"{mid:.1f}+-{half:.0f}%" if not math.isinf(half) else f"{mid:.1f}+-inf"
+
+
+def _versus(tuned: list[float], defaults: list[float]) -> str:
+    if max(tuned) < min(defaults):
+        return "faster"
+    if min(tuned) > max(defaults):
+        return "slower"
+    return "within noise"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(EXAMPLES), action="append")
     parser.add_argument("--budget", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant, interleaved")
     parser.add_argument("--save", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--table", type=Path, help="print the table of rows saved by --save, run nothing")
     ns = parser.parse_args()
@@ -220,9 +234,9 @@ def main() -> None:
         return
     oracle = json.loads(CACHE.read_text())["examples"]
     rows = {}
-    with tempfile.TemporaryDirectory() as tmp, SharedRay() as ray:
+    with tempfile.TemporaryDirectory() as tmp:
         for name in ns.only or [n for n in EXAMPLES if n in oracle]:  # every example with a measured grid
-            rows[name] = bench(name, ns, ray, Path(tmp) / "bench.db", oracle[name])
+            rows[name] = bench(name, ns, Path(tmp) / "bench.db", oracle[name])
             print(f"{name}: {json.dumps(rows[name], default=str)}", file=sys.stderr, flush=True)
     if ns.save:
         ns.save.write_text(json.dumps(rows, indent=1, default=str) + "\n")
