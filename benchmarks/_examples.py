@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,9 +23,29 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
     "etl-6": ("benchmarks/pipelines/etl_six_stage.py", []),
     "skew": ("benchmarks/pipelines/skewed_blocks.py", []),
     "model-pool": ("benchmarks/pipelines/model_pool.py", []),
+    # Held out too: memory pressure. Tasks that fit one at a time under a lowered memory limit, not two
+    # (faults.py's workers-oom case, run under OWN_RAY_ENV's lowered threshold).
+    "memory": ("benchmarks/faults/oom_side_by_side.py", ["--task-gib", "2.2"]),
     # For the probe benchmark only (benchmarks/probes.py): a hundred short tasks at a steady pace.
     "calls": ("benchmarks/pipelines/steady_calls.py", []),
 }
+
+
+OOM_HEADROOM_GIB = 4.0  # the memory example's own sizing: one 2.2 GiB task fits under the threshold, two do not
+
+
+def lowered_memory_threshold() -> dict[str, str]:
+    """Ray's memory monitor set to kill above what the machine uses now plus ``OOM_HEADROOM_GIB``."""
+    import psutil
+
+    mem = psutil.virtual_memory()
+    threshold = (mem.total - mem.available + OOM_HEADROOM_GIB * 1024**3) / mem.total
+    return {"RAY_memory_usage_threshold": f"{threshold:.3f}", "RAY_memory_monitor_refresh_ms": "100"}
+
+
+# Examples that need Ray started their own way: each of their runs (and pipetune's tuning) starts a local Ray of
+# its own with this environment, whatever the benchmark shares otherwise.
+OWN_RAY_ENV: dict[str, Callable[[], dict[str, str]]] = {"memory": lowered_memory_threshold}
 
 
 class SharedRay:
@@ -47,10 +68,11 @@ class SharedRay:
         self.cluster.shutdown()
 
 
-def own_ray_env() -> dict[str, str]:
-    """The environment of a run that starts its own local Ray, as ``python script.py`` does for a user."""
+def own_ray_env(name: str) -> dict[str, str]:
+    """The environment of a run of example ``name`` that starts its own local Ray, as ``python script.py`` does
+    for a user (with the example's own Ray settings, ``OWN_RAY_ENV``)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return {**env, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    return {**env, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", **OWN_RAY_ENV.get(name, dict)()}
 
 
 def run_example(
@@ -63,7 +85,7 @@ def run_example(
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "pipetune", "run", "--json", "--store", str(store), "--timeout", str(limit_s)]
         cmd += [*sets, script or default_script, "--", *args, "--out", str(Path(out) / "out")]
-        env = ray.env if ray is not None else own_ray_env()
+        env = ray.env if ray is not None and name not in OWN_RAY_ENV else own_ray_env(name)
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     try:
         view = json.loads(done.stdout)

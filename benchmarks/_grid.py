@@ -45,6 +45,11 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "0.repartition": [None, 32],
         "1.batch_size": [None, 1000, 256],
     },
+    # range (6 blocks) -> map_batches(hold 2.2 GiB a task) -> write_parquet, under a lowered memory limit
+    "memory": {
+        "1.num_cpus": [None, 2],
+        "1.batch_size": [None, 50, 25],
+    },
     # range -> map_batches(Model actor pool, 4 x 0.25 CPU) -> write_parquet
     "model-pool": {
         "1.concurrency": [1, 2, 4],

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _examples import ROOT, SharedRay
+from _examples import ROOT, SharedRay, lowered_memory_threshold
 
 from pipetune.diagnose import Outcome, compare
 from pipetune.diagnose.noise import spread_pct
@@ -49,15 +49,6 @@ class Case:
 
 
 OOM_TASK_GIB = 2.2  # the case's own sizing: one task of this fits under the threshold, two side by side do not
-OOM_HEADROOM_GIB = 4.0
-
-
-def lowered_memory_threshold() -> dict[str, str]:
-    """Ray's memory monitor set to kill above what the machine uses now plus ``OOM_HEADROOM_GIB``."""
-    mem = psutil.virtual_memory()
-    threshold = (mem.total - mem.available + OOM_HEADROOM_GIB * 1024**3) / mem.total
-    return {"RAY_memory_usage_threshold": f"{threshold:.3f}", "RAY_memory_monitor_refresh_ms": "100"}
-
 
 SMALL_STORE_MIB = 200  # the case's own sizing: two of its 100 MiB input blocks and one 200 MiB output fill it
 

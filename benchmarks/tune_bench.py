@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _examples import EXAMPLES, ROOT, run_example
+from _examples import EXAMPLES, ROOT, own_ray_env, run_example
 from _grid import GRIDS, key, points
 
 from pipetune.plan.static import static_settings
@@ -96,7 +96,7 @@ def tpe(name: str, oracle: dict[str, Any], seeds: int, budget: int) -> dict[str,
 
 def tune(name: str, budget: int, store: Path, oracle_s: float) -> dict[str, Any]:
     script, args = EXAMPLES[name]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = own_ray_env(name)
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "pipetune", "tune", "--json", "--store", str(store), "--budget", str(budget)]
         cmd += [script, "--", *args, "--out", str(Path(out) / "out")]

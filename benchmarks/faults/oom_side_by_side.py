@@ -2,8 +2,9 @@
 pair running side by side, Ray retries it, and the run ends only after the kills and retries.
 
 Guide branch: workers OOM-killed -> raise num_cpus so fewer tasks run at once (then lower batch_size).
-Run it under a lowered memory threshold (``RAY_memory_usage_threshold``) that leaves ``--headroom-gib`` above
-what the machine uses now; each task holds ``--task-gib`` for a while (benchmarks/faults.py sets both).
+Run it under a lowered memory threshold (``RAY_memory_usage_threshold``) a few GiB above what the machine uses
+now (``benchmarks/_examples.py``, OOM_HEADROOM_GIB); a task of a whole block (100 rows) holds ``--task-gib`` for 2 s, a smaller batch its
+share of both (benchmarks/faults.py sets both).
 """
 
 import argparse
@@ -16,16 +17,21 @@ import ray
 parser = argparse.ArgumentParser()
 parser.add_argument("--task-gib", type=float, default=2.2)
 parser.add_argument("--blocks", type=int, default=6)
+parser.add_argument("--out", default="out")
 args = parser.parse_args()
 TASK_BYTES = int(args.task_gib * 1024**3)
 
 
+ROWS_PER_BLOCK = 100
+
+
 def hold(batch):
-    block = np.ones(TASK_BYTES // 8)  # touched: resident, as a real batch's working set is
-    time.sleep(2.0)
+    share = len(batch["id"]) / ROWS_PER_BLOCK  # a batch's working set and time grow with its rows
+    block = np.ones(int(TASK_BYTES * share) // 8)  # touched: resident, as a real batch's working set is
+    time.sleep(2.0 * share)
     batch["sum"] = batch["id"] + int(block[0])
     return batch
 
 
-ds = ray.data.range(args.blocks * 100, override_num_blocks=args.blocks)
-ds.map_batches(hold, batch_size=None).write_parquet(os.path.abspath("out"))
+ds = ray.data.range(args.blocks * ROWS_PER_BLOCK, override_num_blocks=args.blocks)
+ds.map_batches(hold, batch_size=None).write_parquet(os.path.abspath(args.out))
