@@ -3,8 +3,8 @@ pair running side by side, Ray retries it, and the run ends only after the kills
 
 Guide branch: workers OOM-killed -> raise num_cpus so fewer tasks run at once (then lower batch_size).
 Run it under a lowered memory threshold (``RAY_memory_usage_threshold``) a few GiB above what the machine uses
-now (``benchmarks/_examples.py``, OOM_HEADROOM_GIB); a task of a whole block (100 rows) holds ``--task-gib`` for 2 s, a smaller batch its
-share of both (benchmarks/faults.py sets both).
+now (OOM_HEADROOM_GIB in benchmarks/_examples.py). A task of a whole block (100 rows) holds ``--task-gib`` for
+2 s, a smaller batch its share of both.
 """
 
 import argparse
