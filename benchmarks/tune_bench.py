@@ -7,8 +7,9 @@
 - TPE: Optuna's TPE sampler over the same grid, replayed on the grid's measured table (10 seeds).
 
 The five configurations are then run ``--repeats`` times each, interleaved (the order rotates every round), each
-run on a local Ray of its own: as a user's ``python script.py`` runs and as pipetune's trials run. (The grid was
-measured on one shared, warm Ray: its best point there is what "oracle" names, re-measured here.)
+run on a local Ray of its own, as a user's ``python script.py`` runs; with ``--shared-ray``, all on one local Ray
+started for the example and kept warm, as `pipetune tune` runs its trials and as the grid was measured. The two
+can rank configurations differently (workers already started, or not), which is why both exist.
 
     .venv/bin/python benchmarks/tune_bench.py [--only etl] [--budget 3] [--seeds 10] [--repeats 3]
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _examples import EXAMPLES, ROOT, own_ray_env, run_example
+from _examples import EXAMPLES, ROOT, SharedRay, own_ray_env, run_example
 from _grid import GRIDS, key, points
 
 from pipetune.plan.static import static_settings
@@ -125,16 +126,16 @@ class Variant(NamedTuple):
 
 
 def side_by_side(
-    name: str, variants: dict[str, Variant], store: Path, limit: float, repeats: int
+    name: str, variants: dict[str, Variant], ray: SharedRay | None, store: Path, limit: float, repeats: int
 ) -> dict[str, list[float]]:
-    """Every variant ``repeats`` times, interleaved (the order rotates each round), each run on a local Ray of its
-    own as a user's ``python script.py`` and pipetune's trials both run: a run past ``limit`` counts as inf."""
+    """Every variant ``repeats`` times, interleaved (the order rotates each round), on ``ray`` or (None) each run
+    on a local Ray of its own: a run past ``limit`` counts as inf."""
     times: dict[str, list[float]] = {k: [] for k in variants}
     labels = list(variants)
     for i in range(repeats):
         for label in labels[i % len(labels) :] + labels[: i % len(labels)]:
             v = variants[label]
-            r = run_example(name, v.point, None, store, limit, script=v.script)
+            r = run_example(name, v.point, ray, store, limit, script=v.script)
             times[label].append(r["wall_s"] if r["status"] == "succeeded" else float("inf"))
     return times
 
@@ -145,14 +146,18 @@ def bench(name: str, ns: argparse.Namespace, store: Path, oracle: dict[str, Any]
     limit = 3 * shipped["wall_s"]
     static = flat(static_settings(open_store(store).load(shipped["id"])))
     tuned = tune(name, ns.budget, store)
-    row: dict[str, Any] = {"static_settings": static, "oracle_settings": oracle["best"]}
+    row: dict[str, Any] = {"static_settings": static, "oracle_settings": oracle["best"], "shared_ray": ns.shared_ray}
     row["tune"] = {k: v for k, v in tuned.items() if k != "view"}
     row["tuned_settings"] = flat(tuned["view"]["best"])
     row["bound"] = tuned["view"]["bound"]
     with defaults_script(name) as plain:
         variants = {"shipped": Variant({}), "defaults": Variant({}, plain), "static": Variant(static),
                     "oracle": Variant(oracle["best"]), "tuned": Variant(row["tuned_settings"])}  # fmt: skip
-        times = side_by_side(name, variants, store, limit, ns.repeats)
+        if ns.shared_ray:
+            with SharedRay() as ray:
+                times = side_by_side(name, variants, ray, store, limit, ns.repeats)
+        else:
+            times = side_by_side(name, variants, None, store, limit, ns.repeats)
     row.update({label: statistics.median(t) for label, t in times.items()})
     row["side_by_side"] = times
     row["tpe"] = tpe(name, oracle, ns.seeds, ns.budget)
@@ -167,7 +172,8 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
     for name, r in rows.items():
         print(" ".join(f"{c:>9}" for c in (name, *_cells(r))))
     print(
-        "each variant's median of its side-by-side runs (interleaved, each on a local Ray of its own), +-half the "
+        "each variant's median of its side-by-side runs (interleaved; each on a Ray of its own, or with "
+        "--shared-ray all on one warm Ray), +-half the "
         "spread in %; speedup: shipped / tuned; % oracle: the oracle's time / tuned time (throughput ratio), "
         "'same settings' where they are; vs defaults: tuned against Ray Data's defaults, 'within noise' where the "
         "runs' ranges overlap; trials: pipetune's trial runs after the baseline; probes: how many were stopped "
@@ -203,7 +209,7 @@ def _cells(r: dict[str, Any]) -> list[str]:
 
 def _trials_to_5pct(r: dict[str, Any]) -> int | None:
     """The first trial after the baseline whose own figure (a probe's predicted full run) came within 5% of the
-    oracle's median in the side-by-side runs, both on a local Ray of their own; None if none did."""
+    oracle's median in the side-by-side runs; None if none did."""
     trials = [t for t in r["tune"]["runs"] if t[0] in ("trial", "repeat")]
     figures = [measured or wall if status == "succeeded" or probe else None
                for _, _, wall, measured, probe, status, _ in trials]  # fmt: skip
@@ -233,6 +239,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant, interleaved")
+    parser.add_argument("--shared-ray", action="store_true", help="the side-by-side runs on one warm local Ray")
     parser.add_argument("--save", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--table", type=Path, help="print the table of rows saved by --save, run nothing")
     ns = parser.parse_args()
