@@ -77,10 +77,26 @@ def test_a_sink_probe_is_still_ended_by_its_time_box() -> None:
     assert done(_sampled(4.0)) is None and done(_sampled(5.0)) == "stopped at its time box"
 
 
-def test_a_sink_probe_is_judged_by_the_full_run_time_its_line_predicts() -> None:
+def test_a_sink_probe_known_to_end_past_its_time_box_stops_once_its_rate_is_steady() -> None:
+    """At 500 rows/s, 40,000 rows end at t=83 s, far past a 30 s box: stopped at the tenth point past the ramp-up
+    (t=13), not at t=30. A box the line may still make, or a rate still climbing, leaves the trial running."""
+    sink = Sink(rows=40_000.0, tail_s=1.0, stage=1)
+    slow = objective.SinkProbeDone(sink, noise_pct=0.0, box_s=30.0)  # no noise band: only the box can stop it
+    slow(_started())
+    seen = [slow(_sampled(float(t), rows_per_s=500.0)) for t in range(2, 20)]
+    assert seen.index(objective.SINK_PAST_BOX_REASON) == 11  # t=13: rows done at 4..13
+    may_make_it = objective.SinkProbeDone(sink, noise_pct=0.0, box_s=45.0)  # ends at t=43 s plus 1 s of tail
+    may_make_it(_started())
+    assert objective.SINK_PAST_BOX_REASON not in [may_make_it(_sampled(float(t))) for t in range(2, 20)]
+    climbing = [(float(t), 50.0 * (t - 3) ** 2) for t in range(3, 16)]  # replicas still coming online
+    assert not objective.past_box(climbing, sink, 30.0)
+    assert objective.past_box([(t, 500.0 * (t - 3)) for t, _ in climbing], sink, 30.0)
+
+
+@pytest.mark.parametrize("reason", objective.SINK_REASONS)
+def test_a_sink_probe_is_judged_by_the_full_run_time_its_line_predicts(reason: str) -> None:
     samples = tuple(Sample(float(t), SINK, progress(float(t))) for t in range(2, 9))
-    probe = with_(two_stage_run(), status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON, wall_s=9.0,
-                  op_samples=samples)  # fmt: skip
+    probe = with_(two_stage_run(), status=RunStatus.STOPPED, error=reason, wall_s=9.0, op_samples=samples)
     assert objective.is_probe(probe)
     assert objective.seconds(probe, {}, None, Sink(rows=20_000.0, tail_s=1.5, stage=1)) == pytest.approx(
         3.0 + 20.0 + 1.5

@@ -253,7 +253,7 @@ def _stop_rule(step: Step, study: Study) -> StopRule | None:
     box = _boxed(step.time_box_s)
     sink = study.sink
     if sink is not None and probing:
-        return objective.SinkProbeDone(sink, noise_band(study.incumbent_figures(), ()), box)
+        return objective.SinkProbeDone(sink, noise_band(study.incumbent_figures(), ()), box, step.time_box_s)
     return box
 
 

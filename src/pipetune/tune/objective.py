@@ -31,6 +31,7 @@ from pipetune.tune.study import Sink
 PROBE_BATCHES = 32  # statistics: the mean of 32 batch times is within about a third of their spread
 PROBE_REASON = "probe: every loop took enough batches to time its steady rate"
 SINK_PROBE_REASON = "probe: the sink's steady rate was known within the noise"
+SINK_PAST_BOX_REASON = "probe: the sink's steady rate, even at the top of its error, ends the run past its time box"
 MIN_LINE_POINTS = 5  # statistics: a line's error needs residual degrees of freedom (n - 2); fewer than 3 is a guess
 
 
@@ -62,15 +63,18 @@ def seconds(
     ``full`` batches, for a probe), else the run's wall time (predicted for the ``sink``'s rows, for a probe)."""
     loops = consumption(run)
     if not loops:
-        if run.error == SINK_PROBE_REASON:
+        if run.error in SINK_REASONS:
             return sink_probe_s(run, sink) if sink is not None else None
         return run.wall_s if run.status.ok else None
     rows = full_rows or {}
     return max(loop_s(c, full.get(c.source), rows.get(c.source)) for c in loops)
 
 
+SINK_REASONS = (SINK_PROBE_REASON, SINK_PAST_BOX_REASON)
+
+
 def is_probe(run: Run) -> bool:
-    return run.error in (PROBE_REASON, SINK_PROBE_REASON)
+    return run.error == PROBE_REASON or run.error in SINK_REASONS
 
 
 def sink_of(run: Run) -> Sink | None:
@@ -124,6 +128,10 @@ class Line:
     def reaches(self, rows: float) -> float:
         return (rows - self.intercept) / self.slope
 
+    def reaches_at_best(self, rows: float) -> float:
+        """When the line reaches ``rows`` at the fastest slope its error allows (the slope times 1 + rel_err)."""
+        return (rows - self.intercept) / (self.slope * (1 + self.rel_err))
+
 
 def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
     """The least-squares line through ``(t, rows done)`` from the first rows done on (the ramp-up left out)."""
@@ -140,6 +148,20 @@ def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
         return None
     residual = sum((d - intercept - slope * t) ** 2 for t, d in moving)
     return Line(slope, intercept, 2 * math.sqrt(residual / (n - 2) / sxx) / slope)
+
+
+def past_box(points: Sequence[tuple[float, float]], sink: Sink, box_s: float) -> bool:
+    """Whether a trial's sink, at its latest steady rate, ends the run past ``box_s`` even at the fastest rate the
+    rate's error allows. Only once its rate has stopped climbing (the later half of its points past the ramp-up
+    no faster than the whole line, within that line's error): an actor pool still starting replicas, or workers
+    still coming up, finishes faster than its first rows say."""
+    moving = points[next((i for i, (_, done) in enumerate(points) if done > 0), len(points)) :]
+    if len(moving) < 2 * MIN_LINE_POINTS:
+        return False
+    whole, later = steady_line(moving), steady_line(moving[len(moving) // 2 :])
+    if whole is None or later is None or later.slope > whole.slope * (1 + whole.rel_err):
+        return False
+    return later.reaches_at_best(sink.rows) + sink.tail_s > box_s
 
 
 def sink_points(run: Run, sink: Sink) -> list[tuple[float, float]]:
@@ -191,11 +213,19 @@ class SinkProbeDone:
     """A stop rule for a pipeline that ends in a sink: ends the run once the rate its last operator finishes
     rows at is known within ``noise_pct`` (``steady_line``'s ``rel_err``) while the line says at least half of
     the sink's rows are still to come; a probe that would save less runs in full, measured rather than
-    predicted. Progress is read at the ``entry`` operator; a trial with none (it fused the sink's stage behind
+    predicted. With ``box_s`` (the trial's time box, on the run's clock) it also ends as soon as even the fastest
+    rate the line's error allows would end the run past that box: a trial already known to lose is not run to
+    its box. Progress is read at the ``entry`` operator; a trial with none (it fused the sink's stage behind
     another, or split a reading sink) runs in full. ``inner`` (a time box) is asked first."""
 
-    def __init__(self, sink: Sink, noise_pct: float, inner: Callable[[Message], str | None] | None = None) -> None:
-        self._sink, self._noise, self._inner = sink, noise_pct, inner
+    def __init__(
+        self,
+        sink: Sink,
+        noise_pct: float,
+        inner: Callable[[Message], str | None] | None = None,
+        box_s: float | None = None,
+    ) -> None:
+        self._sink, self._noise, self._inner, self._box_s = sink, noise_pct, inner, box_s
         self._last: str | None = None
         self._points: list[tuple[float, float]] = []
 
@@ -213,6 +243,10 @@ class SinkProbeDone:
             return None
         self._points.append((message.t, progress(values, self._sink)))
         line = steady_line(self._points)
-        if line is None or line.rel_err * 100 > self._noise:
+        if line is None:
+            return None
+        if self._box_s is not None and past_box(self._points, self._sink, self._box_s):
+            return SINK_PAST_BOX_REASON
+        if line.rel_err * 100 > self._noise:
             return None
         return SINK_PROBE_REASON if line.at(self._points[-1][0]) <= self._sink.rows / 2 else None
