@@ -297,6 +297,25 @@ def test_a_waiting_stage_reserves_what_its_tasks_burn() -> None:
     assert backed is not None and backed.settings.to_args() == ("1.num_cpus=0.224",)  # sqrt(1 x 0.05): half-way
 
 
+def test_a_waiting_stage_whose_workers_were_oom_killed_gets_the_oom_fix_not_a_smaller_reservation() -> None:
+    """The measured burn sizes a lowered reservation only: a stage that mostly waits but whose tasks were
+    OOM-killed side by side is proposed the guide's raise (fewer at once), not its burn (seen on the
+    benchmark's memory pipeline: the raise to 2 CPUs became 0.1, and the study had nothing left to try)."""
+    from pipetune.model import Event, EventKind
+    from tests.unit.builders import node_cpu
+
+    src = stage(0, "range", kind=StageKind.READ)
+    hold = stage(1, "map_batches", "hold", num_cpus=1.0)
+    op = Operator("0/ReadRange->MapBatches(hold)_1", "ReadRange->MapBatches(hold)", (0, 1), num_cpus=1.0)
+    stats = op_stats(op.uid, 600, 30.0, 0.9, tasks=6)  # waits (sleeps) while it holds its memory
+    run = node_cpu(pipeline([(src, op, stats), (hold, op, stats)], wall=40.0), 12.0, start=1, end=41)
+    kill = Event(3.0, EventKind.OOM_KILL, "Ray's memory monitor killed 1 worker(s) running MapBatches(hold)")
+    run = with_(run, events=(kill,))
+    proposal = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
+    assert proposal is not None and proposal.rule == "workers-oom"
+    assert proposal.settings.to_args() == ("1.num_cpus=2",)
+
+
 def test_a_batch_size_that_failed_is_halved_not_retried() -> None:
     run = etl_run()
     tried = frozenset({Settings.from_config({"stages": {"1": {"batch_size": 4096}}}).key()})

@@ -14,7 +14,7 @@ from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.fusion import lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
 from pipetune.diagnose.progress import in_flight, moved, rows_done, share_read
-from pipetune.diagnose.ranking import gain_tier
+from pipetune.diagnose.ranking import gain_tier, urgency
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
 from pipetune.diagnose.thresholds import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE, NUM_CPUS_IO, WAITING_CORES
@@ -65,5 +65,6 @@ __all__ = [
     "rows_done",
     "share_read",
     "stage_times",
+    "urgency",
     "verify",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pipetune.diagnose import capacity
 from pipetune.diagnose.facts import Facts, Hardware, OpType
 from pipetune.diagnose.findings import Finding
-from pipetune.diagnose.ranking import gain_tier
+from pipetune.diagnose.ranking import gain_tier, urgency
 from pipetune.diagnose.rules import RULES, Rule
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.model import Run
@@ -36,27 +36,12 @@ class Diagnosis:
     gpu_pct: float | None
 
 
-# The master decision tree's branches in the order they must be dealt with: a pipeline that crashes or
-# stalls gives no timing worth tuning, so those come before "too slow" and "imbalanced".
-_URGENCY = {
-    "crash": 0,
-    "workers-oom": 0,
-    "gpu-oom": 0,
-    "object-store": 1,
-    "blocking-actor-pool": 1,
-    "stall": 1,
-    "materialize-mid-pipeline": 1,
-    "consumer-bound": 1,  # the loop limits: no pipeline fix below can help, so it is said first
-}
-
-
 def rank_key(f: Finding) -> tuple[int, int, int, float, float, float]:
     """Crashes and stalls first; then by the fix's predicted gain, in tiers (``ranking``); within a tier the
     guide's hierarchy, the simplest level first (a finding with no fix last); within a level the larger
     predicted gain; then stake and certainty."""
     level = int(f.fix.level) if f.fix else 9
-    urgency = _URGENCY.get(f.rule, 2)
-    return (urgency, gain_tier(f.gain), level, -f.gain, -f.severity * f.confidence, -f.confidence)
+    return (urgency(f.rule), gain_tier(f.gain), level, -f.gain, -f.severity * f.confidence, -f.confidence)
 
 
 def predicted(facts: Facts, f: Finding) -> Finding:

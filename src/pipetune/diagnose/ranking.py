@@ -17,3 +17,23 @@ def gain_tier(gain: float) -> int:
     ``SIMILAR_GAIN`` on a log scale share a tier, and a gain of 1 or less (none, or the model cannot say) is in
     the last. Fixed bands, so that the order of two changes never depends on what else is in the list."""
     return -math.floor(math.log(max(gain, 1.0), th.SIMILAR_GAIN.value))
+
+
+# The master decision tree's branches in the order they must be dealt with: a pipeline that crashes or
+# stalls gives no timing worth tuning, so those come before "too slow" and "imbalanced".
+_URGENCY = {
+    "crash": 0,
+    "workers-oom": 0,
+    "gpu-oom": 0,
+    "object-store": 1,
+    "blocking-actor-pool": 1,
+    "stall": 1,
+    "materialize-mid-pipeline": 1,
+    "consumer-bound": 1,  # the loop limits: no pipeline fix below can help, so it is said first
+}
+
+
+def urgency(rule: str) -> int:
+    """How soon a rule's finding must be dealt with, first 0: a crash or OOM kills, then a stall, then the rest.
+    The doctor's order and the tuner's both start with it."""
+    return _URGENCY.get(rule, 2)

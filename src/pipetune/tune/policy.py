@@ -28,6 +28,7 @@ from pipetune.diagnose import (
     Level,
     diagnose,
     gain_tier,
+    urgency,
 )
 from pipetune.diagnose import capacity as predict
 from pipetune.model import Run, Stage, StageKind
@@ -122,8 +123,8 @@ def _measurable(p: Proposal, view: View) -> bool:
     return p.predicted == 1.0 or p.predicted > 1 + view.noise_pct / 100
 
 
-def _rank(p: Proposal) -> tuple[int, int, float]:
-    return (gain_tier(p.predicted), int(p.level), -p.predicted)  # the doctor's order, then the likelier gain
+def _rank(p: Proposal) -> tuple[int, int, int, float]:
+    return (urgency(p.rule), gain_tier(p.predicted), int(p.level), -p.predicted)  # the doctor's order
 
 
 def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
@@ -304,6 +305,8 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
     gain = f.gain if fix == f.fix else predict.fix_speedup(facts, fix)  # the doctor's figure, or the changed fix's
+    if urgency(f.rule) == 0:
+        gain = 1.0  # a fix for kills or crashes: the rates cannot see their retries, so the trial decides
     return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, gain)
 
 
@@ -324,11 +327,16 @@ def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
     this stage changes: the stages fused with it keep their reservation, so a heavy write does not get a
     worker per slot too (the HTTP example ran 2x slower when fetch, filter and write all went to 0.05)."""
     rate = facts.rate_of(stage)
-    if rate is None or rate.cores_per_task >= WAITING_CORES.value or not isinstance(fix.current, (int, float)):
-        return fix
+    if rate is None or rate.cores_per_task >= WAITING_CORES.value or not _lowers(fix):
+        return fix  # a fix that raises the reservation (fewer tasks at once, against OOM kills) keeps its value
     step = NUM_CPUS_IO[0]
     measured = round(max(step, math.ceil(rate.cores_per_task / step) * step), 3)
     return replace(fix, proposed=measured) if measured < fix.current else fix
+
+
+def _lowers(fix: Fix) -> bool:
+    cur, new = fix.current, fix.proposed
+    return isinstance(cur, (int, float)) and isinstance(new, (int, float)) and new < cur
 
 
 def _back_off(facts: Facts, p: Proposal, view: View) -> Proposal:
