@@ -69,12 +69,10 @@ def test_a_sink_probe_stops_once_its_rate_is_known_within_the_noise_and_half_the
 
 
 def test_a_sink_probe_is_still_ended_by_its_time_box() -> None:
-    def box(message: object) -> str | None:
-        return "stopped at its time box" if isinstance(message, OpSamples) and message.t > 4 else None
-
-    done = objective.SinkProbeDone(Sink(rows=1e9, tail_s=0.0, stage=1), noise_pct=5.0, inner=box)
+    done = objective.SinkProbeDone(Sink(rows=1e9, tail_s=0.0, stage=1), noise_pct=5.0, box_s=4.0)
     done(_started())
-    assert done(_sampled(4.0)) is None and done(_sampled(5.0)) == "stopped at its time box"
+    assert done(_sampled(4.0)) is None and done(_sampled(5.0)) == objective.time_boxed(4.0)(_sampled(5.0))
+    assert str(done(_sampled(5.0))).startswith("stopped at its time box")
 
 
 def test_a_sink_probe_known_to_end_past_its_time_box_stops_once_its_rate_is_steady() -> None:

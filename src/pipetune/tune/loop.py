@@ -250,11 +250,10 @@ def _stop_rule(step: Step, study: Study) -> StopRule | None:
     probing = step.role in (Role.TRIAL, Role.REPEAT)
     if study.full_loops and probing:
         return objective.ProbeDone(study.full_loops, step.time_box_s)
-    box = _boxed(step.time_box_s)
     sink = study.sink
     if sink is not None and probing:
-        return objective.SinkProbeDone(sink, noise_band(study.incumbent_figures(), ()), box, step.time_box_s)
-    return box
+        return objective.SinkProbeDone(sink, noise_band(study.incumbent_figures(), ()), step.time_box_s)
+    return objective.time_boxed(step.time_box_s)
 
 
 def _warmed() -> StopRule:
@@ -269,19 +268,6 @@ def _warmed() -> StopRule:
         return None
 
     return warmed
-
-
-def _boxed(box: float | None) -> StopRule | None:
-    if box is None:
-        return None
-
-    def boxed(message: Message) -> str | None:
-        t = clock(message)
-        if t is not None and t > box:
-            return f"stopped at its time box ({box:.1f} s): slower than the incumbent beyond the noise"
-        return None
-
-    return boxed
 
 
 def _check_cwd(spec: Spec) -> None:

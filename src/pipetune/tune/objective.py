@@ -32,6 +32,7 @@ PROBE_BATCHES = 32  # statistics: the mean of 32 batch times is within about a t
 PROBE_REASON = "probe: every loop took enough batches to time its steady rate"
 SINK_PROBE_REASON = "probe: the sink's steady rate was known within the noise"
 SINK_PAST_BOX_REASON = "probe: the sink's steady rate, even at the top of its error, ends the run past its time box"
+SINK_REASONS = (SINK_PROBE_REASON, SINK_PAST_BOX_REASON)
 MIN_LINE_POINTS = 5  # statistics: a line's error needs residual degrees of freedom (n - 2); fewer than 3 is a guess
 
 
@@ -68,9 +69,6 @@ def seconds(
         return run.wall_s if run.status.ok else None
     rows = full_rows or {}
     return max(loop_s(c, full.get(c.source), rows.get(c.source)) for c in loops)
-
-
-SINK_REASONS = (SINK_PROBE_REASON, SINK_PAST_BOX_REASON)
 
 
 def is_probe(run: Run) -> bool:
@@ -135,8 +133,7 @@ class Line:
 
 def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
     """The least-squares line through ``(t, rows done)`` from the first rows done on (the ramp-up left out)."""
-    first = next((i for i, (_, done) in enumerate(points) if done > 0), len(points))
-    moving = points[first:]
+    moving = _moving(points)
     n = len(moving)
     if n < MIN_LINE_POINTS:
         return None
@@ -150,12 +147,17 @@ def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
     return Line(slope, intercept, 2 * math.sqrt(residual / (n - 2) / sxx) / slope)
 
 
+def _moving(points: Sequence[tuple[float, float]]) -> Sequence[tuple[float, float]]:
+    """The points from the first with rows done on: the ramp-up before any row finished is left out."""
+    return points[next((i for i, (_, done) in enumerate(points) if done > 0), len(points)) :]
+
+
 def past_box(points: Sequence[tuple[float, float]], sink: Sink, box_s: float) -> bool:
     """Whether a trial's sink, at its latest steady rate, ends the run past ``box_s`` even at the fastest rate the
     rate's error allows. Only once its rate has stopped climbing (the later half of its points past the ramp-up
     no faster than the whole line, within that line's error): an actor pool still starting replicas, or workers
     still coming up, finishes faster than its first rows say."""
-    moving = points[next((i for i, (_, done) in enumerate(points) if done > 0), len(points)) :]
+    moving = _moving(points)
     if len(moving) < 2 * MIN_LINE_POINTS:
         return False
     whole, later = steady_line(moving), steady_line(moving[len(moving) // 2 :])
@@ -174,6 +176,20 @@ def sink_probe_s(run: Run, sink: Sink) -> float | None:
     """A sink probe's predicted full-run time: when its fitted line reaches the sink's rows, and the tail."""
     line = steady_line(sink_points(run, sink))
     return line.reaches(sink.rows) + sink.tail_s if line is not None else None
+
+
+def time_boxed(box_s: float | None) -> Callable[[Message], str | None] | None:
+    """A stop rule that ends a run once its clock passes ``box_s`` (None: no box)."""
+    if box_s is None:
+        return None
+
+    def boxed(message: Message) -> str | None:
+        t = clock(message)
+        if t is not None and t > box_s:
+            return f"stopped at its time box ({box_s:.1f} s): slower than the incumbent beyond the noise"
+        return None
+
+    return boxed
 
 
 def boxed_reason(box_s: float) -> str:
@@ -216,16 +232,11 @@ class SinkProbeDone:
     predicted. With ``box_s`` (the trial's time box, on the run's clock) it also ends as soon as even the fastest
     rate the line's error allows would end the run past that box: a trial already known to lose is not run to
     its box. Progress is read at the ``entry`` operator; a trial with none (it fused the sink's stage behind
-    another, or split a reading sink) runs in full. ``inner`` (a time box) is asked first."""
+    another, or split a reading sink) runs in full. The box itself (``time_boxed``) is asked first."""
 
-    def __init__(
-        self,
-        sink: Sink,
-        noise_pct: float,
-        inner: Callable[[Message], str | None] | None = None,
-        box_s: float | None = None,
-    ) -> None:
-        self._sink, self._noise, self._inner, self._box_s = sink, noise_pct, inner, box_s
+    def __init__(self, sink: Sink, noise_pct: float, box_s: float | None = None) -> None:
+        self._sink, self._noise, self._box_s = sink, noise_pct, box_s
+        self._inner = time_boxed(box_s)
         self._last: str | None = None
         self._points: list[tuple[float, float]] = []
 

@@ -304,10 +304,15 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
         return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
-    gain = f.gain if fix == f.fix else predict.fix_speedup(facts, fix)  # the doctor's figure, or the changed fix's
+    return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, _fix_gain(facts, f, fix))
+
+
+def _fix_gain(facts: Facts, f: Finding, fix: Fix) -> float:
+    """The doctor's predicted gain, or the changed fix's; 1.0 (the trial decides) for a fix for kills or
+    crashes, whose retries the rates cannot see."""
     if urgency(f.rule) == 0:
-        gain = 1.0  # a fix for kills or crashes: the rates cannot see their retries, so the trial decides
-    return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, gain)
+        return 1.0
+    return f.gain if fix == f.fix else predict.fix_speedup(facts, fix)
 
 
 def _settings_of(fix: Fix) -> Settings:
