@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -68,11 +68,16 @@ class SharedRay:
         self.cluster.shutdown()
 
 
-def own_ray_env(name: str) -> dict[str, str]:
-    """The environment of a run of example ``name`` that starts its own local Ray, as ``python script.py`` does
-    for a user (with the example's own Ray settings, ``OWN_RAY_ENV``)."""
+def own_ray_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a run that starts its own local Ray, as ``python script.py`` does for a user, with
+    ``extra`` settings for that Ray (a lowered memory threshold)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return {**env, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", **OWN_RAY_ENV.get(name, dict)()}
+    return {**env, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", **(extra or {})}
+
+
+def example_env(name: str) -> dict[str, str]:
+    """``own_ray_env`` with example ``name``'s own Ray settings (``OWN_RAY_ENV``)."""
+    return own_ray_env(OWN_RAY_ENV.get(name, dict)())
 
 
 def run_example(
@@ -85,7 +90,7 @@ def run_example(
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "pipetune", "run", "--json", "--store", str(store), "--timeout", str(limit_s)]
         cmd += [*sets, script or default_script, "--", *args, "--out", str(Path(out) / "out")]
-        env = ray.env if ray is not None and name not in OWN_RAY_ENV else own_ray_env(name)
+        env = ray.env if ray is not None and name not in OWN_RAY_ENV else example_env(name)
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     try:
         view = json.loads(done.stdout)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _examples import ROOT, SharedRay, lowered_memory_threshold
+from _examples import ROOT, SharedRay, lowered_memory_threshold, own_ray_env
 
 from pipetune.diagnose import Outcome, compare
 from pipetune.diagnose.noise import spread_pct
@@ -115,8 +115,7 @@ def run(case: Case, sets: list[str], ray: SharedRay, store: Path, limit_s: float
 def _env(case: Case, ray: SharedRay) -> dict[str, str]:
     if case.ray_env is None:
         return ray.env
-    own = {k: v for k, v in ray.env.items() if k != "RAY_ADDRESS"}  # pipetune starts a local Ray of its own
-    return {**own, **case.ray_env()}
+    return own_ray_env(case.ray_env())  # pipetune starts a local Ray of its own, with the case's settings
 
 
 def check_after(row: dict[str, Any], store: Path) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _examples import EXAMPLES, ROOT, SharedRay, own_ray_env, run_example
+from _examples import EXAMPLES, ROOT, SharedRay, example_env, run_example
 from _grid import GRIDS, key, points
 
 from pipetune.plan.static import static_settings
@@ -97,7 +97,7 @@ def tpe(name: str, oracle: dict[str, Any], seeds: int, budget: int) -> dict[str,
 
 def tune(name: str, budget: int, store: Path) -> dict[str, Any]:
     script, args = EXAMPLES[name]
-    env = own_ray_env(name)
+    env = example_env(name)
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "pipetune", "tune", "--json", "--store", str(store), "--budget", str(budget)]
         cmd += [script, "--", *args, "--out", str(Path(out) / "out")]
