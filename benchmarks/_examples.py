@@ -26,6 +26,8 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
     # Held out too: memory pressure. Tasks that fit one at a time under a lowered memory limit, not two
     # (faults.py's workers-oom case, run under OWN_RAY_ENV's lowered threshold).
     "memory": ("benchmarks/faults/oom_side_by_side.py", ["--task-gib", "2.2"]),
+    # Held out: a cluster of two unequal nodes (CLUSTERS), where a reservation must fit a node, not the total.
+    "two-nodes": ("benchmarks/pipelines/two_nodes.py", []),
     # For the probe benchmark only (benchmarks/probes.py): a hundred short tasks at a steady pace.
     "calls": ("benchmarks/pipelines/steady_calls.py", []),
 }
@@ -48,15 +50,27 @@ def lowered_memory_threshold() -> dict[str, str]:
 OWN_RAY_ENV: dict[str, Callable[[], dict[str, str]]] = {"memory": lowered_memory_threshold}
 
 
+# Examples that run on a cluster of a given shape, one dict of ``ray start`` arguments per node (the head first):
+# every run of theirs, pipetune's study included (``--address``), joins one such cluster started for the example,
+# as a cluster's user attaches to the cluster there is; the nodes share this machine's cores.
+CLUSTERS: dict[str, tuple[dict[str, Any], ...]] = {"two-nodes": ({"num_cpus": 2}, {"num_cpus": 1})}
+
+
 class SharedRay:
-    """One local Ray for every run of a benchmark, so Ray's start-up is paid once and by no variant."""
+    """One local Ray for every run of a benchmark, so Ray's start-up is paid once and by no variant: one node with
+    the machine's CPUs, or the nodes given (``CLUSTERS``)."""
+
+    def __init__(self, nodes: tuple[dict[str, Any], ...] | None = None) -> None:
+        self.nodes = nodes or ({"num_cpus": os.cpu_count()},)
 
     def __enter__(self) -> SharedRay:
         from ray.cluster_utils import Cluster
 
-        self.cluster = Cluster(
-            initialize_head=True, head_node_args={"num_cpus": os.cpu_count(), "include_dashboard": False}
-        )
+        head, *others = self.nodes
+        self.cluster = Cluster(initialize_head=True, head_node_args={**head, "include_dashboard": False})
+        for node in others:
+            self.cluster.add_node(**node)
+        self.cluster.wait_for_nodes()
         from ray._common.utils import reset_ray_address
 
         reset_ray_address()  # Cluster() leaves its address where any bare ray.init() on this host would join it
@@ -85,6 +99,8 @@ def run_example(
 ) -> dict[str, Any]:
     """One recorded run of an example with ``--set`` knobs, its output in a scratch directory; on the shared
     ``ray``, or (None) on a local Ray of its own."""
+    if ray is None and name in CLUSTERS:
+        raise ValueError(f"{name} runs on a cluster of its shape: pass the SharedRay(CLUSTERS[{name!r}]) for it")
     default_script, args = EXAMPLES[name]
     sets = [a for k, v in sorted(point.items()) for a in ("--set", f"{k}={v}")]
     with tempfile.TemporaryDirectory() as out:

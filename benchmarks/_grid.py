@@ -50,6 +50,13 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "1.num_cpus": [None, 2],
         "1.batch_size": [None, 50, 25],
     },
+    # range -> map_batches(parse, 1 CPU) -> map_batches(Scorer actor pool, 1 x 1.5 CPU) -> write_parquet, on a
+    # 2-CPU head and a 1-CPU worker: 2 x 1.5-CPU replicas fit neither node (those points hang to the time limit)
+    "two-nodes": {
+        "1.num_cpus": [None, 0.25],
+        "2.concurrency": [1, 2, 4],
+        "2.num_cpus": [None, 1, 0.5, 0.25],
+    },
     # range -> map_batches(Model actor pool, 4 x 0.25 CPU) -> write_parquet
     "model-pool": {
         "1.concurrency": [1, 2, 4],

@@ -1,9 +1,9 @@
 """The grid-search oracle: run every point of each example's coarse grid (``_grid.py``) and cache the result.
 
-Every point runs once under ``pipetune run`` on one shared local Ray (after one warm-up run), with a time limit
-so configurations that hang (an actor pool that leaves the upstream tasks no CPU) cost a bounded time; the
-three fastest points then run twice more and the oracle is the best median. The table of every point is kept
-too: the tuning benchmark replays Optuna's TPE over it.
+Every point runs once under ``pipetune run`` on one local Ray started for the example (of its cluster's shape,
+``CLUSTERS``), after one warm-up run, with a time limit so configurations that hang (an actor pool that leaves
+the upstream tasks no CPU) cost a bounded time; the three fastest points then run twice more and the oracle is
+the best median. The table of every point is kept too: the tuning benchmark replays Optuna's TPE over it.
 
     .venv/bin/python benchmarks/oracle.py [--only etl] [--limit-s 120]   # writes benchmarks/oracle.json
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _examples import EXAMPLES, SharedRay, run_example
+from _examples import CLUSTERS, EXAMPLES, SharedRay, run_example
 from _grid import GRIDS, key, points
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,10 +57,11 @@ def main() -> None:
     parser.add_argument("--limit-s", type=float, default=120.0)
     ns = parser.parse_args()
     cached: dict[str, Any] = json.loads(CACHE.read_text()) if CACHE.exists() else {"examples": {}}
-    with tempfile.TemporaryDirectory() as tmp, SharedRay() as ray:
+    with tempfile.TemporaryDirectory() as tmp:
         for name in ns.only or [n for n in EXAMPLES if n in GRIDS]:
             started = time.perf_counter()
-            cached["examples"][name] = grid(name, ray, ns.limit_s, Path(tmp) / "oracle.db")
+            with SharedRay(CLUSTERS.get(name)) as ray:  # a Ray per example, of the example's shape
+                cached["examples"][name] = grid(name, ray, ns.limit_s, Path(tmp) / "oracle.db")
             cached["examples"][name]["grid_wall_s"] = time.perf_counter() - started
     cached["command"] = "benchmarks/oracle.py " + " ".join(sys.argv[1:])
     cached["machine"] = f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _examples import EXAMPLES, ROOT, SharedRay, example_env, run_example
+from _examples import CLUSTERS, EXAMPLES, ROOT, SharedRay, example_env, run_example
 from _grid import GRIDS, key, points
 
 from pipetune.plan.static import static_settings
@@ -95,11 +95,13 @@ def tpe(name: str, oracle: dict[str, Any], seeds: int, budget: int) -> dict[str,
     }
 
 
-def tune(name: str, budget: int, store: Path) -> dict[str, Any]:
+def tune(name: str, budget: int, store: Path, cluster: SharedRay | None) -> dict[str, Any]:
+    """The whole ``pipetune tune``, timed: on a Ray it starts, or attached to the example's ``cluster``."""
     script, args = EXAMPLES[name]
     env = example_env(name)
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "pipetune", "tune", "--json", "--store", str(store), "--budget", str(budget)]
+        cmd += ["--address", cluster.cluster.address] if cluster is not None else []
         cmd += [script, "--", *args, "--out", str(Path(out) / "out")]
         started = time.perf_counter()
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -141,19 +143,33 @@ def side_by_side(
 
 
 def bench(name: str, ns: argparse.Namespace, store: Path, oracle: dict[str, Any]) -> dict[str, Any]:
-    run_example(name, {}, None, store, 600)  # warm-up: the OS's caches, not compared
-    shipped = run_example(name, {}, None, store, 600)  # the static table reads this run
+    """The example's row; an example of ``CLUSTERS`` runs everything on one cluster of its shape started for it."""
+    with SharedRay(CLUSTERS[name]) if name in CLUSTERS else contextlib.nullcontext() as cluster:
+        return _bench(name, ns, store, oracle, cluster)
+
+
+def _bench(
+    name: str, ns: argparse.Namespace, store: Path, oracle: dict[str, Any], cluster: SharedRay | None
+) -> dict[str, Any]:
+    run_example(name, {}, cluster, store, 600)  # warm-up: the OS's caches, not compared
+    shipped = run_example(name, {}, cluster, store, 600)  # the static table reads this run
     limit = 3 * shipped["wall_s"]
     static = flat(static_settings(open_store(store).load(shipped["id"])))
-    tuned = tune(name, ns.budget, store)
-    row: dict[str, Any] = {"static_settings": static, "oracle_settings": oracle["best"], "shared_ray": ns.shared_ray}
+    tuned = tune(name, ns.budget, store, cluster)
+    row: dict[str, Any] = {
+        "static_settings": static,
+        "oracle_settings": oracle["best"],
+        "shared_ray": ns.shared_ray or cluster is not None,
+    }
     row["tune"] = {k: v for k, v in tuned.items() if k != "view"}
     row["tuned_settings"] = flat(tuned["view"]["best"])
     row["bound"] = tuned["view"]["bound"]
     with defaults_script(name) as plain:
         variants = {"shipped": Variant({}), "defaults": Variant({}, plain), "static": Variant(static),
                     "oracle": Variant(oracle["best"]), "tuned": Variant(row["tuned_settings"])}  # fmt: skip
-        if ns.shared_ray:
+        if cluster is not None:
+            times = side_by_side(name, variants, cluster, store, limit, ns.repeats)
+        elif ns.shared_ray:
             with SharedRay() as ray:
                 times = side_by_side(name, variants, ray, store, limit, ns.repeats)
         else:
