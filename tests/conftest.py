@@ -57,7 +57,7 @@ def pipetune(
 
 @pytest.fixture(scope="session")
 def pandas_study(tmp_path_factory: pytest.TempPathFactory, address_of_session: str) -> tuple[Path, dict[str, object]]:
-    """One small study (``tune --budget 1`` on a copy of pandas_batches.py, 2,000 rows), run once for the session:
+    """One small study (``tune --budget 1`` on a copy of pandas_batches.py, 400 rows), run once for the session:
     the tune tests assert on what it reported and stored, the page tests render it. Returns its directory (its
     store is ``.pipetune/pipetune.db`` there) and its ``--json`` view."""
     import json
@@ -65,7 +65,7 @@ def pandas_study(tmp_path_factory: pytest.TempPathFactory, address_of_session: s
     where = tmp_path_factory.mktemp("study")
     (where / "pandas_batches.py").write_text((PIPELINES / "pandas_batches.py").read_text())
     done = pipetune("tune", "pandas_batches.py", "--budget", "1", "--no-warmup", "--address", address_of_session,
-                    "--json", "--", "2000", cwd=where)  # fmt: skip
+                    "--json", "--", "400", cwd=where)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return where, json.loads(done.stdout)
 

@@ -90,13 +90,13 @@ def test_tiny_batches_and_verifying_their_fix(work: Path, address: str) -> None:
     """The batch-size finding on tiny batches, then its fix verified. The mechanism on real runs: repeats grouped,
     medians and noise reported, each finding re-checked. Whether this fix wins beyond the noise depends on the
     machine; the verdict logic is tested on given numbers."""
-    tiny = ("tiny_batches.py", "--", "4000")  # 1,000 rows a block
+    tiny = ("tiny_batches.py", "--", "2000")  # 500 rows a block
     reports = [doctor(work, address, *tiny) for _ in range(2)]
     batch = [f for f in reports[0]["findings"] if f["rule"] == "batch-size"]
     assert batch and batch[0]["fix"]["current"] == 2
-    assert 100 <= batch[0]["fix"]["proposed"] <= 1_000  # at least the guide's step, at most a task's rows
+    assert 100 <= batch[0]["fix"]["proposed"] <= 500  # at least the guide's step, at most a task's rows
     before = [r["run"] for r in reports]
-    fixed = [doctor(work, address, "--set", "1.batch_size=1000", *tiny)["run"]]  # one run: its windows' spread
+    fixed = [doctor(work, address, "--set", "1.batch_size=500", *tiny)["run"]]  # one run: its windows' spread
     result = pipetune("doctor", "--verify", ",".join(before), ",".join(fixed), "--json", cwd=work)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)

@@ -97,7 +97,7 @@ def gone(processes: list[psutil.Process]) -> bool:
 @pytest.mark.parametrize(
     ("setting", "words"),
     [
-        ("nosuch.num_cpus=1", ("no stage 'nosuch'", "valid stages are 0 (0:range)")),
+        ("nosuch.num_cpus=1", ("no stage 'nosuch'", "valid stages are 0 (0:range)", "3 (3:map_batches:Scale)")),
         ("1.num_gpus=1", ("asks for num_gpus=1", "the cluster has no GPU")),
         ("0.batch_size=8", ("has no knob 'batch_size'",)),
     ],
@@ -294,7 +294,7 @@ def test_two_runs_write_one_store_at_once_while_the_dashboard_reads_it(tmp_path:
     ui = start("ui", "--store", store, "--port", str(port), cwd=tmp_path)
     small = ("--set", "1.num_cpus=0.25", "--set", "2.num_cpus=0.25", "--set", "3.num_cpus=0.25")  # both fit at once
     runs = [start("run", PIPELINES / "small.py", "--address", address, "--store", store, "--json", *small, "--",
-                  "--rows", "8000", "--out", str(tmp_path / f"out{n}"), cwd=tmp_path) for n in range(2)]  # fmt: skip
+                  "--rows", "2000", "--out", str(tmp_path / f"out{n}"), cwd=tmp_path) for n in range(2)]  # fmt: skip
     pages = 0
     try:
         while any(r.poll() is None for r in runs):
@@ -315,5 +315,5 @@ def test_two_runs_write_one_store_at_once_while_the_dashboard_reads_it(tmp_path:
     ids = {json.loads(stdout)["id"] for stdout, _ in outputs}
     stored = open_store(store)
     assert {r.id for r in stored.runs()} == ids
-    assert all(stored.load(i).rows == 4_000 and stored.load(i).op_samples for i in ids)  # both whole
+    assert all(stored.load(i).rows == 1_000 and stored.load(i).op_samples for i in ids)  # both whole
     assert pages > 0  # the dashboard answered while they wrote

@@ -14,4 +14,4 @@ def scale(batch):
     return batch
 
 
-ray.data.range(3_000, override_num_blocks=4).map_batches(scale, batch_size=2).write_parquet(OUT)
+ray.data.range(1_200, override_num_blocks=4).map_batches(scale, batch_size=2).write_parquet(OUT)
