@@ -34,9 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _examples import CLUSTERS, EXAMPLES, ROOT, SharedRay, example_env, run_example
 from _grid import GRIDS, key, points
 
+from pipetune.diagnose import Facts
+from pipetune.model import Run
 from pipetune.plan.static import static_settings
 from pipetune.store import open_store
 from pipetune.tune.patch import without_knobs
+from pipetune.tune.policy import ray_defaults
 
 CACHE = ROOT / "benchmarks" / "oracle.json"
 
@@ -44,6 +47,14 @@ CACHE = ROOT / "benchmarks" / "oracle.json"
 def flat(config: dict[str, Any]) -> dict[str, Any]:
     """--config form -> {"INDEX.KNOB": value}."""
     return {f"{s}.{k}": v for s, knobs in config.get("stages", {}).items() for k, v in knobs.items()}
+
+
+def defaults_settings(run: Run) -> dict[str, Any]:
+    """Ray Data's defaults as ``--set`` knobs, read from the shipped run as the tuner reads them (a task's
+    ``num_cpus=1`` is Ray's default already, so it is not among them): tuned settings equal to these are the
+    "defaults" variant under another name."""
+    proposal = ray_defaults(Facts.of(run))
+    return flat(proposal.settings.to_config()) if proposal is not None else {}
 
 
 @contextlib.contextmanager
@@ -154,7 +165,8 @@ def _bench(
     run_example(name, {}, cluster, store, 600)  # warm-up: the OS's caches, not compared
     shipped = run_example(name, {}, cluster, store, 600)  # the static table reads this run
     limit = 3 * shipped["wall_s"]
-    static = flat(static_settings(open_store(store).load(shipped["id"])))
+    shipped_run = open_store(store).load(shipped["id"])
+    static = flat(static_settings(shipped_run))
     tuned = tune(name, ns.budget, store, cluster)
     row: dict[str, Any] = {
         "static_settings": static,
@@ -163,6 +175,7 @@ def _bench(
     }
     row["tune"] = {k: v for k, v in tuned.items() if k != "view"}
     row["tuned_settings"] = flat(tuned["view"]["best"])
+    row["defaults_settings"] = defaults_settings(shipped_run)
     row["bound"] = tuned["view"]["bound"]
     with defaults_script(name) as plain:
         variants = {"shipped": Variant({}), "defaults": Variant({}, plain), "static": Variant(static),
@@ -191,8 +204,9 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         "each variant's median of its side-by-side runs (interleaved; each on a Ray of its own, or with "
         "--shared-ray all on one warm Ray), +-half the "
         "spread in %; speedup: shipped / tuned; % oracle: the oracle's time / tuned time (throughput ratio), "
-        "'same settings' where they are; vs defaults: tuned against Ray Data's defaults, 'within noise' where the "
-        "runs' ranges overlap; trials: pipetune's trial runs after the baseline; probes: how many were stopped "
+        "'same settings' where they are; vs defaults: tuned against Ray Data's defaults ('same settings' where "
+        "they are), 'within noise' where the runs' ranges overlap; trials: pipetune's trial runs after the "
+        "baseline; probes: how many were stopped "
         "early (their time predicted); ->5%: the first trial whose speed-up over the study's baseline came within 5% "
         "of the oracle's over the shipped settings; tune "
         "wall: the whole `pipetune tune` (Ray start, warm-up, baseline, trials); TPE ->5%: median trials over the "
@@ -211,7 +225,7 @@ def _cells(r: dict[str, Any]) -> list[str]:
         *(_spread(r["side_by_side"][label]) for label in LABELS),
         f"{r['shipped'] / r['tuned']:.2f}x",
         "same settings" if same else f"{r['oracle'] / r['tuned'] * 100:.0f}%",
-        _versus(r["side_by_side"]["tuned"], r["side_by_side"]["defaults"]),
+        "same settings" if r["tuned_settings"] == r.get("defaults_settings") else _versus(r),
         str(r["tune"]["trials"]),
         str(r["tune"].get("probes", 0)),
         str(_trials_to_5pct(r) or "-"),
@@ -246,7 +260,8 @@ def _spread(times: list[float]) -> str:
     return f"{mid:.1f}+-{half:.0f}%" if not math.isinf(half) else f"{mid:.1f}+-inf"
 
 
-def _versus(tuned: list[float], defaults: list[float]) -> str:
+def _versus(r: dict[str, Any]) -> str:
+    tuned, defaults = r["side_by_side"]["tuned"], r["side_by_side"]["defaults"]
     if max(tuned) < min(defaults):
         return "faster"
     if min(tuned) > max(defaults):
