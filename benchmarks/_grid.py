@@ -51,11 +51,14 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "1.batch_size": [None, 50, 25],
     },
     # range -> map_batches(parse, 1 CPU) -> map_batches(Scorer actor pool, 1 x 1.5 CPU) -> write_parquet, on a
-    # 2-CPU head and a 1-CPU worker: 2 x 1.5-CPU replicas fit neither node (those points hang to the time limit)
+    # 2-CPU head and a 1-CPU worker. The Scorer waits per call, not per row, so its batch size matters as much
+    # as its replicas; Ray's defaults (an autoscaling pool, whole blocks) are points of the grid. A first grid
+    # without batch sizes (and with the parse stage's num_cpus 1 or 0.25: no difference beyond one run's noise)
+    # found 22 s at best, where Ray's defaults ran 8.6 s (benchmarks/results/tune_bench_two_nodes_2026-12-05.md).
     "two-nodes": {
-        "1.num_cpus": [None, 0.25],
-        "2.concurrency": [1, 2, 4],
-        "2.num_cpus": [None, 1, 0.5, 0.25],
+        "2.concurrency": [1, 2, "default"],
+        "2.num_cpus": [None, 0.5, 0.25],
+        "2.batch_size": [None, 200, "default"],
     },
     # range -> map_batches(Model actor pool, 4 x 0.25 CPU) -> write_parquet
     "model-pool": {
