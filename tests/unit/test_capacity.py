@@ -122,3 +122,17 @@ def test_the_whole_pipeline_model_predicts_fewer_batches_and_whole_blocks() -> N
     assert config_speedup(facts, {}) == 1.0  # nothing changed: the run as measured
     assert config_speedup(facts, grown) > 1.5  # fixed per-batch costs dominate: fewer batches pay them
     assert config_speedup(facts, grown) < config_speedup(facts, {1: Knobs(num_cpus=1.0, batch_size=None)}) * 1.0001
+
+
+def test_a_task_stage_that_a_new_reservation_splits_from_its_pool_needs_room_again() -> None:
+    """map(texts) fused into a 1-CPU actor on 2 CPUs: doubling the actor's reservation alone splits the map off
+    as 1-CPU tasks, with no room left beside a 2-CPU actor (a hang); doubling both keeps them fused and fits."""
+    texts = stage(0, "map_batches", "texts")
+    model = stage(1, "map_batches", "Encoder", kind=StageKind.ACTOR, concurrency=1, num_cpus=1.0)
+    op = Operator("0/MapBatches(texts)->MapBatches(Encoder)_1", "MapBatches(texts)->MapBatches(Encoder)", (0, 1),
+                  "actors", 1, 1.0)  # fmt: skip
+    run = pipeline([(s, op, op_stats(op.uid, 1000, 5.0, 5.0)) for s in (texts, model)], cpus=2.0)
+    assert as_run(run).fits(rooms(run))
+    alone = {1: model.knobs.replace(num_cpus=2.0)}
+    assert not as_run(run, alone).fits(rooms(run))
+    assert as_run(run, {**alone, 0: texts.knobs.replace(num_cpus=2.0)}).fits(rooms(run))

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from pipetune.diagnose import gain_tier
+from pipetune.diagnose import capacity, gain_tier
 from pipetune.diagnose.engine import diagnose, rank_key
 from pipetune.diagnose.facts import Facts, Hardware, OpType
 from pipetune.diagnose.findings import Level
@@ -679,3 +679,45 @@ def test_low_cpu_proposes_nothing_a_fixed_pool_of_one_actor_cannot_use() -> None
         wall=15.0,
     )
     assert [f for f in rule("low-cpu", node_cpu(run, 12.0)) if f.stage_key == "1:map_batches:Call"] == []
+
+
+def _one_replica_model(cores_each: float, cpu_pct: float, cpus: float = 4):  # type: ignore[no-untyped-def]
+    """range -> a one-replica CPU model pool reserving 1 CPU, which burnt ``cores_each`` cores per busy second."""
+    read = stage(0, "range", kind=StageKind.READ)
+    model = stage(1, "map_batches", "Encoder", StageKind.ACTOR, num_cpus=1.0, concurrency=1)
+    r_op = Operator("0/ReadRange_1", "ReadRange", (0,), num_cpus=1.0)
+    m_op = Operator("0/MapBatches(Encoder)_2", "MapBatches(Encoder)", (1,), "actors", 1, 1.0)
+    run = pipeline(
+        [
+            (read, r_op, op_stats(r_op.uid, 4000, 0.2, 0.2, tasks=16)),
+            (model, m_op, op_stats(m_op.uid, 4000, 30.0, 30.0 * cores_each, tasks=16)),
+        ],
+        wall=32.0,
+        cpus=cpus,
+    )
+    return node_cpu(run, cpu_pct)
+
+
+def test_low_cpu_on_cpu_inference_that_fills_its_one_thread_doubles_its_reservation() -> None:
+    """Ray sets OMP_NUM_THREADS from the whole CPUs an actor reserves: a replica burning its one thread while
+    three cores idle gets two threads from num_cpus 2 (the guide's heavy-compute leaf), predicted at most 2x."""
+    facts = Facts.of(_one_replica_model(0.97, 26.0))
+    [f] = [f for f in RULES["low-cpu"](facts) if f.stage_key == "1:map_batches:Encoder"]
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.proposed) == ("num_cpus", 1.0, 2.0)
+    assert f.symptom == "low CPU utilisation (CPU inference stage)"
+    assert any(e.metric.startswith("threads Ray lets") and e.value == 1 for e in f.evidence)
+    assert 1.5 < capacity.fix_speedup(facts, f.fix) <= 2.0
+
+
+def test_low_cpu_leaves_cpu_inference_alone_when_its_thread_waits_or_no_node_has_room() -> None:
+    assert [f for f in rule("low-cpu", _one_replica_model(0.4, 26.0)) if f.fix and f.fix.stage == 1] == []
+    assert [f for f in rule("low-cpu", _one_replica_model(0.97, 45.0, cpus=1)) if f.fix and f.fix.stage == 1] == []
+
+
+def test_a_threads_gain_is_bounded_by_the_cores_left_idle() -> None:
+    facts = Facts.of(_one_replica_model(0.97, 40.0, cpus=2))  # 1.2 cores idle: one more thread, at most
+    op = facts.operator_of(1)
+    assert op is not None
+    assert capacity.threads_speedup(facts, op, 2.0) == pytest.approx(2.0)
+    assert capacity.threads_speedup(facts, op, 1.5) == 1.0  # floor(1.5) = 1 thread: no more than before
+    assert capacity.threads_speedup(Facts.of(_one_replica_model(0.97, 80.0, cpus=2)), op, 2.0) == pytest.approx(1.4)

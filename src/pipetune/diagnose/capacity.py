@@ -220,12 +220,45 @@ def fix_speedup(facts: Facts, fix: Fix) -> float:
     if (cpus is None and size is None) or (cpus is not None and fuses_at(facts.run, op, cpus)):
         return 1.0
     if op.compute == "actors":
-        return run_speedup(facts, op, slots_speedup(facts, op, num_cpus=cpus, concurrency=size))
+        return run_speedup(facts, op, pool_speedup(facts, op, cpus, size))
     knobs = facts.run.stage(stage).knobs
     changed = knobs.replace(num_cpus=knobs.num_cpus if cpus is None else cpus, concurrency=size or knobs.concurrency)
     gain = config_speedup(facts, {stage: changed})  # reservations shared with the other task stages included
     together = {f.stage for f in (fix, *fix.also) if f.knob == "num_cpus" and f.stage is not None} or {stage}
     return with_cost(facts, gain, reservation_cost_s(facts, op, together, _with(op, cpus, size)))
+
+
+def pool_speedup(facts: Facts, op: Operator, num_cpus: float | None, size: int | None) -> float:
+    """The actor pool's own speed-up with another reservation per actor and another size: a new size by the
+    pool model where it has its figures (the one ``size_pool`` picks sizes by), else by the usable slots;
+    times what more threads per actor bring (``threads_speedup``)."""
+    threads = threads_speedup(facts, op, num_cpus) if num_cpus is not None else 1.0
+    model = pool_model(facts, op) if size is not None else None
+    if model is None or size is None:
+        return slots_speedup(facts, op, num_cpus=num_cpus, concurrency=size) * threads
+    return model.seconds(op.max_concurrency or 1) / model.seconds(size) * threads
+
+
+def omp_threads(num_cpus: float) -> int:
+    """The threads a worker's OpenMP, BLAS and torch pools may run: Ray sets its ``OMP_NUM_THREADS``, where the
+    script left it unset, to the whole CPUs the task or actor reserves, at least 1
+    (``ray._private.utils.set_omp_num_threads_if_unset``)."""
+    return max(math.floor(num_cpus + 1e-9), 1)
+
+
+def threads_speedup(facts: Facts, op: Operator, num_cpus: float) -> float:
+    """The most ``op``'s tasks gain from the threads a reservation of ``num_cpus`` lets them run
+    (``omp_threads``): where each burnt about all the threads it had (``USES_RESERVATION`` of them), at best
+    it speeds up with its thread count, limited by the cores the run left idle, shared by the tasks that ran at
+    once. An upper bound: how well the UDF's library spreads one batch over threads is not measured by one
+    run. 1.0 where the reservation adds no thread or the tasks did not fill the threads they had."""
+    rate, before, after = facts.rates.get(op.uid), omp_threads(op.num_cpus), omp_threads(num_cpus)
+    if rate is None or facts.cpu_pct is None or after <= before:
+        return 1.0
+    if rate.cores_per_task < before * th.USES_RESERVATION.value:
+        return 1.0
+    idle = facts.cpus * max(1 - facts.cpu_pct / 100, 0.0)
+    return (before + min(after - before, idle / max(rate.slots, 1.0))) / before
 
 
 def reservation_cost_s(facts: Facts, op: Operator, stage: int | Collection[int], moved: Operator) -> float:
@@ -473,14 +506,43 @@ class PoolModel:
 
 def pool_model(facts: Facts, op: Operator) -> PoolModel | None:
     """The model of ``op``'s pool from the run, or None when a figure it needs was not measured (its start-up
-    included: without it the model cannot tell where more actors stop paying)."""
+    included: without it the model cannot tell where more actors stop paying). Replicas that shared the cores
+    (``shares_cores``) are modelled as each would run alone: on the threads Ray lets it run (``omp_threads``),
+    at the rows per core-second they measured."""
     rate, startup = facts.rates.get(op.uid), actor_startup_s(facts, op)
     if rate is None or startup is None or rate.per_slot <= 0:
         return None
     others = [r for r in facts.rates.values() if r.uid != op.uid]
     burn = sum(s.cpu_s / r.rows for r in others if (s := facts.run.stats_of(r.uid)) is not None and r.rows > 0)
     ceiling = min((r.capacity for r in others), default=math.inf)
-    return PoolModel(rate.rows, rate.per_slot, rate.cores_per_task, startup, facts.cpus, ceiling, burn)
+    per_actor, cores = rate.per_slot, rate.cores_per_task
+    if shares_cores(facts, op) and cores > 0:
+        threads = omp_threads(op.num_cpus)
+        per_actor, cores = per_actor * threads / cores, float(threads)
+    return PoolModel(rate.rows, per_actor, cores, startup, facts.cpus, ceiling, burn)
+
+
+def shares_cores(facts: Facts, op: Operator) -> bool:
+    """The one answer to "did this pool's replicas fight for the cores": more of them than the cores the other
+    operators left (each wanting its ``omp_threads``), and together they kept ``BUSY_CPU_PCT`` of those cores
+    busy, and more than the others did (else a full machine says nothing about the pool: it may wait)."""
+    rate = facts.rates.get(op.uid)
+    if rate is None or op.compute != "actors" or facts.cpus <= 0:
+        return False
+    replicas, others = op.max_concurrency or 1, others_cores(facts, op)
+    burnt, left = replicas * rate.cores_per_task, max(facts.cpus - others, 0.0)
+    wanted = replicas * omp_threads(op.num_cpus)
+    return wanted > left and burnt >= left * th.BUSY_CPU_PCT.value / 100 and burnt >= others
+
+
+def others_cores(facts: Facts, op: Operator) -> float:
+    """The cores the main execution's other operators burnt on average while it ran (their CPU-seconds over
+    its wall): what is left is what replicas fighting for the cores could have had."""
+    execution = facts.execution
+    wall = (execution.ended_t or execution.started_t) - execution.started_t if execution else 0.0
+    if execution is None or wall <= 0:
+        return 0.0
+    return sum(s.cpu_s for s in execution.stats if s.uid != op.uid) / wall
 
 
 @dataclass(frozen=True)
@@ -698,7 +760,32 @@ def reservations(stages: Iterable[tuple[Stage, Knobs]]) -> Reservations:
 
 def as_run(run: Run, changed: Mapping[int, Knobs] | None = None) -> Reservations:
     """The reservations of the recorded run (with some stages' knobs ``changed``), leaving out the stages Ray
-    fused into an actor pool."""
-    in_pools = {i for _, op in run.operators() if op.compute == "actors" for i in op.stages}
+    fused into an actor pool and still would with those knobs (``fused_into_pool``)."""
+    knobs = {s.index: (changed or {}).get(s.index, s.knobs) for s in run.stages}
+    in_pools = {i for _, op in run.operators() if op.compute == "actors" for i in fused_into_pool(run, op, knobs)}
     kept = [s for s in run.stages if s.kind is StageKind.ACTOR or s.index not in in_pools]
-    return reservations((s, (changed or {}).get(s.index, s.knobs)) for s in kept)
+    return reservations((s, knobs[s.index]) for s in kept)
+
+
+def fused_into_pool(run: Run, op: Operator, knobs: Mapping[int, Knobs]) -> set[int]:
+    """The stages of the actor pool's operator ``op`` that stay fused into it with ``knobs``: Ray fuses a stage
+    into the one after it only while their reservations are equal (``are_remote_args_compatible``), so from
+    the first one upstream of the actor stage that reserves otherwise, the stages before it run as tasks."""
+    kinds = {s.index: s.kind for s in run.stages}
+    actor = next((i for i in reversed(op.stages) if kinds.get(i) is StageKind.ACTOR), None)
+    if actor is None:
+        return set(op.stages)
+    fused = {i for i in op.stages if i >= actor}
+    for i in reversed([i for i in op.stages if i < actor]):
+        if not _fuse_still(run, knobs, i, actor):
+            break
+        fused.add(i)
+    return fused
+
+
+def _fuse_still(run: Run, knobs: Mapping[int, Knobs], stage: int, actor: int) -> bool:
+    """As recorded where neither changed (Ray fused them); else whether their reservations are equal."""
+    if knobs[stage] == run.stage(stage).knobs and knobs[actor] == run.stage(actor).knobs:
+        return True
+    held = [(cpus_of(knobs[i]), knobs[i].num_gpus or 0.0) for i in (stage, actor)]
+    return held[0] == held[1]

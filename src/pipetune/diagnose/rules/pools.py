@@ -26,12 +26,10 @@ def _oversized(facts: Facts, stage: Stage) -> Finding | None:
     if rate is None or op is None or isinstance(stage.knobs.concurrency, tuple) or facts.cpus <= 0:
         return None
     burnt = replicas * rate.cores_per_task  # the cores the replicas kept busy between them
-    others = _others_cores(facts, stage)
+    others = capacity.others_cores(facts, op)
     gate = max(facts.cpus - others, 0.0) * th.BUSY_CPU_PCT.value / 100
-    if replicas <= facts.cpus or burnt < gate or burnt < others:
-        # no more replicas than cores; or they did not fill the cores left to them (they wait); or the other
-        # stages burn more than the pool, so a full machine says nothing about the pool (it may be waiting)
-        return None
+    if replicas <= facts.cpus or not capacity.shares_cores(facts, op):
+        return None  # no more replicas than cores, or they did not fight for the cores (they may wait)
     fewer = _fewer(facts, stage, others)
     if fewer is None:
         return None
@@ -60,16 +58,3 @@ def _fewer(facts: Facts, stage: Stage, others: float) -> int | None:
         return None
     changed = {stage.index: stage.knobs.replace(concurrency=wanted)}
     return wanted if capacity.as_run(facts.run, changed).fits(capacity.rooms(facts.run)) else None
-
-
-def _others_cores(facts: Facts, stage: Stage) -> float:
-    """What the other stages burnt over the execution, in cores. Replicas that contend for the cores fill the
-    rest, so the pool's gate is measured against what is left, not against all the cores (a pool sharing 2
-    cores with a busy reader can never burn 80% of both)."""
-    execution = facts.execution
-    wall = (execution.ended_t or execution.started_t) - execution.started_t if execution else 0.0
-    if execution is None or wall <= 0:
-        return 0.0
-    others = [s for s in execution.stats if stage.index not in next((o.stages for o in execution.operators
-                                                                      if o.uid == s.uid), ())]  # fmt: skip
-    return sum(s.cpu_s for s in others) / wall
