@@ -67,6 +67,8 @@ CASES = (
          "benchmarks/faults/half_waiting.py", ("filter",)),
     Case("low-cpu-map", "low CPU: CPU preprocessing", ("low-cpu", "slow-stage"), "1:map_batches:enrich",
          "benchmarks/faults/half_waiting.py", ("map",)),
+    Case("one-thread-model", "low CPU: heavy compute (CPU inference)", ("low-cpu", "slow-stage"),
+         "2:map_batches:Encoder", "benchmarks/faults/one_thread_model.py"),
     Case("tiny-batches", "small batches (vectorised UDF)", ("batch-size",), "1:map_batches:scale",
          "tests/pipelines/tiny_batches.py"),
     Case("pandas-2-rows", "small batches, one block", ("batch-size", "few-blocks"), "1:map_batches:scale",
