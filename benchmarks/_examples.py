@@ -33,6 +33,36 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+BUSY_BEFORE_PCT = 25.0  # chosen: a machine busier than a quarter of its cores before a benchmark skews its times
+
+
+def idle_check(seconds: float = 2.0) -> str:
+    """One line on how busy the machine is before a benchmark times anything: its CPU use over ``seconds``
+    and the other processes burning most. Where it is busier than ``BUSY_BEFORE_PCT`` the line says so, on
+    stderr too: timings then measure the other load as much as the pipeline (earlier tables ran 2-4x slower
+    beside a forgotten scratch cluster)."""
+    import psutil
+
+    procs = [p for p in psutil.process_iter(["pid", "name"]) if p.pid != os.getpid()]
+    for p in procs:
+        _cpu(p)
+    busy = psutil.cpu_percent(interval=seconds)
+    top = sorted(((_cpu(p), p) for p in procs), key=lambda t: -t[0])[:3]
+    names = ", ".join(f"{p.info['name']} (pid {p.pid}) {pct:.0f}%" for pct, p in top if pct >= 5) or "none over 5%"
+    line = f"machine before the run: CPU {busy:.0f}% busy over {seconds:g} s; busiest others: {names}"
+    if busy > BUSY_BEFORE_PCT:
+        line = f"NOT IDLE: {line}: these timings are not comparable with an idle machine's"
+        print(line, file=sys.stderr, flush=True)
+    return line
+
+
+def _cpu(proc: Any) -> float:
+    try:
+        return float(proc.cpu_percent(None))
+    except Exception:  # the process ended or is not ours to read
+        return 0.0
+
+
 OOM_HEADROOM_GIB = 4.0  # the memory example's own sizing: one 2.2 GiB task fits under the threshold, two do not
 
 

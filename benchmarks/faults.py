@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _examples import ROOT, SharedRay, lowered_memory_threshold, own_ray_env
+from _examples import ROOT, SharedRay, idle_check, lowered_memory_threshold, own_ray_env
 
 from pipetune.diagnose import Outcome, compare
 from pipetune.diagnose.noise import spread_pct
@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
     args = parser.parse_args()
     cases = [c for c in CASES if not args.only or c.name in args.only]
-    rows = []
+    rows, machine = [], idle_check()
     with tempfile.TemporaryDirectory() as tmp, SharedRay() as ray:
         for case in cases:
             rows.append(measure(case, args.pairs, ray, Path(tmp) / "faults.db", args.limit_s))
@@ -234,7 +234,7 @@ def main() -> None:
     text = table(rows)
     print(text)
     if args.out:
-        args.out.write_text(f"`{' '.join(sys.argv)}`\n\n{text}\n")
+        args.out.write_text(f"`{' '.join(sys.argv)}`\n\n{machine}\n\n{text}\n")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _examples import CLUSTERS, EXAMPLES, ROOT, SharedRay, example_env, run_example
+from _examples import CLUSTERS, EXAMPLES, ROOT, SharedRay, example_env, idle_check, run_example
 from _grid import GRIDS, key, points
 
 from pipetune.diagnose import Facts
@@ -213,6 +213,9 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         f"seeds; TPE %@{budget}: TPE's best after {budget} trials as % of the oracle's throughput, on the grid's "
         "table (measured on one shared Ray); bound gap: the tuned run above its hardware bound"
     )
+    for name, r in rows.items():
+        if r.get("machine"):
+            print(f"{name}: {r['machine']}")
 
 
 LABELS = ("shipped", "defaults", "static", "oracle", "tuned")
@@ -286,7 +289,8 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ns.only or [n for n in EXAMPLES if n in oracle]:  # every example with a measured grid
-            rows[name] = bench(name, ns, Path(tmp) / "bench.db", oracle[name])
+            machine = idle_check()
+            rows[name] = {**bench(name, ns, Path(tmp) / "bench.db", oracle[name]), "machine": machine}
             print(f"{name}: {json.dumps(rows[name], default=str)}", file=sys.stderr, flush=True)
     if ns.save:
         ns.save.write_text(json.dumps(rows, indent=1, default=str) + "\n")
