@@ -353,3 +353,34 @@ def test_ray_datas_defaults_are_always_weighed_one_knob_and_all_at_once() -> Non
     on_gpu = tuple(dataclasses.replace(s, knobs=s.knobs.replace(num_gpus=1.0)) for s in run.stages)  # type: ignore[attr-defined]
     gpu_moves = [a for p in candidates(Facts.of(dataclasses.replace(run, stages=on_gpu))) for a in p.settings.to_args()]  # type: ignore[call-overload]
     assert "2.batch_size=default" not in gpu_moves  # Ray requires an explicit batch size on a GPU stage
+
+
+def _fused_map_and_write(cores: float):  # type: ignore[no-untyped-def]
+    """range -> map(work) fused with its write at 1 CPU each, 60 tasks burning ``cores`` each, 12% CPU."""
+    from dataclasses import replace
+
+    from tests.unit.builders import node_cpu
+
+    work, write = stage(1, "map", "work", num_cpus=1.0), stage(2, "write_parquet", kind=StageKind.WRITE)
+    read = replace(stage(0, "range", kind=StageKind.READ), takes=("override_num_blocks",))
+    r_op = Operator("0/ReadRange_1", "ReadRange", (0,), num_cpus=1.0)
+    op = Operator("0/Map(work)->Write_2", "Map(work)->Write", (1, 2), num_cpus=1.0)
+    stats = op_stats(op.uid, 600, 30.0, 30.0 * cores, tasks=60, stage_time_s=(29.9, 0.1))
+    run = pipeline([(read, r_op, op_stats(r_op.uid, 600, 0.5, 0.5, tasks=60)), (work, op, stats),
+                    (write, op, stats)], wall=15.0)  # fmt: skip
+    return node_cpu(run, 12.0)
+
+
+def test_a_lowered_reservation_moves_every_stage_it_names_each_on_its_own_stage() -> None:
+    """The doctor's fix lowers the map and the write fused with it; the trial must run exactly that (the
+    stages' settings once all landed on the first stage, so the last value won and the write kept 1 CPU)."""
+    low = [p for p in candidates(Facts.of(_fused_map_and_write(0.45))) if p.rule == "low-cpu"]
+    assert low, "a low-CPU proposal"
+    args = low[0].settings.to_args()
+    assert sorted(a.split("=")[0] for a in args) == ["1.num_cpus", "2.num_cpus"]
+    assert len({a.split("=")[1] for a in args}) == 1  # one value: the operator stays fused
+
+
+def test_a_waiting_stage_reserves_what_it_burns_and_only_it_moves() -> None:
+    low = [p for p in candidates(Facts.of(_fused_map_and_write(0.015))) if p.rule == "low-cpu"]
+    assert low and low[0].settings.to_args() == ("1.num_cpus=0.025",)

@@ -320,8 +320,8 @@ def _settings_of(fix: Fix) -> Settings:
     if fix.knob.startswith("ctx.") or fix.stage is None:
         return Settings(context=(ContextSetting(fix.knob.removeprefix("ctx."), fix.proposed),))
     settings = _one(fix.stage, fix.knob, fix.proposed)
-    for other in fix.also:
-        settings = settings.merged(_one(fix.stage, other.knob, other.proposed))
+    for other in fix.also:  # each on its own stage: a pool's size, or the stages fused with this one
+        settings = settings.merged(_one(fix.stage if other.stage is None else other.stage, other.knob, other.proposed))
     return settings
 
 
@@ -336,7 +336,7 @@ def _waiting_cpus(facts: Facts, stage: int, fix: Fix) -> Fix:
         return fix  # a fix that raises the reservation (fewer tasks at once, against OOM kills) keeps its value
     step = NUM_CPUS_IO[0]
     measured = round(max(step, math.ceil(rate.cores_per_task / step) * step), 3)
-    return replace(fix, proposed=measured) if measured < fix.current else fix
+    return replace(fix, proposed=measured, also=()) if measured < fix.current else fix
 
 
 def _lowers(fix: Fix) -> bool:
