@@ -12,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES: dict[str, tuple[str, list[str]]] = {
     "etl": ("examples/etl_parquet.py", []),
@@ -41,8 +43,6 @@ def idle_check(seconds: float = 2.0) -> str:
     and the other processes burning most. Where it is busier than ``BUSY_BEFORE_PCT`` the line says so, on
     stderr too: timings then measure the other load as much as the pipeline (earlier tables ran 2-4x slower
     beside a forgotten scratch cluster)."""
-    import psutil
-
     procs = [p for p in psutil.process_iter(["pid", "name"]) if p.pid != os.getpid()]
     for p in procs:
         _cpu(p)
@@ -56,10 +56,10 @@ def idle_check(seconds: float = 2.0) -> str:
     return line
 
 
-def _cpu(proc: Any) -> float:
+def _cpu(proc: psutil.Process) -> float:
     try:
         return float(proc.cpu_percent(None))
-    except Exception:  # the process ended or is not ours to read
+    except psutil.Error:  # the process ended or is not ours to read
         return 0.0
 
 
@@ -68,7 +68,6 @@ OOM_HEADROOM_GIB = 4.0  # the memory example's own sizing: one 2.2 GiB task fits
 
 def lowered_memory_threshold() -> dict[str, str]:
     """Ray's memory monitor set to kill above what the machine uses now plus ``OOM_HEADROOM_GIB``."""
-    import psutil
 
     mem = psutil.virtual_memory()
     threshold = (mem.total - mem.available + OOM_HEADROOM_GIB * 1024**3) / mem.total

@@ -257,8 +257,12 @@ def threads_speedup(facts: Facts, op: Operator, num_cpus: float) -> float:
         return 1.0
     if rate.cores_per_task < before * th.USES_RESERVATION.value:
         return 1.0
-    idle = facts.cpus * max(1 - facts.cpu_pct / 100, 0.0)
-    return (before + min(after - before, idle / max(rate.slots, 1.0))) / before
+    return (before + min(after - before, idle_cores(facts) / max(rate.slots, 1.0))) / before
+
+
+def idle_cores(facts: Facts) -> float:
+    """The cores the run left idle on average: the cluster's CPUs less the share its nodes kept busy."""
+    return facts.cpus * max(1 - (facts.cpu_pct or 0.0) / 100, 0.0)
 
 
 def reservation_cost_s(facts: Facts, op: Operator, stage: int | Collection[int], moved: Operator) -> float:
@@ -532,7 +536,13 @@ def shares_cores(facts: Facts, op: Operator) -> bool:
     replicas, others = op.max_concurrency or 1, others_cores(facts, op)
     burnt, left = replicas * rate.cores_per_task, max(facts.cpus - others, 0.0)
     wanted = replicas * omp_threads(op.num_cpus)
-    return wanted > left and burnt >= left * th.BUSY_CPU_PCT.value / 100 and burnt >= others
+    return wanted > left and burnt >= busy_gate(facts, op) and burnt >= others
+
+
+def busy_gate(facts: Facts, op: Operator) -> float:
+    """The cores a pool's replicas must keep busy between them to count as fighting for the cores:
+    ``BUSY_CPU_PCT`` of those the other operators left them (``others_cores``)."""
+    return max(facts.cpus - others_cores(facts, op), 0.0) * th.BUSY_CPU_PCT.value / 100
 
 
 def others_cores(facts: Facts, op: Operator) -> float:

@@ -9,7 +9,7 @@ replica that burns all of its threads while cores idle gets more threads from a 
 from __future__ import annotations
 
 from pipetune.diagnose import thresholds as th
-from pipetune.diagnose.capacity import as_run, omp_threads, rooms, slots_speedup, threads_speedup
+from pipetune.diagnose.capacity import as_run, idle_cores, omp_threads, rooms, slots_speedup, threads_speedup
 from pipetune.diagnose.facts import Facts, OpType
 from pipetune.diagnose.findings import Evidence, Finding, Fix, Level
 from pipetune.diagnose.rules._common import (
@@ -43,7 +43,7 @@ def _few_threads(facts: Facts, stage: Stage) -> Finding | None:
     fix, threads = _doubled(facts, stage, op.num_cpus), omp_threads(op.num_cpus)
     if fix is None or rate.headroom > th.LIMITING_HEADROOM.value or threads_speedup(facts, op, fix.proposed) <= 1:
         return None
-    idle = facts.cpus * (1 - (facts.cpu_pct or 0.0) / 100)
+    idle = idle_cores(facts)
     return finding(
         facts, "low-cpu", f"low CPU utilisation ({OpType.CPU_INFERENCE.value} stage)", stage,
         [Evidence("cluster CPU use", facts.cpu_pct or 0.0, "%", th.LOW_CPU_PCT.value, th.LOW_CPU_PCT.source),

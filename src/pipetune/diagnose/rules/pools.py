@@ -27,7 +27,7 @@ def _oversized(facts: Facts, stage: Stage) -> Finding | None:
         return None
     burnt = replicas * rate.cores_per_task  # the cores the replicas kept busy between them
     others = capacity.others_cores(facts, op)
-    gate = max(facts.cpus - others, 0.0) * th.BUSY_CPU_PCT.value / 100
+    gate = capacity.busy_gate(facts, op)
     if replicas <= facts.cpus or not capacity.shares_cores(facts, op):
         return None  # no more replicas than cores, or they did not fight for the cores (they may wait)
     fewer = _fewer(facts, stage, others)
