@@ -57,3 +57,27 @@ def test_an_operator_ending_in_a_write_is_counted_by_the_rows_it_consumed() -> N
 
     assert rows_moved("MapBatches(price)->Write") == rows_moved("Write [3]") == "rows_in"
     assert rows_moved("MapBatches(price)") == rows_moved("ReadParquet->MapBatches(WriteLike)") == "rows_out"
+
+
+def test_a_stopped_execution_gives_its_share_of_the_cluster_back_and_waits_until_it_is_given() -> None:
+    """A killed driver never cancels its request to Ray Data's autoscaling coordinator, which then splits the
+    cluster with it for minutes; ``release`` cancels it and waits for the actor to have the call."""
+    from pipetune.record import _ray_compat
+
+    cancelled: list[str] = []
+
+    class Method:
+        def remote(self, requester: str) -> str:
+            cancelled.append(requester)
+            return "ref"
+
+    waited: list[tuple[object, float]] = []
+    client = SimpleNamespace(_autoscaling_coordinator=SimpleNamespace(cancel_request=Method()))
+    executor = SimpleNamespace(_cluster_autoscaler=SimpleNamespace(_autoscaling_coordinator=client,
+                                                                   _requester_id="data-7"))  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_ray_compat.ray, "get", lambda ref, timeout: waited.append((ref, timeout)))
+        _ray_compat.release(executor)
+        never_asked = SimpleNamespace(_cluster_autoscaler=SimpleNamespace(on_executor_shutdown=lambda: None))
+        _ray_compat.release(never_asked)  # no coordinator created yet: Ray's own shutdown path, nothing to wait for
+    assert cancelled == ["data-7"] and waited == [("ref", _ray_compat.RELEASE_WAIT_S)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import signal
 import sys
 import time
 import traceback
@@ -54,7 +55,6 @@ def _die_with_parent() -> None:
         return
     import contextlib
     import ctypes
-    import signal
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -65,6 +65,7 @@ def _install(sender: Sender, spec: dict[str, Any], t0: float) -> Probe:
 
     from pipetune.capture import Started
     from pipetune.record import _ray_compat, interpose
+    from pipetune.record.channel import WIND_DOWN_SIGNAL
     from pipetune.record.probe import Probe, watch_sinks
     from pipetune.settings import Settings
 
@@ -74,6 +75,7 @@ def _install(sender: Sender, spec: dict[str, Any], t0: float) -> Probe:
     interpose.install(probe.registry)
     _ray_compat.enable_stage_timing()
     watch_sinks(probe)
+    signal.signal(WIND_DOWN_SIGNAL, lambda *_: probe.winding_down.set())
     for o in overrides.context:  # before the script builds datasets: they copy the context
         setattr(DataContext.get_current(), o.field, o.value)
     sender.send(Started(os.getpid(), _ray_compat.check_version() or ""))

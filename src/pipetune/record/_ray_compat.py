@@ -242,6 +242,25 @@ def _safe(fn: Callable[[], Any]) -> Any:
         return None
 
 
+RELEASE_WAIT_S = 2.0  # chosen: one call to an actor on the same cluster; a run being stopped does not wait longer
+
+
+def release(executor: Any) -> None:
+    """Give back the share of the cluster the executor asked Ray Data's autoscaling coordinator for, and wait
+    until the coordinator has it: a driver that is killed never does (Ray does it in the executor's shutdown),
+    and the coordinator, one actor for the whole cluster, keeps splitting the cluster's CPUs with the dead
+    execution until its request expires (``RAY_DATA_AUTOSCALING_REQUEST_EXPIRE_TIME_S``, 180 s by default):
+    every run in that window would get half the cluster."""
+    autoscaler = getattr(executor, "_cluster_autoscaler", None)
+    client = getattr(autoscaler, "_autoscaling_coordinator", None)
+    actor = getattr(client, "__dict__", {}).get("_autoscaling_coordinator")  # the shared actor, once created
+    requester = getattr(autoscaler, "_requester_id", None)
+    if actor is not None and requester is not None:
+        _safe(lambda: ray.get(actor.cancel_request.remote(requester), timeout=RELEASE_WAIT_S))
+    elif autoscaler is not None:
+        _safe(autoscaler.on_executor_shutdown)
+
+
 def final_stats(executor: Any) -> dict[str, OperatorStats]:
     """Per operator, what its finished tasks did: from the blocks' execution stats and the runtime metrics."""
     return {op_id: _op_stats(op_id, op) for op_id, op, _ in _ops(executor)}

@@ -1,12 +1,15 @@
 """The one-way line from the recorded script (child) to the recorder (parent): capture messages on a pipe.
 
 The child only writes; the parent reads, stores every message as it arrives, and so keeps everything sent
-before a crash. Messages are small (one sample tick is a few hundred bytes), so a write never blocks long.
+before a crash. The one word the other way is a signal (``WIND_DOWN_SIGNAL``): the parent is about to stop the
+run, so the child sends what its executions' finished tasks did. Messages are small (one sample tick is a few
+hundred bytes), so a write never blocks long.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from typing import IO
@@ -15,6 +18,7 @@ from pipetune import capture
 from pipetune.capture import Message
 
 ENV_FD = "PIPETUNE_EVENTS_FD"
+WIND_DOWN_SIGNAL = signal.SIGUSR1
 
 
 class Sender:

@@ -22,18 +22,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from pipetune.capture import EnvironmentSeen, EventSeen, Message, OpId, OpSamples, Outcome, Part, Started
+from pipetune.capture import (
+    EnvironmentSeen,
+    EventSeen,
+    ExecutionEnded,
+    Message,
+    OpId,
+    OpSamples,
+    Outcome,
+    Part,
+    Started,
+)
 from pipetune.diagnose import bottleneck_label
 from pipetune.errors import RayUnavailable, ScriptError, UsageError, describe_exception
 from pipetune.model import Event, EventKind, Run, RunStatus
 from pipetune.record import logs, remote, stacks
-from pipetune.record.channel import ENV_FD, receive
+from pipetune.record.channel import ENV_FD, WIND_DOWN_SIGNAL, receive
 from pipetune.record.watchdog import Watchdog
 from pipetune.settings import Settings
 from pipetune.store import RunHeader, Store, new_run_id
 
 Listener = Callable[[Message], None]
 StopRule = Callable[[Message], str | None]  # sees every message; a reason ends the run there
+WIND_DOWN_S = 5.0  # chosen: the scheduler steps many times a second; a driver silent this long is stuck
 
 
 @dataclass(frozen=True)
@@ -200,6 +211,7 @@ class _Recorder:
         self.raylet_logs: list[str] = []  # OOM kills and spilling show only there, read after the run
         self.timed_out = False
         self.interrupts = 0
+        self._kill: threading.Timer | None = None  # armed once a stop rule winds the run down
 
     def drive(self, child: tuple[subprocess.Popen[bytes], int], launch: Launch) -> Outcome:
         proc, read_fd = child
@@ -210,8 +222,9 @@ class _Recorder:
             self._pump(proc, stream)
         for thread in self.captures:  # stacks being captured belong to the run: wait before it is closed
             thread.join()  # bounded: each py-spy dump has its own time limit (record.stacks)
-        if timer is not None:
-            timer.cancel()
+        for armed in (timer, self._kill):
+            if armed is not None:
+                armed.cancel()
         outcome = self._outcome(proc.wait())
         if outcome.wall_s is not None:  # the child's own figure wins if it sent one
             return outcome
@@ -262,12 +275,25 @@ class _Recorder:
             self._watch(part)
 
     def _maybe_stop(self, message: Message) -> None:
-        if self.stop is None or self.stopped is not None or self._proc is None:
+        if self._proc is None or self.stop is None:
+            return
+        if self.stopped is not None:
+            if isinstance(message, ExecutionEnded):  # what the finished tasks did is stored: the rest is not needed
+                _signal_group(self._proc, signal.SIGKILL)
             return
         reason = self.stop(message)
         if reason:
             self.stopped = reason
-            _signal_group(self._proc, signal.SIGKILL)  # what was measured is stored; the rest is not needed
+            self._wind_down(self._proc)
+
+    def _wind_down(self, proc: subprocess.Popen[bytes]) -> None:
+        """Ask the driver for its execution's stats so far (``channel.WIND_DOWN_SIGNAL``), then end it: at once
+        when they arrive, after ``WIND_DOWN_S`` if they do not."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, WIND_DOWN_SIGNAL)
+        self._kill = threading.Timer(WIND_DOWN_S, _signal_group, (proc, signal.SIGKILL))
+        self._kill.daemon = True
+        self._kill.start()
 
     def _append(self, part: Part) -> None:
         with self._lock:

@@ -70,6 +70,8 @@ class Probe:
         self.registry.before_execution = self.check_settings
         self.registry.consumers = ConsumerLog(self._consumed)
         self._checked = False
+        self.winding_down = threading.Event()  # set by ``WIND_DOWN_SIGNAL``: the recorder is about to stop the run
+        self._wound_down: set[str] = set()
 
     def check_settings(self) -> None:
         """Refuse overrides that name no stage or ask for GPUs the cluster lacks: once, before Ray executes."""
@@ -126,6 +128,9 @@ class Probe:
 
     def execution_step(self, executor: Any) -> None:
         dataset = _ray_compat.dataset_id(executor)
+        if self.winding_down.is_set():
+            self._stopped_here(executor, dataset)
+            return
         now = time.perf_counter()
         if now - self._last_sample.get(dataset, 0.0) < SAMPLE_INTERVAL_S:
             return
@@ -152,6 +157,22 @@ class Probe:
         for event in self._failures(executor, stats, error):
             self.sender.send(EventSeen(event))
         self.sender.send(ExecutionEnded(index, self.now(), error is None, tuple(stats)))
+
+    def _stopped_here(self, executor: Any, dataset: str) -> None:
+        """The recorder stops the run (a probe has seen enough): the execution ends here as far as the run is
+        concerned, with what its finished tasks did, neither succeeded nor failed (``ok`` None); its share of
+        the cluster is given back first, so that the next run on the same Ray gets all of it."""
+        if dataset in self._wound_down:
+            return
+        self._wound_down.add(dataset)
+        index = self._executions.get(dataset, 0)
+        self._send_samples(executor)
+        stats = [
+            dataclasses.replace(s, uid=str(OpId.of(index, s.uid))) for s in _ray_compat.final_stats(executor).values()
+        ]
+        ended = self.now()
+        _ray_compat.release(executor)
+        self.sender.send(ExecutionEnded(index, ended, None, tuple(stats)))
 
     def _failures(self, executor: Any, stats: list[OperatorStats], error: Exception | None) -> list[Event]:
         events = []
