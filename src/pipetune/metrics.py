@@ -26,6 +26,7 @@ _OPERATOR = (
     Metric("bytes_out", "bytes", "bytes produced", cumulative=True),
     Metric("bytes_done", "bytes", "input bytes of the tasks that finished", cumulative=True),
     Metric("bytes_planned", "bytes", "input bytes of all its read tasks, for an operator that reads"),
+    Metric("rows_planned", "rows", "rows Ray expects the operator to output in all (its own running estimate)"),
     Metric("tasks_running", "count", "tasks submitted and not finished"),
     Metric("tasks_finished", "count", "tasks finished", cumulative=True),
     Metric("tasks_failed", "count", "tasks that raised or died", cumulative=True),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from typing import cast
 
 import pytest
 
 from pipetune.capture import ExecutionStarted, OpId, OpSamples
 from pipetune.diagnose import rows_done
-from pipetune.model import Operator, RunStatus, Sample
+from pipetune.model import Operator, RunStatus, Sample, StageKind
 from pipetune.tune import objective
 from pipetune.tune.study import Sink
 from tests.unit.builders import two_stage_run, with_
@@ -64,8 +65,8 @@ def test_a_sink_probe_stops_once_its_rate_is_known_within_the_noise_and_half_the
     late(_started())
     assert all(late(_sampled(float(t))) is None for t in range(2, 12))
     fused = objective.SinkProbeDone(Sink(rows=40_000.0, tail_s=1.0, stage=1), noise_pct=5.0)
-    fused(_started(sink_stages=(0, 1)))  # the read fused into the last operator: its inputs are read tasks
-    assert all(fused(_sampled(float(t))) is None for t in range(2, 12))
+    fused(_started(sink_stages=(0, 1)))  # the read fused into the last operator: its inputs are read tasks,
+    assert all(fused(_sampled(float(t))) is None for t in range(2, 12))  # and this one's share is not known
 
 
 def test_a_sink_probe_is_still_ended_by_its_time_box() -> None:
@@ -86,9 +87,9 @@ def test_a_sink_probe_known_to_end_past_its_time_box_stops_once_its_rate_is_stea
     may_make_it = objective.SinkProbeDone(sink, noise_pct=0.0, box_s=45.0)  # ends at t=43 s plus 1 s of tail
     may_make_it(_started())
     assert objective.SINK_PAST_BOX_REASON not in [may_make_it(_sampled(float(t))) for t in range(2, 20)]
-    climbing = [(float(t), 50.0 * (t - 3) ** 2) for t in range(3, 16)]  # replicas still coming online
+    climbing = [(float(t), 50.0 * (t - 3) ** 2 / 40_000) for t in range(3, 16)]  # replicas still coming online
     assert not objective.past_box(climbing, sink, 30.0)
-    assert objective.past_box([(t, 500.0 * (t - 3)) for t, _ in climbing], sink, 30.0)
+    assert objective.past_box([(t, 500.0 * (t - 3) / 40_000) for t, _ in climbing], sink, 30.0)
 
 
 @pytest.mark.parametrize("reason", objective.SINK_REASONS)
@@ -127,6 +128,9 @@ def test_a_trial_is_probed_by_its_sink_once_the_baseline_measured_one() -> None:
     assert trial_of(json.loads(json.dumps(trial_payload(baseline)))) == baseline  # stored and read back whole
     assert isinstance(_stop_rule(Step(Role.TRIAL, Settings(), time_box_s=40.0), study), objective.SinkProbeDone)
     assert not isinstance(_stop_rule(Step(Role.CONFIRM, Settings()), study), objective.SinkProbeDone)  # in full
+    assert isinstance(
+        _stop_rule(Step(Role.BASELINE, Settings()), Study("s0", Spec("pipe.py"))), objective.SinkProbeDone
+    )
     looped = Study("s2", Spec("pipe.py"), (dataclasses.replace(baseline, consumed={"c": 9.0}),))
     assert looped.sink is None  # a loop's pipeline is probed by its batches instead
 
@@ -146,5 +150,70 @@ def test_a_sink_that_reads_is_measured_by_the_share_of_its_read_tasks_input_done
     probe = with_(reading, status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON)
     assert objective.seconds(probe, {}, None, sink) == pytest.approx(13.0)  # 10% a second from t=3: all by t=13
     split = (Operator("0/ReadFiles_1", "ReadFiles", (0,)), Operator("0/MapBatches(work)_2", "MapBatches", (1,)))
-    assert objective.entry(split, sink) is None  # a read split off runs ahead of the sink: not a probe
-    assert objective.entry((fused,), sink) is fused
+    counted = {split[0].uid: {"rows_planned": 4_000.0}, split[1].uid: progress(5.0)}  # Ray expects 4,000 rows
+    assert objective.share_done(split, counted, sink) == pytest.approx(0.5)  # a read split off: rows, of Ray's 4,000
+    assert objective.share_done(split, {split[1].uid: progress(5.0)}, sink) is None  # no estimate: no probe
+    assert objective.share_done((fused,), {fused.uid: samples[-1].values}, sink) == pytest.approx(0.6)
+
+
+def _write_run(index: int, t: float) -> list[object]:
+    """What the baseline's stop rule is told: stages (the last one writes), then an execution of read -> write."""
+    from pipetune.capture import StageBuilt
+    from tests.unit.builders import stage
+
+    built = [StageBuilt(stage(0, "read_parquet", kind=StageKind.READ)), StageBuilt(stage(1, "write_parquet",
+             kind=StageKind.WRITE))]  # fmt: skip
+    ops = (Operator("0/ReadFiles_1", "ReadFiles", (0,)), Operator(f"{index}/Write_2", "Write", (1,)))
+    return [*built, ExecutionStarted(index, t, "ds", ops)]
+
+
+def _estimated(index: int, t: float, planned: float = 40_000.0) -> OpSamples:
+    """The write at ``t`` (1,000 rows a second from t=3), its upstream read expecting ``planned`` rows."""
+    return OpSamples(t, {OpId.parse("0/ReadFiles_1"): {"rows_planned": planned},
+                         OpId.parse(f"{index}/Write_2"): progress(t)})  # fmt: skip
+
+
+def test_the_baseline_is_probed_against_rays_estimate_of_the_rows_its_write_will_take() -> None:
+    done = objective.SinkProbeDone(None, noise_pct=5.0)
+    assert all(done(m) is None for m in _write_run(0, 1.0))
+    seen = [done(_estimated(0, float(t))) for t in range(2, 12)]
+    assert seen.index(objective.SINK_PROBE_REASON) == 6  # t=8: the fifth point with rows done, 5,000 of 40,000
+    unknown = objective.SinkProbeDone(None, noise_pct=5.0)
+    for m in _write_run(0, 1.0):
+        unknown(m)
+    assert all(unknown(_estimated(0, float(t), planned=0.0)) is None for t in range(2, 12))  # Ray has no estimate
+
+
+def test_a_baseline_is_probed_only_in_a_first_execution_that_writes() -> None:
+    second = objective.SinkProbeDone(None, noise_pct=5.0)
+    for m in [*_write_run(0, 1.0)[:2], *_write_run(0, 1.0)[2:], *_write_run(1, 1.0)[2:]]:
+        second(m)  # a .count() ran first, then the write: what follows the first execution is not known
+    assert all(second(_estimated(1, float(t))) is None for t in range(2, 12))
+    counted = objective.SinkProbeDone(None, noise_pct=5.0)
+    ops = (Operator("0/ReadFiles_1", "ReadFiles", (0,)), Operator("0/Count_2", "Count", (1,)))
+    counted(ExecutionStarted(0, 1.0, "ds", ops))  # no stage writes: a materialising call, the script goes on
+    assert all(counted(_estimated(0, float(t))) is None for t in range(2, 12))
+
+
+def test_a_probed_baselines_sink_is_the_whole_as_a_share_and_its_time_comes_from_its_line() -> None:
+    from pipetune.settings import Settings
+    from pipetune.tune.policy import ModelGuided
+    from pipetune.tune.steps import Finish, Step, conclude, next_step
+    from pipetune.tune.study import Role, Spec, Study, Trial, Verdict
+
+    run = two_stage_run(read_busy=0.7, map_busy=7.0)  # what the tasks that finished by t=9 did
+    samples = tuple(s for t in range(2, 9) for s in (Sample(float(t), "0/ReadFiles_1", {"rows_planned": 20_000.0}),
+                    Sample(float(t), SINK, progress(float(t)))))  # fmt: skip
+    stopped = dataclasses.replace(run.executions[0], ended_t=9.0, ok=None)  # ended by the stop, neither way
+    probe = with_(run, status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON, wall_s=9.0, op_samples=samples,
+                  executions=(stopped,))  # fmt: skip
+    assert objective.sink_of(probe) == Sink(rows=1.0, tail_s=0.0, stage=1, read=True)
+    seen = conclude(Study("s1", Spec("pipe.py")), Step(Role.BASELINE, Settings()), probe)
+    assert seen.verdict is Verdict.BASELINE and seen.seconds == pytest.approx(3.0 + 20.0)  # 20,000 rows by t=23
+    baseline = Trial(0, Role.BASELINE, Settings(), "", Settings(), "", "", "r1", "stopped", 9.0, 5_000,
+                     Verdict.BASELINE, measured_s=seen.seconds, probe=True, sink=objective.sink_of(probe))  # fmt: skip
+    study = Study("s1", Spec("pipe.py"), (baseline,))
+    step = next_step(study, probe, ModelGuided())  # measured, though stopped: not "nothing to tune from"
+    assert isinstance(step, Step) or (step.ok and "baseline" not in step.reason)
+    failed = dataclasses.replace(baseline, measured_s=None, probe=False, status="failed")
+    assert not cast(Finish, next_step(Study("s2", Spec("pipe.py"), (failed,)), probe, ModelGuided())).ok

@@ -16,7 +16,7 @@ Op = TypeVar("Op", bound=Hashable)  # however the caller names operators (a uid,
 _ROWS_OUT, _TASKS_FINISHED = declared("rows_out"), declared("tasks_finished")
 _TASKS_RUNNING, _ACTORS_ACTIVE = declared("tasks_running"), declared("actors_active")
 _ROWS_IN, _BYTES_IN, _BYTES_DONE = declared("rows_in"), declared("bytes_in"), declared("bytes_done")
-_BYTES_PLANNED = declared("bytes_planned")
+_BYTES_PLANNED, _ROWS_PLANNED = declared("bytes_planned"), declared("rows_planned")
 
 
 def moved(ops: Mapping[Op, Mapping[str, float]]) -> float:
@@ -42,3 +42,14 @@ def share_read(values: Mapping[str, float]) -> float:
     counts a read task's input as one row, so rows say nothing there). 0 for any other operator."""
     planned = values.get(_BYTES_PLANNED, 0.0)
     return min(values.get(_BYTES_DONE, 0.0) / planned, 1.0) if planned > 0 else 0.0
+
+
+def reads(values: Mapping[str, float]) -> bool:
+    """Whether the operator's input is read tasks (Ray counted their input bytes when the execution started)."""
+    return values.get(_BYTES_PLANNED, 0.0) > 0
+
+
+def rows_planned(values: Mapping[str, float]) -> float:
+    """The rows Ray expects the operator to output in all: its own estimate from the tasks finished so far (the
+    figure its progress bars show); 0 where it has none yet."""
+    return values.get(_ROWS_PLANNED, 0.0)

@@ -210,6 +210,7 @@ def _op_snapshot(op: Any, state: Any, rm: Any) -> dict[str, float]:
         "bytes_out": m.bytes_task_outputs_generated,
         "bytes_done": m.bytes_task_inputs_processed,
         "bytes_planned": _planned_bytes(op),
+        "rows_planned": _safe(lambda: op.num_output_rows_total()),  # Ray's estimate, as its progress bars show it
         "tasks_running": m.num_tasks_running,
         "tasks_finished": m.num_tasks_finished,
         "tasks_failed": m.num_tasks_failed,

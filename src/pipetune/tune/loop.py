@@ -243,10 +243,13 @@ def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:
 def _stop_rule(step: Step, study: Study) -> StopRule | None:
     """A warm-up ends a while after its first execution starts; a trial of a pipeline the script's loops consume
     is a probe, ended once its loops' steady rate is timed; a trial of one that ends in a sink is a probe too,
-    ended once its sink's steady rate is known within the noise or at its time box; any other time-boxed trial
-    ends at its box."""
+    ended once its sink's steady rate is known within the noise or at its time box, and so is the baseline of
+    one whose first execution writes (its noise band the floor, nothing measured yet); any other time-boxed
+    trial ends at its box; a confirmation runs in full."""
     if step.role is Role.WARMUP:
         return _warmed()
+    if step.role is Role.BASELINE:
+        return objective.SinkProbeDone(None, noise_band((), ()))
     probing = step.role in (Role.TRIAL, Role.REPEAT)
     if study.full_loops and probing:
         return objective.ProbeDone(study.full_loops, step.time_box_s)

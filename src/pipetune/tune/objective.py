@@ -9,11 +9,17 @@ for every row; per batch for a baseline stored before rows were). The baseline r
 measured, never assumed.
 
 A pipeline that ends in a sink (a write, a materialising call; one execution, no loop) is probed too: the run
-is stopped once the rate at which its last operator finishes rows is known within the incumbent's noise (a
-least-squares line through its samples past the ramp-up, two standard errors of the slope), while half of the
-rows are still to come. Its time is where that line reaches the rows the baseline's last operator took in, plus
-the baseline's own time after its last operator ended (the script ending, Ray shutting down). A last operator
-that reads is counted by the share of its read tasks' input done, toward all of it (``Sink.read``).
+is stopped once the rate at which its sink's work gets done is known within the incumbent's noise (a
+least-squares line through its samples past the ramp-up, two standard errors of the slope), while half of it
+is still to come. Its time is where that line reaches the whole, plus the baseline's own time after its last
+operator ended (the script ending, Ray shutting down). The work is counted as a share of the whole at the last
+operator (``share_done``): the rows the baseline's last operator took in, where the trial's operator starts at
+the same stage; the share of the read tasks' input done, where the last operator reads; else its rows done
+against Ray's own estimate of the rows its upstream operator will output (``rows_planned``).
+
+The baseline of a pipeline whose first execution ends in a write is a probe as well, by the same rule with
+Ray's estimate for the whole, held steady within the noise over the line's points: its time then comes from
+the line, and no run of the study is a full run of the pipeline (``--confirm`` runs the winner once in full).
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, OpSamples, clock
-from pipetune.diagnose import Consumption, consumption, rows_done, share_read
+from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, OpSamples, StageBuilt, clock
+from pipetune.diagnose import Consumption, consumption, reads, rows_done, rows_planned, share_read
 from pipetune.model import Operator, Run, StageKind
 from pipetune.tune.study import Sink
 
@@ -76,19 +82,28 @@ def is_probe(run: Run) -> bool:
 
 
 def sink_of(run: Run) -> Sink | None:
-    """The sink of a finished run with one execution and no loop of the script's; None for any other run. A
-    last operator that reads is measured by the share of its read tasks' input (Ray counts each as one row)."""
-    if consumption(run) or len(run.executions) != 1 or not run.status.ok or run.wall_s is None:
+    """The sink of a run with one execution and no loop of the script's: for a finished run, the rows its last
+    operator took in (the whole of its read tasks' input, as a share, where that operator reads) and the time
+    the run went on after that execution ended; for a probe, the whole as a share, with no tail measured. None
+    for any other run."""
+    if consumption(run) or len(run.executions) != 1 or run.wall_s is None:
         return None
-    execution = run.executions[0]
-    last = execution.operators[-1] if execution.operators else None
-    stats = run.stats_of(last.uid) if last is not None else None
-    if last is None or not last.stages or stats is None or stats.rows_in <= 0 or execution.ended_t is None:
+    last = run.executions[0].operators[-1] if run.executions[0].operators else None
+    if last is None or not last.stages:
+        return None
+    if is_probe(run):
+        return Sink(1.0, 0.0, last.stages[0], read=True)
+    return _finished_sink(run, last) if run.status.ok else None
+
+
+def _finished_sink(run: Run, last: Operator) -> Sink | None:
+    execution, stats = run.executions[0], run.stats_of(last.uid)
+    if stats is None or stats.rows_in <= 0 or execution.ended_t is None or run.wall_s is None:
         return None
     tail = max(run.wall_s - execution.ended_t, 0.0)
     if not _reads(run, last):
         return Sink(float(stats.rows_in), tail, last.stages[0])
-    planned = any(share_read(s.values) > 0 for s in run.samples_of(last.uid))
+    planned = any(reads(s.values) for s in run.samples_of(last.uid))
     return Sink(1.0, tail, last.stages[0], read=True) if planned else None
 
 
@@ -97,19 +112,22 @@ def _reads(run: Run, op: Operator) -> bool:
     return any(kinds.get(i) is StageKind.READ for i in op.stages)
 
 
-def entry(operators: Sequence[Operator], sink: Sink) -> Operator | None:
-    """The operator whose progress a probe reads: the one that starts with the sink's stage (the last one, or
-    the first part of it where a trial split it); where the sink reads, only the last operator, since a read
-    that a trial split off runs ahead of the rest."""
-    found = next((op for op in operators if op.stages[:1] == (sink.stage,)), None)
-    if sink.read and operators and found is not operators[-1]:
+def share_done(ops: Sequence[Operator], values: Mapping[str, Mapping[str, float]], sink: Sink | None) -> float | None:
+    """How much of the sink's whole the operators' counters (one sample, by uid) say is done, 0 to 1: the rows
+    done at the operator that starts with the sink's stage, against the rows the baseline measured there; else,
+    at the last operator, the share of its read tasks' input done where it reads, or its rows done against Ray's
+    estimate of the rows its upstream operator will output. None where neither can be read."""
+    if sink is not None and not sink.read:
+        first = next((op for op in ops if op.stages[:1] == (sink.stage,)), None)
+        if first is not None:
+            return rows_done(values[first.uid]) / sink.rows if first.uid in values else None
+    last = values.get(ops[-1].uid) if ops else None
+    if last is None:
         return None
-    return found
-
-
-def progress(values: Mapping[str, float], sink: Sink) -> float:
-    """What a probe counts toward ``sink.rows``: rows done, or the share of the read tasks' input done."""
-    return share_read(values) if sink.read else rows_done(values)
+    if reads(last):
+        return share_read(last)
+    planned = rows_planned(values.get(ops[-2].uid, {})) if len(ops) > 1 else 0.0
+    return min(rows_done(last) / planned, 1.0) if planned > 0 else None
 
 
 @dataclass(frozen=True)
@@ -156,26 +174,32 @@ def past_box(points: Sequence[tuple[float, float]], sink: Sink, box_s: float) ->
     """Whether a trial's sink, at its latest steady rate, ends the run past ``box_s`` even at the fastest rate the
     rate's error allows. Only once its rate has stopped climbing (the later half of its points past the ramp-up
     no faster than the whole line, within that line's error): an actor pool still starting replicas, or workers
-    still coming up, finishes faster than its first rows say."""
+    still coming up, finishes faster than its first rows say. ``points``: the share of the whole done."""
     moving = _moving(points)
     if len(moving) < 2 * MIN_LINE_POINTS:
         return False
     whole, later = steady_line(moving), steady_line(moving[len(moving) // 2 :])
     if whole is None or later is None or later.slope > whole.slope * (1 + whole.rel_err):
         return False
-    return later.reaches_at_best(sink.rows) + sink.tail_s > box_s
+    return later.reaches_at_best(1.0) + sink.tail_s > box_s
 
 
-def sink_points(run: Run, sink: Sink) -> list[tuple[float, float]]:
-    """``(t, progress)`` of the run's last execution at its ``entry`` operator, as sampled."""
-    found = entry(run.executions[-1].operators, sink) if run.executions else None
-    return [(s.t, progress(s.values, sink)) for s in run.samples_of(found.uid)] if found is not None else []
+def sink_points(run: Run, sink: Sink | None) -> list[tuple[float, float]]:
+    """``(t, share done)`` of the run's last execution (``share_done``), as sampled."""
+    ops = run.executions[-1].operators if run.executions else ()
+    uids = {op.uid for op in ops}
+    by_t: dict[float, dict[str, Mapping[str, float]]] = {}
+    for sample in run.op_samples:
+        if sample.source in uids:
+            by_t.setdefault(sample.t, {})[sample.source] = sample.values
+    shares = ((t, share_done(ops, values, sink)) for t, values in sorted(by_t.items()))
+    return [(t, share) for t, share in shares if share is not None]
 
 
 def sink_probe_s(run: Run, sink: Sink) -> float | None:
-    """A sink probe's predicted full-run time: when its fitted line reaches the sink's rows, and the tail."""
+    """A sink probe's predicted full-run time: when its fitted line reaches the whole, and the tail."""
     line = steady_line(sink_points(run, sink))
-    return line.reaches(sink.rows) + sink.tail_s if line is not None else None
+    return line.reaches(1.0) + sink.tail_s if line is not None else None
 
 
 def time_boxed(box_s: float | None) -> Callable[[Message], str | None] | None:
@@ -226,38 +250,54 @@ class ProbeDone:
 
 
 class SinkProbeDone:
-    """A stop rule for a pipeline that ends in a sink: ends the run once the rate its last operator finishes
-    rows at is known within ``noise_pct`` (``steady_line``'s ``rel_err``) while the line says at least half of
-    the sink's rows are still to come; a probe that would save less runs in full, measured rather than
+    """A stop rule for a pipeline that ends in a sink: ends the run once the rate at which the sink's work gets
+    done (``share_done``) is known within ``noise_pct`` (``steady_line``'s ``rel_err``) while the line says at
+    least half of it is still to come; a probe that would save less runs in full, measured rather than
     predicted. With ``box_s`` (the trial's time box, on the run's clock) it also ends as soon as even the fastest
     rate the line's error allows would end the run past that box: a trial already known to lose is not run to
-    its box. Progress is read at the ``entry`` operator; a trial with none (it fused the sink's stage behind
-    another, or split a reading sink) runs in full. The box itself (``time_boxed``) is asked first."""
+    its box. Without a ``sink`` (the baseline, which measures it) only the first execution is probed, and only
+    where its last operator writes: a write is what a script runs for, while a materialising call may be
+    followed by more of the script. A run whose progress cannot be read runs in full. The box itself
+    (``time_boxed``) is asked first."""
 
-    def __init__(self, sink: Sink, noise_pct: float, box_s: float | None = None) -> None:
+    def __init__(self, sink: Sink | None, noise_pct: float, box_s: float | None = None) -> None:
         self._sink, self._noise, self._box_s = sink, noise_pct, box_s
         self._inner = time_boxed(box_s)
-        self._last: str | None = None
+        self._writes: set[int] = set()
+        self._ops: tuple[Operator, ...] = ()
+        self._executions = 0
         self._points: list[tuple[float, float]] = []
 
     def __call__(self, message: Message) -> str | None:
         boxed = self._inner(message) if self._inner is not None else None
         if boxed is not None:
             return boxed
+        self._follow(message)
+        if not isinstance(message, OpSamples) or not self._probing():
+            return None
+        done = share_done(self._ops, {str(op): v for op, v in message.values.items()}, self._sink)
+        if done is None:
+            return None
+        self._points.append((message.t, done))
+        return self._verdict()
+
+    def _follow(self, message: Message) -> None:
+        if isinstance(message, StageBuilt) and message.stage.kind is StageKind.WRITE:
+            self._writes.add(message.stage.index)
         if isinstance(message, ExecutionStarted):
-            found = entry(message.operators, self._sink)
-            self._last, self._points = (found.uid if found is not None else None), []
-        if not isinstance(message, OpSamples) or self._last is None:
-            return None
-        values = next((v for op, v in message.values.items() if str(op) == self._last), None)
-        if values is None:
-            return None
-        self._points.append((message.t, progress(values, self._sink)))
+            self._ops, self._points, self._executions = message.operators, [], self._executions + 1
+
+    def _probing(self) -> bool:
+        if not self._ops or self._sink is not None:
+            return bool(self._ops)
+        return self._executions == 1 and bool(self._writes.intersection(self._ops[-1].stages))
+
+    def _verdict(self) -> str | None:
         line = steady_line(self._points)
         if line is None:
             return None
-        if self._box_s is not None and past_box(self._points, self._sink, self._box_s):
+        if self._box_s is not None and self._sink is not None and past_box(self._points, self._sink, self._box_s):
             return SINK_PAST_BOX_REASON
         if line.rel_err * 100 > self._noise:
             return None
-        return SINK_PROBE_REASON if line.at(self._points[-1][0]) <= self._sink.rows / 2 else None
+        return SINK_PROBE_REASON if line.at(self._points[-1][0]) <= 0.5 else None

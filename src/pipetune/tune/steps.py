@@ -55,7 +55,7 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     baseline = study.baseline
     if baseline is None:
         return Step(Role.BASELINE, study.spec.start)
-    if baseline.status != "succeeded":
+    if not baseline.measured:
         return Finish(f"the baseline run {baseline.run_id} {baseline.status}: nothing to tune from", ok=False)
     last = study.compared()[-1]
     incumbent = study.incumbent()
@@ -148,8 +148,10 @@ class Conclusion(NamedTuple):
 
 
 def conclude(study: Study, step: Step, run: Run) -> Conclusion:
-    """The verdict on a finished run of ``step``, and the figure it was judged by."""
-    figure = objective.seconds(run, study.full_loops, study.full_rows, study.sink)
+    """The verdict on a finished run of ``step``, and the figure it was judged by (a probed baseline's, predicted
+    for the sink it measured itself)."""
+    sink = objective.sink_of(run) if step.role is Role.BASELINE else study.sink
+    figure = objective.seconds(run, study.full_loops, study.full_rows, sink)
     if step.role is Role.WARMUP:
         return Conclusion(Verdict.NOT_COMPARED, None, None, figure)
     if step.role is Role.BASELINE:
