@@ -87,8 +87,16 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, addre
     value = trials[failed[0]]["settings"][0].split("=")[1]
     limit = 300 if value == "default" else int(value)  # Ray's default: a whole block, 1,200 rows / 4 blocks
     later = [t for t in trials[failed[0] + 1 :] if any(".batch_size=" in x for x in t["settings"])]
-    assert later and int(later[0]["settings"][0].split("=")[1]) <= limit // 2  # halved below, never retried
-    assert later[0]["status"] == "succeeded"
+    sizes = [int(t["settings"][0].split("=")[1]) for t in later]
+    assert sizes and all(size <= limit // 2 for size in sizes)  # halved below, never retried at the failed size
+    best = flat_sizes(json.loads(done.stdout)["best"])  # whether a halved size still fails depends on the measured
+    assert all(size <= 64 for size in best)  # cost it was chosen by; the settings handed back are ones that ran
+
+
+def flat_sizes(config: dict[str, Any]) -> list[int]:
+    """The batch sizes a ``--config`` dict sets; Ray's default is a whole block here (1,200 rows / 4 blocks)."""
+    knobs = (k for stage in config.get("stages", {}).values() for k in stage.items())
+    return [300 if v == "default" else int(v) for name, v in knobs if name == "batch_size"]
 
 
 def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
