@@ -30,9 +30,15 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
     "memory": ("benchmarks/faults/oom_side_by_side.py", ["--task-gib", "2.2"]),
     # Held out: a cluster of two unequal nodes (CLUSTERS), where a reservation must fit a node, not the total.
     "two-nodes": ("benchmarks/pipelines/two_nodes.py", []),
+    # The http example at 4x its data (a shipped run of over a minute): tuning must cost at most one shipped
+    # run there, and must not grow with the data. Its grid is http's (SAME_GRID), measured at 1x.
+    "http-4x": ("examples/download_http.py", ["--docs", "2400"]),
     # For the probe benchmark only (benchmarks/probes.py): a hundred short tasks at a steady pace.
     "calls": ("benchmarks/pipelines/steady_calls.py", []),
 }
+
+
+SAME_GRID = {"http-4x": "http"}  # an example at another size, searched over (and its TPE replayed on) that grid
 
 
 BUSY_BEFORE_PCT = 25.0  # chosen: a machine busier than a quarter of its cores before a benchmark skews its times

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _examples import CLUSTERS, EXAMPLES, ROOT, SharedRay, example_env, idle_check, run_example
+from _examples import CLUSTERS, EXAMPLES, ROOT, SAME_GRID, SharedRay, example_env, idle_check, run_example
 from _grid import GRIDS, key, points
 
 from pipetune.diagnose import Facts
@@ -76,6 +76,7 @@ def tpe(name: str, oracle: dict[str, Any], seeds: int, budget: int) -> dict[str,
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     table, best = oracle["table"], oracle["best_s"]
+    name = SAME_GRID.get(name, name)
     grid = GRIDS[name]
     to_5pct, at_budget, hung = [], [], []
     for seed in range(seeds):
@@ -228,7 +229,7 @@ def _cells(r: dict[str, Any]) -> list[str]:
         *(_spread(r["side_by_side"][label]) for label in LABELS),
         f"{r['shipped'] / r['tuned']:.2f}x",
         "same settings" if same else f"{r['oracle'] / r['tuned'] * 100:.0f}%",
-        "same settings" if r["tuned_settings"] == r.get("defaults_settings") else _versus(r),
+        "same settings" if _at_defaults(r) else _versus(r),
         str(r["tune"]["trials"]),
         str(r["tune"].get("probes", 0)),
         str(_trials_to_5pct(r) or "-"),
@@ -239,6 +240,14 @@ def _cells(r: dict[str, Any]) -> list[str]:
         f"{r['tpe']['pct_of_oracle']:.0f}%",
         "unknown" if gap is None else f"{gap:+.0f}%",
     ]
+
+
+def _at_defaults(r: dict[str, Any]) -> bool:
+    """Whether the tuned settings are Ray Data's defaults: every knob they set is back at its default, and so is
+    every knob the script sets (a knob the script leaves alone, at its default already, may be named or not)."""
+    tuned = r["tuned_settings"]
+    knobs = r.get("defaults_settings") or {}
+    return all(v == "default" for v in tuned.values()) and all(tuned.get(k) == "default" for k in knobs)
 
 
 def _trials_to_5pct(r: dict[str, Any]) -> int | None:
@@ -288,9 +297,10 @@ def main() -> None:
     oracle = json.loads(CACHE.read_text())["examples"]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ns.only or [n for n in EXAMPLES if n in oracle]:  # every example with a measured grid
+        for name in ns.only or [n for n in EXAMPLES if SAME_GRID.get(n, n) in oracle]:  # those with a measured grid
             machine = idle_check()
-            rows[name] = {**bench(name, ns, Path(tmp) / "bench.db", oracle[name]), "machine": machine}
+            found = oracle[SAME_GRID.get(name, name)]
+            rows[name] = {**bench(name, ns, Path(tmp) / "bench.db", found), "machine": machine}
             print(f"{name}: {json.dumps(rows[name], default=str)}", file=sys.stderr, flush=True)
     if ns.save:
         ns.save.write_text(json.dumps(rows, indent=1, default=str) + "\n")
