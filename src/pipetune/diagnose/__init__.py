@@ -6,12 +6,12 @@ the order of changes.
 """
 
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates
-from pipetune.diagnose.capacity import DEFAULT_NUM_CPUS, Room, as_run, cpus_of, pool_size, reservations, rooms
+from pipetune.diagnose.capacity import Room, as_run, pool_size, reservations, rooms
 from pipetune.diagnose.consumers import Consumption, blocked_between, blocked_shares, consumption, parse_source
 from pipetune.diagnose.engine import Diagnosis, classify, diagnose
 from pipetune.diagnose.facts import BatchCost, Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
-from pipetune.diagnose.fusion import lead_stage, stage_times
+from pipetune.diagnose.fusion import DEFAULT_NUM_CPUS, cpus_of, lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
 from pipetune.diagnose.progress import in_flight, moved, reads, rows_done, rows_planned, share_read
 from pipetune.diagnose.ranking import gain_tier, urgency

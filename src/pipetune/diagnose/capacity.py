@@ -17,7 +17,7 @@ from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
 from pipetune.diagnose.facts import BatchCost, Facts
 from pipetune.diagnose.findings import Fix
-from pipetune.diagnose.fusion import fuses_at, pieces_after, stage_times
+from pipetune.diagnose.fusion import cpus_of, fused_into_pool, fuses_at, pieces_after, stage_times
 from pipetune.model import Knobs, Operator, OperatorStats, Run, Stage, StageKind, TaskSpan
 
 
@@ -656,8 +656,6 @@ def _sized(facts: Facts, op: Operator, rate: OperatorRate, now: int, most: int,
 
 # -- does an actor pool fit? The one home of that judgement (doctor rules, checklist, feasibility, policy) ----
 
-DEFAULT_NUM_CPUS = 1.0  # Ray Data reserves 1 CPU per map task and per actor unless told otherwise (Ray's docs)
-
 
 @dataclass(frozen=True)
 class Room:
@@ -755,10 +753,6 @@ def pool_size(knobs: Knobs) -> int:
     return int(c) if c else 1
 
 
-def cpus_of(knobs: Knobs) -> float:
-    return DEFAULT_NUM_CPUS if knobs.num_cpus is None else knobs.num_cpus
-
-
 def reservations(stages: Iterable[tuple[Stage, Knobs]]) -> Reservations:
     """Reservations of these stages run with these knobs (a stage Ray fused into an actor needs no room)."""
     staged = list(stages)
@@ -775,27 +769,3 @@ def as_run(run: Run, changed: Mapping[int, Knobs] | None = None) -> Reservations
     in_pools = {i for _, op in run.operators() if op.compute == "actors" for i in fused_into_pool(run, op, knobs)}
     kept = [s for s in run.stages if s.kind is StageKind.ACTOR or s.index not in in_pools]
     return reservations((s, knobs[s.index]) for s in kept)
-
-
-def fused_into_pool(run: Run, op: Operator, knobs: Mapping[int, Knobs]) -> set[int]:
-    """The stages of the actor pool's operator ``op`` that stay fused into it with ``knobs``: Ray fuses a stage
-    into the one after it only while their reservations are equal (``are_remote_args_compatible``), so from
-    the first one upstream of the actor stage that reserves otherwise, the stages before it run as tasks."""
-    kinds = {s.index: s.kind for s in run.stages}
-    actor = next((i for i in reversed(op.stages) if kinds.get(i) is StageKind.ACTOR), None)
-    if actor is None:
-        return set(op.stages)
-    fused = {i for i in op.stages if i >= actor}
-    for i in reversed([i for i in op.stages if i < actor]):
-        if not _fuse_still(run, knobs, i, actor):
-            break
-        fused.add(i)
-    return fused
-
-
-def _fuse_still(run: Run, knobs: Mapping[int, Knobs], stage: int, actor: int) -> bool:
-    """As recorded where neither changed (Ray fused them); else whether their reservations are equal."""
-    if knobs[stage] == run.stage(stage).knobs and knobs[actor] == run.stage(actor).knobs:
-        return True
-    held = [(cpus_of(knobs[i]), knobs[i].num_gpus or 0.0) for i in (stage, actor)]
-    return held[0] == held[1]

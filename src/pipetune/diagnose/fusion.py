@@ -1,11 +1,17 @@
-"""Which of a fused operator's stages its time went to. Pure."""
+"""How Ray fuses stages into operators, and which of a fused operator's stages its time went to. Pure."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
-from pipetune.model import Operator, OperatorStats, Run, StageKind
+from pipetune.model import Knobs, Operator, OperatorStats, Run, StageKind
+
+DEFAULT_NUM_CPUS = 1.0  # Ray Data reserves 1 CPU per map task and per actor unless told otherwise (Ray's docs)
+
+
+def cpus_of(knobs: Knobs) -> float:
+    return DEFAULT_NUM_CPUS if knobs.num_cpus is None else knobs.num_cpus
 
 
 def lead_stage(run: Run, op: Operator) -> int | None:
@@ -83,3 +89,27 @@ def split_by_reservation(run: Run, up: Operator, down: Operator) -> bool:
     kinds = {s.index: s.kind for s in run.stages}
     maps = all(kinds.get(i) in _MAP_KINDS for i in (*up.stages, *down.stages))
     return maps and up.compute == "tasks" and (up.num_cpus, up.num_gpus) != (down.num_cpus, down.num_gpus)
+
+
+def fused_into_pool(run: Run, op: Operator, knobs: Mapping[int, Knobs]) -> set[int]:
+    """The stages of the actor pool's operator ``op`` that stay fused into it with ``knobs``: Ray fuses a stage
+    into the one after it only while their reservations are equal (``are_remote_args_compatible``), so from
+    the first one upstream of the actor stage that reserves otherwise, the stages before it run as tasks."""
+    kinds = {s.index: s.kind for s in run.stages}
+    actor = next((i for i in reversed(op.stages) if kinds.get(i) is StageKind.ACTOR), None)
+    if actor is None:
+        return set(op.stages)
+    fused = {i for i in op.stages if i >= actor}
+    for i in reversed([i for i in op.stages if i < actor]):
+        if not _fuse_still(run, knobs, i, actor):
+            break
+        fused.add(i)
+    return fused
+
+
+def _fuse_still(run: Run, knobs: Mapping[int, Knobs], stage: int, actor: int) -> bool:
+    """As recorded where neither changed (Ray fused them); else whether their reservations are equal."""
+    if knobs[stage] == run.stage(stage).knobs and knobs[actor] == run.stage(actor).knobs:
+        return True
+    held = [(cpus_of(knobs[i]), knobs[i].num_gpus or 0.0) for i in (stage, actor)]
+    return held[0] == held[1]
