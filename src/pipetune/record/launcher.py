@@ -211,7 +211,7 @@ class _Recorder:
         self.raylet_logs: list[str] = []  # OOM kills and spilling show only there, read after the run
         self.timed_out = False
         self.interrupts = 0
-        self._kill: threading.Timer | None = None  # armed once a stop rule winds the run down
+        self._kill: threading.Timer | None = None  # armed once the run is wound down (a stop rule, the time limit)
 
     def drive(self, child: tuple[subprocess.Popen[bytes], int], launch: Launch) -> Outcome:
         proc, read_fd = child
@@ -275,11 +275,13 @@ class _Recorder:
             self._watch(part)
 
     def _maybe_stop(self, message: Message) -> None:
-        if self._proc is None or self.stop is None:
+        if self._proc is None:
             return
-        if self.stopped is not None:
+        if self._kill is not None:
             if isinstance(message, ExecutionEnded):  # what the finished tasks did is stored: the rest is not needed
                 _signal_group(self._proc, signal.SIGKILL)
+            return
+        if self.stop is None:
             return
         reason = self.stop(message)
         if reason:
@@ -325,7 +327,7 @@ class _Recorder:
 
         def expire() -> None:
             self.timed_out = True
-            _signal_group(proc, signal.SIGKILL)
+            self._wind_down(proc)  # a hung driver does not answer: it is killed WIND_DOWN_S later
 
         timer = threading.Timer(timeout_s, expire)
         timer.daemon = True
