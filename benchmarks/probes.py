@@ -1,9 +1,11 @@
 """Do probes rank configurations as full runs do, and how far is a probe's predicted full-run time off?
 
-For each pipeline, on one shared Ray: the shipped settings run in full once (the baseline: what a probe is
-predicted for), then every configuration runs in full and as a probe, interleaved (full, probe, full, probe ...)
-for ``--pairs`` rounds. A probe is a run under the tuner's own stop rule (``objective.SinkProbeDone``, at the
-noise floor the tuner starts from); one the rule did not stop ran in full, and its figure is then measured.
+For each pipeline, on one shared Ray: the shipped settings run once as the tuner's baseline does (a probe
+itself where the pipeline writes: its sink, what later probes are predicted for, is then Ray's estimate of the
+whole), then every configuration runs in full and as a probe, interleaved (full, probe, full, probe ...) for
+``--pairs`` rounds; the shipped settings' probe is a baseline probe each time. A probe is a run under the
+tuner's own stop rule (``objective.SinkProbeDone``, at the noise floor the tuner starts from); one the rule
+did not stop ran in full, and its figure is then measured.
 
 Prints, per configuration: the full runs' median, the probe's predicted median, its error, what the probe cost
 against a full run, and how many probes stopped early; per pipeline: the pairs of configurations the probes
@@ -41,16 +43,19 @@ CASES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def one_run(name: str, point: dict[str, Any], ray: SharedRay, store: Any, sink: Sink | None) -> dict[str, Any]:
+def one_run(
+    name: str, point: dict[str, Any], ray: SharedRay, store: Any, sink: Sink | None, probe: bool = True
+) -> dict[str, Any]:
+    """A run of ``point``: in full, or (``probe``) under the tuner's stop rule for ``sink`` (None: a baseline's)."""
     script, args = EXAMPLES[name]
     settings = Settings.from_args([f"{k}={v}" for k, v in point.items()])
-    stop = objective.SinkProbeDone(sink, th.NOISE_PCT.value) if sink is not None else None
+    stop = objective.SinkProbeDone(sink, th.NOISE_PCT.value) if probe else None
     with tempfile.TemporaryDirectory() as scratch:
         quiet = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
         launch = Launch(ROOT / script, tuple(args), settings, address=ray.cluster.address, sandbox=Path(scratch),
                         stop=stop, extra_env=quiet, stdout_to_stderr=True)  # fmt: skip
         run = record(launch, store)
-    figure = objective.seconds(run, {}, None, sink)
+    figure = objective.seconds(run, {}, None, sink or objective.sink_of(run))
     return {"wall_s": run.wall_s, "figure": figure, "probe": objective.is_probe(run), "run": run}
 
 
@@ -63,18 +68,19 @@ def concordant(full: list[float], probe: list[float]) -> tuple[int, int]:
 def bench(name: str, pairs: int, ray: SharedRay, store: Any) -> None:
     base = one_run(name, {}, ray, store, None)
     sink = objective.sink_of(base["run"])
-    print(f"\n## {name}: baseline {base['wall_s']:.1f} s in full; sink {sink}", flush=True)
+    how = f"a probe of {base['wall_s']:.1f} s" if base["probe"] else f"{base['wall_s']:.1f} s in full"
+    print(f"\n## {name}: baseline {how}; sink {sink}", flush=True)
     if sink is None:
-        print("no sink a probe can be predicted for (a loop, several executions, or a read fused into the sink)")
+        print("no sink a probe can be predicted for (a loop, several executions, or no progress Ray reports)")
         return
     full: dict[int, list[float]] = {i: [] for i in range(len(CASES[name]))}
     probes: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(CASES[name]))}
     for _ in range(pairs):
         for i, point in enumerate(CASES[name]):
-            f = one_run(name, point, ray, store, None)
+            f = one_run(name, point, ray, store, None, probe=False)
             if f["figure"]:
                 full[i].append(f["figure"])
-            probes[i].append(one_run(name, point, ray, store, sink))
+            probes[i].append(one_run(name, point, ray, store, sink if i else None))  # shipped: as a baseline
     print("| config | full runs (median, s) | probe predicts (median, s) | error | probe cost / full | stopped early |")
     print("| --- | --- | --- | --- | --- | --- |")
     medians: list[tuple[float, float]] = []

@@ -130,7 +130,6 @@ def tune(name: str, budget: int, store: Path, cluster: SharedRay | None) -> dict
         ],
         "reason": view["reason"],
         "failed": sum(t["status"] != "succeeded" and not t["probe"] and "time box" not in t["verdict"] for t in trials),
-        "probes": sum(bool(t["probe"]) for t in trials),
     }
 
 
@@ -207,7 +206,7 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         "spread in %; speedup: shipped / tuned; % oracle: the oracle's time / tuned time (throughput ratio), "
         "'same settings' where they are; vs defaults: tuned against Ray Data's defaults ('same settings' where "
         "they are), 'within noise' where the runs' ranges overlap; trials: pipetune's trial runs after the "
-        "baseline; probes: how many were stopped "
+        "baseline; probes: how many of the baseline and the trials were stopped "
         "early (their time predicted); ->5%: the first trial whose speed-up over the study's baseline came within 5% "
         "of the oracle's over the shipped settings; tune "
         "wall: the whole `pipetune tune` (Ray start, warm-up, baseline, trials); TPE ->5%: median trials over the "
@@ -231,7 +230,7 @@ def _cells(r: dict[str, Any]) -> list[str]:
         "same settings" if same else f"{r['oracle'] / r['tuned'] * 100:.0f}%",
         "same settings" if _at_defaults(r) else _versus(r),
         str(r["tune"]["trials"]),
-        str(r["tune"].get("probes", 0)),
+        str(sum(bool(run[4]) for run in r["tune"]["runs"] if run[0] != "warm-up")),  # the baseline too
         str(_trials_to_5pct(r) or "-"),
         str(r["tune"]["failed"]),
         f"{r['tune']['wall_s']:.0f}",
@@ -255,7 +254,8 @@ def _trials_to_5pct(r: dict[str, Any]) -> int | None:
     a probe's figure predicted) came within 5% of the oracle's over the shipped settings side by side: ratios,
     so that neither footing (the tuner's one Ray, the side-by-side's) is held against the other. None if none."""
     runs = r["tune"]["runs"]
-    base = next((wall for role, _, wall, *_ in runs if role == "baseline"), None)
+    base = next((measured or wall for role, _, wall, measured, *_ in runs if role == "baseline"), None)  # a probe's
+    # figure is what it predicts, not the time it ran before it was stopped
     trials = [t for t in runs if t[0] in ("trial", "repeat")]
     figures = [measured or wall if status == "succeeded" or probe else None
                for _, _, wall, measured, probe, status, _ in trials]  # fmt: skip
