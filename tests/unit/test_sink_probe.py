@@ -217,3 +217,29 @@ def test_a_probed_baselines_sink_is_the_whole_as_a_share_and_its_time_comes_from
     assert isinstance(step, Step) or (step.ok and "baseline" not in step.reason)
     failed = dataclasses.replace(baseline, measured_s=None, probe=False, status="failed")
     assert not cast(Finish, next_step(Study("s2", Spec("pipe.py"), (failed,)), probe, ModelGuided())).ok
+
+
+def _two_phase(t: float) -> OpSamples:
+    """A 1-CPU read that runs ahead and ends at t=10, and the write behind it: 1,000 rows a second from t=2 while
+    the read holds a CPU, 2,000 once it is done (40,000 rows end at t=26)."""
+    done = max(min(t, 10.0) - 2.0, 0.0) * 1_000 + max(t - 10.0, 0.0) * 2_000
+    read = {"rows_planned": 40_000.0, "bytes_planned": 100.0, "bytes_done": min(t / 10.0, 1.0) * 100.0}
+    write = {"rows_in": done + 400.0, "bytes_in": (done + 400.0) * 8, "bytes_done": done * 8}
+    return OpSamples(t, {OpId.parse("0/ReadFiles_1"): read, OpId.parse("0/Write_2"): write})
+
+
+def test_a_probe_waits_for_an_upstream_operator_that_ends_early_and_fits_the_rate_after_it() -> None:
+    done = objective.SinkProbeDone(None, noise_pct=5.0)
+    for m in _write_run(0, 1.0):
+        done(m)
+    seen = {t: done(_two_phase(float(t))) for t in range(2, 26)}
+    stopped = min(t for t, why in seen.items() if why == objective.SINK_PROBE_REASON)
+    assert stopped == 14  # not while the read was still to end (t<10): the fifth point from t=10 on
+    samples = tuple(Sample(float(t), uid, v) for t in range(2, stopped + 1)
+                    for uid, v in ((str(op), v) for op, v in _two_phase(float(t)).values.items()))  # fmt: skip
+    ops = cast(ExecutionStarted, _write_run(0, 1.0)[-1]).operators
+    run = two_stage_run()
+    execution = dataclasses.replace(run.executions[0], operators=ops, ended_t=float(stopped), ok=None)
+    probe = with_(run, status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON, op_samples=samples,
+                  executions=(execution,))  # fmt: skip
+    assert objective.sink_probe_s(probe, Sink(1.0, 0.0, 1, read=True)) == pytest.approx(26.0)  # not 42: the first rate
