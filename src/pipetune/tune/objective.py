@@ -15,7 +15,9 @@ is still to come. Its time is where that line reaches the whole, plus the baseli
 operator ended (the script ending, Ray shutting down). The work is counted as a share of the whole at the last
 operator (``share_done``): the rows the baseline's last operator took in, where the trial's operator starts at
 the same stage; the share of the read tasks' input done, where the last operator reads; else its rows done
-against Ray's own estimate of the rows its upstream operator will output (``rows_planned``).
+against Ray's own estimate of the rows its upstream operator will output (``rows_planned``). While an
+upstream operator is set to end well before the sink (a read that ran ahead), the probe goes on, and the rate is
+fitted after it ends (``Progress``): the resources it held then go to the sink.
 
 The baseline of a pipeline whose first execution ends in a write is a probe as well, by the same rule with
 Ray's estimate for the whole, held steady within the noise over the line's points: its time then comes from

@@ -58,15 +58,16 @@ class Spec:
 
 @dataclass(frozen=True)
 class Sink:
-    """What a probe of a pipeline ending in a sink is predicted for, measured on the baseline (run in full): the
-    rows its last operator took in, the time the run went on after that operator's execution ended, and the
-    stage those rows enter (a trial whose last operator starts elsewhere counts other rows: it runs in full). A
-    last operator that reads counts its read tasks as rows, so its progress is measured as a share instead."""
+    """What a probe of a pipeline ending in a sink is predicted for, measured on the baseline: the rows its
+    last operator took in, the time the run went on after that operator's execution ended, and the stage those
+    rows enter (a trial whose operator starts elsewhere is measured against another whole: ``share_done``).
+    ``read``: progress is a share of the whole instead of rows, where the last operator reads (Ray counts a read
+    task's input as one row) or where the baseline was a probe itself (its whole is Ray's estimate)."""
 
-    rows: float  # 1.0 where ``read``: the whole of the read tasks' input
+    rows: float  # 1.0 where ``read``: the whole, as a share
     tail_s: float
     stage: int
-    read: bool = False  # the last operator reads: its progress is the share of its read tasks' input done
+    read: bool = False  # progress is a share of the whole (the stored name predates probed baselines)
 
 
 @dataclass(frozen=True)
