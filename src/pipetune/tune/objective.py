@@ -20,8 +20,9 @@ upstream operator is set to end well before the sink (a read that ran ahead), th
 fitted after it ends (``Progress``): the resources it held then go to the sink.
 
 The baseline of a pipeline whose first execution ends in a write is a probe as well, by the same rule with
-Ray's estimate for the whole, held steady within the noise over the line's points: its time then comes from
-the line, and no run of the study is a full run of the pipeline (``--confirm`` runs the winner once in full).
+Ray's estimate for the whole (a wrong estimate shows as a jump in the share, which widens the line's error):
+its time then comes from the line, and no run of the study need be a full run of the pipeline (``--confirm``
+runs the winner once in full).
 """
 
 from __future__ import annotations
@@ -116,34 +117,31 @@ def _reads(run: Run, op: Operator) -> bool:
 
 def share_done(ops: Sequence[Operator], values: Mapping[str, Mapping[str, float]], sink: Sink | None) -> float | None:
     """How much of the sink's whole the operators' counters (one sample, by uid) say is done, 0 to 1: the rows
-    done at the operator that starts with the sink's stage, against the rows the baseline measured there; else,
-    at the last operator, the share of its read tasks' input done where it reads, or its rows done against Ray's
-    estimate of the rows its upstream operator will output. None where neither can be read."""
+    done at the operator that starts with the sink's stage, against the rows the baseline measured there; else
+    the last operator's share of its own whole (``own_share``). None where neither can be read."""
     if sink is not None and not sink.read:
         first = next((op for op in ops if op.stages[:1] == (sink.stage,)), None)
         if first is not None:
             return rows_done(values[first.uid]) / sink.rows if first.uid in values else None
-    last = values.get(ops[-1].uid) if ops else None
-    if last is None:
-        return None
-    if reads(last):
-        return share_read(last)
-    planned = rows_planned(values.get(ops[-2].uid, {})) if len(ops) > 1 else 0.0
-    return min(rows_done(last) / planned, 1.0) if planned > 0 else None
+    return own_share(ops, len(ops) - 1, values) if ops else None
 
 
 def upstream_shares(ops: Sequence[Operator], values: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Each operator before the last, by uid: the share of its own whole done (its read tasks' input where it
-    reads, else its rows done against Ray's estimate of its upstream's output), where that can be read."""
-    out: dict[str, float] = {}
-    for i, op in enumerate(ops[:-1]):
-        mine = values.get(op.uid)
-        planned = rows_planned(values.get(ops[i - 1].uid, {})) if i > 0 else 0.0
-        if mine is not None and reads(mine):
-            out[op.uid] = share_read(mine)
-        elif mine is not None and planned > 0:
-            out[op.uid] = min(rows_done(mine) / planned, 1.0)
-    return out
+    """Each operator before the last, by uid, with its share of its own whole (``own_share``) where it can be read."""
+    shares = {op.uid: own_share(ops, i, values) for i, op in enumerate(ops[:-1])}
+    return {uid: share for uid, share in shares.items() if share is not None}
+
+
+def own_share(ops: Sequence[Operator], i: int, values: Mapping[str, Mapping[str, float]]) -> float | None:
+    """Operator ``i``'s share of its own whole done: of its read tasks' input where it reads, else its rows done
+    against Ray's estimate of the rows the operator before it will output. None where neither can be read."""
+    mine = values.get(ops[i].uid)
+    if mine is None:
+        return None
+    if reads(mine):
+        return share_read(mine)
+    planned = rows_planned(values.get(ops[i - 1].uid, {})) if i > 0 else 0.0
+    return min(rows_done(mine) / planned, 1.0) if planned > 0 else None
 
 
 class Progress:
