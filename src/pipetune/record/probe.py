@@ -151,12 +151,17 @@ class Probe:
     def execution_ended(self, executor: Any, error: Exception | None) -> None:
         index = self._executions.get(_ray_compat.dataset_id(executor), 0)
         self._send_samples(executor)
-        stats = [
-            dataclasses.replace(s, uid=str(OpId.of(index, s.uid))) for s in _ray_compat.final_stats(executor).values()
-        ]
+        stats = self._stats(executor, index)
         for event in self._failures(executor, stats, error):
             self.sender.send(EventSeen(event))
         self.sender.send(ExecutionEnded(index, self.now(), error is None, tuple(stats)))
+
+    @staticmethod
+    def _stats(executor: Any, index: int) -> list[OperatorStats]:
+        """What each operator's finished tasks did, under the uids of execution ``index``."""
+        return [
+            dataclasses.replace(s, uid=str(OpId.of(index, s.uid))) for s in _ray_compat.final_stats(executor).values()
+        ]
 
     def _stopped_here(self, executor: Any, dataset: str) -> None:
         """The recorder stops the run (a probe has seen enough): the execution ends here as far as the run is
@@ -167,9 +172,7 @@ class Probe:
         self._wound_down.add(dataset)
         index = self._executions.get(dataset, 0)
         self._send_samples(executor)
-        stats = [
-            dataclasses.replace(s, uid=str(OpId.of(index, s.uid))) for s in _ray_compat.final_stats(executor).values()
-        ]
+        stats = self._stats(executor, index)
         ended = self.now()
         _ray_compat.release(executor)
         self.sender.send(ExecutionEnded(index, ended, None, tuple(stats)))
