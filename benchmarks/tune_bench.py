@@ -230,7 +230,7 @@ def _cells(r: dict[str, Any]) -> list[str]:
         "same settings" if same else f"{r['oracle'] / r['tuned'] * 100:.0f}%",
         "same settings" if _at_defaults(r) else _versus(r),
         str(r["tune"]["trials"]),
-        str(sum(bool(run[4]) for run in r["tune"]["runs"] if run[0] != "warm-up")),  # the baseline too
+        str(sum(bool(probe) for role, _, _, _, probe, *_ in r["tune"]["runs"] if role != "warm-up")),  # baseline too
         str(_trials_to_5pct(r) or "-"),
         str(r["tune"]["failed"]),
         f"{r['tune']['wall_s']:.0f}",

@@ -9,7 +9,7 @@ import pytest
 
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.noise import noise_band
-from pipetune.model import Dist, Knobs, NodeInfo, Operator, Stage, StageKind
+from pipetune.model import Dist, Knobs, NodeInfo, Operator, Run, Stage, StageKind
 from pipetune.settings import Settings, StageSetting
 from pipetune.tune.bound import bound
 from pipetune.tune.feasible import unschedulable
@@ -355,7 +355,7 @@ def test_ray_datas_defaults_are_always_weighed_one_knob_and_all_at_once() -> Non
     assert "2.batch_size=default" not in gpu_moves  # Ray requires an explicit batch size on a GPU stage
 
 
-def _fused_map_and_write(cores: float):  # type: ignore[no-untyped-def]
+def _fused_map_and_write(cores: float) -> Run:
     """range -> map(work) fused with its write at 1 CPU each, 60 tasks burning ``cores`` each, 12% CPU."""
     from dataclasses import replace
 
