@@ -82,7 +82,7 @@ class ModelGuided:
     def propose(self, view: View) -> Proposal | None:
         """A half of a joint change that lost comes first (``bisections``), then the best candidate."""
         facts = Facts.of(view.run, view.batch_costs)
-        for source in (bisections(facts, view), candidates(facts, view.allow)):
+        for source in (bisections(facts, view), candidates(facts, view.allow, view.noise_pct)):
             best = _best(facts, source, view)
             if best is not None:
                 return best
@@ -93,7 +93,24 @@ def _best(facts: Facts, proposals: Iterator[Proposal], view: View) -> Proposal |
     kept = (q for p in proposals if (q := _without_lost(facts, p, view)) is not None)
     capped = (_below_failures(facts, _back_off(facts, p, view), view) for p in kept)
     runnable = [p for p in capped if p is not None and viable(p, view) and _measurable(p, view)]
-    return min((p for p in runnable if _allowed(p, view)), key=_rank, default=None)
+    allowed = [p for p in runnable if _allowed(p, view)]
+    return min(smallest_batches(facts, allowed, view.noise_pct), key=_rank, default=None)
+
+
+def smallest_batches(facts: Facts, proposals: list[Proposal], noise_pct: float) -> list[Proposal]:
+    """The proposals less each batch size for which a smaller one on the same stage is predicted to gain as
+    much, within the noise: the model's batch cost is linear in the rows, so past the point where fixed costs
+    stop weighing, larger batches predict gains no run could tell apart, while what they cost (memory, and
+    each batch's working set falling out of the CPU caches) is not in one run's measurements. So the
+    smallest batch that gets the gain goes first; a larger one is proposed from its run if that still predicts
+    a gain beyond the noise (ETL example: whole blocks predicted 2.20x, 2048 rows 2.12x; whole blocks ran 13%
+    slower than 4096 rows)."""
+    sized = [(p, s, rows) for p in proposals if (s := _only(p.settings, "batch_size")) is not None
+             and (rows := _rows(facts, int(s.selector), s.value)) is not None]  # fmt: skip
+    within = 1 + noise_pct / 100
+    shadowed = {id(p) for p, s, rows in sized for q, t, fewer in sized
+                if s.selector == t.selector and fewer < rows and q.predicted * within >= p.predicted}  # fmt: skip
+    return [p for p in proposals if id(p) not in shadowed]
 
 
 def _without_lost(facts: Facts, p: Proposal, view: View) -> Proposal | None:
@@ -192,10 +209,11 @@ def viable(p: Proposal, view: View) -> bool:
     return unschedulable(view.run, config) is None
 
 
-def candidates(facts: Facts, allow: frozenset[str] = frozenset()) -> Iterator[Proposal]:
+def candidates(facts: Facts, allow: frozenset[str] = frozenset(), noise_pct: float = 0.0) -> Iterator[Proposal]:
     """Every change worth predicting: the doctor's fixes, the model's batch and pool moves, Ray Data's
-    defaults, and all the model's own moves at once (stages that limit together only gain together); with
-    ``allow``, the moves of the loop's own knobs the user lets tuning change."""
+    defaults, and all the model's own moves at once (stages that limit together only gain together), less the
+    parts the model predicts add no more than ``noise_pct`` beside the others; with ``allow``, the moves of the
+    loop's own knobs the user lets tuning change."""
     findings = diagnose(facts.run).findings
     fixes = [p for p in (_from_finding(facts, f) for f in findings) if p is not None]
     moves = [*_batch_moves(facts), *_pool_moves(facts)]
@@ -204,26 +222,43 @@ def candidates(facts: Facts, allow: frozenset[str] = frozenset()) -> Iterator[Pr
     bound = next((f for f in findings if f.rule == "consumer-bound"), None)
     yield from _loop_batch_moves(facts, bound, allow)
     yield from _default_moves(facts)
-    joint = _joint(facts, [*moves, *(p for p in fixes if p.level is Level.PARALLELISM)])
+    joint = _joint(facts, [*moves, *(p for p in fixes if p.level is Level.PARALLELISM)], noise_pct)
     if joint is not None:
         yield joint
 
 
-def _joint(facts: Facts, proposals: list[Proposal]) -> Proposal | None:
+def _joint(facts: Facts, proposals: list[Proposal], noise_pct: float = 0.0) -> Proposal | None:
     """Each stage's knobs at the value its own move asks for, all in one configuration, predicted by the model
     of the whole pipeline: the first trial after the baseline can then be the model's optimum."""
     chosen: dict[tuple[str, str], StageSetting] = {}
-    for p in sorted(proposals, key=lambda p: -p.predicted):  # where two moves set one knob, the likelier gain
+    smallest = smallest_batches(facts, proposals, noise_pct)
+    for p in sorted(smallest, key=lambda p: -p.predicted):  # where two moves set one knob, the likelier gain
         if not p.settings.context and all((s.selector, s.knob) not in chosen for s in p.settings.stages):
             chosen.update({(s.selector, s.knob): s for s in p.settings.stages})
-    if len({sel for sel, _ in chosen}) < 2:
+    settings, left_out = _weighed(facts, Settings(tuple(chosen.values())), noise_pct)
+    if len(stage_parts(settings)) < 2:
         return None  # one stage's moves are proposed one by one already
-    settings = Settings(tuple(chosen.values()))
     gain = _config_gain(facts, settings)
     what = "the model's optimum: " + ", ".join(a for a in settings.to_args())
     why = f"every stage's move at once, predicted {gain:.2f}x by the model of the whole pipeline"
     why += f"; {_alone(facts, settings)}"
+    if left_out:
+        why += f"; left out, tried on their own: {' '.join(left_out)} (the model adds nothing for them beside the rest)"
     return Proposal(settings, what, "joint (model)", why, Level.PARALLELISM, gain)
+
+
+def _weighed(facts: Facts, settings: Settings, noise_pct: float) -> tuple[Settings, list[str]]:
+    """The joint change less each stage's part whose removal the model of the whole predicts costs no more than
+    the noise: a part it cannot weigh (the block knobs, whose split or fusion it does not model) or one the
+    others make worthless. A joint change then says what each part brings, and such a part is proposed alone
+    from the next run, its gain predicted there (ETL example: a repartition that paid at 64-row batches rode
+    along with 2048-row ones, where it measured slower, and no later trial asked whether it was still needed)."""
+    parts, left_out = stage_parts(settings), list[str]()
+    for part in list(parts):
+        rest = [p for p in parts if p is not part]
+        if rest and _config_gain(facts, _merged(parts)) <= _config_gain(facts, _merged(rest)) * (1 + noise_pct / 100):
+            parts, left_out = rest, [*left_out, *part.to_args()]
+    return _merged(parts), left_out
 
 
 def _alone(facts: Facts, settings: Settings) -> str:
