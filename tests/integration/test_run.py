@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipetune.model import EventKind, RunStatus, StageKind
+from pipetune.record.launcher import Launch, record
 from pipetune.store import open_store
 from pipetune.tune import objective
 from tests.conftest import PIPELINES, last_line, pipetune
@@ -204,3 +205,21 @@ def test_a_hang_is_stopped_at_its_time_limit_kept_and_its_stuck_frame_named(work
     doctor = pipetune("doctor", "last", "--json", cwd=work)
     stalls = [f for f in json.loads(doctor.stdout)["findings"] if f["rule"] == "stall"]
     assert stalls and "stuck (hangs.py:11)" in stalls[0]["cause"]
+
+
+def test_a_tuning_trials_driver_leaves_as_soon_as_its_outcome_is_sent(tmp_path: Path, address: str) -> None:
+    """A trial (sandboxed) skips the interpreter's and Ray's teardown, which the study would wait for; what the
+    script printed is flushed first. A user's own run ends as Python ends it, its exit handlers included."""
+    marker = tmp_path / "teardown-ran"
+    script = tmp_path / "ends.py"
+    script.write_text(
+        f"import atexit, pathlib, ray\natexit.register(pathlib.Path({str(marker)!r}).write_text, 'x')\n"
+        "ray.data.range(10).materialize()\nprint('it ran')\n"
+    )
+    store = open_store(tmp_path / "s.db")
+    (tmp_path / "sandbox").mkdir()
+    trial = record(Launch(script, address=address, sandbox=tmp_path / "sandbox", output=tmp_path / "trial.log"), store)
+    assert trial.status is RunStatus.SUCCEEDED and not marker.exists()
+    assert "it ran" in (tmp_path / "trial.log").read_text()
+    own = record(Launch(script, address=address, output=tmp_path / "own.log"), store)
+    assert own.status is RunStatus.SUCCEEDED and marker.exists()

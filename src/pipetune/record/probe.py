@@ -72,6 +72,9 @@ class Probe:
         self._checked = False
         self.winding_down = threading.Event()  # set by ``WIND_DOWN_SIGNAL``: the recorder is about to stop the run
         self._wound_down: set[str] = set()
+        # a tuning trial's driver leaves without Ray's teardown (``_child``): each execution gives back its share
+        # of the cluster itself, and waits until Ray Data's coordinator has it
+        self.leaves_fast = sandbox is not None
 
     def check_settings(self) -> None:
         """Refuse overrides that name no stage or ask for GPUs the cluster lacks: once, before Ray executes."""
@@ -154,7 +157,10 @@ class Probe:
         stats = self._stats(executor, index)
         for event in self._failures(executor, stats, error):
             self.sender.send(EventSeen(event))
-        self.sender.send(ExecutionEnded(index, self.now(), error is None, tuple(stats)))
+        ended = self.now()
+        if self.leaves_fast:
+            _ray_compat.release(executor)  # Ray's own cancel is fire-and-forget: it may not leave before we do
+        self.sender.send(ExecutionEnded(index, ended, error is None, tuple(stats)))
 
     @staticmethod
     def _stats(executor: Any, index: int) -> list[OperatorStats]:
