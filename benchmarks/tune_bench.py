@@ -118,11 +118,13 @@ def tune(name: str, budget: int, store: Path, cluster: SharedRay | None) -> dict
         started = time.perf_counter()
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - started
-    view = json.loads(done.stdout)
+        view = json.loads(done.stdout)
+        confirmed = confirm(view["study"], store, cluster, env)
     trials = [t for t in view["trials"] if t["role"] in ("trial", "repeat")]
     return {
         "view": view,
         "wall_s": wall,
+        "confirmed": confirmed,
         "trials": len(trials),
         "runs": [
             (t["role"], t["change"], t["wall_s"], t["measured_s"], t["probe"], t["status"], t["verdict"])
@@ -196,7 +198,7 @@ def _bench(
 def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
     print(f"tuning benchmark, {os.cpu_count()} cores, budget {budget} trial runs after the baseline; times in s")
     head = ("example", *LABELS, "speedup", "% oracle", "vs defaults", "trials", "probes", "->5%", "failed",
-            "tune wall", "x shipped", "TPE ->5%", f"TPE %@{budget}", "bound gap")  # fmt: skip
+            "tune wall", "x shipped", "TPE ->5%", f"TPE %@{budget}", "bound gap", "confirm")  # fmt: skip
     print(" ".join(f"{h:>9}" for h in head))
     for name, r in rows.items():
         print(" ".join(f"{c:>9}" for c in (name, *_cells(r))))
@@ -211,7 +213,9 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         "of the oracle's over the shipped settings; tune "
         "wall: the whole `pipetune tune` (Ray start, warm-up, baseline, trials); TPE ->5%: median trials over the "
         f"seeds; TPE %@{budget}: TPE's best after {budget} trials as % of the oracle's throughput, on the grid's "
-        "table (measured on one shared Ray); bound gap: the tuned run above its hardware bound"
+        "table (measured on one shared Ray); bound gap: the tuned run above its hardware bound; confirm: the "
+        "winner's figure in the study against its full run after the study, on a Ray of the study's kind "
+        "(`tune --resume S --confirm`, not in tune wall), * where that figure was a probe's prediction"
     )
     for name, r in rows.items():
         if r.get("machine"):
@@ -219,6 +223,28 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
 
 
 LABELS = ("shipped", "defaults", "static", "oracle", "tuned")
+
+
+def confirm(study: str, store: Path, cluster: SharedRay | None, env: dict[str, str]) -> dict[str, Any] | None:
+    """The study's best settings once in full, after the timed tuning and outside it (``tune --resume S
+    --confirm``, on a Ray of the study's kind): what the winner's figure in the study said against what its full
+    run measures. None where the confirming run printed nothing to read."""
+    cmd = [sys.executable, "-m", "pipetune", "tune", "--json", "--store", str(store), "--resume", study, "--confirm"]
+    cmd += ["--address", cluster.cluster.address] if cluster is not None else []
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        confirmed: dict[str, Any] | None = json.loads(done.stdout).get("confirmed")
+    except json.JSONDecodeError:
+        return None
+    return confirmed
+
+
+def _confirmed(r: dict[str, Any]) -> str:
+    """The winner's figure in the study against its full run (``confirm``), ``*`` where the figure was a probe's."""
+    c = r["tune"].get("confirmed")
+    if not c or not c.get("predicted_s") or not c.get("measured_s"):
+        return "-"
+    return f"{(c['predicted_s'] - c['measured_s']) / c['measured_s'] * 100:+.0f}%" + ("*" if c.get("probe") else "")
 
 
 def _cells(r: dict[str, Any]) -> list[str]:
@@ -238,6 +264,7 @@ def _cells(r: dict[str, Any]) -> list[str]:
         f"{r['tpe']['trials_to_5pct']:g}",
         f"{r['tpe']['pct_of_oracle']:.0f}%",
         "unknown" if gap is None else f"{gap:+.0f}%",
+        _confirmed(r),
     ]
 
 
