@@ -123,8 +123,22 @@ def test_confirm_runs_the_best_settings_in_full_and_stores_predicted_against_mea
     done = tuner.drive(study_id)
     best = done.incumbent()
     assert best is not None
+    tuner.warmup = True  # the confirming run's Ray is a new one: warmed up first, as the study's was
     confirmed = tuner.confirm(study_id)
-    assert runner.configs[-1] == best.config  # the best settings, run once more
+    assert runner.configs[-2:] == [best.config, best.config]  # the best settings: a warm-up, then in full
+    assert tuner.load(study_id).trials[-1].role is Role.WARMUP
     assert confirmed.predicted_s == best.seconds and confirmed.measured_s is not None
     assert tuner.load(study_id).confirmed == confirmed and confirmed.status == "succeeded"
     assert done.runs_used == tuner.load(study_id).runs_used  # not a trial: the budget is untouched
+
+
+def test_the_budgets_last_run_measures_ray_defaults_when_no_trial_did(tmp_path: Path) -> None:
+    """A study must never end with Ray Data's defaults unmeasured while it had a run to spare for them: the
+    model's moves come first (here a joint change that loses, then its bisection), the budget's last run goes
+    to the defaults; a budget of one run is the model's move."""
+    done, _ = study(tmp_path, four_small_batch_maps(cached=2), budget=3)
+    rules = [t.rule for t in done.trials if t.role in (Role.TRIAL, Role.REPEAT)]
+    assert rules == ["joint (model)", "bisect (model)", "ray-default"]
+    (tmp_path / "one").mkdir()
+    one, _ = study(tmp_path / "one", four_small_batch_maps(cached=2), budget=1)
+    assert [t.rule for t in one.trials if t.role is Role.TRIAL] == ["joint (model)"]
