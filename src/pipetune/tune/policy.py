@@ -107,9 +107,8 @@ def smallest_batches(facts: Facts, proposals: list[Proposal], noise_pct: float) 
     slower than 4096 rows)."""
     sized = [(p, s, rows) for p in proposals if (s := _only(p.settings, "batch_size")) is not None
              and (rows := _rows(facts, int(s.selector), s.value)) is not None]  # fmt: skip
-    within = 1 + noise_pct / 100
-    shadowed = {id(p) for p, s, rows in sized for q, t, fewer in sized
-                if s.selector == t.selector and fewer < rows and q.predicted * within >= p.predicted}  # fmt: skip
+    shadowed = {id(p) for p, s, rows in sized for q, t, fewer in sized if s.selector == t.selector
+                and fewer < rows and not beyond_noise(p.predicted / q.predicted, noise_pct)}  # fmt: skip
     return [p for p in proposals if id(p) not in shadowed]
 
 
@@ -137,7 +136,14 @@ def _allowed(p: Proposal, view: View) -> bool:
 
 def _measurable(p: Proposal, view: View) -> bool:
     """A predicted gain must clear the noise; 1.0 is "the model cannot say", which the trial run decides."""
-    return p.predicted == 1.0 or p.predicted > 1 + view.noise_pct / 100
+    return p.predicted == 1.0 or beyond_noise(p.predicted, view.noise_pct)
+
+
+def beyond_noise(ratio: float, noise_pct: float) -> bool:
+    """Whether a predicted speed-up ``ratio`` (of one configuration over another) is more than ``noise_pct``: a
+    smaller one is a difference no measurement could tell from noise. The one home of that judgement for
+    predictions (the judge's, for measured runs, is ``diagnose.noise.compare``)."""
+    return ratio > 1 + noise_pct / 100
 
 
 def _rank(p: Proposal) -> tuple[int, int, int, float]:
@@ -256,7 +262,8 @@ def _weighed(facts: Facts, settings: Settings, noise_pct: float) -> tuple[Settin
     parts, left_out = stage_parts(settings), list[str]()
     for part in list(parts):
         rest = [p for p in parts if p is not part]
-        if rest and _config_gain(facts, _merged(parts)) <= _config_gain(facts, _merged(rest)) * (1 + noise_pct / 100):
+        worth = _config_gain(facts, _merged(parts)) / _config_gain(facts, _merged(rest)) if rest else math.inf
+        if not beyond_noise(worth, noise_pct):
             parts, left_out = rest, [*left_out, *part.to_args()]
     return _merged(parts), left_out
 
