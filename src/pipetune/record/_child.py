@@ -68,7 +68,6 @@ def _die_with_parent() -> None:
     """If the recorder is killed outright (kill -9), this driver goes too, and Ray frees what it held."""
     if sys.platform != "linux":
         return
-    import contextlib
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):

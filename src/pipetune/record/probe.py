@@ -157,10 +157,15 @@ class Probe:
         stats = self._stats(executor, index)
         for event in self._failures(executor, stats, error):
             self.sender.send(EventSeen(event))
+        # Ray's own cancel is fire-and-forget: a driver that leaves fast may be gone before it is sent
+        self._ended(executor, index, error is None, stats, release=self.leaves_fast)
+
+    def _ended(self, executor: Any, index: int, ok: bool | None, stats: list[OperatorStats], release: bool) -> None:
+        """Send the execution's end, giving its share of the cluster back first where ``release``."""
         ended = self.now()
-        if self.leaves_fast:
-            _ray_compat.release(executor)  # Ray's own cancel is fire-and-forget: it may not leave before we do
-        self.sender.send(ExecutionEnded(index, ended, error is None, tuple(stats)))
+        if release:
+            _ray_compat.release(executor)
+        self.sender.send(ExecutionEnded(index, ended, ok, tuple(stats)))
 
     @staticmethod
     def _stats(executor: Any, index: int) -> list[OperatorStats]:
@@ -178,10 +183,7 @@ class Probe:
         self._wound_down.add(dataset)
         index = self._executions.get(dataset, 0)
         self._send_samples(executor)
-        stats = self._stats(executor, index)
-        ended = self.now()
-        _ray_compat.release(executor)
-        self.sender.send(ExecutionEnded(index, ended, None, tuple(stats)))
+        self._ended(executor, index, None, self._stats(executor, index), release=True)
 
     def _failures(self, executor: Any, stats: list[OperatorStats], error: Exception | None) -> list[Event]:
         events = []
