@@ -112,9 +112,7 @@ def tune(name: str, budget: int, store: Path, cluster: SharedRay | None) -> dict
     script, args = EXAMPLES[name]
     env = example_env(name)
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "pipetune", "tune", "--json", "--store", str(store), "--budget", str(budget)]
-        cmd += ["--address", cluster.cluster.address] if cluster is not None else []
-        cmd += [script, "--", *args, "--out", str(Path(out) / "out")]
+        cmd = [*_tune_cmd(store, cluster), "--budget", str(budget), script, "--", *args, "--out", f"{out}/out"]
         started = time.perf_counter()
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - started
@@ -229,14 +227,19 @@ def confirm(study: str, store: Path, cluster: SharedRay | None, env: dict[str, s
     """The study's best settings once in full, after the timed tuning and outside it (``tune --resume S
     --confirm``, on a Ray of the study's kind): what the winner's figure in the study said against what its full
     run measures. None where the confirming run printed nothing to read."""
-    cmd = [sys.executable, "-m", "pipetune", "tune", "--json", "--store", str(store), "--resume", study, "--confirm"]
-    cmd += ["--address", cluster.cluster.address] if cluster is not None else []
+    cmd = [*_tune_cmd(store, cluster), "--resume", study, "--confirm"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     try:
         confirmed: dict[str, Any] | None = json.loads(done.stdout).get("confirmed")
     except json.JSONDecodeError:
         return None
     return confirmed
+
+
+def _tune_cmd(store: Path, cluster: SharedRay | None) -> list[str]:
+    """``pipetune tune --json`` on the benchmark's store, attached to the example's cluster where it has one."""
+    cmd = [sys.executable, "-m", "pipetune", "tune", "--json", "--store", str(store)]
+    return cmd + (["--address", cluster.cluster.address] if cluster is not None else [])
 
 
 def _confirmed(r: dict[str, Any]) -> str:
