@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipetune.diagnose import Facts, Level
 from pipetune.settings import Settings
-from pipetune.tune.policy import Proposal, _weighed, candidates, smallest_batches
+from pipetune.tune.policy import Proposal, _joint, _weighed, smallest_batches
 from tests.unit.builders import stage, two_stage_run, with_
 
 
@@ -34,4 +34,5 @@ def test_a_joint_change_carries_only_the_parts_the_model_of_the_whole_credits() 
     joint = Settings.from_args(["1.batch_size=1024", "0.repartition=8"])
     kept, left_out = _weighed(facts, joint, noise_pct=0.0)
     assert kept.to_args() == ("1.batch_size=1024",) and left_out == ["0.repartition=8"]
-    assert not [p for p in candidates(facts) if p.rule == "joint (model)" and "repartition" in p.change]
+    split = Proposal(Settings.from_args(["0.repartition=8"]), "8 blocks", "few-blocks", "", Level.PARALLELISM, 1.9)
+    assert _joint(facts, [batch("1024", 1.2), split]) is None  # one stage left: its move goes on its own
