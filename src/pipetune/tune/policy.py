@@ -341,12 +341,17 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
     fix = f.fix
     if fix is None or fix.setting is None:
         return None  # no knob expresses it (e.g. removing a call)
-    if fix.knob == "batch_size" and f.stage is not None and isinstance(fix.current, int):
+    if fix.knob == "batch_size" and f.stage is not None and _grows(fix):
         floor = fix.proposed if isinstance(fix.proposed, int) else 0  # the guide's matrix: at least its range
         return _batch_move(facts, f.stage, fix.current, f.rule, f.cause, floor)
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
     return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, _fix_gain(facts, f, fix))
+
+
+def _grows(fix: Fix) -> bool:
+    """A batch fix that asks for more rows: the model sizes it (a smaller batch, against kills, keeps its value)."""
+    return isinstance(fix.current, int) and isinstance(fix.proposed, int) and fix.proposed > fix.current
 
 
 def _fix_gain(facts: Facts, f: Finding, fix: Fix) -> float:

@@ -1,12 +1,16 @@
 """Workers OOM-killed, and the object store full or spilling.
 
 Guide (memory-issue tree): workers killed -> first raise num_cpus (0.5 -> 1.0 -> 2.0) to run fewer at once,
-then batch_size down; object store full -> num_cpus up, then the object-store fraction, then block size.
-Verified by "no more crashes" and no spilling.
+then batch_size down. Where the kills measured the room on the node and the stage's memory per row
+(``task_memory``), the batch that fits as many tasks at once as ran goes first: it keeps every slot, where a
+larger reservation gives half of them up. Object store full -> num_cpus up, then the object-store fraction,
+then block size. Verified by "no more crashes" and no spilling.
 """
 
 from __future__ import annotations
 
+from pipetune.diagnose import task_memory
+from pipetune.diagnose.capacity import BATCH_MEMORY_SHARE
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.fusion import downstream_of, split_by_reservation
@@ -26,7 +30,7 @@ def check_oom(facts: Facts) -> list[Finding]:
             "workers-oom",
             "workers killed: out of memory",
             stage,
-            [Evidence("workers OOM-killed (raylet log)", float(len(kills)))],
+            [Evidence("workers OOM-killed (raylet log)", float(len(kills))), *_room_evidence(facts, op)],
             "tasks running side by side need more memory than the node has; Ray kills and retries them",
             _oom_fix(facts, stage, op.num_cpus if op else 1.0),
             Criterion("oom_kills", "==", 0, "no more crashes (no OOM kills)"),
@@ -35,9 +39,24 @@ def check_oom(facts: Facts) -> list[Finding]:
     ]
 
 
+def _room_evidence(facts: Facts, op: Operator | None) -> list[Evidence]:
+    room = task_memory.room(facts.run, op.name) if op else None
+    stats = facts.run.stats_of(op.uid) if op else None
+    if room is None or stats is None:
+        return []
+    return [
+        Evidence("memory its tasks may hold on the node (threshold less other use)", room.bytes / 2**30, " GiB"),
+        Evidence("its tasks running at once when killed", float(room.at_once)),
+        Evidence("peak memory per task (USS)", stats.peak_uss_bytes / 2**30, " GiB"),
+    ]
+
+
 def _oom_fix(facts: Facts, stage: Stage | None, num_cpus: float) -> Fix | None:
     if stage is None:
         return None
+    fits = task_memory.batch_that_fits(facts, stage, BATCH_MEMORY_SHARE)
+    if fits is not None:  # as many tasks at once, each with fewer rows
+        return Fix("batch_size", stage.knobs.batch_size, fits, Level.BATCH, stage.index)
     if num_cpus < facts.cpus:
         return Fix("num_cpus", num_cpus, min(doubled(max(num_cpus, 0.5)), facts.cpus), Level.PARALLELISM, stage.index)
     if stage.knobs.batch_size:  # already one task per node: the batch itself must shrink

@@ -1,0 +1,127 @@
+"""Memory per task, measured: what a stage's task holds at a given batch size, and how much its tasks may hold
+together on a node. Pure.
+
+Ray's memory monitor logs every kill with the node's usage, the threshold it exceeded and each worker it
+considered, with the memory that worker used (the raylet's "kill details"); the recorder keeps that text as the
+OOM event's detail. From it come the bytes a stage's tasks may hold together (the threshold less what everything
+else on the node used), how many of its tasks ran at once, and an idle Ray worker's own footprint (the smallest
+worker listed). A task's memory is that footprint plus a share proportional to its batch's rows, the share
+measured as the stage's peak USS over the rows of the batches it ran. Rows are the one thing a batch size
+changes, so that is the first-order model; a trial at the smaller batch measures it again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from pipetune.diagnose.facts import Facts
+from pipetune.model import EventKind, Run, Stage
+
+GB = 1e9  # Ray prints worker memory in decimal GB (node_manager.cc: bytes / 1e9)
+
+_THRESHOLD = re.compile(r"Memory usage (\d+)B exceeded threshold of (\d+)B")
+_FRACTION = re.compile(r"was (\d+(?:\.\d+)?)GB used / (\d+(?:\.\d+)?)GB limit.*?threshold of (\d+(?:\.\d+)?)", re.S)
+_WORKER = re.compile(r"task name=([^,\n]+),[^\n]*?actual memory used=([\d.]+)GB")
+
+
+@dataclass(frozen=True)
+class Kill:
+    """One kill by Ray's memory monitor: the node's usage and the threshold it exceeded, in bytes, and the
+    workers it considered as (task name, bytes used)."""
+
+    used: float
+    threshold: float
+    workers: tuple[tuple[str, float], ...]
+
+    def running(self, op_name: str) -> list[float]:
+        """Bytes used by each considered worker that ran a task of the operator named ``op_name``."""
+        return [used for name, used in self.workers if name.strip() == op_name]
+
+
+def parse_kill(detail: str) -> Kill | None:
+    """The kill the raylet described, or None where the text has no usage and threshold in either of the
+    forms Ray prints (bytes, or GB with the threshold as a fraction of the limit)."""
+    workers = tuple((name, float(gb) * GB) for name, gb in _WORKER.findall(detail))
+    if m := _THRESHOLD.search(detail):
+        return Kill(float(m.group(1)), float(m.group(2)), workers)
+    if m := _FRACTION.search(detail):
+        used, limit, fraction = (float(g) for g in m.groups())
+        return Kill(used * GB, fraction * limit * GB, workers)
+    return None
+
+
+def kills(run: Run) -> list[Kill]:
+    return [k for e in run.events if e.kind is EventKind.OOM_KILL and (k := parse_kill(e.detail)) is not None]
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a kill measured for one operator: the bytes its tasks may hold together on the node and how many of
+    its tasks ran there at once."""
+
+    bytes: float
+    at_once: int
+    idle_worker: float  # the smallest considered worker's memory: a Ray worker's own footprint
+
+
+def room(run: Run, op_name: str) -> Room | None:
+    """The tightest room the run's kills measured for the operator's tasks; None where no kill names it."""
+    rooms = [_room_of(k, op_name) for k in kills(run)]
+    measured = [r for r in rooms if r is not None]
+    return min(measured, key=lambda r: r.bytes / r.at_once) if measured else None
+
+
+def _room_of(kill: Kill, op_name: str) -> Room | None:
+    ours = kill.running(op_name)
+    if not ours:
+        return None
+    others = kill.used - sum(ours)  # every other process on the node, Ray's own included
+    idle = min((used for _, used in kill.workers), default=0.0)
+    return Room(kill.threshold - others, len(ours), idle)
+
+
+@dataclass(frozen=True)
+class TaskMemory:
+    """A task's memory: a fixed footprint plus ``per_row`` bytes for each row of its batch."""
+
+    base: float
+    per_row: float
+
+    def at(self, rows: float) -> float:
+        return self.base + self.per_row * rows
+
+
+def batch_rows(facts: Facts, stage: Stage) -> float | None:
+    """Rows per batch the run used: the batch size, or a task's rows where batches are whole blocks."""
+    stats, rate = facts.stage_stats(stage.index), facts.rate_of(stage.index)
+    if stats is None or rate is None or not stats.task_s.count:
+        return None
+    per_task = rate.rows / stats.task_s.count
+    return min(stage.knobs.batch_size or per_task, per_task)
+
+
+def task_memory(facts: Facts, stage: Stage, base: float) -> TaskMemory | None:
+    """The stage's task memory from its operator's peak USS at the rows it ran, over a footprint ``base``."""
+    stats, rows = facts.stage_stats(stage.index), batch_rows(facts, stage)
+    if stats is None or not rows or stats.peak_uss_bytes <= base:
+        return None
+    return TaskMemory(base, (stats.peak_uss_bytes - base) / rows)
+
+
+def batch_that_fits(facts: Facts, stage: Stage, share: float) -> int | None:
+    """The largest power-of-two batch whose tasks, as many at once as the kills measured, keep within ``share``
+    of the room the kills measured; None where no kill names the stage's operator, where batches are not the
+    stage's to size, or where no smaller batch than the run's would fit (the memory is not in the rows)."""
+    op = facts.operator_of(stage.index)
+    measured = room(facts.run, op.name) if op is not None and stage.accepts("batch_size") else None
+    memory = task_memory(facts, stage, measured.idle_worker) if measured else None
+    rows = batch_rows(facts, stage)
+    if measured is None or memory is None or not rows or memory.per_row <= 0:
+        return None
+    fits = (share * measured.bytes / measured.at_once - memory.base) / memory.per_row
+    if fits < 1:
+        return None
+    batch = 2 ** int(math.log2(fits))
+    return batch if batch < rows else None

@@ -1,0 +1,94 @@
+"""Memory per task from what Ray's memory monitor logged: the room on the node, the tasks at once, the batch
+that fits; and the doctor's OOM fix that follows from them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pipetune.diagnose.capacity import BATCH_MEMORY_SHARE
+from pipetune.diagnose.engine import diagnose
+from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.findings import Level
+from pipetune.diagnose.task_memory import GB, batch_that_fits, parse_kill, room
+from pipetune.model import Event, EventKind, Run
+from tests.unit.builders import op_stats, two_stage_run, with_
+
+# Ray 2.60's kill details, cut to the lines read (a real kill on the memory benchmark, 2026-12-06)
+DETAIL = (
+    "Memory on the node (IP: 192.0.2.2, ID: d7a4) was 4.50GB used / 23.54GB limit (0.191295)\n"
+    "OOM kill reason: Memory usage 4826828800B exceeded threshold of 4802478592B (19.0% of 25276203008B limit)\n"
+    "Considered workers: [\n"
+    "Selected to kill: (Task: job ID=01, lease ID=01, task name=MapBatches(work), required resources={CPU: 1}, "
+    "pid=20871, actual memory used=1.60GB, worker ID=cb)\n"
+    "(Task: job ID=01, lease ID=00, task name=MapBatches(work), required resources={CPU: 1}, pid=20872, "
+    "actual memory used=1.81GB, worker ID=2f)\n"
+    "(Actor(ef44): job ID=01, lease ID=01, task name=datasets_stats_actor:_StatsActor.__init__, "
+    "required resources={}, pid=20806, actual memory used=0.10GB, worker ID=fd)\n]"
+)
+# the form older Rays print: GB, and the threshold as a fraction of the limit
+OLD = (
+    "Memory on the node (IP: 10.0.0.1, ID: 1) where the task (task ID: 2, name=MapBatches(work), pid=3) was "
+    "running was 7.60GB used / 8.00GB limit (0.95), which exceeds the memory usage threshold of 0.9. Ray killed"
+)
+
+
+def killed_run(batch: int | None, peak_gib: float, detail: str = DETAIL) -> Run:
+    """two_stage_run's map (100-row tasks) with the kill above and a measured peak USS per task."""
+    run = two_stage_run()
+    work = with_(run.stages[1], knobs=run.stages[1].knobs.replace(batch_size=batch))  # type: ignore[arg-type]
+    stats = op_stats("0/MapBatches(work)_2", 10_000, 20.0, 20.0, tasks=100, peak_uss_bytes=peak_gib * 2**30)
+    kill = Event(3.0, EventKind.OOM_KILL, "Ray's memory monitor killed 1 worker(s) running MapBatches(work)")
+    [execution] = run.executions
+    execution = replace(execution, stats=(execution.stats[0], stats))
+    return with_(run, stages=(run.stages[0], work), executions=(execution,), events=(replace(kill, detail=detail),))
+
+
+def test_a_kill_reads_the_threshold_the_usage_and_each_workers_memory() -> None:
+    kill = parse_kill(DETAIL)
+    assert kill is not None and (kill.used, kill.threshold) == (4826828800.0, 4802478592.0)
+    assert kill.running("MapBatches(work)") == [1.60 * GB, 1.81 * GB]
+    old = parse_kill(OLD)
+    assert old is not None and (round(old.used / GB, 2), round(old.threshold / GB, 2)) == (7.6, 7.2)
+    assert parse_kill("Ray killed a worker") is None
+
+
+def test_the_room_is_the_threshold_less_everything_else_on_the_node() -> None:
+    measured = room(killed_run(None, 2.3), "MapBatches(work)")
+    assert measured is not None and measured.at_once == 2
+    assert round(measured.bytes / GB, 3) == round((4802478592 - (4826828800 - 3.41 * GB)) / GB, 3)
+    assert measured.idle_worker == 0.10 * GB
+    assert room(killed_run(None, 2.3), "ReadFiles") is None  # no worker of that operator was considered
+
+
+def test_the_batch_that_fits_as_many_tasks_at_once_keeps_within_the_share_of_the_room() -> None:
+    facts = Facts.of(killed_run(None, 2.3))  # whole blocks: 100 rows a task, 2.3 GiB at its peak
+    measured = room(facts.run, "MapBatches(work)")
+    assert measured is not None
+    per_row = (2.3 * 2**30 - 0.1 * GB) / 100
+    fits = (BATCH_MEMORY_SHARE * measured.bytes / 2 - 0.1 * GB) / per_row
+    batch = batch_that_fits(facts, facts.run.stages[1], BATCH_MEMORY_SHARE)
+    assert batch is not None and batch <= fits < 2 * batch and batch & (batch - 1) == 0  # a power of two under it
+    sixteen = Facts.of(killed_run(16, 2.3))  # the same peak at 16 rows: a row holds 6x as much
+    assert batch_that_fits(sixteen, sixteen.run.stages[1], BATCH_MEMORY_SHARE) == batch // 8
+    small = Facts.of(killed_run(None, 0.09))  # the task holds less than an idle worker: not the rows' memory
+    assert batch_that_fits(small, small.run.stages[1], BATCH_MEMORY_SHARE) is None
+
+
+def test_the_doctor_shrinks_the_batch_where_the_kills_measured_what_fits_and_raises_num_cpus_where_not() -> None:
+    [f] = [f for f in diagnose(killed_run(None, 2.3)).findings if f.rule == "workers-oom"]
+    assert f.fix is not None and (f.fix.knob, f.fix.current, f.fix.level) == ("batch_size", None, Level.BATCH)
+    assert any(e.metric == "its tasks running at once when killed" and e.value == 2 for e in f.evidence)
+    [g] = [f for f in diagnose(killed_run(None, 2.3, detail="")).findings if f.rule == "workers-oom"]
+    assert g.fix is not None and (g.fix.knob, g.fix.proposed) == ("num_cpus", 2.0)  # the guide's first step
+
+
+def test_the_tuner_proposes_the_smaller_batch_as_the_doctor_sized_it() -> None:
+    """A batch fix that asks for fewer rows is not handed to the batch search (which only grows batches)."""
+    from pipetune.settings import Settings
+    from pipetune.tune.policy import ModelGuided, View
+
+    run = killed_run(64, 2.3)
+    [f] = [f for f in diagnose(run).findings if f.rule == "workers-oom"]
+    assert f.fix is not None and f.fix.proposed < 64
+    proposal = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
+    assert proposal is not None and proposal.settings.to_args() == (f"1.batch_size={f.fix.proposed}",)
