@@ -92,3 +92,20 @@ def test_the_tuner_proposes_the_smaller_batch_as_the_doctor_sized_it() -> None:
     assert f.fix is not None and f.fix.proposed < 64
     proposal = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
     assert proposal is not None and proposal.settings.to_args() == (f"1.batch_size={f.fix.proposed}",)
+
+
+def test_once_the_smaller_batch_lost_the_guides_larger_reservation_is_next() -> None:
+    """Memory that is not in the rows (a model each task loads) is not cured by a smaller batch: the trial says
+    so, and the guide's first step comes next rather than nothing."""
+    from pipetune.settings import Settings
+    from pipetune.tune.policy import ModelGuided, View
+
+    run = killed_run(64, 2.3)
+    first = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
+    assert first is not None and first.rule == "workers-oom"
+    [lost] = first.settings.stages
+    tried = frozenset({first.settings.key()})
+    view = View(Settings(), run, tried, lost=frozenset({lost}))  # type: ignore[arg-type]
+    second = ModelGuided().propose(view)
+    assert second is not None and second.rule == "workers-oom (guide)"
+    assert second.settings.to_args() == ("1.num_cpus=2",)

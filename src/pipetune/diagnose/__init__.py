@@ -17,6 +17,7 @@ from pipetune.diagnose.progress import in_flight, moved, reads, rows_done, rows_
 from pipetune.diagnose.ranking import gain_tier, urgency
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
+from pipetune.diagnose.rules.memory import guide_oom_fix
 from pipetune.diagnose.thresholds import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE, NUM_CPUS_IO, WAITING_CORES
 from pipetune.diagnose.verify import Verification, verify
 
@@ -53,6 +54,7 @@ __all__ = [
     "diagnose",
     "find_bottleneck",
     "gain_tier",
+    "guide_oom_fix",
     "in_flight",
     "lead_stage",
     "moved",

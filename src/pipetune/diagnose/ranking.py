@@ -25,6 +25,7 @@ _URGENCY = {
     "crash": 0,
     "workers-oom": 0,
     "gpu-oom": 0,
+    "workers-oom (guide)": 1,  # the guide's first step against kills, where the measured batch goes first
     "object-store": 1,
     "blocking-actor-pool": 1,
     "stall": 1,

@@ -13,7 +13,7 @@ the doctor's order too).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -28,6 +28,7 @@ from pipetune.diagnose import (
     Level,
     diagnose,
     gain_tier,
+    guide_oom_fix,
     urgency,
 )
 from pipetune.diagnose import capacity as predict
@@ -224,6 +225,7 @@ def candidates(facts: Facts, allow: frozenset[str] = frozenset(), noise_pct: flo
     fixes = [p for p in (_from_finding(facts, f) for f in findings) if p is not None]
     moves = [*_batch_moves(facts), *_pool_moves(facts)]
     yield from fixes
+    yield from _guide_oom_moves(facts, findings)
     yield from moves
     bound = next((f for f in findings if f.rule == "consumer-bound"), None)
     yield from _loop_batch_moves(facts, bound, allow)
@@ -347,6 +349,20 @@ def _from_finding(facts: Facts, f: Finding) -> Proposal | None:
     if fix.knob == "num_cpus" and f.stage is not None:
         fix = _waiting_cpus(facts, f.stage, fix)
     return Proposal(_settings_of(fix), fix.describe(), f.rule, f.cause, fix.level, _fix_gain(facts, f, fix))
+
+
+def _guide_oom_moves(facts: Facts, findings: Sequence[Finding]) -> Iterator[Proposal]:
+    """Where the doctor's fix for OOM kills is the batch the kills measured as fitting, the guide's own first
+    step too (a larger reservation), ranked after it: a memory that is not in the batch's rows (a model each
+    task loads) is not cured by fewer rows, and the trial at the smaller batch is what says so."""
+    for f in findings:
+        if f.rule != "workers-oom" or f.fix is None or f.fix.knob != "batch_size" or f.stage is None:
+            continue
+        op = facts.operator_of(f.stage)
+        fix = guide_oom_fix(facts, facts.run.stage(f.stage), op.num_cpus if op else 1.0)
+        if fix.knob != "batch_size":
+            why = "the guide's first step against OOM kills: fewer tasks at once"
+            yield Proposal(_settings_of(fix), fix.describe(), "workers-oom (guide)", why, fix.level, 1.0)
 
 
 def _grows(fix: Fix) -> bool:

@@ -57,6 +57,12 @@ def _oom_fix(facts: Facts, stage: Stage | None, num_cpus: float) -> Fix | None:
     fits = task_memory.batch_that_fits(facts, stage, BATCH_MEMORY_SHARE)
     if fits is not None:  # as many tasks at once, each with fewer rows
         return Fix("batch_size", stage.knobs.batch_size, fits, Level.BATCH, stage.index)
+    return guide_oom_fix(facts, stage, num_cpus)
+
+
+def guide_oom_fix(facts: Facts, stage: Stage, num_cpus: float) -> Fix:
+    """The guide's order against kills, without a measured room: a larger reservation (fewer tasks at once)
+    while one task does not take the whole node, then half the batch, then smaller blocks."""
     if num_cpus < facts.cpus:
         return Fix("num_cpus", num_cpus, min(doubled(max(num_cpus, 0.5)), facts.cpus), Level.PARALLELISM, stage.index)
     if stage.knobs.batch_size:  # already one task per node: the batch itself must shrink
