@@ -109,3 +109,55 @@ def test_once_the_smaller_batch_lost_the_guides_larger_reservation_is_next() -> 
     second = ModelGuided().propose(view)
     assert second is not None and second.rule == "workers-oom (guide)"
     assert second.settings.to_args() == ("1.num_cpus=2",)
+
+
+def test_settings_that_would_hold_more_than_the_kills_measured_are_never_tried() -> None:
+    """Room for two 100-row tasks' worth at 2.47 GB less: 32-row batches fit two at once, not four."""
+    from pipetune.diagnose import Limit
+    from pipetune.settings import Settings
+    from pipetune.tune.feasible import over_memory
+
+    run = two_stage_run()  # 2 CPUs
+    limits = {1: Limit(room=3.35 * GB, base=0.1 * GB, per_row=0.0237 * GB, task_rows=100.0)}
+
+    def over(**knobs: object) -> str | None:
+        return over_memory(run, Settings.from_config({"stages": {"1": knobs}}), limits)
+
+    assert over(batch_size=32) is None  # 2 x 0.86 GB
+    assert over(batch_size=32, num_cpus=0.5) == (
+        "stage 1:map_batches:work: 4 tasks at once would hold more memory than the kills measured"
+    )
+    assert over(batch_size=32, num_cpus=0.5, concurrency=2) is None  # the cap keeps it at two
+    assert over() is not None  # whole tasks, two at once: what was killed
+    assert over_memory(run, Settings(), {}) is None  # nothing measured: nothing judged
+
+
+def test_the_study_keeps_the_tightest_room_any_run_measured_and_the_policy_respects_it() -> None:
+    """A waiting stage the model would give forty slots (0.05 CPU) gets no more than the kills measured fit."""
+    from pipetune.diagnose import Limit
+    from pipetune.settings import Settings
+    from pipetune.tune.feasible import over_memory
+    from pipetune.tune.policy import ModelGuided, View
+    from tests.unit.test_rules import download_run
+
+    run = download_run()
+    free = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
+    tight = {1: Limit(room=2.0 * GB, base=0.1 * GB, per_row=0.01 * GB, task_rows=10.0)}  # 0.2 GB a task: 10 fit
+    assert free is not None and over_memory(run, free.settings, tight) is not None  # 40 tasks at 0.05 CPU
+    bounded = ModelGuided().propose(View(Settings(), run, frozenset(), memory=tight))  # type: ignore[arg-type]
+    assert bounded is None or over_memory(run, bounded.settings, tight) is None
+
+
+def test_the_study_keeps_the_tightest_room_of_its_runs_per_stage() -> None:
+    from pipetune.diagnose import Limit
+    from pipetune.tune.steps import memory_limits
+    from pipetune.tune.study import Study
+
+    def stored(seq: int, limits: dict[str, list[float]]) -> dict[str, object]:
+        return {"seq": seq, "role": "trial" if seq else "baseline", "config": {}, "change": "", "settings": [],
+                "rule": "", "reason": "", "run_id": f"r{seq}", "status": "succeeded", "wall_s": 3.0, "rows": 10,
+                "verdict": "kept", "memory_limits": limits}  # fmt: skip
+
+    events = [("trial", stored(0, {"1": [3e9, 1e8, 2e7, 100.0]})), ("trial", stored(1, {"1": [2e9, 1e8, 2e7, 50.0]}))]
+    study = Study.fold("s1", {"script": "pipe.py"}, events)
+    assert memory_limits(study) == {1: Limit(2e9, 1e8, 2e7, 50.0)}

@@ -192,6 +192,7 @@ def test_stored_payloads_keep_the_config_and_set_forms_and_load_back_typed() -> 
         "consumed_rows": {},
         "sink": None,
         "batch_points": {},
+        "memory_limits": {},
     }
 
 

@@ -18,6 +18,7 @@ from pipetune.diagnose.ranking import gain_tier, urgency
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
 from pipetune.diagnose.rules.memory import guide_oom_fix
+from pipetune.diagnose.task_memory import Limit, oom_limits
 from pipetune.diagnose.thresholds import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE, NUM_CPUS_IO, WAITING_CORES
 from pipetune.diagnose.verify import Verification, verify
 
@@ -37,6 +38,7 @@ __all__ = [
     "Finding",
     "Fix",
     "Level",
+    "Limit",
     "OpType",
     "OperatorRate",
     "Outcome",
@@ -59,6 +61,7 @@ __all__ = [
     "lead_stage",
     "moved",
     "noise_band",
+    "oom_limits",
     "operator_rates",
     "parse_source",
     "pool_size",

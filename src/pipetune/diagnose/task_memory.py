@@ -110,17 +110,53 @@ def task_memory(facts: Facts, stage: Stage, base: float) -> TaskMemory | None:
     return TaskMemory(base, (stats.peak_uss_bytes - base) / rows)
 
 
+@dataclass(frozen=True)
+class Limit:
+    """What a run's kills measured for one stage: the bytes its tasks may hold together on a node, its task
+    memory, and the rows a task got (a batch of Ray's default takes a whole task's rows)."""
+
+    room: float
+    base: float
+    per_row: float
+    task_rows: float
+
+    def holds(self, at_once: float, batch: int | None) -> bool:
+        """Whether ``at_once`` tasks at batches of ``batch`` rows (None: whole tasks) stay within the room."""
+        rows = min(batch or self.task_rows, self.task_rows)
+        return at_once * TaskMemory(self.base, self.per_row).at(rows) <= self.room
+
+
+def oom_limits(facts: Facts) -> dict[int, Limit]:
+    """Each stage whose operator the run's kills name, with what they measured for it."""
+    out = {}
+    for stage in facts.run.stages:
+        limit = _limit(facts, stage)
+        if limit is not None:
+            out[stage.index] = limit
+    return out
+
+
+def _limit(facts: Facts, stage: Stage) -> Limit | None:
+    op = facts.operator_of(stage.index)
+    measured = room(facts.run, op.name) if op is not None else None
+    memory = task_memory(facts, stage, measured.idle_worker) if measured else None
+    stats, rate = facts.stage_stats(stage.index), facts.rate_of(stage.index)
+    if measured is None or memory is None or stats is None or rate is None or not stats.task_s.count:
+        return None
+    return Limit(measured.bytes, memory.base, memory.per_row, rate.rows / stats.task_s.count)
+
+
 def batch_that_fits(facts: Facts, stage: Stage, share: float) -> int | None:
     """The largest power-of-two batch whose tasks, as many at once as the kills measured, keep within ``share``
     of the room the kills measured; None where no kill names the stage's operator, where batches are not the
     stage's to size, or where no smaller batch than the run's would fit (the memory is not in the rows)."""
     op = facts.operator_of(stage.index)
     measured = room(facts.run, op.name) if op is not None and stage.accepts("batch_size") else None
-    memory = task_memory(facts, stage, measured.idle_worker) if measured else None
+    limit = _limit(facts, stage) if measured else None
     rows = batch_rows(facts, stage)
-    if measured is None or memory is None or not rows or memory.per_row <= 0:
+    if measured is None or limit is None or not rows or limit.per_row <= 0:
         return None
-    fits = (share * measured.bytes / measured.at_once - memory.base) / memory.per_row
+    fits = (share * limit.room / measured.at_once - limit.base) / limit.per_row
     if fits < 1:
         return None
     batch = 2 ** int(math.log2(fits))

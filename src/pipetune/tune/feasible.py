@@ -3,14 +3,16 @@
 Pure. An actor pool holds its CPUs (and GPUs) for the whole execution; task stages need at least one task's
 worth of what is left, or the pipeline waits forever. That is the classic hang on a small machine: a pool of
 actors reserving every CPU while the read tasks that feed it cannot start. A task or actor that asks for more
-than the largest node has never starts either. The one home of "does it fit" is ``diagnose.capacity``.
+than the largest node has never starts either. The one home of "does it fit" is ``diagnose.capacity``; of
+"does its memory fit", where a run's OOM kills measured it, ``diagnose.task_memory``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipetune.diagnose import cpus_of, reservations, rooms
+from pipetune.diagnose import Limit, cpus_of, reservations, rooms
 from pipetune.model import Knobs, Run, Stage
 from pipetune.settings import Settings
 
@@ -60,3 +62,21 @@ def _starved(run: Run, stages: list[tuple[Stage, Knobs]]) -> str | None:
     """Placed node by node, as Ray's scheduler would: cluster totals hide a pool spread so thin that no node
     has a whole CPU left for a read task."""
     return reservations(stages).why_not(rooms(run))
+
+
+def over_memory(run: Run, overrides: Settings, limits: Mapping[int, Limit]) -> str | None:
+    """Why these settings would have Ray's memory monitor kill the stage's tasks again, by what earlier kills
+    measured (``limits``, by stage), or None: as many tasks at once as fit the largest node's CPUs (and the
+    stage's concurrency), each at its batch's rows."""
+    res = Resources.of(run)
+    node_cpus = res.largest_node_cpus or res.cpus  # a run stored without its nodes: the cluster as one
+    for stage in run.stages:
+        limit, knobs = limits.get(stage.index), overrides.knobs_of(stage)
+        if limit is None or not node_cpus:
+            continue
+        at_once = max(node_cpus // cpus_of(knobs), 1.0)
+        if isinstance(knobs.concurrency, int):
+            at_once = min(at_once, knobs.concurrency)
+        if not limit.holds(at_once, knobs.batch_size):
+            return f"stage {stage.key}: {at_once:g} tasks at once would hold more memory than the kills measured"
+    return None

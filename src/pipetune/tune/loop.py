@@ -14,13 +14,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipetune._serde import to_plain
 from pipetune.capture import ExecutionStarted, Message, clock
-from pipetune.diagnose import Facts, diagnose, noise_band
+from pipetune.diagnose import Facts, diagnose, noise_band, oom_limits
 from pipetune.diagnose import capacity as predict
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
@@ -174,6 +174,7 @@ class Tuner:
             consumed_rows=objective.consumed_rows(run),
             sink=objective.sink_of(run),
             batch_points=_batch_points(run),
+            memory_limits=_memory_limits(run),
         )
         self.store.append_study(study.id, "trial", trial_payload(trial))
         self.say(_result(trial, run))
@@ -234,6 +235,11 @@ def _batch_points(run: Run) -> dict[str, tuple[int, float]]:
     facts = Facts.of(run)
     points = ((s.index, predict.batch_point(facts, s.index)) for s in run.stages if s.method == "map_batches")
     return {str(i): point for i, point in points if point is not None}
+
+
+def _memory_limits(run: Run) -> dict[str, tuple[float, float, float, float]]:
+    """Per stage whose tasks Ray's memory monitor killed, what the kills measured (``task_memory.Limit``)."""
+    return {str(i): astuple(limit) for i, limit in oom_limits(Facts.of(run)).items()}
 
 
 def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:

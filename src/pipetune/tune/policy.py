@@ -26,6 +26,7 @@ from pipetune.diagnose import (
     Finding,
     Fix,
     Level,
+    Limit,
     diagnose,
     gain_tier,
     guide_oom_fix,
@@ -34,7 +35,7 @@ from pipetune.diagnose import (
 from pipetune.diagnose import capacity as predict
 from pipetune.model import Run, Stage, StageKind
 from pipetune.settings import DEFAULT, ITERATOR_PROTECTED, ContextSetting, Settings, StageSetting, change, knob, show
-from pipetune.tune.feasible import unschedulable
+from pipetune.tune.feasible import over_memory, unschedulable
 from pipetune.tune.study import with_settings
 
 
@@ -61,6 +62,7 @@ class View:
     noise_pct: float = 0.0  # the noise band of the incumbent's runs: a predicted gain inside it is not proposed
     allow: frozenset[str] = frozenset()  # protected knobs the user lets tuning change (``iterator.batch_size``)
     batch_costs: Mapping[int, BatchCost] = field(default_factory=dict)  # per-batch costs fitted over the runs
+    memory: Mapping[int, Limit] = field(default_factory=dict)  # per stage, what OOM kills measured (any run)
 
 
 class SearchPolicy(Protocol):
@@ -213,7 +215,7 @@ def viable(p: Proposal, view: View) -> bool:
     config = with_settings(view.config, p.settings)
     if config.key() in view.tried or config.key() == view.config.key():
         return False
-    return unschedulable(view.run, config) is None
+    return unschedulable(view.run, config) is None and over_memory(view.run, config, view.memory) is None
 
 
 def candidates(facts: Facts, allow: frozenset[str] = frozenset(), noise_pct: float = 0.0) -> Iterator[Proposal]:

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from pipetune.diagnose import BatchCost, Facts, consumer_bound, noise_band
+from pipetune.diagnose import BatchCost, Facts, Limit, consumer_bound, noise_band
 from pipetune.diagnose import capacity as predict
 from pipetune.model import Run
 from pipetune.settings import Settings
@@ -73,7 +73,7 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     lost = frozenset(s for t in losers if len(stage_parts(t.settings)) == 1 for s in t.settings.stages)
     view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost,
                 tuple(t.config for t in losers), noise_band(walls, ()), frozenset(study.spec.allow),
-                batch_costs(study))  # fmt: skip
+                batch_costs(study), memory_limits(study))  # fmt: skip
     if study.runs_used >= 1 and study.spec.budget - study.runs_used == 1:
         last_call = _defaults_step(view, box)  # the budget's last run: Ray Data's defaults, while never measured
         if last_call is not None:
@@ -104,6 +104,17 @@ def batch_costs(study: Study) -> dict[int, BatchCost]:
                 points.setdefault(int(stage), []).append(point)
     fitted = {stage: predict.fit_batch_cost(p) for stage, p in points.items()}
     return {stage: cost for stage, cost in fitted.items() if cost is not None}
+
+
+def memory_limits(study: Study) -> dict[int, Limit]:
+    """Per stage, the tightest room any run of the study measured when Ray's memory monitor killed its tasks."""
+    out: dict[int, Limit] = {}
+    for t in study.trials:
+        for stage, fields in t.memory_limits.items():
+            limit = Limit(*fields)
+            if int(stage) not in out or limit.room < out[int(stage)].room:
+                out[int(stage)] = limit
+    return out
 
 
 def _without_batches(config: Settings) -> str:
