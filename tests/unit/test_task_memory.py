@@ -161,3 +161,22 @@ def test_the_study_keeps_the_tightest_room_of_its_runs_per_stage() -> None:
     events = [("trial", stored(0, {"1": [3e9, 1e8, 2e7, 100.0]})), ("trial", stored(1, {"1": [2e9, 1e8, 2e7, 50.0]}))]
     study = Study.fold("s1", {"script": "pipe.py"}, events)
     assert memory_limits(study) == {1: Limit(2e9, 1e8, 2e7, 50.0)}
+
+
+def test_a_read_fused_into_the_killed_tasks_does_not_block_every_configuration() -> None:
+    """The read and the map ran in one operator's tasks: the room is judged at the map's batches, once. (Judged
+    for the read too, at whole tasks, it had ruled out every configuration: the study stopped after its baseline.)"""
+    from pipetune.diagnose import oom_limits
+    from pipetune.model import Operator
+    from pipetune.settings import Settings
+    from pipetune.tune.policy import ModelGuided, View
+
+    run = killed_run(None, 2.3, DETAIL.replace("task name=MapBatches(work)", "task name=ReadFiles->MapBatches(work)"))
+    [execution] = run.executions
+    fused = Operator("0/ReadFiles->MapBatches(work)_1", "ReadFiles->MapBatches(work)", (0, 1), num_cpus=1.0)
+    stats = replace(execution.stats[1], uid=fused.uid)
+    run = with_(run, executions=(replace(execution, operators=(fused,), stats=(stats,)),))
+    limits = oom_limits(Facts.of(run))
+    assert list(limits) == [1]
+    proposal = ModelGuided().propose(View(Settings(), run, frozenset(), memory=limits))  # type: ignore[arg-type]
+    assert proposal is not None and proposal.rule == "workers-oom" and proposal.settings.stages[0].knob == "batch_size"

@@ -127,12 +127,16 @@ class Limit:
 
 
 def oom_limits(facts: Facts) -> dict[int, Limit]:
-    """Each stage whose operator the run's kills name, with what they measured for it."""
+    """For each operator the run's kills name, its stage whose knobs size its tasks' memory (its map_batches,
+    whose batch size Ray Data applies, else its first), with what the kills measured. One stage per operator:
+    the others fused into it (a read, a write) run inside the same tasks at that stage's batches."""
     out = {}
-    for stage in facts.run.stages:
-        limit = _limit(facts, stage)
-        if limit is not None:
-            out[stage.index] = limit
+    for _, op in facts.run.operators():
+        stages = [facts.run.stage(i) for i in op.stages]
+        sizing = next((s for s in stages if s.method == "map_batches"), stages[0] if stages else None)
+        limit = _limit(facts, sizing) if sizing is not None else None
+        if sizing is not None and limit is not None:
+            out[sizing.index] = limit
     return out
 
 
