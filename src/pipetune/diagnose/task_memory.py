@@ -120,10 +120,11 @@ class Limit:
     per_row: float
     task_rows: float
 
-    def holds(self, at_once: float, batch: int | None) -> bool:
-        """Whether ``at_once`` tasks at batches of ``batch`` rows (None: whole tasks) stay within the room."""
+    def holds(self, at_once: float, batch: int | None, share: float = 1.0) -> bool:
+        """Whether ``at_once`` tasks at batches of ``batch`` rows (None: whole tasks) stay within ``share`` of
+        the room."""
         rows = min(batch or self.task_rows, self.task_rows)
-        return at_once * TaskMemory(self.base, self.per_row).at(rows) <= self.room
+        return at_once * TaskMemory(self.base, self.per_row).at(rows) <= share * self.room
 
 
 def oom_limits(facts: Facts) -> dict[int, Limit]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipetune.diagnose import Limit, cpus_of, reservations, rooms
+from pipetune.diagnose import MEMORY_SHRINK_ABOVE, Limit, cpus_of, reservations, rooms
 from pipetune.model import Knobs, Run, Stage
 from pipetune.settings import Settings
 
@@ -67,7 +67,8 @@ def _starved(run: Run, stages: list[tuple[Stage, Knobs]]) -> str | None:
 def over_memory(run: Run, overrides: Settings, limits: Mapping[int, Limit]) -> str | None:
     """Why these settings would have Ray's memory monitor kill the stage's tasks again, by what earlier kills
     measured (``limits``, by stage), or None: as many tasks at once as fit the largest node's CPUs (and the
-    stage's concurrency), each at its batch's rows."""
+    stage's concurrency), each at its batch's rows, held to the guide's 85% (above it, the guide halves the
+    batch): the room is where kills start, and a run near it is killed as its neighbours' memory moves."""
     res = Resources.of(run)
     node_cpus = res.largest_node_cpus or res.cpus  # a run stored without its nodes: the cluster as one
     for stage in run.stages:
@@ -77,6 +78,6 @@ def over_memory(run: Run, overrides: Settings, limits: Mapping[int, Limit]) -> s
         at_once = max(node_cpus // cpus_of(knobs), 1.0)
         if isinstance(knobs.concurrency, int):
             at_once = min(at_once, knobs.concurrency)
-        if not limit.holds(at_once, knobs.batch_size):
+        if not limit.holds(at_once, knobs.batch_size, MEMORY_SHRINK_ABOVE.value):
             return f"stage {stage.key}: {at_once:g} tasks at once would hold more memory than the kills measured"
     return None
