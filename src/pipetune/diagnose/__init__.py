@@ -19,6 +19,7 @@ from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
 from pipetune.diagnose.rules.memory import guide_oom_fix
 from pipetune.diagnose.task_memory import Limit, oom_limits
+from pipetune.diagnose.task_memory import combined as combined_limits
 from pipetune.diagnose.thresholds import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE, NUM_CPUS_IO, WAITING_CORES
 from pipetune.diagnose.verify import Verification, verify
 
@@ -49,6 +50,7 @@ __all__ = [
     "blocked_shares",
     "bottleneck_label",
     "classify",
+    "combined_limits",
     "compare",
     "consumer_bound",
     "consumption",

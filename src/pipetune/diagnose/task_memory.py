@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from pipetune.diagnose.facts import Facts
 from pipetune.model import EventKind, Run, Stage
@@ -113,12 +115,18 @@ def task_memory(facts: Facts, stage: Stage, base: float) -> TaskMemory | None:
 @dataclass(frozen=True)
 class Limit:
     """What a run's kills measured for one stage: the bytes its tasks may hold together on a node, its task
-    memory, and the rows a task got (a batch of Ray's default takes a whole task's rows)."""
+    memory, the rows a task got (a batch of Ray's default takes a whole task's rows) and the rows per batch it
+    ran (where its peak was measured)."""
 
     room: float
     base: float
     per_row: float
     task_rows: float
+    rows: float
+
+    @property
+    def peak(self) -> float:
+        return TaskMemory(self.base, self.per_row).at(self.rows)
 
     def holds(self, at_once: float, batch: int | None, share: float = 1.0) -> bool:
         """Whether ``at_once`` tasks at batches of ``batch`` rows (None: whole tasks) stay within ``share`` of
@@ -148,7 +156,22 @@ def _limit(facts: Facts, stage: Stage) -> Limit | None:
     stats, rate = facts.stage_stats(stage.index), facts.rate_of(stage.index)
     if measured is None or memory is None or stats is None or rate is None or not stats.task_s.count:
         return None
-    return Limit(measured.bytes, memory.base, memory.per_row, rate.rows / stats.task_s.count)
+    rows = batch_rows(facts, stage) or 0.0
+    return Limit(measured.bytes, memory.base, memory.per_row, rate.rows / stats.task_s.count, rows)
+
+
+def combined(limits: Sequence[Limit]) -> Limit:
+    """What several runs' kills measured for one stage: the tightest room; and where their batches differ, the
+    task memory fitted through their peaks (a least-squares line against the rows, its slope and intercept
+    kept non-negative): memory that stays as the batch shrinks (a model each task loads) is then base, not
+    rows, where one run alone could only assume rows. Assumes ``limits`` is not empty."""
+    tight = min(limits, key=lambda lim: lim.room)
+    if len({lim.rows for lim in limits}) < 2:
+        return tight
+    slope, intercept = statistics.linear_regression([lim.rows for lim in limits], [lim.peak for lim in limits])
+    per_row = max(slope, 0.0)
+    base = max(intercept, 0.0) if slope > 0 else statistics.fmean(lim.peak for lim in limits)
+    return replace(tight, base=base, per_row=per_row)
 
 
 def batch_that_fits(facts: Facts, stage: Stage, share: float) -> int | None:

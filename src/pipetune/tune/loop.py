@@ -237,7 +237,7 @@ def _batch_points(run: Run) -> dict[str, tuple[int, float]]:
     return {str(i): point for i, point in points if point is not None}
 
 
-def _memory_limits(run: Run) -> dict[str, tuple[float, float, float, float]]:
+def _memory_limits(run: Run) -> dict[str, tuple[float, ...]]:
     """Per stage whose tasks Ray's memory monitor killed, what the kills measured (``task_memory.Limit``)."""
     return {str(i): astuple(limit) for i, limit in oom_limits(Facts.of(run)).items()}
 

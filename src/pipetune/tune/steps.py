@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from pipetune.diagnose import BatchCost, Facts, Limit, consumer_bound, noise_band
+from pipetune.diagnose import BatchCost, Facts, Limit, combined_limits, consumer_bound, noise_band
 from pipetune.diagnose import capacity as predict
 from pipetune.model import Run
 from pipetune.settings import Settings
@@ -107,14 +107,13 @@ def batch_costs(study: Study) -> dict[int, BatchCost]:
 
 
 def memory_limits(study: Study) -> dict[int, Limit]:
-    """Per stage, the tightest room any run of the study measured when Ray's memory monitor killed its tasks."""
-    out: dict[int, Limit] = {}
+    """Per stage, what the study's runs measured when Ray's memory monitor killed its tasks: the tightest room,
+    the task memory over their batch sizes (``task_memory.combined``)."""
+    measured: dict[int, list[Limit]] = {}
     for t in study.trials:
         for stage, fields in t.memory_limits.items():
-            limit = Limit(*fields)
-            if int(stage) not in out or limit.room < out[int(stage)].room:
-                out[int(stage)] = limit
-    return out
+            measured.setdefault(int(stage), []).append(Limit(*fields))
+    return {stage: combined_limits(limits) for stage, limits in measured.items()}
 
 
 def _without_batches(config: Settings) -> str:

@@ -95,7 +95,7 @@ class Trial:
     consumed_rows: dict[str, float] = field(default_factory=dict)  # ... and rows (absent in older studies)
     sink: Sink | None = None  # for a run that ends in a sink, what a probe is predicted for (``objective.sink_of``)
     batch_points: dict[str, tuple[int, float]] = field(default_factory=dict)  # stage -> (rows a batch, s a row)
-    memory_limits: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)  # stage -> Limit's
+    memory_limits: dict[str, tuple[float, ...]] = field(default_factory=dict)  # stage -> a Limit's fields
 
     @property
     def seconds(self) -> float | None:
