@@ -25,10 +25,11 @@ DETAIL = (
     "(Actor(ef44): job ID=01, lease ID=01, task name=datasets_stats_actor:_StatsActor.__init__, "
     "required resources={}, pid=20806, actual memory used=0.10GB, worker ID=fd)\n]"
 )
-# the form older Rays print: GB, and the threshold as a fraction of the limit
+# the form older Rays print (2.x before the bytes line): GB, and the threshold as a fraction of the limit
 OLD = (
-    "Memory on the node (IP: 10.0.0.1, ID: 1) where the task (task ID: 2, name=MapBatches(work), pid=3) was "
-    "running was 7.60GB used / 8.00GB limit (0.95), which exceeds the memory usage threshold of 0.9. Ray killed"
+    "Memory on the node (IP: 10.0.0.1, ID: 1) where the task (task ID: 2, name=MapBatches(work), pid=3, "
+    "memory used=7.00GB) was running was 109.73GB / 121.63GB (0.902205), which exceeds the memory usage "
+    "threshold of 0.900000. Ray killed this worker (ID: 4) because it was the most recently scheduled task"
 )
 
 
@@ -47,8 +48,12 @@ def test_a_kill_reads_the_threshold_the_usage_and_each_workers_memory() -> None:
     kill = parse_kill(DETAIL)
     assert kill is not None and (kill.used, kill.threshold) == (4826828800.0, 4802478592.0)
     assert kill.running("MapBatches(work)") == [1.60 * GB, 1.81 * GB]
+    assert GB == 2**30  # Ray's "GB": 4826828800 B is printed "4.50GB" above
     old = parse_kill(OLD)
-    assert old is not None and (round(old.used / GB, 2), round(old.threshold / GB, 2)) == (7.6, 7.2)
+    assert old is not None and round(old.used / 2**30, 2) == 109.73
+    assert round(old.threshold / 2**30, 3) == round(0.9 * 121.63, 3)
+    cut = parse_kill(DETAIL[: DETAIL.index("(Actor(")])  # the list of workers cut off: others' use unknown
+    assert cut is not None and not cut.complete
     assert parse_kill("Ray killed a worker") is None
 
 
@@ -58,6 +63,9 @@ def test_the_room_is_the_threshold_less_everything_else_on_the_node() -> None:
     assert round(measured.bytes / GB, 3) == round((4802478592 - (4826828800 - 3.41 * GB)) / GB, 3)
     assert measured.idle_worker == 0.10 * GB
     assert room(killed_run(None, 2.3), "ReadFiles") is None  # no worker of that operator was considered
+    assert room(killed_run(None, 2.3, DETAIL[: DETAIL.index("(Actor(")]), "MapBatches(work)") is None  # cut off
+    crowded = DETAIL.replace("4802478592B", "800000000B")  # the others alone over the threshold: not this stage's
+    assert room(killed_run(None, 2.3, crowded), "MapBatches(work)") is None
 
 
 def test_the_batch_that_fits_as_many_tasks_at_once_keeps_within_the_share_of_the_room() -> None:
@@ -129,12 +137,15 @@ def test_settings_that_would_hold_more_than_the_kills_measured_are_never_tried()
         "stage 1:map_batches:work: 4 tasks at once would hold more memory than the kills measured"
     )
     assert over(batch_size=32, num_cpus=0.5, concurrency=2) is None  # the cap keeps it at two
+    assert over(batch_size=32, num_cpus=0.5, concurrency=(1, 2)) is None  # an autoscaling pool: at most two
+    assert over(batch_size=32, num_cpus=0.0) is not None  # no reservation: no bound on the tasks at once
     assert over() is not None  # whole tasks, two at once: what was killed
     assert over_memory(run, Settings(), {}) is None  # nothing measured: nothing judged
 
 
 def test_the_study_keeps_the_tightest_room_any_run_measured_and_the_policy_respects_it() -> None:
-    """A waiting stage the model would give forty slots (0.05 CPU) gets no more than the kills measured fit."""
+    """A waiting stage the model would give forty slots (0.05 CPU) is not proposed them where kills measured
+    room for ten, and is where forty fit."""
     from pipetune.diagnose import Limit
     from pipetune.settings import Settings
     from pipetune.tune.feasible import over_memory
@@ -146,7 +157,10 @@ def test_the_study_keeps_the_tightest_room_any_run_measured_and_the_policy_respe
     tight = {1: Limit(2.0 * GB, 0.1 * GB, 0.01 * GB, task_rows=10.0, rows=10.0)}  # 0.2 GB a task: 10 fit
     assert free is not None and over_memory(run, free.settings, tight) is not None  # 40 tasks at 0.05 CPU
     bounded = ModelGuided().propose(View(Settings(), run, frozenset(), memory=tight))  # type: ignore[arg-type]
-    assert bounded is None or over_memory(run, bounded.settings, tight) is None
+    assert bounded is None  # its one move is ruled out, and the run sets no knob to take back to Ray's default
+    roomy = {1: replace(tight[1], room=100 * GB)}  # 40 tasks of 0.2 GB fit
+    same = ModelGuided().propose(View(Settings(), run, frozenset(), memory=roomy))  # type: ignore[arg-type]
+    assert same is not None and same.settings.to_args() == free.settings.to_args()
 
 
 def test_the_study_keeps_the_tightest_room_and_fits_task_memory_over_its_batch_sizes() -> None:
@@ -173,6 +187,7 @@ def test_the_study_keeps_the_tightest_room_and_fits_task_memory_over_its_batch_s
     [line] = limits(whole, scaled).values()
     assert round(line.per_row / 1e7, 3) == 2.4 and round(line.base / 1e8, 3) == 1.0
     assert limits(whole) == {1: Limit(*whole)}
+    assert limits(whole[:4]) == {}  # a study stored before a Limit had its rows: nothing judged, no crash
 
 
 def test_a_read_fused_into_the_killed_tasks_does_not_block_every_configuration() -> None:

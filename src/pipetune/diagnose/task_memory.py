@@ -8,6 +8,10 @@ else on the node used), how many of its tasks ran at once, and an idle Ray worke
 worker listed). A task's memory is that footprint plus a share proportional to its batch's rows, the share
 measured as the stage's peak USS over the rows of the batches it ran. Rows are the one thing a batch size
 changes, so that is the first-order model; a trial at the smaller batch measures it again.
+
+Assumed, not measured: that the smallest worker the kill lists is an idle Ray worker (in Ray 2.60 it is one
+of Ray Data's own actors). Not measured: actor pools, whose workers Ray names after the actor class rather than
+the operator; their kills get the guide's order of fixes.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pipetune.diagnose.facts import Facts
-from pipetune.model import EventKind, Run, Stage
+from pipetune.model import EventKind, Operator, Run, Stage
 
-GB = 1e9  # Ray prints worker memory in decimal GB (node_manager.cc: bytes / 1e9)
+GB = 2**30  # what Ray's "GB" is: the raylet divides bytes by 1024 three times (4826828800 B prints "4.50GB")
 
 _THRESHOLD = re.compile(r"Memory usage (\d+)B exceeded threshold of (\d+)B")
-_FRACTION = re.compile(r"was (\d+(?:\.\d+)?)GB used / (\d+(?:\.\d+)?)GB limit.*?threshold of (\d+(?:\.\d+)?)", re.S)
-_WORKER = re.compile(r"task name=([^,\n]+),[^\n]*?actual memory used=([\d.]+)GB")
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_FRACTION = re.compile(rf"was {_NUMBER}GB(?: used)? / {_NUMBER}GB(?: limit)?.*?threshold of {_NUMBER}", re.S)
+_WORKER = re.compile(r"task name=(.+?), required resources=[^\n]*?actual memory used=([\d.]+)GB")
+_CONSIDERED = "Considered workers: ["
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Kill:
     used: float
     threshold: float
     workers: tuple[tuple[str, float], ...]
+    complete: bool = True  # False where the list of workers was cut off: what the others used is not known
 
     def running(self, op_name: str) -> list[float]:
         """Bytes used by each considered worker that ran a task of the operator named ``op_name``."""
@@ -46,12 +53,14 @@ def parse_kill(detail: str) -> Kill | None:
     """The kill the raylet described, or None where the text has no usage and threshold in either of the
     forms Ray prints (bytes, or GB with the threshold as a fraction of the limit)."""
     workers = tuple((name, float(gb) * GB) for name, gb in _WORKER.findall(detail))
+    listed = detail.find(_CONSIDERED)
+    complete = listed < 0 or "]" in detail[listed + len(_CONSIDERED) :]
     if m := _THRESHOLD.search(detail):
-        return Kill(float(m.group(1)), float(m.group(2)), workers)
+        return Kill(float(m.group(1)), float(m.group(2)), workers, complete)
     if m := _FRACTION.search(detail):
         used, limit, fraction = (float(g) for g in m.groups())
-        return Kill(used * GB, fraction * limit * GB, workers)
-    return None
+        return Kill(used * GB, fraction * limit * GB, workers, complete)
+    return None  # e.g. a kill for a cgroup's limit, which states no node threshold
 
 
 def kills(run: Run) -> list[Kill]:
@@ -76,12 +85,14 @@ def room(run: Run, op_name: str) -> Room | None:
 
 
 def _room_of(kill: Kill, op_name: str) -> Room | None:
+    """None where the kill names no task of the operator, where its list of workers was cut off, or where
+    what the others used leaves no room at all (then the figures do not describe this operator's tasks)."""
     ours = kill.running(op_name)
-    if not ours:
+    if not ours or not kill.complete:
         return None
     others = kill.used - sum(ours)  # every other process on the node, Ray's own included
     idle = min((used for _, used in kill.workers), default=0.0)
-    return Room(kill.threshold - others, len(ours), idle)
+    return Room(kill.threshold - others, len(ours), idle) if kill.threshold > others else None
 
 
 @dataclass(frozen=True)
@@ -141,12 +152,18 @@ def oom_limits(facts: Facts) -> dict[int, Limit]:
     the others fused into it (a read, a write) run inside the same tasks at that stage's batches."""
     out = {}
     for _, op in facts.run.operators():
-        stages = [facts.run.stage(i) for i in op.stages]
-        sizing = next((s for s in stages if s.method == "map_batches"), stages[0] if stages else None)
+        sizing = sizing_stage(facts.run, op)
         limit = _limit(facts, sizing) if sizing is not None else None
         if sizing is not None and limit is not None:
             out[sizing.index] = limit
     return out
+
+
+def sizing_stage(run: Run, op: Operator) -> Stage | None:
+    """The stage of an operator whose knobs size its tasks' memory: its map_batches (Ray Data applies that
+    batch size to the fused tasks), else its first. The one choice for the doctor's fix and the tuner's check."""
+    stages = [run.stage(i) for i in op.stages]
+    return next((s for s in stages if s.method == "map_batches"), stages[0] if stages else None)
 
 
 def _limit(facts: Facts, stage: Stage) -> Limit | None:
@@ -170,7 +187,7 @@ def combined(limits: Sequence[Limit]) -> Limit:
         return tight
     slope, intercept = statistics.linear_regression([lim.rows for lim in limits], [lim.peak for lim in limits])
     per_row = max(slope, 0.0)
-    base = max(intercept, 0.0) if slope > 0 else statistics.fmean(lim.peak for lim in limits)
+    base = max(intercept, 0.0) if slope > 0 else statistics.fmean(lim.peak for lim in limits)  # no slope: all base
     return replace(tight, base=base, per_row=per_row)
 
 
@@ -187,5 +204,5 @@ def batch_that_fits(facts: Facts, stage: Stage, share: float) -> int | None:
     fits = (share * limit.room / measured.at_once - limit.base) / limit.per_row
     if fits < 1:
         return None
-    batch = 2 ** int(math.log2(fits))
+    batch = 2 ** int(math.log2(fits))  # the guide's batch sizes step in powers of two (32 -> 64 -> 128)
     return batch if batch < rows else None

@@ -53,7 +53,13 @@ def _oom_event(t: float, workers: str, entry: str) -> Event:
     own = [n for n in names if ":_" not in n]  # Ray Data's private actors (e.g. _StatsActor) die too
     where = f" running {', '.join(own)}" if own else ""
     message = f"Ray's memory monitor killed {workers} worker(s){where} (out of memory)"
-    return Event(max(t, 0.0), EventKind.OOM_KILL, message, detail=entry[:4000])
+    return Event(max(t, 0.0), EventKind.OOM_KILL, message, detail=entry[:_DETAIL_CHARS])
+
+
+# chosen: Ray's kill details list every worker it considered (about 250 characters each, after some 600 of
+# object-store figures); 20,000 keeps some 75 of them whole, and a list cut short is not measured from
+# (``diagnose.task_memory``)
+_DETAIL_CHARS = 20_000
 
 
 def _entries_since(path: Path, since: float) -> Iterator[tuple[float, str]]:

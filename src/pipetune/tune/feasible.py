@@ -75,9 +75,11 @@ def over_memory(run: Run, overrides: Settings, limits: Mapping[int, Limit]) -> s
         limit, knobs = limits.get(stage.index), overrides.knobs_of(stage)
         if limit is None or not node_cpus:
             continue
-        at_once = max(node_cpus // cpus_of(knobs), 1.0)
-        if isinstance(knobs.concurrency, int):
-            at_once = min(at_once, knobs.concurrency)
+        cpus = cpus_of(knobs)
+        at_once = max(node_cpus // cpus, 1.0) if cpus > 0 else float("inf")
+        cap = knobs.concurrency
+        if cap is not None:  # a task cap, or a pool's size (its largest, for an autoscaling pool)
+            at_once = min(at_once, cap if isinstance(cap, int) else max(cap))
         if not limit.holds(at_once, knobs.batch_size, MEMORY_SHRINK_ABOVE.value):
             return f"stage {stage.key}: {at_once:g} tasks at once would hold more memory than the kills measured"
     return None

@@ -8,6 +8,7 @@ The driver (``loop.py``) runs what this decides.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -112,7 +113,8 @@ def memory_limits(study: Study) -> dict[int, Limit]:
     measured: dict[int, list[Limit]] = {}
     for t in study.trials:
         for stage, fields in t.memory_limits.items():
-            measured.setdefault(int(stage), []).append(Limit(*fields))
+            if len(fields) == len(dataclasses.fields(Limit)):  # a study stored mid-change kept fewer: not judged
+                measured.setdefault(int(stage), []).append(Limit(*fields))
     return {stage: combined_limits(limits) for stage, limits in measured.items()}
 
 

@@ -54,9 +54,11 @@ def _room_evidence(facts: Facts, op: Operator | None) -> list[Evidence]:
 def _oom_fix(facts: Facts, stage: Stage | None, num_cpus: float) -> Fix | None:
     if stage is None:
         return None
-    fits = task_memory.batch_that_fits(facts, stage, BATCH_MEMORY_SHARE)
+    op = facts.operator_of(stage.index)
+    sizing = (task_memory.sizing_stage(facts.run, op) if op else None) or stage
+    fits = task_memory.batch_that_fits(facts, sizing, BATCH_MEMORY_SHARE)
     if fits is not None:  # as many tasks at once, each with fewer rows
-        return Fix("batch_size", stage.knobs.batch_size, fits, Level.BATCH, stage.index)
+        return Fix("batch_size", sizing.knobs.batch_size, fits, Level.BATCH, sizing.index)
     return guide_oom_fix(facts, stage, num_cpus)
 
 
