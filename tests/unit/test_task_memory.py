@@ -207,3 +207,18 @@ def test_a_read_fused_into_the_killed_tasks_does_not_block_every_configuration()
     assert list(limits) == [1]
     proposal = ModelGuided().propose(View(Settings(), run, frozenset(), memory=limits))  # type: ignore[arg-type]
     assert proposal is not None and proposal.rule == "workers-oom" and proposal.settings.stages[0].knob == "batch_size"
+
+
+def test_the_tuner_takes_the_doctors_halved_batch_after_a_cuda_oom_as_it_is() -> None:
+    """The other batch fix that asks for fewer rows (the guide: CUDA OOM -> halve the batch). Handed to the batch
+    search, which only grows batches, it had become no proposal or a larger batch."""
+    from pipetune.model import Event, EventKind
+    from pipetune.settings import Settings
+    from pipetune.tune.policy import ModelGuided, View
+    from tests.unit.test_rules import gpu_run
+
+    oom = Event(2.0, EventKind.UDF_ERROR, "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate", 1)
+    run = with_(gpu_run(90, 30, batch=64), events=(oom,))
+    proposal = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
+    assert proposal is not None and proposal.rule == "gpu-oom"
+    assert proposal.settings.to_args() == ("1.batch_size=32",)
