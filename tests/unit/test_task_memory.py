@@ -126,7 +126,7 @@ def test_settings_that_would_hold_more_than_the_kills_measured_are_never_tried()
     from pipetune.tune.feasible import over_memory
 
     run = two_stage_run()  # 2 CPUs
-    limits = {1: Limit(room=3.35 * GB, base=0.1 * GB, per_row=0.0237 * GB, task_rows=100.0, rows=100.0)}
+    limits = {1: Limit(3.35 * GB, 2, base=0.1 * GB, per_row=0.0237 * GB, task_rows=100.0, rows=100.0)}
 
     def over(**knobs: object) -> str | None:
         return over_memory(run, Settings.from_config({"stages": {"1": knobs}}), limits)
@@ -154,7 +154,7 @@ def test_the_study_keeps_the_tightest_room_any_run_measured_and_the_policy_respe
 
     run = download_run()
     free = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
-    tight = {1: Limit(2.0 * GB, 0.1 * GB, 0.01 * GB, task_rows=10.0, rows=10.0)}  # 0.2 GB a task: 10 fit
+    tight = {1: Limit(2.0 * GB, 2, 0.1 * GB, 0.01 * GB, task_rows=10.0, rows=10.0)}  # 0.2 GB a task: 10 fit
     assert free is not None and over_memory(run, free.settings, tight) is not None  # 40 tasks at 0.05 CPU
     bounded = ModelGuided().propose(View(Settings(), run, frozenset(), memory=tight))  # type: ignore[arg-type]
     assert bounded is None  # its one move is ruled out, and the run sets no knob to take back to Ray's default
@@ -166,28 +166,28 @@ def test_the_study_keeps_the_tightest_room_any_run_measured_and_the_policy_respe
 def test_the_study_keeps_the_tightest_room_and_fits_task_memory_over_its_batch_sizes() -> None:
     """Kills at 100 rows and at 32 with the same peak: the memory is not in the rows (a model each task loads),
     which one run alone can only assume it is; where the peaks scale with the rows, the line says so."""
+    from pipetune._serde import to_plain
     from pipetune.diagnose import Limit
     from pipetune.tune.steps import memory_limits
     from pipetune.tune.study import Study
 
-    def stored(seq: int, limits: dict[str, list[float]]) -> dict[str, object]:
+    def stored(seq: int, limits: dict[str, object]) -> dict[str, object]:
         return {"seq": seq, "role": "trial" if seq else "baseline", "config": {}, "change": "", "settings": [],
                 "rule": "", "reason": "", "run_id": f"r{seq}", "status": "succeeded", "wall_s": 3.0, "rows": 10,
                 "verdict": "kept", "memory_limits": limits}  # fmt: skip
 
     def limits(*runs: list[float]) -> dict[int, Limit]:
-        return memory_limits(Study.fold("s1", {"script": "pipe.py"}, [("trial", stored(i, {"1": r})) for i, r in
-                                                                       enumerate(runs)]))  # fmt: skip
+        return memory_limits(Study.fold("s1", {"script": "pipe.py"}, [("trial", stored(i, {"1": to_plain(Limit(*r))}))
+                                                                       for i, r in enumerate(runs)]))  # fmt: skip
 
-    whole, fixed = [3e9, 1e8, 2.4e7, 100.0, 100.0], [2.8e9, 1e8, 7.5e7, 100.0, 32.0]  # both peak at 2.5 GB
+    whole, fixed = [3e9, 2, 1e8, 2.4e7, 100.0, 100.0], [2.8e9, 2, 1e8, 7.5e7, 100.0, 32.0]  # both peak at 2.5 GB
     [kept] = limits(whole, fixed).values()
     assert kept.room == 2.8e9 and kept.per_row == 0.0 and round(kept.base / 1e9, 2) == 2.5
     assert kept.holds(1, None, 0.9) and not kept.holds(2, 16)  # one whole task fits; two at any batch do not
-    scaled = [2.8e9, 1e8, 2.4e7, 100.0, 32.0]  # 0.87 GB at 32 rows: the same line as at 100
+    scaled = [2.8e9, 2, 1e8, 2.4e7, 100.0, 32.0]  # 0.87 GB at 32 rows: the same line as at 100
     [line] = limits(whole, scaled).values()
     assert round(line.per_row / 1e7, 3) == 2.4 and round(line.base / 1e8, 3) == 1.0
     assert limits(whole) == {1: Limit(*whole)}
-    assert limits(whole[:4]) == {}  # a study stored before a Limit had its rows: nothing judged, no crash
 
 
 def test_a_read_fused_into_the_killed_tasks_does_not_block_every_configuration() -> None:

@@ -16,12 +16,14 @@ the operator; their kills get the guide's order of fixes.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from pipetune.diagnose.capacity import rows_per_task
 from pipetune.diagnose.facts import Facts
 from pipetune.model import EventKind, Operator, Run, Stage
 
@@ -49,9 +51,11 @@ class Kill:
         return [used for name, used in self.workers if name.strip() == op_name]
 
 
+@functools.lru_cache(maxsize=64)
 def parse_kill(detail: str) -> Kill | None:
     """The kill the raylet described, or None where the text has no usage and threshold in either of the
-    forms Ray prints (bytes, or GB with the threshold as a fraction of the limit)."""
+    forms Ray prints (bytes, or GB with the threshold as a fraction of the limit). Cached: the doctor, the
+    tuner's limits and the evidence each read the same kills."""
     workers = tuple((name, float(gb) * GB) for name, gb in _WORKER.findall(detail))
     listed = detail.find(_CONSIDERED)
     complete = listed < 0 or "]" in detail[listed + len(_CONSIDERED) :]
@@ -95,65 +99,48 @@ def _room_of(kill: Kill, op_name: str) -> Room | None:
     return Room(kill.threshold - others, len(ours), idle) if kill.threshold > others else None
 
 
-@dataclass(frozen=True)
-class TaskMemory:
-    """A task's memory: a fixed footprint plus ``per_row`` bytes for each row of its batch."""
-
-    base: float
-    per_row: float
-
-    def at(self, rows: float) -> float:
-        return self.base + self.per_row * rows
-
-
 def batch_rows(facts: Facts, stage: Stage) -> float | None:
     """Rows per batch the run used: the batch size, or a task's rows where batches are whole blocks."""
-    stats, rate = facts.stage_stats(stage.index), facts.rate_of(stage.index)
-    if stats is None or rate is None or not stats.task_s.count:
-        return None
-    per_task = rate.rows / stats.task_s.count
-    return min(stage.knobs.batch_size or per_task, per_task)
-
-
-def task_memory(facts: Facts, stage: Stage, base: float) -> TaskMemory | None:
-    """The stage's task memory from its operator's peak USS at the rows it ran, over a footprint ``base``."""
-    stats, rows = facts.stage_stats(stage.index), batch_rows(facts, stage)
-    if stats is None or not rows or stats.peak_uss_bytes <= base:
-        return None
-    return TaskMemory(base, (stats.peak_uss_bytes - base) / rows)
+    per_task = rows_per_task(facts, stage.index)
+    return min(stage.knobs.batch_size or per_task, per_task) if per_task else None
 
 
 @dataclass(frozen=True)
 class Limit:
-    """What a run's kills measured for one stage: the bytes its tasks may hold together on a node, its task
-    memory, the rows a task got (a batch of Ray's default takes a whole task's rows) and the rows per batch it
-    ran (where its peak was measured)."""
+    """What a run's kills measured for one stage: the bytes its tasks may hold together on a node and how many
+    ran at once; its task memory, a footprint ``base`` plus ``per_row`` bytes a row of its batch; the rows a
+    task got (a batch of Ray's default takes a whole task's rows) and the rows per batch it ran (where its peak
+    was measured)."""
 
     room: float
+    at_once: int
     base: float
     per_row: float
     task_rows: float
     rows: float
 
+    def at(self, rows: float) -> float:
+        """A task's memory at batches of ``rows`` rows."""
+        return self.base + self.per_row * rows
+
     @property
     def peak(self) -> float:
-        return TaskMemory(self.base, self.per_row).at(self.rows)
+        return self.at(self.rows)
 
     def holds(self, at_once: float, batch: int | None, share: float = 1.0) -> bool:
         """Whether ``at_once`` tasks at batches of ``batch`` rows (None: whole tasks) stay within ``share`` of
         the room."""
-        rows = min(batch or self.task_rows, self.task_rows)
-        return at_once * TaskMemory(self.base, self.per_row).at(rows) <= share * self.room
+        return at_once * self.at(min(batch or self.task_rows, self.task_rows)) <= share * self.room
 
 
 def oom_limits(facts: Facts) -> dict[int, Limit]:
-    """For each operator the run's kills name, its stage whose knobs size its tasks' memory (its map_batches,
-    whose batch size Ray Data applies, else its first), with what the kills measured. One stage per operator:
-    the others fused into it (a read, a write) run inside the same tasks at that stage's batches."""
+    """For each operator the run's kills name, its stage whose knobs size its tasks' memory (``sizing_stage``),
+    with what the kills measured. One stage per operator: the others fused into it (a read, a write) run inside
+    the same tasks at that stage's batches."""
     out = {}
     for _, op in facts.run.operators():
         sizing = sizing_stage(facts.run, op)
-        limit = _limit(facts, sizing) if sizing is not None else None
+        limit = limit_of(facts, sizing) if sizing is not None else None
         if sizing is not None and limit is not None:
             out[sizing.index] = limit
     return out
@@ -166,15 +153,16 @@ def sizing_stage(run: Run, op: Operator) -> Stage | None:
     return next((s for s in stages if s.method == "map_batches"), stages[0] if stages else None)
 
 
-def _limit(facts: Facts, stage: Stage) -> Limit | None:
-    op = facts.operator_of(stage.index)
+def limit_of(facts: Facts, stage: Stage) -> Limit | None:
+    """What the run's kills measured for the stage's operator, its task memory from the operator's peak USS at
+    the rows it ran; None where no kill names the operator or its peak is no more than an idle worker's."""
+    op, stats = facts.operator_of(stage.index), facts.stage_stats(stage.index)
     measured = room(facts.run, op.name) if op is not None else None
-    memory = task_memory(facts, stage, measured.idle_worker) if measured else None
-    stats, rate = facts.stage_stats(stage.index), facts.rate_of(stage.index)
-    if measured is None or memory is None or stats is None or rate is None or not stats.task_s.count:
+    rows, per_task = batch_rows(facts, stage), rows_per_task(facts, stage.index)
+    if measured is None or stats is None or not rows or not per_task or stats.peak_uss_bytes <= measured.idle_worker:
         return None
-    rows = batch_rows(facts, stage) or 0.0
-    return Limit(measured.bytes, memory.base, memory.per_row, rate.rows / stats.task_s.count, rows)
+    per_row = (stats.peak_uss_bytes - measured.idle_worker) / rows
+    return Limit(measured.bytes, measured.at_once, measured.idle_worker, per_row, per_task, rows)
 
 
 def combined(limits: Sequence[Limit]) -> Limit:
@@ -193,16 +181,13 @@ def combined(limits: Sequence[Limit]) -> Limit:
 
 def batch_that_fits(facts: Facts, stage: Stage, share: float) -> int | None:
     """The largest power-of-two batch whose tasks, as many at once as the kills measured, keep within ``share``
-    of the room the kills measured; None where no kill names the stage's operator, where batches are not the
-    stage's to size, or where no smaller batch than the run's would fit (the memory is not in the rows)."""
-    op = facts.operator_of(stage.index)
-    measured = room(facts.run, op.name) if op is not None and stage.accepts("batch_size") else None
-    limit = _limit(facts, stage) if measured else None
-    rows = batch_rows(facts, stage)
-    if measured is None or limit is None or not rows or limit.per_row <= 0:
+    of the room the kills measured; None where no kill names the stage's operator, where the stage takes no
+    batch size, or where no smaller batch than the run's would fit (the memory is not in the rows)."""
+    limit = limit_of(facts, stage) if stage.method == "map_batches" and stage.accepts("batch_size") else None
+    if limit is None or limit.per_row <= 0:
         return None
-    fits = (share * limit.room / measured.at_once - limit.base) / limit.per_row
+    fits = (share * limit.room / limit.at_once - limit.base) / limit.per_row
     if fits < 1:
         return None
     batch = 2 ** int(math.log2(fits))  # the guide's batch sizes step in powers of two (32 -> 64 -> 128)
-    return batch if batch < rows else None
+    return batch if batch < limit.rows else None

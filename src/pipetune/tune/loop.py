@@ -14,13 +14,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipetune._serde import to_plain
 from pipetune.capture import ExecutionStarted, Message, clock
-from pipetune.diagnose import Facts, diagnose, noise_band, oom_limits
+from pipetune.diagnose import Facts, Limit, diagnose, noise_band, oom_limits
 from pipetune.diagnose import capacity as predict
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
@@ -237,9 +237,9 @@ def _batch_points(run: Run) -> dict[str, tuple[int, float]]:
     return {str(i): point for i, point in points if point is not None}
 
 
-def _memory_limits(run: Run) -> dict[str, tuple[float, ...]]:
-    """Per stage whose tasks Ray's memory monitor killed, what the kills measured (``task_memory.Limit``)."""
-    return {str(i): astuple(limit) for i, limit in oom_limits(Facts.of(run)).items()}
+def _memory_limits(run: Run) -> dict[str, Limit]:
+    """Per stage whose tasks Ray's memory monitor killed, what the kills measured."""
+    return {str(i): limit for i, limit in oom_limits(Facts.of(run)).items()}
 
 
 def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:

@@ -8,7 +8,6 @@ The driver (``loop.py``) runs what this decides.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -112,9 +111,8 @@ def memory_limits(study: Study) -> dict[int, Limit]:
     the task memory over their batch sizes (``task_memory.combined``)."""
     measured: dict[int, list[Limit]] = {}
     for t in study.trials:
-        for stage, fields in t.memory_limits.items():
-            if len(fields) == len(dataclasses.fields(Limit)):  # a study stored mid-change kept fewer: not judged
-                measured.setdefault(int(stage), []).append(Limit(*fields))
+        for stage, limit in t.memory_limits.items():
+            measured.setdefault(int(stage), []).append(limit)
     return {stage: combined_limits(limits) for stage, limits in measured.items()}
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipetune._serde import from_plain, to_plain
+from pipetune.diagnose import Limit
 from pipetune.settings import Settings
 
 
@@ -95,7 +96,7 @@ class Trial:
     consumed_rows: dict[str, float] = field(default_factory=dict)  # ... and rows (absent in older studies)
     sink: Sink | None = None  # for a run that ends in a sink, what a probe is predicted for (``objective.sink_of``)
     batch_points: dict[str, tuple[int, float]] = field(default_factory=dict)  # stage -> (rows a batch, s a row)
-    memory_limits: dict[str, tuple[float, ...]] = field(default_factory=dict)  # stage -> a Limit's fields
+    memory_limits: dict[str, Limit] = field(default_factory=dict)  # stage -> what its OOM kills measured
 
     @property
     def seconds(self) -> float | None:

@@ -30,7 +30,10 @@ def check_oom(facts: Facts) -> list[Finding]:
             "workers-oom",
             "workers killed: out of memory",
             stage,
-            [Evidence("workers OOM-killed (raylet log)", float(len(kills))), *_room_evidence(facts, op)],
+            [
+                Evidence("workers OOM-killed (raylet log)", float(len(kills))),
+                *_room_evidence(facts, _sizing(facts, stage)),
+            ],
             "tasks running side by side need more memory than the node has; Ray kills and retries them",
             _oom_fix(facts, stage, op.num_cpus if op else 1.0),
             Criterion("oom_kills", "==", 0, "no more crashes (no OOM kills)"),
@@ -39,23 +42,27 @@ def check_oom(facts: Facts) -> list[Finding]:
     ]
 
 
-def _room_evidence(facts: Facts, op: Operator | None) -> list[Evidence]:
-    room = task_memory.room(facts.run, op.name) if op else None
-    stats = facts.run.stats_of(op.uid) if op else None
-    if room is None or stats is None:
+def _sizing(facts: Facts, stage: Stage | None) -> Stage | None:
+    """The stage whose batches size the memory of the tasks ``stage`` ran in (``task_memory.sizing_stage``)."""
+    op = facts.operator_of(stage.index) if stage else None
+    return task_memory.sizing_stage(facts.run, op) if op else stage
+
+
+def _room_evidence(facts: Facts, stage: Stage | None) -> list[Evidence]:
+    limit = task_memory.limit_of(facts, stage) if stage is not None else None
+    if limit is None:
         return []
     return [
-        Evidence("memory its tasks may hold on the node (threshold less other use)", room.bytes / 2**30, " GiB"),
-        Evidence("its tasks running at once when killed", float(room.at_once)),
-        Evidence("peak memory per task (USS)", stats.peak_uss_bytes / 2**30, " GiB"),
+        Evidence("memory its tasks may hold on the node (threshold less other use)", limit.room / 2**30, " GiB"),
+        Evidence("its tasks running at once when killed", float(limit.at_once)),
+        Evidence("peak memory per task (USS)", limit.peak / 2**30, " GiB"),
     ]
 
 
 def _oom_fix(facts: Facts, stage: Stage | None, num_cpus: float) -> Fix | None:
     if stage is None:
         return None
-    op = facts.operator_of(stage.index)
-    sizing = (task_memory.sizing_stage(facts.run, op) if op else None) or stage
+    sizing = _sizing(facts, stage) or stage
     fits = task_memory.batch_that_fits(facts, sizing, BATCH_MEMORY_SHARE)
     if fits is not None:  # as many tasks at once, each with fewer rows
         return Fix("batch_size", sizing.knobs.batch_size, fits, Level.BATCH, sizing.index)
