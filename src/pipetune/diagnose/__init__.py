@@ -5,7 +5,7 @@ model (``capacity``), and the one home of each judgement other packages share: p
 the order of changes.
 """
 
-from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates
+from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates, usable_slots
 from pipetune.diagnose.capacity import Room, as_run, pool_size, reservations, rooms
 from pipetune.diagnose.consumers import Consumption, blocked_between, blocked_shares, consumption, parse_source
 from pipetune.diagnose.engine import Diagnosis, classify, diagnose
@@ -75,5 +75,6 @@ __all__ = [
     "share_read",
     "stage_times",
     "urgency",
+    "usable_slots",
     "verify",
 ]

@@ -9,11 +9,12 @@ than the largest node has never starts either. The one home of "does it fit" is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipetune.diagnose import MEMORY_SHRINK_ABOVE, Limit, cpus_of, reservations, rooms
-from pipetune.model import Knobs, Run, Stage
+from pipetune.diagnose import MEMORY_SHRINK_ABOVE, Limit, cpus_of, reservations, rooms, usable_slots
+from pipetune.model import Knobs, Operator, Run, Stage
 from pipetune.settings import Settings
 
 
@@ -66,20 +67,30 @@ def _starved(run: Run, stages: list[tuple[Stage, Knobs]]) -> str | None:
 
 def over_memory(run: Run, overrides: Settings, limits: Mapping[int, Limit]) -> str | None:
     """Why these settings would have Ray's memory monitor kill the stage's tasks again, by what earlier kills
-    measured (``limits``, by stage), or None: as many tasks at once as fit the largest node's CPUs (and the
-    stage's concurrency), each at its batch's rows, held to the guide's 85% (above it, the guide halves the
-    batch): the room is where kills start, and a run near it is killed as its neighbours' memory moves."""
+    measured (``limits``, by stage), or None: as many tasks at once as the largest node holds (``_at_once``),
+    each at its batch's rows, held to the guide's 85% (above it, the guide halves the batch): the room is where
+    kills start, and a run near it is killed as its neighbours' memory moves."""
     res = Resources.of(run)
-    node_cpus = res.largest_node_cpus or res.cpus  # a run stored without its nodes: the cluster as one
     for stage in run.stages:
         limit, knobs = limits.get(stage.index), overrides.knobs_of(stage)
-        if limit is None or not node_cpus:
+        if limit is None:
             continue
-        cpus = cpus_of(knobs)
-        at_once = max(node_cpus // cpus, 1.0) if cpus > 0 else float("inf")
-        cap = knobs.concurrency
-        if cap is not None:  # a task cap, or a pool's size (its largest, for an autoscaling pool)
-            at_once = min(at_once, cap if isinstance(cap, int) else max(cap))
+        at_once = _at_once(knobs, res)
         if not limit.holds(at_once, knobs.batch_size, MEMORY_SHRINK_ABOVE.value):
             return f"stage {stage.key}: {at_once:g} tasks at once would hold more memory than the kills measured"
     return None
+
+
+def _at_once(knobs: Knobs, res: Resources) -> float:
+    """The stage's tasks at once on the largest node, as the capacity model counts slots (``usable_slots``:
+    its reservation, GPUs included, and its concurrency; an autoscaling pool at its largest); unbounded where it
+    reserves nothing and sets no concurrency."""
+    cap = (
+        knobs.concurrency if isinstance(knobs.concurrency, int) or knobs.concurrency is None else max(knobs.concurrency)
+    )
+    cpus, gpus = cpus_of(knobs), knobs.num_gpus or 0.0
+    if cpus <= 0 and gpus <= 0 and cap is None:
+        return math.inf
+    slots = Operator("", "", (), max_concurrency=cap, num_cpus=cpus, num_gpus=gpus)
+    node_cpus = res.largest_node_cpus or res.cpus  # a run stored without its nodes: the cluster as one
+    return usable_slots(slots, node_cpus, res.largest_node_gpus or res.gpus, 0.0)
