@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pipetune._serde import to_plain
 from pipetune.capture import ExecutionStarted, Message, clock
-from pipetune.diagnose import Facts, Limit, diagnose, noise_band, oom_limits
+from pipetune.diagnose import Facts, diagnose, noise_band, oom_limits
 from pipetune.diagnose import capacity as predict
 from pipetune.errors import UsageError
 from pipetune.model import Run, RunStatus
@@ -151,6 +151,7 @@ class Tuner:
         if run.status is RunStatus.INTERRUPTED:  # Ctrl-C: the run is kept as interrupted, the study stops here
             raise KeyboardInterrupt  # and the trial stays in flight, so --resume runs it again
         verdict, gain, noise, seconds = conclude(study, step, run)
+        facts = Facts.of(run)
         findings = tuple(f"{f.rule}: {f.fix.describe() if f.fix else f.symptom}" for f in diagnose(run).findings)
         trial = Trial(
             seq=len(study.trials),
@@ -173,8 +174,8 @@ class Tuner:
             consumed=objective.consumed(run),
             consumed_rows=objective.consumed_rows(run),
             sink=objective.sink_of(run),
-            batch_points=_batch_points(run),
-            memory_limits=_memory_limits(run),
+            batch_points=_batch_points(facts),
+            memory_limits={str(i): limit for i, limit in oom_limits(facts).items()},
         )
         self.store.append_study(study.id, "trial", trial_payload(trial))
         self.say(_result(trial, run))
@@ -228,18 +229,13 @@ class OnRay:
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def _batch_points(run: Run) -> dict[str, tuple[int, float]]:
+def _batch_points(facts: Facts) -> dict[str, tuple[int, float]]:
     """Per stage with an explicit batch size, the batch it ran and its time per row (``capacity.batch_point``)."""
+    run = facts.run
     if not run.status.ok:
         return {}
-    facts = Facts.of(run)
     points = ((s.index, predict.batch_point(facts, s.index)) for s in run.stages if s.method == "map_batches")
     return {str(i): point for i, point in points if point is not None}
-
-
-def _memory_limits(run: Run) -> dict[str, Limit]:
-    """Per stage whose tasks Ray's memory monitor killed, what the kills measured."""
-    return {str(i): limit for i, limit in oom_limits(Facts.of(run)).items()}
 
 
 def _limit(spec: Spec, step: Step, loops: bool = False) -> float | None:
