@@ -155,7 +155,7 @@ def batch_for(facts: Facts, stage: int, batch: int, rate: OperatorRate | None = 
     return int(min(max(proposed, batch * 2), batch * 64))
 
 
-BATCH_MEMORY_SHARE = 0.6  # guide: batches should keep worker memory within 60-80%
+BATCH_MEMORY_SHARE = th.MEMORY_TARGET[0]  # guide: batches should keep worker memory within 60-80%
 BATCH_COPIES = 4  # assumed, not measured: a UDF holds a few copies of its batch (input, intermediates, output)
 
 
