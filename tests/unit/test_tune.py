@@ -68,7 +68,14 @@ def test_a_small_win_seen_once_is_repeated_and_a_large_one_kept() -> None:
 
 def test_the_time_box_is_the_incumbent_plus_the_noise() -> None:
     assert noise_band([10.0], []) == 5.0
-    assert time_box([10.0]) == pytest.approx(10.0 * 1.05 + 2.0)
+    assert time_box([10.0]) == pytest.approx(10.0 * 1.05)
+
+
+def test_a_run_past_its_time_box_is_one_the_judge_calls_slower() -> None:
+    for incumbent in ([10.0], [10.0, 10.4], [10.0, 12.0, 11.0]):
+        box = time_box(incumbent)
+        assert judge(incumbent, [box * 1.001], can_repeat=True).verdict is Verdict.SLOWER
+        assert judge(incumbent, [box * 0.999], can_repeat=True).verdict is not Verdict.SLOWER
 
 
 # -- feasibility -----------------------------------------------------------------------------------------

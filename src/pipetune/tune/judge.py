@@ -35,7 +35,10 @@ def judge(incumbent: Sequence[float], trial: Sequence[float], can_repeat: bool) 
 
 
 def time_box(incumbent: Sequence[float]) -> float:
-    """How long a trial may run: past this it is slower than the incumbent beyond the noise, so it is stopped
-    (it would be reverted anyway; a couple of seconds cover the driver's start-up jitter)."""
-    base = statistics.median(incumbent)
-    return base * (1 + noise_band(incumbent, ()) / 100) + 2.0
+    """How long a trial may run: past this it is slower than the incumbent beyond the noise, so it is stopped.
+
+    Exactly where ``judge`` would call it slower: a run's figure is never less than the time it has run (its
+    whole wall, or a loop's time counted from the loop's start), so a run past the box is ``Verdict.SLOWER``
+    whatever it does next. No margin is added: the start-up jitter a margin would excuse is part of the figure
+    ``judge`` compares, so a run that spends it is slower by the judge's own measure."""
+    return statistics.median(incumbent) * (1 + noise_band(incumbent, ()) / 100)
