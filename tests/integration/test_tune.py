@@ -25,7 +25,11 @@ def test_tune_measures_a_change_writes_the_best_and_never_touches_the_output(
     where, view = pandas_study
     assert [t["role"] for t in view["trials"]][:2] == ["baseline", "trial"]
     first = view["trials"][1]
-    assert first["settings"] and first["status"] == "succeeded"  # which fix ranks first rests on measured times
+    assert first["settings"]  # which fix ranks first rests on measured times
+    # a trial slower than the baseline beyond the noise is stopped at its time box (on a run this short,
+    # driver start-up jitter alone can do that): either way it was measured and judged
+    stopped = first["verdict"] == Verdict.STOPPED.value or first["probe"]  # a probe is stopped on purpose too
+    assert first["status"] == ("stopped" if stopped else "succeeded")
     change = Settings.from_args(first["settings"])
     assert first["config"] == with_settings(Settings.from_config(view["trials"][0]["config"]), change).to_config()
     assert first["verdict"] in {v.value for v in Verdict} - {"baseline", "not compared"}
