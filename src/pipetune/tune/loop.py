@@ -267,8 +267,8 @@ def _stop_rule(step: Step, study: Study) -> StopRule | None:
 def warm_up_rule() -> StopRule:
     """A warm-up has done its job once its first execution starts: what a fresh cluster makes each script's
     first run pay (measured with ``benchmarks/warmup.py``, the first of three runs on a new local Ray against the
-    faster of the other two: +1.2 to +1.4 s on the six-stage ETL, +1.8 to +2.7 s on the model pool) was gone
-    after such a warm-up (-0.3 to +0.2 s on both, inside the runs' spread). The old rule, 3 s of execution,
+    faster of the other two: +1.4 to +1.5 s on the six-stage ETL, +1.8 to +2.7 s on the model pool) was gone
+    after such a warm-up (-0.2 to +0.2 s on both, inside the runs' spread). The old rule, 3 s of execution,
     cost 1.2 to 1.5 s more a study and took nothing more away."""
 
     def warmed(message: Message) -> str | None:
