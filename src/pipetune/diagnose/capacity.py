@@ -753,6 +753,13 @@ def pool_size(knobs: Knobs) -> int:
     return int(c) if c else 1
 
 
+def concurrency_cap(knobs: Knobs) -> int | None:
+    """The most tasks or actors the stage's ``concurrency`` lets run at once: its fixed size, or an autoscaling
+    pool's maximum; None where it sets none."""
+    c = knobs.concurrency
+    return int(max(c)) if isinstance(c, tuple) else c
+
+
 def reservations(stages: Iterable[tuple[Stage, Knobs]]) -> Reservations:
     """Reservations of these stages run with these knobs (a stage Ray fused into an actor needs no room)."""
     staged = list(stages)

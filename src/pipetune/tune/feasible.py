@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipetune.diagnose import MEMORY_SHRINK_ABOVE, Limit, cpus_of, reservations, rooms, usable_slots
+from pipetune.diagnose import MEMORY_SHRINK_ABOVE, Limit, concurrency_cap, cpus_of, reservations, rooms, usable_slots
 from pipetune.model import Knobs, Operator, Run, Stage
 from pipetune.settings import Settings
 
@@ -85,9 +85,7 @@ def _at_once(knobs: Knobs, res: Resources) -> float:
     """The stage's tasks at once on the largest node, as the capacity model counts slots (``usable_slots``:
     its reservation, GPUs included, and its concurrency; an autoscaling pool at its largest); unbounded where it
     reserves nothing and sets no concurrency."""
-    cap = (
-        knobs.concurrency if isinstance(knobs.concurrency, int) or knobs.concurrency is None else max(knobs.concurrency)
-    )
+    cap = concurrency_cap(knobs)
     cpus, gpus = cpus_of(knobs), knobs.num_gpus or 0.0
     if cpus <= 0 and gpus <= 0 and cap is None:
         return math.inf
