@@ -50,8 +50,9 @@ def predicted(facts: Facts, f: Finding) -> Finding:
     return replace(f, gain=capacity.fix_speedup(facts, f.fix)) if f.fix and f.gain == 1.0 else f
 
 
-def diagnose(run: Run, rules: dict[str, Rule] | None = None) -> Diagnosis:
-    facts = Facts.of(run)
+def diagnose(run: Run, rules: dict[str, Rule] | None = None, facts: Facts | None = None) -> Diagnosis:
+    """The run's findings, ranked. ``facts``: the run's, where the caller already built them (``Facts.of(run)``)."""
+    facts = facts if facts is not None else Facts.of(run)
     findings = [predicted(facts, f) for rule in (rules or RULES).values() for f in rule(facts)]
     return Diagnosis(
         run_id=run.id,

@@ -151,7 +151,9 @@ class Tuner:
             raise KeyboardInterrupt  # and the trial stays in flight, so --resume runs it again
         verdict, gain, noise, seconds = conclude(study, step, run)
         facts = Facts.of(run)
-        findings = tuple(f"{f.rule}: {f.fix.describe() if f.fix else f.symptom}" for f in diagnose(run).findings)
+        findings = tuple(
+            f"{f.rule}: {f.fix.describe() if f.fix else f.symptom}" for f in diagnose(run, facts=facts).findings
+        )
         trial = Trial(
             seq=len(study.trials),
             role=step.role,
