@@ -186,6 +186,9 @@ class OperatorStats:
     backpressure_s: float = 0.0
     nodes: tuple[str, ...] = ()
     stage_time_s: tuple[float, ...] = ()  # busy time per fused stage, in chain order (per_stage_map_timing)
+    # Ray's own time turning input blocks into batches and outputs back into blocks (its exec stats'
+    # input_prep + output_build), summed over blocks; None in runs recorded before it was kept
+    frame_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ class SimStage:
     kind: StageKind = StageKind.TRANSFORM
     cpu_per_row_s: float = 0.0  # CPU seconds a row costs on one core
     wait_per_row_s: float = 0.0  # seconds a row waits without a core (a service call)
-    per_batch_s: float = 0.0  # CPU seconds every batch costs, whatever its size
+    per_batch_s: float = 0.0  # CPU seconds Ray's framing costs every batch (its input prep and output build)
+    call_s: float = 0.0  # CPU seconds the UDF's own call costs every batch: not in Ray's framing figure
     startup_s: float = 0.0  # an actor's start: its process and ``__init__``, on one core
     # a batch of more rows than this no longer fits the cache the UDF works in: each row then costs
     # ``cache_miss_factor`` times its CPU (an effect one run at a smaller batch cannot show); 0: no such limit
@@ -131,7 +132,8 @@ class SimPipeline:
         rate = min(*limits, self.cpus / max(sum(cpu_row), 1e-12))
         starts = [self._startup(sim, op) for sim, op in zip(self.stages, ops, strict=True)]
         exec_s = max(starts) + self.rows / rate
-        stats = [self._stats(op, pr, cr) for op, pr, cr in zip(ops, per_row, cpu_row, strict=True)]
+        frames = [self.rows / self._batch(st) * sim.per_batch_s for sim, st in zip(self.stages, stages, strict=True)]
+        stats = [self._stats(*args) for args in zip(ops, per_row, cpu_row, frames, strict=True)]
         samples = [
             Sample(1.0 + t, op.uid, {"actors_alive": 1.0})
             for op, t in zip(ops, starts, strict=True)
@@ -145,7 +147,7 @@ class SimPipeline:
     def _cpu_row_s(self, sim: SimStage, stage: Stage) -> float:
         batch = self._batch(stage)
         missed = sim.cache_rows and batch > sim.cache_rows
-        return sim.cpu_per_row_s * (sim.cache_miss_factor if missed else 1.0) + sim.per_batch_s / batch
+        return sim.cpu_per_row_s * (sim.cache_miss_factor if missed else 1.0) + (sim.per_batch_s + sim.call_s) / batch
 
     def _batch(self, stage: Stage) -> float:
         whole = self.rows / self.blocks  # Ray Data's default: a whole block per batch
@@ -164,7 +166,7 @@ class SimPipeline:
             return 0.0
         return sim.startup_s * max(1.0, (op.max_concurrency or 1) / self.cpus)  # the starts share the cores
 
-    def _stats(self, op: Operator, per_row: float, cpu_row: float) -> OperatorStats:
+    def _stats(self, op: Operator, per_row: float, cpu_row: float, frame_s: float) -> OperatorStats:
         busy = self.rows * per_row
         block_rows = float(self.rows / self.blocks)
         return OperatorStats(
@@ -178,6 +180,7 @@ class SimPipeline:
             block_rows=Dist.of([block_rows] * self.blocks),
             block_bytes=Dist.of([block_rows * 100] * self.blocks),
             task_s=Dist.of([busy / self.blocks] * self.blocks),
+            frame_s=frame_s,
         )
 
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pipetune.diagnose import BatchCost, Facts
 from pipetune.diagnose import capacity as predict
-from pipetune.diagnose import thresholds as th
 from pipetune.settings import Settings
 from pipetune.tune.policy import Proposal, candidates
 from pipetune.tune.steps import batch_costs
 from pipetune.tune.study import Role, Spec, Study, Trial, Verdict
-from tests.unit.builders import stage, two_stage_run, with_
+from tests.unit.builders import FRAME_PER_BATCH_S, small_batches_run, stage, with_
 
-FIXED_S, PER_ROW_S = 0.03, 1e-5  # a UDF that calls out once per batch: ten times the assumed fixed cost
+FIXED_S, PER_ROW_S = 0.03, 1e-5  # a UDF that calls out once per batch: far more than Ray's framing of a batch
 
 
 def per_row(batch: int) -> float:
@@ -31,23 +32,33 @@ def test_the_fixed_cost_is_the_slope_over_one_over_the_batch_size() -> None:
     assert flat is not None and flat.fixed_s == 0.0
 
 
-def small_batches() -> Facts:
-    """read -> map_batches(work) at 8 rows a batch: 10,000 rows, 20 s of stage time (2 ms a row)."""
-    run = two_stage_run()
-    return Facts.of(with_(run, stages=(run.stages[0], stage(1, "map_batches", "work", batch_size=8))))
+def small_batches(frame_s: float | None = 1250 * FRAME_PER_BATCH_S) -> Facts:
+    return Facts.of(small_batches_run(frame_s))
 
 
-def test_the_batch_model_uses_the_measured_cost_and_says_so_in_the_proposal() -> None:
+def test_the_fixed_cost_is_rays_framing_per_batch_until_a_second_batch_size_is_measured() -> None:
     facts = small_batches()
-    assumed = predict.batch_model(facts, 1, 8)
-    assert assumed is not None and assumed[1] == pytest.approx(th.PER_BATCH_FIXED_MS.value / 1000)
+    framed = predict.batch_model(facts, 1, 8)
+    assert framed is not None and framed[1] == pytest.approx(FRAME_PER_BATCH_S)
+    assert predict.batch_model(small_batches(frame_s=None), 1, 8) is None  # nothing measured: no model
     measured = Facts.of(facts.run, {1: BatchCost(0.012, 5e-4, (8, 32))})
     model = predict.batch_model(measured, 1, 8)
     assert model is not None and model[1] == pytest.approx(0.012)  # 12 ms of the 16 ms a batch takes
     grown = [p for p in _batch_moves(measured) if "measured at batch sizes 8, 32" in p.reason]
-    guessed = [p for p in _batch_moves(facts) if "assumed until a second batch size" in p.reason]
-    assert grown and guessed
-    assert _size(grown[0]) > _size(guessed[0])  # a larger fixed share asks for larger batches
+    framing = [p for p in _batch_moves(facts) if "framing measured on this run" in p.reason]
+    assert grown and framing
+    assert _size(grown[0]) > _size(framing[0])  # a larger fixed share asks for larger batches
+
+
+def test_rays_framing_is_shared_by_every_batch_of_the_operators_batching_stages() -> None:
+    facts = small_batches()
+    op, stats = facts.operator_of(1), facts.stage_stats(1)
+    assert op is not None and stats is not None
+    assert predict.framing_per_batch(facts.run, op, stats, 10_000) == pytest.approx(FRAME_PER_BATCH_S)
+    fused = dataclasses.replace(op, stages=(0, 1, 2))
+    run = with_(facts.run, stages=(*facts.run.stages, stage(2, "map_batches", "more", batch_size=40)))
+    per_batch = stats.frame_s / (10_000 / 8 + 10_000 / 40)  # type: ignore[operator]
+    assert predict.framing_per_batch(run, fused, stats, 10_000) == pytest.approx(per_batch)
 
 
 def _batch_moves(facts: Facts) -> list[Proposal]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pipetune.diagnose import Facts, Level
 from pipetune.settings import Settings
 from pipetune.tune.policy import Proposal, _joint, _weighed, smallest_batches
-from tests.unit.builders import stage, two_stage_run, with_
+from tests.unit.builders import small_batches_run
 
 
 def small_batches() -> Facts:
     """read -> map_batches(work) at 8 rows a batch: fixed per-batch costs weigh."""
-    run = two_stage_run()
-    return Facts.of(with_(run, stages=(run.stages[0], stage(1, "map_batches", "work", batch_size=8))))
+    return Facts.of(small_batches_run())
 
 
 def batch(value: str, predicted: float) -> Proposal:

@@ -13,7 +13,7 @@ from pipetune.diagnose.findings import Level
 from pipetune.diagnose.fusion import fuses_at
 from pipetune.diagnose.rules import RULES
 from pipetune.model import Dist, Event, EventKind, Materialization, Operator, Sample, StageKind, TaskSpan
-from tests.unit.builders import node_cpu, op_stats, pipeline, stage, two_stage_run, with_
+from tests.unit.builders import DOMINANT_FRAME_S, node_cpu, op_stats, pipeline, stage, two_stage_run, with_
 
 
 def rule(name: str, run):  # type: ignore[no-untyped-def]
@@ -74,6 +74,9 @@ def test_low_cpu_never_proposes_a_knob_the_call_does_not_take() -> None:
 # -- too few blocks -------------------------------------------------------------------------------------
 
 
+FRAMES = 300_000 / 64 * DOMINANT_FRAME_S  # fixed costs dominate etl_run's 4,687 batches
+
+
 def etl_run(tasks: int = 1):  # type: ignore[no-untyped-def]
     read = stage(0, "read_parquet", kind=StageKind.READ)
     enrich = stage(1, "map_batches", "enrich", batch_size=64, num_cpus=1.0)
@@ -82,7 +85,7 @@ def etl_run(tasks: int = 1):  # type: ignore[no-untyped-def]
     return pipeline(
         [
             (read, r_op, op_stats(r_op.uid, 300_000, 2.0, 2.0, tasks=1)),
-            (enrich, m_op, op_stats(m_op.uid, 300_000, 18.0, 18.0, tasks=tasks, udf_s=3.0)),
+            (enrich, m_op, op_stats(m_op.uid, 300_000, 18.0, 18.0, tasks=tasks, udf_s=3.0, frame_s=FRAMES)),
         ],
         wall=20.0,
     )
@@ -595,7 +598,7 @@ def test_an_actor_pool_reserving_every_cpu_blocks_its_feeders() -> None:
 
 def test_a_fix_predicted_to_gain_several_times_more_ranks_first_whatever_its_level() -> None:
     found = {f.rule: f for f in diagnose(node_cpu(etl_run(), 45.0)).findings}
-    batch, blocks = found["batch-size"], found["few-blocks"]  # 4,687 batches of 64 paying 3 ms each, 2 cores
+    batch, blocks = found["batch-size"], found["few-blocks"]  # 4,687 batches of 64 paying 3.3 ms each, 2 cores
     assert batch.gain > 3.0 and 1.5 < blocks.gain < 2.0  # the capacity model's figures, as the tuner sees them
     assert list(found)[:2] == ["batch-size", "few-blocks"]
 

@@ -17,7 +17,7 @@ from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import ModelGuided, View, candidates
 from pipetune.tune.steps import Finish, Step, conclude, next_step
 from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, trial_payload, with_settings
-from tests.unit.builders import op_stats, pipeline, stage, with_
+from tests.unit.builders import DOMINANT_FRAME_S, op_stats, pipeline, stage, with_
 
 # -- runs ------------------------------------------------------------------------------------------------
 
@@ -27,7 +27,8 @@ def etl_run(batch: int = 64, wall: float = 24.0) -> object:
     read = stage(0, "read_parquet", kind=StageKind.READ)
     enrich = stage(1, "map_batches", "enrich", num_cpus=1.0, batch_size=batch)
     op = Operator("0/Read->MapBatches(enrich)_1", "Read->MapBatches(enrich)", (0, 1), num_cpus=1.0)
-    stats = op_stats(op.uid, 340_000, wall - 2, wall - 2, tasks=1, stage_time_s=(1.0, wall - 3))
+    frame_s = 340_000 / batch * DOMINANT_FRAME_S
+    stats = op_stats(op.uid, 340_000, wall - 2, wall - 2, tasks=1, stage_time_s=(1.0, wall - 3), frame_s=frame_s)
     stats = dataclasses.replace(stats, block_rows=Dist.of([340_000.0]), block_bytes=Dist.of([34e6]))
     return pipeline([(read, op, stats), (enrich, op, stats)], wall=wall - 1)
 

@@ -62,11 +62,6 @@ INTERMITTENT_GAP_S = Threshold(5.0, "measured: progress pauses of 5 s+ that then
 
 # Verification (guide: measurement template, done with repeats)
 NOISE_PCT = Threshold(5.0, "measured: paired runs of the bundled examples spread 2-5% on this machine")
-PER_BATCH_FIXED_MS = Threshold(
-    3.0,
-    "assumed until a study measures the stage at a second batch size (capacity.fit_batch_cost); measured once, "
-    "on the ETL example: 3.2 ms of stage time per batch at batch_size 64 vs 0.19 ms per 64 rows at 4096",
-)
 MEASURABLE_SHARE = Threshold(
     2 * NOISE_PCT.value / 100,
     "derived: a fix that can save under twice the noise floor (NOISE_PCT) of the run cannot be told from noise",

@@ -289,7 +289,17 @@ def _op_stats(uid: str, op: Any) -> OperatorStats:
         backpressure_s=float(m.task_submission_backpressure_time + m.task_output_backpressure_time),
         nodes=tuple(sorted({str(e.node_id) for e in execs if e.node_id})),
         stage_time_s=_stage_times(execs),
+        frame_s=_frame_s(execs),
     )
+
+
+def _frame_s(execs: list[Any]) -> float | None:
+    """Ray's input prep and output build, summed; None unless every block measured them (Ray times a chain with
+    a row-based stage as one step per stage, without the phases, unless ``accurate_map_phase_timing``)."""
+    phases = [(e.input_prep_time_s, e.output_build_time_s) for e in execs]
+    if not phases or any(p is None or b is None for p, b in phases):
+        return None
+    return float(sum(p + b for p, b in phases))
 
 
 def _stage_times(execs: list[Any]) -> tuple[float, ...]:

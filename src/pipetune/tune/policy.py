@@ -465,7 +465,7 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
 def _fixed_source(facts: Facts, stage: int) -> str:
     cost = facts.batch_costs.get(stage)
     if cost is None:
-        return "assumed until a second batch size is measured"
+        return "Ray's batch framing measured on this run, until a second batch size is measured"
     return "measured at batch sizes " + ", ".join(str(b) for b in cost.batches)
 
 
