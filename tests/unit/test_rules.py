@@ -12,8 +12,17 @@ from pipetune.diagnose.facts import Facts, Hardware, OpType
 from pipetune.diagnose.findings import Level
 from pipetune.diagnose.fusion import fuses_at
 from pipetune.diagnose.rules import RULES
-from pipetune.model import Dist, Event, EventKind, Materialization, Operator, Sample, StageKind, TaskSpan
-from tests.unit.builders import DOMINANT_FRAME_S, node_cpu, op_stats, pipeline, stage, two_stage_run, with_
+from pipetune.model import Dist, Event, EventKind, Materialization, Operator, Run, Sample, StageKind, TaskSpan
+from tests.unit.builders import (
+    DOMINANT_FRAME_S,
+    FRAME_PER_BATCH_S,
+    node_cpu,
+    op_stats,
+    pipeline,
+    stage,
+    two_stage_run,
+    with_,
+)
 
 
 def rule(name: str, run):  # type: ignore[no-untyped-def]
@@ -206,10 +215,20 @@ def test_tiny_batches_grow_as_far_as_the_pipeline_model_asks_and_at_least_the_gu
     assert sized is not None and sized >= 128
 
 
-def test_batches_in_range_with_real_work_are_fine() -> None:
-    run = etl_run()
-    enrich = with_(run.stages[1], knobs=run.stages[1].knobs.replace(batch_size=500))  # type: ignore[arg-type]
-    assert rule("batch-size", with_(run, stages=(run.stages[0], enrich))) == []
+def test_batches_in_range_are_fine_unless_their_fixed_cost_is_more_than_a_fix_could_measurably_save() -> None:
+    def at_500(frame_per_batch_s: float) -> Run:  # etl_run at 500-row batches: 600 of them in its 18 s
+        run = etl_run()
+        enrich = with_(run.stages[1], knobs=run.stages[1].knobs.replace(batch_size=500))  # type: ignore[arg-type]
+        execution = run.executions[0]
+        stats = replace(execution.stats[1], frame_s=600 * frame_per_batch_s)
+        executions = (replace(execution, stats=(execution.stats[0], stats)),)
+        return with_(run, stages=(run.stages[0], enrich), executions=executions)
+
+    assert rule("batch-size", at_500(FRAME_PER_BATCH_S)) == []  # 1 s of framing in 18 s: under twice the noise
+    [f] = rule("batch-size", at_500(6e-3))  # 3.6 s in 18 s: larger batches would save a measurable share
+    assert f.fix is not None and f.fix.current == 500 and f.fix.proposed > 500
+    assert any(e.metric == "fixed cost's share of a batch" and e.value == pytest.approx(20, rel=0.05)
+               for e in f.evidence)  # fmt: skip
 
 
 # -- memory ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pipetune.diagnose.rules.consumer import consumer_bound
 from pipetune.diagnose.rules.memory import guide_oom_fix
 from pipetune.diagnose.task_memory import Limit, oom_limits
 from pipetune.diagnose.task_memory import combined as combined_limits
-from pipetune.diagnose.thresholds import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE, NUM_CPUS_IO, WAITING_CORES
+from pipetune.diagnose.thresholds import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE, NOISE_PCT, NUM_CPUS_IO, WAITING_CORES
 from pipetune.diagnose.verify import Verification, verify
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_NUM_CPUS",
     "MEMORY_GROW_BELOW",
     "MEMORY_SHRINK_ABOVE",
+    "NOISE_PCT",
     "NUM_CPUS_BY_TYPE",
     "NUM_CPUS_IO",
     "WAITING_CORES",

@@ -142,13 +142,21 @@ def smaller_batches_than_tasks(facts: Facts) -> list[Stage]:
     out = []
     for stage in facts.run.stages:
         rows, batch = rows_per_task(facts, stage.index), stage.knobs.batch_size
-        model = batch_model(facts, stage.index, batch) if stage.method == "map_batches" and batch else None
-        if model is None or not rows or not batch or batch >= rows:
+        share = fixed_share(facts, stage.index, batch) if stage.method == "map_batches" and batch else None
+        if share is None or not rows or not batch or batch >= rows:
             continue
-        _, fixed, per_row = model
-        if fixed / (fixed + per_row * batch) > th.BATCH_OVERHEAD_TARGET.value:
+        if share > th.BATCH_OVERHEAD_TARGET.value:
             out.append(stage)
     return out
+
+
+def fixed_share(facts: Facts, stage: int, batch: int) -> float | None:
+    """The share of a batch's time its fixed cost takes (``batch_model``); None where the model has none."""
+    model = batch_model(facts, stage, batch)
+    if model is None:
+        return None
+    _, fixed, per_row = model
+    return fixed / (fixed + per_row * batch) if fixed + per_row > 0 else None
 
 
 def batch_speedup(facts: Facts, stage: int, batch: int, proposed: int) -> float:

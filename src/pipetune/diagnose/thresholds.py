@@ -49,7 +49,6 @@ BUNDLED_BLOCKS = Threshold(
 )
 MIN_TASKS_FOR_SKEW = Threshold(4.0, "statistics: fewer than 4 tasks say nothing about a distribution")
 MIN_SKEW_GAP_S = Threshold(0.5, "measured: when p90 and median tasks differ by under 0.5 s, skew costs nothing")
-BATCH_OVERHEAD_MS = Threshold(5.0, "measured: under 5 ms of UDF time per batch, per-batch overhead dominates")
 
 # Memory (guide: batch-size tuning loop)
 MEMORY_GROW_BELOW = Threshold(0.5, "guide: below 50% memory, double the batch")
@@ -97,7 +96,11 @@ RISING_BLOCKED = Threshold(
     "guide: blocked time rising means preprocessing cannot keep up; rising by the data-bound share counts",
 )
 SHUFFLE_OVER_STEP = Threshold(1.0, "by definition: the loop waits on its shuffle buffer longer than it computes")
-BATCH_OVERHEAD_TARGET = Threshold(0.05, "tuning aim: fixed per-batch costs under 5% of a stage's time")
+BATCH_OVERHEAD_TARGET = Threshold(
+    NOISE_PCT.value / 100,
+    "derived: fixed per-batch costs under the noise floor (NOISE_PCT) of a stage's time would gain too little to "
+    "be measured",
+)
 
 # Gates the rules decide with that are choices, not measurements: named here so none hides in a rule
 USES_RESERVATION = Threshold(

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipetune.diagnose import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE
+from pipetune.diagnose import MEMORY_GROW_BELOW, MEMORY_SHRINK_ABOVE, NOISE_PCT
 
 LOW_MEMORY = MEMORY_GROW_BELOW.value  # guide: below this, double
 HIGH_MEMORY = MEMORY_SHRINK_ABOVE.value  # guide: above this, halve
 TARGET = (0.60, 0.80)  # guide: aim here
-SLOWER = 0.95  # a doubling that leaves throughput under 95% of the best seen stops the climb
+SLOWER = 1 - NOISE_PCT.value / 100  # a doubling that loses more than the noise floor to the best seen stops it
 
 
 @dataclass(frozen=True)

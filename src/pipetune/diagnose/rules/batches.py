@@ -1,9 +1,12 @@
 """batch_size off the guide's matrix, or so small that per-batch overhead dominates the stage.
 
 Guide: batch sizes by operation type (CPU preprocessing 100-1000, CPU inference 16-32, GPU inference
-32-128); level 2 of the hierarchy. The fix is at least the guide's next step, and as large as the pipeline
-model (``capacity.sized_batch``, the tuner's own) says fixed per-batch costs need, within a task's rows and
-the memory share: one model for the doctor and the tuner.
+32-128); level 2 of the hierarchy. A batch inside the guide's range is still too small where its fixed
+cost (``capacity.fixed_share``: Ray's framing measured on the run, or a fit over two batch sizes) takes
+more of its time than a fix could save and be told from the noise (``MEASURABLE_SHARE``). The fix is at
+least the guide's next step, and as large as the pipeline model (``capacity.sized_batch``, the tuner's
+own) says fixed per-batch costs need, within a task's rows and the memory share: one model for the doctor
+and the tuner.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ def _batching_stages(facts: Facts) -> list[Stage]:
     return [s for s in facts.run.stages if s.index in leads or (s.knobs.batch_size and facts.rate_of(s.index))]
 
 
+def _fixed_evidence(share: float | None, target: th.Threshold) -> list[Evidence]:
+    """The fixed per-batch cost's share of a batch's time, where the model has one (``capacity.fixed_share``)."""
+    if share is None:
+        return []
+    return [Evidence("fixed cost's share of a batch", share * 100, "%", target.value * 100, target.source)]
+
+
 def _small_batch(facts: Facts, stage: Stage) -> Finding | None:
     kind = facts.stage_type(stage)
     rate, op = facts.rate_of(stage.index), facts.operator_of(stage.index)
@@ -34,10 +44,10 @@ def _small_batch(facts: Facts, stage: Stage) -> Finding | None:
     if batch is None or kind not in BATCH_BY_TYPE or rate is None or op is None:
         return None
     low, high = BATCH_BY_TYPE[kind]
-    stats = facts.run.stats_of(op.uid)
     batches = max(rate.rows / batch, 1.0)
-    ms_per_batch = (stats.udf_s if stats else 0.0) / batches * 1000
-    if batch >= low and ms_per_batch >= th.BATCH_OVERHEAD_MS.value:
+    share = capacity.fixed_share(facts, stage.index, batch)
+    target = th.MEASURABLE_SHARE
+    if batch >= low and (share is None or share <= target.value):
         return None
     guide = grown_batch(batch, low, high)  # the guide's step, the least the fix asks for
     proposed = capacity.sized_batch(facts, stage.index, batch, floor=guide) or guide  # the tuner's own model
@@ -50,9 +60,7 @@ def _small_batch(facts: Facts, stage: Stage) -> Finding | None:
         stage,
         [
             Evidence("batch_size", float(batch), " rows", float(low), f"guide: {kind.value} batches {low}-{high}"),
-            Evidence(
-                "UDF time per batch", ms_per_batch, " ms", th.BATCH_OVERHEAD_MS.value, th.BATCH_OVERHEAD_MS.source
-            ),
+            *_fixed_evidence(share, target),
         ],
         f"{batches:,.0f} batches of {batch} rows: fixed per-batch costs (conversion, calls, scheduling) weigh "
         "on every few rows",

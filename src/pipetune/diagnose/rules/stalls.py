@@ -87,7 +87,7 @@ def _task_scale(run: Run) -> float:
 
 def _stall_limit(run: Run) -> float:
     """The shortest pause that is a stall. Where the recorder's watchdog fired, it already judged the run
-    stalled at the threshold the user gave it (``--stall-after``); otherwise the guide's 30 s."""
+    stalled at the threshold the user gave it (``--stall-after``); otherwise ``STALL_S``."""
     if any(e.kind is EventKind.STALL for e in run.events):
         return _task_scale(run)
     return max(th.STALL_S.value, _task_scale(run))
