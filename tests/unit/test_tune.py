@@ -17,7 +17,7 @@ from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import ModelGuided, View, candidates
 from pipetune.tune.steps import Finish, Step, conclude, next_step
 from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, trial_payload, with_settings
-from tests.unit.builders import DOMINANT_FRAME_S, op_stats, pipeline, stage, with_
+from tests.unit.builders import DOMINANT_FRAME_S, op_stats, pipeline, stage, two_stage_run, with_
 
 # -- runs ------------------------------------------------------------------------------------------------
 
@@ -272,6 +272,17 @@ def test_the_bound_is_fixed_time_plus_cpu_work_over_the_cores() -> None:
     assert b.fixed_s == pytest.approx(1.0)
     assert b.work_s == pytest.approx(22.0 / 2)
     assert b.gap_pct is not None and b.gap_pct > 0
+
+
+def test_a_study_stops_when_the_run_is_closer_to_its_bound_than_the_runs_noise() -> None:
+    from pipetune.tune.steps import _should_stop
+
+    run = two_stage_run(read_busy=1.0, map_busy=17.0)  # 11 s against a 10 s bound: 10% above it
+    assert bound(Facts.of(run)).gap_pct == pytest.approx(10.0)  # type: ignore[union-attr]
+    study = Study("s1", Spec("pipe.py"), ())
+    assert _should_stop(study, run, [11.0, 11.2, 10.9]) is None  # 3% spread (5% floor): a gain could still show
+    stop = _should_stop(study, run, [11.0, 12.4, 10.9])  # 13% spread: no gain within 10% could be told
+    assert stop is not None and "of the hardware bound" in stop.reason
 
 
 def test_cpu_time_spent_on_small_batches_is_no_floor() -> None:

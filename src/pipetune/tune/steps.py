@@ -23,7 +23,6 @@ from pipetune.tune.policy import Proposal, SearchPolicy, View, ray_defaults, sta
 from pipetune.tune.study import Role, Study, Trial, Verdict, with_settings
 
 PLATEAU_TRIALS = 2  # this many reverted trials in a row: the gains have run out
-NEAR_BOUND_PCT = 5.0  # within this of the hardware bound, knob tuning has nothing left to give
 
 
 @dataclass(frozen=True)
@@ -133,9 +132,9 @@ def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) ->
     bound_loop = consumer_bound(facts)
     if bound_loop is not None and "iterator.batch_size" not in spec.allow:  # else the loop's batch may help
         return Finish(f"{bound_loop.symptom}: no pipeline setting can make the loop faster")
-    floor = bound(facts)
-    if floor is not None and floor.gap_pct is not None and floor.gap_pct <= NEAR_BOUND_PCT:
-        return Finish(f"within {NEAR_BOUND_PCT:g}% of the hardware bound: knob tuning has run out")
+    floor, near = bound(facts), noise_band(walls, ())  # closer to the bound than the noise: no gain could show
+    if floor is not None and floor.gap_pct is not None and floor.gap_pct <= near:
+        return Finish(f"within {near:g}% of the hardware bound (the runs' noise): knob tuning has run out")
     return None
 
 
