@@ -9,7 +9,7 @@ import pytest
 from pipetune.diagnose import BatchCost, Facts
 from pipetune.diagnose import capacity as predict
 from pipetune.settings import Settings
-from pipetune.tune.policy import Proposal, candidates
+from pipetune.tune.policy import ModelGuided, Proposal, View, candidates
 from pipetune.tune.steps import batch_costs
 from pipetune.tune.study import Role, Spec, Study, Trial, Verdict
 from tests.unit.builders import FRAME_PER_BATCH_S, small_batches_run, stage, with_
@@ -87,3 +87,16 @@ def test_the_study_fits_each_stage_over_runs_that_differ_in_batch_sizes_alone() 
     costs = batch_costs(Study("s1", Spec("pipe.py"), trials))
     assert set(costs) == {1} and costs[1].batches == (8, 32)
     assert costs[1].fixed_s == pytest.approx(FIXED_S)
+
+
+def test_below_the_guides_range_a_framing_only_gain_is_a_lower_bound_and_the_trial_decides() -> None:
+    """Framing of 0.3 ms a batch predicts a gain inside the noise; the guide's range (CPU preprocessing from 100
+    rows) still asks for larger batches, and the UDF's own per-call cost is not measured: the move is proposed,
+    as a lower bound. Once two batch sizes measured the fixed cost that small, it is not."""
+    facts = small_batches(frame_s=1250 * 0.3e-3)
+    [guided] = [p for p in candidates(facts) if p.rule == "batch-size"]
+    assert guided.at_least and guided.predicted < 1.05 and _size(guided) >= 100
+    view = View(Settings(), facts.run, frozenset(), noise_pct=5.0)
+    assert ModelGuided().propose(view) == guided
+    fitted = View(Settings(), facts.run, frozenset(), noise_pct=5.0, batch_costs={1: BatchCost(3e-4, 2e-3, (8, 32))})
+    assert ModelGuided().propose(fitted) is None

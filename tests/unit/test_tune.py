@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipetune.diagnose.facts import Facts
+from pipetune.diagnose.facts import BatchCost, Facts
 from pipetune.diagnose.noise import noise_band
 from pipetune.model import Dist, Knobs, NodeInfo, Operator, Run, Stage, StageKind
 from pipetune.settings import Settings, StageSetting
@@ -107,12 +107,14 @@ def test_tiny_batches_are_grown_first_when_fixed_costs_dominate() -> None:
 
 def test_a_predicted_gain_inside_the_noise_is_never_proposed() -> None:
     run = etl_run()
-    best = ModelGuided().propose(View(Settings(), run, frozenset()))  # type: ignore[arg-type]
-    assert best is not None and best.predicted > 1
+    costs = {1: BatchCost(DOMINANT_FRAME_S, 1e-5, (64, 256))}  # measured at two sizes: a prediction, not a bound
+    best = ModelGuided().propose(View(Settings(), run, frozenset(), batch_costs=costs))  # type: ignore[arg-type]
+    assert best is not None and best.predicted > 1 and not best.at_least
     just_below = (best.predicted - 1) * 100 * 0.99
-    same = ModelGuided().propose(View(Settings(), run, frozenset(), noise_pct=just_below))  # type: ignore[arg-type]
+    same = ModelGuided().propose(View(Settings(), run, frozenset(), noise_pct=just_below, batch_costs=costs))  # type: ignore[arg-type]
     assert same is not None and same.settings == best.settings  # a gain that clears the noise is proposed
-    noisy = ModelGuided().propose(View(Settings(), run, frozenset(), noise_pct=(best.predicted - 1) * 100))  # type: ignore[arg-type]
+    noise = (best.predicted - 1) * 100
+    noisy = ModelGuided().propose(View(Settings(), run, frozenset(), noise_pct=noise, batch_costs=costs))  # type: ignore[arg-type]
     assert noisy is None or noisy.settings != best.settings  # no longer measurable: not proposed
     assert noisy is None or noisy.predicted == 1.0 or noisy.predicted > 1 + (best.predicted - 1)
 
