@@ -31,7 +31,7 @@ from pipetune.tune import objective
 from pipetune.tune.patch import Patch
 from pipetune.tune.policy import ModelGuided, SearchPolicy
 from pipetune.tune.steps import Finish, Step, conclude, next_step
-from pipetune.tune.study import Confirmation, Role, Spec, Study, Trial, spec_payload, trial_payload
+from pipetune.tune.study import Confirmation, Role, Spec, Study, Trial, Verdict, spec_payload, trial_payload
 
 Say = Callable[[str], None]
 Watch = Callable[[str], AbstractContextManager[Listener]]
@@ -310,6 +310,8 @@ def _result(trial: Trial, run: Run) -> str:
         f" ({trial.improvement_pct:+.1f}%, noise {trial.noise_pct:.1f}%)" if trial.improvement_pct is not None else ""
     )
     error = f": {run.error}" if run.error and not run.status.ok else ""
+    if trial.verdict is Verdict.STOPPED and run.error:  # the stop's own words say what the verdict would
+        return f"  {trial.status}, {wall}{gain} -> reverted: {run.error}"
     return f"  {trial.status}, {wall}{gain} -> {trial.verdict.value}{error}"
 
 
