@@ -52,9 +52,10 @@ def test_records_every_stage_with_keys_kinds_knobs_and_figures(work: Path, addre
     run = open_store(work / ".pipetune" / "pipetune.db").load(view["id"])
     sampled = {s.source for s in run.op_samples}
     assert {op.uid for _, op in run.operators()} <= sampled
-    frames = {op.name: getattr(run.stats_of(op.uid), "frame_s", 0.0) for _, op in run.operators()}
-    assert frames["MapBatches(double)->Filter(<lambda>)"] is None  # a row-based filter: Ray timed the chain whole
-    assert frames["MapBatches(Scale)"] > 0  # Ray's framing of the pool's batches, from its exec stats
+    stats = {op.name: run.stats_of(op.uid) for _, op in run.operators()}
+    fused, pool = stats["MapBatches(double)->Filter(<lambda>)"], stats["MapBatches(Scale)"]
+    assert fused is not None and fused.frame_s is None  # a row-based filter: Ray timed the chain whole
+    assert pool is not None and pool.frame_s is not None and pool.frame_s > 0  # Ray's framing, from exec stats
     assert run.env.ray_version.startswith("2.") and run.env.cluster_resources["CPU"] == 3.0
     assert len(run.script_sha256) == 64 and run.args == ("--rows", "20000", "--out", "out")
     assert list(work.glob("out/*.parquet"))  # the script really ran, writing beside the caller

@@ -139,15 +139,15 @@ def rows_per_task(facts: Facts, stage: int) -> float | None:
 def smaller_batches_than_tasks(facts: Facts) -> list[Stage]:
     """The batching stages whose batches are smaller than their tasks' rows and whose fixed per-batch costs are
     more than the tuning aim's share of their time: that is work larger batches remove, so it is no floor."""
-    out = []
-    for stage in facts.run.stages:
-        rows, batch = rows_per_task(facts, stage.index), stage.knobs.batch_size
-        share = fixed_share(facts, stage.index, batch) if stage.method == "map_batches" and batch else None
-        if share is None or not rows or not batch or batch >= rows:
-            continue
-        if share > th.BATCH_OVERHEAD_TARGET.value:
-            out.append(stage)
-    return out
+    return [s for s in facts.run.stages if _batches_weigh(facts, s)]
+
+
+def _batches_weigh(facts: Facts, stage: Stage) -> bool:
+    rows, batch = rows_per_task(facts, stage.index), stage.knobs.batch_size
+    if stage.method != "map_batches" or not batch or not rows or batch >= rows:
+        return False
+    share = fixed_share(facts, stage.index, batch)
+    return share is not None and share > th.BATCH_OVERHEAD_TARGET.value
 
 
 def fixed_share(facts: Facts, stage: int, batch: int) -> float | None:
@@ -156,7 +156,8 @@ def fixed_share(facts: Facts, stage: int, batch: int) -> float | None:
     if model is None:
         return None
     _, fixed, per_row = model
-    return fixed / (fixed + per_row * batch) if fixed + per_row > 0 else None
+    whole = fixed + per_row * batch
+    return fixed / whole if whole > 0 else None
 
 
 def batch_speedup(facts: Facts, stage: int, batch: int, proposed: int) -> float:

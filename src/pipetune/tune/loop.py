@@ -309,10 +309,16 @@ def _result(trial: Trial, run: Run) -> str:
     gain = (
         f" ({trial.improvement_pct:+.1f}%, noise {trial.noise_pct:.1f}%)" if trial.improvement_pct is not None else ""
     )
-    error = f": {run.error}" if run.error and not run.status.ok else ""
-    if trial.verdict is Verdict.STOPPED and run.error:  # the stop's own words say what the verdict would
-        return f"  {trial.status}, {wall}{gain} -> reverted: {run.error}"
-    return f"  {trial.status}, {wall}{gain} -> {trial.verdict.value}{error}"
+    return f"  {trial.status}, {wall}{gain} -> {_verdict_text(trial, run)}"
+
+
+def _verdict_text(trial: Trial, run: Run) -> str:
+    """The verdict, with the run's error where it failed; a stop at the box in the stop's own words alone."""
+    if not run.error or run.status.ok:
+        return trial.verdict.value
+    if trial.verdict is Verdict.STOPPED:  # the stop's words already say what the verdict would
+        return f"reverted: {run.error}"
+    return f"{trial.verdict.value}: {run.error}"
 
 
 def confirmation_line(c: Confirmation) -> str:
