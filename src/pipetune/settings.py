@@ -277,8 +277,10 @@ class Settings:
         return Settings(tuple(stages.values()), tuple(context.values()))  # a key stays where it was first set
 
     def key(self) -> str:
-        """A canonical form: the same configuration gives the same key however it was written."""
-        stages = sorted({(o.selector, o.knob): o.value for o in self.stages}.items())
+        """A canonical form: the same configuration gives the same key however it was written (a chained knob
+        at ``default`` is no chained call, the same as not set)."""
+        values = {(o.selector, o.knob): o.value for o in self.stages}
+        stages = sorted((k, v) for k, v in values.items() if not (v == DEFAULT and KNOBS[k[1]].where is Where.CHAINED))
         context = sorted({o.field: o.value for o in self.context}.items())
         return repr((stages, context))
 

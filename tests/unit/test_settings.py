@@ -188,3 +188,12 @@ def test_default_is_ray_datas_own_value_for_every_knob() -> None:
     stage = Stage(1, "map_batches", "f", "p.py:3", StageKind.TRANSFORM, Knobs(num_cpus=0.5, batch_size=64))
     assert settings.knobs_of(stage) == Knobs()  # every argument removed
     assert change("batch_size", 64, None) == "batch_size 64 -> default"
+
+
+def test_a_chained_knob_at_ray_datas_default_is_the_same_configuration_as_none() -> None:
+    """``repartition=default`` chains no call: a study must not measure it again as a new configuration."""
+    from pipetune.settings import Settings
+
+    dropped = Settings.from_args(["0.repartition=default", "2.batch_size=2048"])
+    assert dropped.key() == Settings.from_args(["2.batch_size=2048"]).key()
+    assert Settings.from_args(["2.batch_size=default"]).key() != Settings().key()  # a script's own knob is not

@@ -406,3 +406,19 @@ def test_a_lowered_reservation_moves_every_stage_it_names_each_on_its_own_stage(
 def test_a_waiting_stage_reserves_what_it_burns_and_only_it_moves() -> None:
     low = [p for p in candidates(Facts.of(_fused_map_and_write(0.015))) if p.rule == "low-cpu"]
     assert low and low[0].settings.to_args() == ("1.num_cpus=0.025",)
+
+
+def test_a_repartition_tuning_kept_is_weighed_against_ray_datas_default_alone_and_with_the_rest() -> None:
+    """A split kept early rides along with the changes after it unless a trial asks whether it still pays:
+    removing it (Ray Data's default: no such call) is a move of its own, and Ray Data's defaults drop it too."""
+    from pipetune.tune.policy import ray_defaults
+
+    split = [dataclasses.replace(s, knobs=s.knobs.replace(repartition=8)) if s.index == 0 else s
+             for s in etl_run(batch=2048).stages]  # type: ignore[attr-defined]  # fmt: skip
+    run = dataclasses.replace(etl_run(batch=2048), stages=tuple(split))  # type: ignore[type-var]
+    moves = {p.settings.to_args(): p for p in candidates(Facts.of(run))}
+    assert moves[("0.repartition=default",)].predicted == 1.0  # not predicted: the trial decides
+    every = ray_defaults(Facts.of(run))
+    assert every is not None and set(every.settings.to_args()) == {"0.repartition=default", "1.batch_size=default"}
+    plain = {p.settings.to_args() for p in candidates(Facts.of(etl_run(batch=2048)))}  # type: ignore[arg-type]
+    assert not any("0.repartition=default" in args for args in plain)  # nothing to remove where none was added

@@ -506,7 +506,8 @@ def _pool_moves(facts: Facts) -> Iterator[Proposal]:
 # -- Ray Data's own defaults: always among the values weighed ----------------------------------------------------
 
 # The knobs whose removal leaves a valid call: num_gpus is the user's choice of device, not a default to weigh.
-REMOVABLE = ("num_cpus", "memory", "batch_size", "concurrency", "override_num_blocks")
+# ``repartition`` is pipetune's own chained call: Ray Data's default is no such call (the blocks the stage makes).
+REMOVABLE = ("num_cpus", "memory", "batch_size", "concurrency", "override_num_blocks", "repartition")
 
 
 def _removable(stage: Stage) -> list[str]:
@@ -520,15 +521,18 @@ def _removable(stage: Stage) -> list[str]:
 
 
 def _default_moves(facts: Facts) -> Iterator[Proposal]:
-    """Each knob the script sets, back to Ray Data's default where the model can predict what that does; and
-    every such knob at once, which the model cannot predict (fusion and the stages' interplay change), so the
-    trial decides: Ray Data's defaults are a configuration a tuned one must never be slower than."""
+    """Each knob the run sets, back to Ray Data's default where the model can predict what that does (a
+    repartition: the trial says); and every such knob at once, which the model cannot predict (fusion and the
+    stages' interplay change), so the trial decides: Ray Data's defaults are a configuration a tuned one must
+    never be slower than."""
     removable = [(s, name) for s in facts.run.stages for name in _removable(s)]
     for stage, name in removable:
         gain = _default_gain(facts, stage, name)
         if gain is not None:
             what = f"stage {stage.index} {change(name, getattr(stage.knobs, name), None)}"
-            why = "Ray Data's own default, predicted by the measured rates"
+            why = "Ray Data's own default, " + (
+                "measured, not predicted" if gain == 1.0 else "predicted by the measured rates"
+            )
             yield Proposal(_one(stage.index, name, DEFAULT), what, "ray-default (model)", why, knob_level(name), gain)
     every = ray_defaults(facts)
     if len(removable) > 1 and every is not None:  # one knob alone is the move above
@@ -536,14 +540,14 @@ def _default_moves(facts: Facts) -> Iterator[Proposal]:
 
 
 def ray_defaults(facts: Facts) -> Proposal | None:
-    """Every knob the script sets, back to Ray Data's default at once (the bench's "defaults" configuration);
-    None when the run sets none. The model cannot predict it (fusion and the stages' interplay change), so its
-    predicted gain is 1.0: the trial decides."""
+    """Every knob the run sets (the script's own, and a repartition that tuning added), back to Ray Data's
+    default at once (the bench's "defaults" configuration); None when the run sets none. The model cannot
+    predict it (fusion and the stages' interplay change), so its predicted gain is 1.0: the trial decides."""
     removable = [(s, name) for s in facts.run.stages for name in _removable(s)]
     if not removable:
         return None
     every = Settings(tuple(StageSetting(str(s.index), n, DEFAULT) for s, n in removable))
-    what = f"Ray Data's defaults for the {len(removable)} knob(s) the script sets"
+    what = f"Ray Data's defaults for the {len(removable)} knob(s) set"
     why = "Ray Data's own defaults: measured, not predicted"
     return Proposal(every, what, "ray-default", why, Level.PARALLELISM, 1.0)
 
@@ -553,12 +557,17 @@ def knob_level(name: str) -> Level:
 
 
 def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
-    """The predicted speed-up of removing ``name`` (Ray Data: 1 CPU per task; whole blocks as batches)."""
+    """The predicted speed-up of removing ``name`` (Ray Data: 1 CPU per task; whole blocks as batches); 1.0 for
+    a repartition, which only tuning or the user's ``--set`` adds: the trial decides whether a split that paid
+    when it was kept still pays after the changes that came later (ETL example: a repartition kept at 64-row
+    batches rode along with 2048-row ones, and no trial asked)."""
     op = facts.operator_of(stage.index)
     if op is None:
         return None
     if name == "num_cpus":
         return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=DEFAULT_NUM_CPUS))
+    if name == "repartition":
+        return 1.0  # not predicted (the model does not weigh a split beside the changes made after it): measured
     batch = stage.knobs.batch_size
     if name == "batch_size" and batch:
         whole = predict.block_cap(facts, stage.index, batch)  # a whole block per batch, as Ray Data's None does
