@@ -136,3 +136,23 @@ def test_a_task_stage_that_a_new_reservation_splits_from_its_pool_needs_room_aga
     alone = {1: model.knobs.replace(num_cpus=2.0)}
     assert not as_run(run, alone).fits(rooms(run))
     assert as_run(run, {**alone, 0: texts.knobs.replace(num_cpus=2.0)}).fits(rooms(run))
+
+
+def test_the_memory_cap_comes_from_the_memory_ray_reports_and_nothing_is_assumed_without_it() -> None:
+    """A worker's share of its node's ``memory`` over the bytes a batch's copies hold; no figure, no cap."""
+    from dataclasses import replace
+
+    from pipetune.diagnose.capacity import BATCH_COPIES, BATCH_MEMORY_SHARE, memory_cap
+    from pipetune.model import Dist
+    from tests.unit.builders import two_stage_run
+
+    run = two_stage_run()
+    read = replace(run.executions[0].stats[0], block_rows=Dist.of([1000.0]), block_bytes=Dist.of([1e6]))
+    run = replace(run, executions=(replace(run.executions[0], stats=(read, run.executions[0].stats[1])),))
+
+    def on(resources: dict[str, float]) -> int:
+        env = Environment(cluster_resources=resources, nodes=(NodeInfo("n1", "127.0.0.1", resources),))
+        return memory_cap(Facts.of(replace(run, env=env)), 1)
+
+    assert on({"CPU": 2.0, "memory": 8e9}) == int(BATCH_MEMORY_SHARE * 4e9 / (BATCH_COPIES * 1000.0))
+    assert on({"CPU": 2.0}) == 1 << 30  # Ray reported no memory: no cap rather than a guessed one

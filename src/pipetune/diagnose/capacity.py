@@ -201,13 +201,14 @@ def block_cap(facts: Facts, stage: int, batch: int) -> int:
 
 
 def memory_cap(facts: Facts, stage: int) -> int:
-    """The most rows per batch that keep a worker's share of node memory under the guide's 60%."""
+    """The most rows per batch that keep a worker's share of node memory under the guide's 60%: of the nodes
+    whose ``memory`` Ray reports (no cap where none does: nothing is assumed in its place)."""
     per_row = input_bytes_per_row(facts, stage)
-    nodes = [n.resources for n in facts.run.env.nodes if n.resources.get("CPU")]
-    if per_row is None or not nodes:
+    shares = [n.resources["memory"] / n.resources["CPU"] for n in facts.run.env.nodes
+              if n.resources.get("CPU") and n.resources.get("memory")]  # fmt: skip
+    if per_row is None or not shares:
         return 1 << 30
-    per_worker = min(n.get("memory", 0.0) / n["CPU"] for n in nodes) or 2**31
-    return max(1, int(BATCH_MEMORY_SHARE * per_worker / (BATCH_COPIES * per_row)))
+    return max(1, int(BATCH_MEMORY_SHARE * min(shares) / (BATCH_COPIES * per_row)))
 
 
 def input_bytes_per_row(facts: Facts, stage: int) -> float | None:
