@@ -206,6 +206,7 @@ class SimRunner:
     store: Store
     pipeline: SimPipeline
     configs: list[Settings] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
 
     @contextmanager
     def open(self, study: Study) -> Iterator[None]:
@@ -213,6 +214,7 @@ class SimRunner:
 
     def run(self, study: Study, step: Step, run_id: str) -> Run:
         self.configs.append(step.config)
+        self.steps.append(step)
         run = self.pipeline.run(step.config, run_id, step.time_box_s)
         self.store.add(run)
         return run

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pipetune.diagnose.capacity import Room
 from pipetune.model import Knobs, StageKind
 from pipetune.settings import Settings
 from pipetune.store import MemoryStore
-from pipetune.tune.loop import Tuner
+from pipetune.tune.loop import Tuner, _stop_rule
 from pipetune.tune.policy import ModelGuided
 from pipetune.tune.study import Role, Study
 from tests.unit.simulated import SimPipeline, SimRunner, SimStage
@@ -127,6 +128,8 @@ def test_confirm_runs_the_best_settings_in_full_and_stores_predicted_against_mea
     confirmed = tuner.confirm(study_id)
     assert runner.configs[-2:] == [best.config, best.config]  # the best settings: a warm-up, then in full
     assert tuner.load(study_id).trials[-1].role is Role.WARMUP
+    warm_up = runner.steps[-2]  # run to its end, as the study's baseline was before its trials
+    assert warm_up.in_full and _stop_rule(warm_up, done) is None and _stop_rule(replace(warm_up, in_full=False), done)
     assert confirmed.predicted_s == best.seconds and confirmed.measured_s is not None
     assert tuner.load(study_id).confirmed == confirmed and confirmed.status == "succeeded"
     assert done.runs_used == tuner.load(study_id).runs_used  # not a trial: the budget is untouched

@@ -111,9 +111,14 @@ class Tuner:
 
     def confirm(self, study_id: str) -> Confirmation:
         """Run the study's best settings once in full (never a probe, never time-boxed) and store what its
-        trial predicted against what the full run measured: a probe's prediction is checked, not trusted. A
-        warm-up goes first, as in the study: on a Ray just started, the ETL example's full run took 11.5 s where
-        its trials on the study's warm Ray took 6.9 s."""
+        trial predicted against what the full run measured: a probe's prediction is checked, not trusted.
+
+        The study measured its trials on a Ray that had already run the pipeline in full (the baseline), so
+        the confirming run gets the same: a warm-up of the best settings, run to its end. A warm-up cut when
+        its execution starts (the study's) leaves part of a fresh Ray's first-run cost in the next run: on the
+        ETL example with repartition 8 and Ray's default batch, the first full run after it took 7.34 and 7.09
+        s against 5.5-5.9 s for the runs after (after a full warm-up: 5.6-6.4 s; three runs a round, two
+        rounds each, ``benchmarks/warmup.py``'s method)."""
         study = self.load(study_id)
         best = study.incumbent()
         if best is None:
@@ -122,7 +127,7 @@ class Tuner:
         step = Step(Role.CONFIRM, best.config, change="the best settings, in full")
         with runner.open(study):
             if self.warmup:  # its Ray is as cold as the study's was before its warm-up: compare like with like
-                self._run(runner, study, Step(Role.WARMUP, best.config))
+                self._run(runner, study, Step(Role.WARMUP, best.config, "the best settings, in full", in_full=True))
             self.say(_announce(study, step))
             run = runner.run(study, step, new_run_id())
         measured = objective.seconds(run, {}) if run.status.ok else None
@@ -254,7 +259,7 @@ def _stop_rule(step: Step, study: Study) -> StopRule | None:
     one whose first execution writes (its noise band the floor, nothing measured yet); any other time-boxed
     trial ends at its box; a confirmation runs in full."""
     if step.role is Role.WARMUP:
-        return warm_up_rule()
+        return None if step.in_full else warm_up_rule()
     if step.role is Role.BASELINE:
         return objective.SinkProbeDone(None, noise_band((), ()))
     probing = step.role in (Role.TRIAL, Role.REPEAT)

@@ -34,6 +34,7 @@ class Step:
     rule: str = ""
     reason: str = ""
     time_box_s: float | None = None  # past this the trial is slower than the incumbent beyond the noise
+    in_full: bool = False  # a warm-up that runs to its end (a confirmation's), not cut once its execution starts
 
     @staticmethod
     def trying(proposal: Proposal, config: Settings, box: float | None) -> Step:
