@@ -33,6 +33,10 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
     # The http example at 4x its data (a shipped run of over a minute): tuning must cost at most one shipped
     # run there, and must not grow with the data. Its grid is http's (SAME_GRID), measured at 1x.
     "http-4x": ("examples/download_http.py", ["--docs", "2400"]),
+    # Held out: small parquet files packed into one read task before heavy per-row work in small batches, the
+    # shape where a repartition the tuner adds must survive the batch change after it (written 2026-12-06 to
+    # check that change; not used to choose any rule or number).
+    "packed": ("benchmarks/pipelines/packed_parquet.py", []),
     # For the probe benchmark only (benchmarks/probes.py): a hundred short tasks at a steady pace.
     "calls": ("benchmarks/pipelines/steady_calls.py", []),
 }

@@ -40,6 +40,12 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "3.batch_size": [None, "default"],
         "4.concurrency": [None, 2],
     },
+    # read_parquet (24 small files, one read task) -> map_batches(features, 16 rows a batch) -> write_parquet
+    "packed": {
+        "0.repartition": [None, 8],
+        "1.batch_size": [16, 256, "default"],
+        "1.num_cpus": [1, 0.5],
+    },
     # range (16 blocks, 3 heavy) -> map_batches(work, 4096 rows a batch) -> write_parquet
     "skew": {
         "0.repartition": [None, 32],
