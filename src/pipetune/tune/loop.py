@@ -276,7 +276,14 @@ def warm_up_rule() -> StopRule:
     first run pay (measured with ``benchmarks/warmup.py``, the first of three runs on a new local Ray against the
     faster of the other two: +1.4 to +1.5 s on the six-stage ETL, +1.8 to +2.7 s on the model pool) was gone
     after such a warm-up (-0.2 to +0.2 s on both, inside the runs' spread). The old rule, 3 s of execution,
-    cost 1.2 to 1.5 s more a study and took nothing more away."""
+    cost 1.2 to 1.5 s more a study and took nothing more away.
+
+    Not on every pipeline: on the ETL example (repartition 8, Ray's default batch) the first full run after
+    this warm-up still took 7.1-7.3 s against 5.5-5.9 s for the runs after it (after no warm-up: 7.8-8.7 s),
+    so its baseline carries about 1.5 s of first-run cost. Part of it is Ray Data's detached actors (stats,
+    autoscaling coordinator, usage), made on a cluster's first execution; a warm-up that made them first took
+    away about half. A full warm-up takes it all away and costs a whole run; ``confirm`` pays that, a study
+    does not."""
 
     def warmed(message: Message) -> str | None:
         if isinstance(message, ExecutionStarted):
