@@ -10,6 +10,7 @@ repartition it adds, never used to choose its rules or numbers.
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +23,15 @@ HERE = Path(__file__).resolve().parent
 
 
 def generate(src: Path, rows: int, files: int) -> None:
-    """Synthetic readings over ``files`` parquet files; kept between runs."""
-    marker = src / f".rows-{rows}-files-{files}"
-    if marker.exists():
+    """Synthetic readings over ``files`` parquet files, written once (a marker names the shape they have)."""
+    if (src / f".rows-{rows}-files-{files}").exists():
         return
-    src.mkdir(parents=True, exist_ok=True)
-    for old in src.glob("*.parquet"):
-        old.unlink()
-    rng = np.random.default_rng(11)
-    per_file = rows // files
-    for i in range(files):
-        table = pa.table({"sensor": np.arange(i * per_file, (i + 1) * per_file), "v": rng.normal(size=per_file)})
-        pq.write_table(table, src / f"readings-{i:03d}.parquet")
-    marker.touch()
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    values = np.random.default_rng(11).normal(size=rows)
+    for i, ids in enumerate(np.array_split(np.arange(rows), files)):
+        pq.write_table(pa.table({"sensor": ids, "v": values[ids]}), src / f"readings-{i:03d}.parquet")
+    (src / f".rows-{rows}-files-{files}").touch()
 
 
 def features(batch: dict[str, Any]) -> dict[str, Any]:
