@@ -530,9 +530,8 @@ def _default_moves(facts: Facts) -> Iterator[Proposal]:
         gain = _default_gain(facts, stage, name)
         if gain is not None:
             what = f"stage {stage.index} {change(name, getattr(stage.knobs, name), None)}"
-            why = "Ray Data's own default, " + (
-                "measured, not predicted" if gain == 1.0 else "predicted by the measured rates"
-            )
+            how = "measured, not predicted" if name == "repartition" else "predicted by the measured rates"
+            why = f"Ray Data's own default, {how}"
             yield Proposal(_one(stage.index, name, DEFAULT), what, "ray-default (model)", why, knob_level(name), gain)
     every = ray_defaults(facts)
     if len(removable) > 1 and every is not None:  # one knob alone is the move above
