@@ -34,7 +34,17 @@ from pipetune.diagnose import (
 )
 from pipetune.diagnose import capacity as predict
 from pipetune.model import Run, Stage, StageKind
-from pipetune.settings import DEFAULT, ITERATOR_PROTECTED, ContextSetting, Settings, StageSetting, change, knob, show
+from pipetune.settings import (
+    DEFAULT,
+    ITERATOR_PROTECTED,
+    ContextSetting,
+    Settings,
+    StageSetting,
+    Where,
+    change,
+    knob,
+    show,
+)
 from pipetune.tune.feasible import over_memory, unschedulable
 from pipetune.tune.study import with_settings
 
@@ -510,6 +520,16 @@ def _pool_moves(facts: Facts) -> Iterator[Proposal]:
 REMOVABLE = ("num_cpus", "memory", "batch_size", "concurrency", "override_num_blocks", "repartition")
 
 
+def _removables(facts: Facts) -> list[tuple[Stage, str]]:
+    """Every (stage, knob) of the run that Ray Data has a default for (``_removable``)."""
+    return [(s, name) for s in facts.run.stages for name in _removable(s)]
+
+
+def _chained(name: str) -> bool:
+    """pipetune's own call chained onto the stage's (``repartition``): only tuning or ``--set`` adds it."""
+    return knob(name).where is Where.CHAINED
+
+
 def _removable(stage: Stage) -> list[str]:
     """The knobs this stage sets that Ray Data has a default for (on a GPU stage Ray requires a batch size),
     less a num_cpus already at Ray's default of 1 (removing it would change nothing)."""
@@ -525,12 +545,12 @@ def _default_moves(facts: Facts) -> Iterator[Proposal]:
     repartition: the trial says); and every such knob at once, which the model cannot predict (fusion and the
     stages' interplay change), so the trial decides: Ray Data's defaults are a configuration a tuned one must
     never be slower than."""
-    removable = [(s, name) for s in facts.run.stages for name in _removable(s)]
+    removable = _removables(facts)
     for stage, name in removable:
         gain = _default_gain(facts, stage, name)
         if gain is not None:
             what = f"stage {stage.index} {change(name, getattr(stage.knobs, name), None)}"
-            how = "measured, not predicted" if name == "repartition" else "predicted by the measured rates"
+            how = "measured, not predicted" if _chained(name) else "predicted by the measured rates"
             why = f"Ray Data's own default, {how}"
             yield Proposal(_one(stage.index, name, DEFAULT), what, "ray-default (model)", why, knob_level(name), gain)
     every = ray_defaults(facts)
@@ -542,7 +562,7 @@ def ray_defaults(facts: Facts) -> Proposal | None:
     """Every knob the run sets (the script's own, and a repartition that tuning added), back to Ray Data's
     default at once (the bench's "defaults" configuration); None when the run sets none. The model cannot
     predict it (fusion and the stages' interplay change), so its predicted gain is 1.0: the trial decides."""
-    removable = [(s, name) for s in facts.run.stages for name in _removable(s)]
+    removable = _removables(facts)
     if not removable:
         return None
     every = Settings(tuple(StageSetting(str(s.index), n, DEFAULT) for s, n in removable))
@@ -565,7 +585,7 @@ def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
         return None
     if name == "num_cpus":
         return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=DEFAULT_NUM_CPUS))
-    if name == "repartition":
+    if _chained(name):
         return 1.0  # not predicted (the model does not weigh a split beside the changes made after it): measured
     batch = stage.knobs.batch_size
     if name == "batch_size" and batch:
