@@ -243,15 +243,3 @@ def test_a_probe_waits_for_an_upstream_operator_that_ends_early_and_fits_the_rat
     probe = with_(run, status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON, op_samples=samples,
                   executions=(execution,))  # fmt: skip
     assert objective.sink_probe_s(probe, Sink(1.0, 0.0, 1, read=True)) == pytest.approx(26.0)  # not 42: the first rate
-
-
-def test_a_trial_stopped_at_its_box_says_so_once() -> None:
-    from pipetune.settings import Settings
-    from pipetune.tune.loop import _result
-    from pipetune.tune.study import Role, Trial, Verdict
-
-    why = objective.boxed_reason(7.4)
-    run = with_(two_stage_run(), status=RunStatus.STOPPED, error=why)
-    trial = Trial(3, Role.TRIAL, Settings(), "", Settings(), "", "", "r3", "stopped", 8.4, 10_000, Verdict.STOPPED)
-    line = _result(trial, run)
-    assert line.endswith(f"-> reverted: {why}") and line.count("stopped at its time box") == 1

@@ -422,3 +422,15 @@ def test_a_repartition_tuning_kept_is_weighed_against_ray_datas_default_alone_an
     assert every is not None and set(every.settings.to_args()) == {"0.repartition=default", "1.batch_size=default"}
     plain = {p.settings.to_args() for p in candidates(Facts.of(etl_run(batch=2048)))}  # type: ignore[arg-type]
     assert not any("0.repartition=default" in args for args in plain)  # nothing to remove where none was added
+
+
+def test_a_trial_stopped_at_its_box_says_so_once() -> None:
+    from pipetune.model import RunStatus
+    from pipetune.tune import objective
+    from pipetune.tune.loop import _result
+
+    why = objective.boxed_reason(7.4)
+    run = with_(two_stage_run(), status=RunStatus.STOPPED, error=why)
+    trial = Trial(3, Role.TRIAL, Settings(), "", Settings(), "", "", "r3", "stopped", 8.4, 10_000, Verdict.STOPPED)
+    line = _result(trial, run)
+    assert line.endswith(f"-> reverted: {why}") and line.count("stopped at its time box") == 1

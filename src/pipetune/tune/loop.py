@@ -127,7 +127,9 @@ class Tuner:
         step = Step(Role.CONFIRM, best.config, change="the best settings, in full")
         with runner.open(study):
             if self.warmup:  # its Ray is as cold as the study's was before its warm-up: compare like with like
-                self._run(runner, study, Step(Role.WARMUP, best.config, "the best settings, in full", in_full=True))
+                self._run(
+                    runner, study, Step(Role.WARMUP, best.config, "the best settings, run to their end", in_full=True)
+                )
             self.say(_announce(study, step))
             run = runner.run(study, step, new_run_id())
         measured = objective.seconds(run, {}) if run.status.ok else None
