@@ -137,3 +137,31 @@ def test_only_workers_that_can_load_pipetune_get_a_tag_that_needs_it(monkeypatch
     assert type(remote.tag_for(3)) is int  # a cluster elsewhere unpickles the plan without pipetune
     monkeypatch.setattr(remote, "_reachable", True)
     assert type(remote.tag_for(3)) is remote.StageTag
+
+
+def test_the_studys_local_head_gets_the_object_store_ray_gives_a_local_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's ``Cluster`` helper defaults to a 150 MiB object store; trials must run on the store a user's own
+    ``ray.init()`` gets here (Ray's rule), or they measure backpressure the user's runs never see."""
+    import ray.cluster_utils
+    from ray._private import utils
+
+    from pipetune.record import _ray_compat
+
+    started: list[dict[str, object]] = []
+
+    class Head:
+        address = "127.0.0.1:1"
+
+        def __init__(self, initialize_head: bool, head_node_args: dict[str, object]) -> None:
+            started.append(head_node_args)
+
+        def shutdown(self) -> None:
+            pass
+
+    monkeypatch.setattr(ray.cluster_utils, "Cluster", Head)
+    monkeypatch.setattr(utils, "estimate_available_memory", lambda: 10 * 2**30)
+    monkeypatch.setattr(utils, "get_shared_memory_bytes", lambda: 8 * 2**30)
+    with _ray_compat.local_head() as address:
+        assert address == "127.0.0.1:1"
+    assert started[0]["object_store_memory"] == utils.resolve_object_store_memory(10 * 2**30)
+    assert started[0]["object_store_memory"] > 150 * 2**20
