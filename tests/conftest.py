@@ -17,10 +17,15 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[object]:
-    """Two Ray nodes on this machine: a head with 2 CPUs and a worker with 1 CPU and an ``accel`` resource."""
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Two Ray nodes on this machine: a head with 2 CPUs and a worker with 1 CPU and an ``accel`` resource.
+    Started as a tuning study starts its own Ray (``record.shared``): its workers inherit the one socket each
+    run's recorder listens on in turn, so they count the rows of running tasks (``record.in_task``)."""
     from ray.cluster_utils import Cluster
 
+    from pipetune.record.remote import ENV_WORKERS_SOCKET
+
+    os.environ[ENV_WORKERS_SOCKET] = str(tmp_path_factory.mktemp("ray") / "events.sock")
     common = {"include_dashboard": False, "object_store_memory": 400 * 1024**2}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, **common})
     cluster.add_node(num_cpus=1, resources={"accel": 1}, **common)

@@ -220,6 +220,16 @@ class SinkRows(_Message, frozen=True, tag="sink"):
     rows: int
 
 
+class UdfRows(_Message, frozen=True, tag="udf_rows"):
+    """Rows one worker process's batch function for ``stage`` has returned from so far (``record.in_task``);
+    sent by the worker, folded into the operator samples by the recorder, never stored as it is."""
+
+    t: float
+    stage: int
+    pid: int
+    rows: int
+
+
 class EventSeen(_Message, frozen=True, tag="event"):
     event: Event
 
@@ -260,8 +270,8 @@ Part = (
     | SinkRows
     | EventSeen
 )  # what the store keeps of a run, in order
-Message = Part | Started | Outcome
-_TIMED = (Materialized, ExecutionStarted, ExecutionEnded, OpSamples, NodeSamples, ConsumerSamples)
+Message = Part | Started | Outcome | UdfRows
+_TIMED = (Materialized, ExecutionStarted, ExecutionEnded, OpSamples, NodeSamples, ConsumerSamples, UdfRows)
 
 
 def clock(message: Message) -> float | None:

@@ -26,6 +26,13 @@ _OPERATOR = (
     Metric("bytes_out", "bytes", "bytes produced", cumulative=True),
     Metric("bytes_done", "bytes", "input bytes of the tasks that finished", cumulative=True),
     Metric("bytes_planned", "bytes", "input bytes of all its read tasks, for an operator that reads"),
+    Metric(
+        "udf_rows",
+        "rows",
+        "rows the first stage's batch function returned from, running tasks included "
+        "(counted in Ray's workers where they reach the recorder: record.in_task)",
+        cumulative=True,
+    ),
     Metric("rows_planned", "rows", "rows Ray expects the operator to output in all (its own running estimate)"),
     Metric("tasks_running", "count", "tasks submitted and not finished"),
     Metric("tasks_finished", "count", "tasks finished", cumulative=True),

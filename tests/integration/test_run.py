@@ -227,3 +227,17 @@ def test_a_tuning_trials_driver_leaves_as_soon_as_its_outcome_is_sent(tmp_path: 
     assert "it ran" in (tmp_path / "trial.log").read_text()
     own = record(Launch(script, address=address, output=tmp_path / "own.log"), store)
     assert own.status is RunStatus.SUCCEEDED and marker.exists()
+
+
+def test_a_running_tasks_rows_are_counted_in_its_workers_and_its_operator_keeps_its_name(
+    work: Path, address: str
+) -> None:
+    """One block, 2-row batches: one long task. Ray counts its rows only when it ends; the wrapped batch function
+    counts them while it runs, and the recorder adds them to the operator's samples (``udf_rows``)."""
+    view = run_json(work, address, "pandas_batches.py", "--", "3000")
+    run = open_store(work / ".pipetune" / "pipetune.db").load(view["id"])
+    (op,) = [op for _, op in run.operators() if op.stages[:1] == (1,)]
+    assert op.name == "MapBatches(scale)->Write"  # the wrapper is named after the function, as Ray names it
+    counted = [s.values.get("udf_rows", 0.0) for s in run.samples_of(op.uid)]
+    assert max(counted) > 0 and counted == sorted(counted)
+    assert max(counted) <= 3000 and view["rows"] == 3000  # the script's own result is untouched

@@ -17,6 +17,7 @@ _ROWS_OUT, _TASKS_FINISHED = declared("rows_out"), declared("tasks_finished")
 _TASKS_RUNNING, _ACTORS_ACTIVE = declared("tasks_running"), declared("actors_active")
 _ROWS_IN, _BYTES_IN, _BYTES_DONE = declared("rows_in"), declared("bytes_in"), declared("bytes_done")
 _BYTES_PLANNED, _ROWS_PLANNED = declared("bytes_planned"), declared("rows_planned")
+_UDF_ROWS = declared("udf_rows")
 
 
 def moved(ops: Mapping[Op, Mapping[str, float]]) -> float:
@@ -31,10 +32,13 @@ def in_flight(ops: Mapping[Op, Mapping[str, float]]) -> list[Op]:
 
 def rows_done(values: Mapping[str, float]) -> float:
     """Rows an operator's finished tasks took in: its rows received, in the share of its input bytes that
-    finished tasks processed (Ray counts input rows on arrival and input bytes on a task's end). Rows that are
-    queued or in a running task are not done; a write's own output (one row per file) says nothing here."""
+    finished tasks processed (Ray counts input rows on arrival and input bytes on a task's end); or, where more,
+    the rows its first stage's batch function returned from in running tasks too (``udf_rows``, counted in the
+    workers), at most the rows received. Queued rows are not done; a write's own output (one row per file)
+    says nothing here."""
     rows, received = values.get(_ROWS_IN, 0.0), values.get(_BYTES_IN, 0.0)
-    return rows * min(values.get(_BYTES_DONE, 0.0) / received, 1.0) if received > 0 else 0.0
+    finished = rows * min(values.get(_BYTES_DONE, 0.0) / received, 1.0) if received > 0 else 0.0
+    return max(finished, min(values.get(_UDF_ROWS, 0.0), rows))
 
 
 def share_read(values: Mapping[str, float]) -> float:

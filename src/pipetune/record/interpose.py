@@ -23,7 +23,7 @@ from ray.data import ActorPoolStrategy, DataIterator, Dataset, TaskPoolStrategy
 
 from pipetune.errors import UsageError
 from pipetune.model import MATERIALIZING, Knobs, KnobValue, Stage, StageKind
-from pipetune.record import _ray_compat, remote
+from pipetune.record import _ray_compat, in_task, remote
 from pipetune.record.consume import ConsumerLog, source_of
 
 if TYPE_CHECKING:
@@ -336,6 +336,8 @@ def _new_stage(
     )
     changes = registry.overrides.for_stage(stage)
     chained = _apply_changes(bound, stage, changes)
+    if method == "map_batches" and remote.workers_reach_recorder() and in_task.can_count(udf_obj):
+        bound.arguments["fn"] = in_task.counting(udf_obj, index, stage.udf)  # progress inside running tasks
     knobs = with_knobs(read_knobs(bound), chained)
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
     registry.add(stage, announce=new)

@@ -32,12 +32,14 @@ from pipetune.capture import (
     Outcome,
     Part,
     Started,
+    UdfRows,
 )
 from pipetune.diagnose import bottleneck_label
 from pipetune.errors import RayUnavailable, ScriptError, UsageError, describe_exception
 from pipetune.model import Event, EventKind, Run, RunStatus
 from pipetune.record import logs, remote, stacks
 from pipetune.record.channel import ENV_FD, WIND_DOWN_SIGNAL, receive
+from pipetune.record.in_task import InTaskRows
 from pipetune.record.watchdog import Watchdog
 from pipetune.settings import Settings
 from pipetune.store import RunHeader, Store, new_run_id
@@ -76,7 +78,8 @@ def record(launch: Launch, store: Store, listener: Listener | None = None) -> Ru
     header = _header(script, launch, overrides)
     store.create(header)
     recorder = _Recorder(store, header.id, listener, Watchdog(launch.stall_after_s), launch.stop)
-    inbox = remote.Inbox(recorder.handle)  # a split's coordinator and the actors that loop over splits
+    # a split's coordinator, the actors that loop over splits, the workers counting rows (``in_task``)
+    inbox = remote.Inbox(recorder.handle, os.environ.get(remote.ENV_WORKERS_SOCKET))
     try:
         outcome = recorder.drive(_spawn(script, launch, overrides, address, inbox.env()), launch)
     finally:
@@ -212,6 +215,7 @@ class _Recorder:
         self.timed_out = False
         self.interrupts = 0
         self._kill: threading.Timer | None = None  # armed once the run is wound down (a stop rule, the time limit)
+        self.in_task = InTaskRows()
 
     def drive(self, child: tuple[subprocess.Popen[bytes], int], launch: Launch) -> Outcome:
         proc, read_fd = child
@@ -246,6 +250,10 @@ class _Recorder:
             self._handle(message)
 
     def _handle(self, message: Message) -> None:
+        if isinstance(message, UdfRows):
+            self.in_task.add(message)  # kept in the operator samples it is folded into, not on its own
+            return
+        message = self.in_task.fold(message)
         match message:
             case Outcome():
                 self.finished = message

@@ -42,6 +42,7 @@ ENV_SOCKET = "PIPETUNE_EVENTS_SOCKET"
 ENV_T0 = "PIPETUNE_T0"  # the driver's perf_counter at the run's start
 ENV_OVERRIDES = "PIPETUNE_OVERRIDES"  # the run's settings, as ``Settings.to_config`` writes them
 ENV_CWD = "PIPETUNE_CWD"  # the driver's working directory: call sites read relative to it everywhere
+ENV_WORKERS_SOCKET = "PIPETUNE_WORKERS_SOCKET"  # the socket a study's own local Ray gave its workers at its start
 LEDGER = "ledger.json"
 
 
@@ -54,9 +55,13 @@ class Inbox:
     ``deliver`` is called from one reader thread per connection: it must be safe to call from several.
     """
 
-    def __init__(self, deliver: Callable[[Message], None]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="pipetune-")
-        self.path = os.path.join(self.dir, "events.sock")
+    def __init__(self, deliver: Callable[[Message], None], path: str | None = None) -> None:
+        """``path``: listen there (``ENV_WORKERS_SOCKET``, the socket a study's own Ray gave its workers when it
+        started: one run of the series at a time listens on it), else in a directory of its own."""
+        self._own_dir = path is None
+        self.dir = tempfile.mkdtemp(prefix="pipetune-") if path is None else os.path.dirname(path)
+        self.path = path or os.path.join(self.dir, "events.sock")
+        self._forget()  # what an earlier run of the series left there
         self._deliver = deliver
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(self.path)
@@ -91,7 +96,15 @@ class Inbox:
         deadline = time.monotonic() + wait_s
         for reader in list(self._readers):
             reader.join(max(0.0, deadline - time.monotonic()))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            self._forget()
+
+    def _forget(self) -> None:
+        for path in (self.path, os.path.join(self.dir, LEDGER)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 # -- indices shared by the run's processes ---------------------------------------------------------------
@@ -219,9 +232,10 @@ def _own_ips() -> set[str]:
 # -- a worker's side -------------------------------------------------------------------------------------
 
 
-def _connect() -> Sender | None:
-    """A sender to the recorder, or None when this process was not started under one (or it is gone)."""
-    path = os.environ.get(ENV_SOCKET)
+def connect(path: str | None = None) -> Sender | None:
+    """A sender to the recorder (at ``path``, else the run's socket), or None when this process was not
+    started under one (or it is gone)."""
+    path = path or os.environ.get(ENV_SOCKET)
     if not path:
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -234,7 +248,7 @@ def _connect() -> Sender | None:
     return Sender(conn.fileno())
 
 
-def _t0() -> float:
+def run_t0() -> float:
     try:
         return float(os.environ.get(ENV_T0, ""))
     except ValueError:
@@ -253,11 +267,11 @@ def executor_listener() -> Probe | None:
     global _executor_listener
     with _lock:
         if _executor_listener is None:
-            sender = _connect()
+            sender = connect()
             if sender is not None:
                 from pipetune.record.probe import Probe
 
-                _executor_listener = Probe(sender, _overrides(), _t0(), remote=True)
+                _executor_listener = Probe(sender, _overrides(), run_t0(), remote=True)
         return _executor_listener
 
 
@@ -274,6 +288,14 @@ class StageTag(int):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (tag_arrived, (int(self),))
+
+
+def workers_reach_recorder() -> bool:
+    """Whether the run's workers can import this pipetune and reach the recorder's socket: this run's
+    environment reaches them (``reach_workers``), or they run on a study's own Ray, started with the socket
+    this run's recorder listens on (``record.shared``)."""
+    inherited = os.environ.get(ENV_WORKERS_SOCKET)
+    return _reachable or (inherited is not None and inherited == os.environ.get(ENV_SOCKET))
 
 
 def tag_for(index: int) -> int:
@@ -308,7 +330,7 @@ def _consumer_registry() -> StageRegistry | None:
     global _registry
     with _lock:
         if _registry is None:
-            sender = _connect()
+            sender = connect()
             if sender is None:
                 return None
             _registry = _install_consumers(sender)
@@ -320,7 +342,7 @@ def _install_consumers(sender: Sender) -> StageRegistry:
     from pipetune.record import interpose
     from pipetune.record.consume import ConsumerLog
 
-    t0 = _t0()
+    t0 = run_t0()
     registry = interpose.StageRegistry(_overrides(), lambda stage: sender.send(StageBuilt(stage)))
     registry.consumers = ConsumerLog(lambda values: sender.send(ConsumerSamples(time.perf_counter() - t0, values)))
     interpose.install_receiving(registry)

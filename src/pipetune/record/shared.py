@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipetune.record.remote import ENV_WORKERS_SOCKET
+
 
 @contextlib.contextmanager
 def shared_ray(address: str | None) -> Iterator[str | None]:
@@ -19,8 +21,28 @@ def shared_ray(address: str | None) -> Iterator[str | None]:
         return
     from pipetune.record._ray_compat import local_head
 
-    with local_head() as head:  # one head node, no driver attached: each run's script is the only driver
+    # one head node, no driver attached: each run's script is the only driver. Its workers inherit its
+    # environment: the socket each run's recorder listens on in turn
+    with (
+        scratch("pipetune-ray-") as where,
+        _environ(ENV_WORKERS_SOCKET, str(where / "events.sock")),
+        local_head() as head,
+    ):
         yield head
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """``name`` set to ``value`` in this process's environment (and so its children's) for the duration."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 @contextlib.contextmanager

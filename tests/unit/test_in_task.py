@@ -1,0 +1,153 @@
+"""Rows counted inside running tasks: the wrapper a worker runs, and the recorder's fold into operator samples."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pipetune.capture import ExecutionStarted, Message, OpId, OpSamples, UdfRows
+from pipetune.diagnose import rows_done
+from pipetune.model import Operator
+from pipetune.record import in_task, remote
+from pipetune.record.channel import Sender
+
+
+def double(batch: Any, factor: int = 2) -> Any:
+    """Doubles."""
+    return batch
+
+
+async def fetch(batch: Any) -> Any:
+    return batch
+
+
+class Model:
+    def __call__(self, batch: Any) -> Any:
+        return batch
+
+
+def test_only_plain_synchronous_functions_are_counted() -> None:
+    assert in_task.can_count(double) and in_task.can_count(lambda b: b)
+    assert in_task.can_count(functools.partial(double, factor=3))
+    assert not in_task.can_count(Model)  # Ray's actor pool
+    assert not in_task.can_count(Model())  # Ray names a callable object after its class
+    assert not in_task.can_count(fetch)  # Ray runs a coroutine function its own way
+    assert not in_task.can_count(Model().__call__)  # Ray names a bound method Class.method
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [pd.DataFrame({"x": range(5)}), pa.table({"x": list(range(5))}), {"x": np.arange(5), "y": np.arange(5)}],
+    ids=["pandas", "pyarrow", "numpy"],
+)
+def test_the_rows_of_a_batch_in_every_format(batch: Any) -> None:
+    assert in_task.batch_rows(batch) == 5
+
+
+class FakeSender(Sender):
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+
+def test_the_wrapper_returns_what_the_function_returns_keeps_its_name_and_sends_at_most_twice_a_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sender = FakeSender()
+    monkeypatch.setattr(in_task, "_counts", in_task._Counts())
+    monkeypatch.setattr(remote, "connect", lambda path=None: sender)
+    wrapped = in_task.counting(functools.partial(double, factor=3), 4, "double")
+    assert wrapped.__name__ == "double"  # Ray names the operator MapBatches(double), as without pipetune
+    batch = pd.DataFrame({"x": range(10)})
+    assert wrapped(batch) is batch
+    for _ in range(4):
+        wrapped(batch)  # within SEND_EVERY_S of the first: counted, not sent
+    assert [(m.stage, m.pid, m.rows) for m in sender.sent if isinstance(m, UdfRows)] == [(4, os.getpid(), 10)]
+    in_task._counts.sent[4] = time.perf_counter() - in_task.SEND_EVERY_S  # as if that long had passed
+    wrapped(batch)
+    assert [m.rows for m in sender.sent if isinstance(m, UdfRows)] == [10, 60]
+
+
+def test_a_worker_outside_a_recorded_run_counts_and_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(in_task, "_counts", in_task._Counts())
+    monkeypatch.delenv(remote.ENV_SOCKET, raising=False)
+    monkeypatch.delenv(remote.ENV_WORKERS_SOCKET, raising=False)
+    assert in_task.counting(double, 0, "double")([1, 2]) == [1, 2]
+    assert in_task._counts.sender is None and in_task._counts.connected
+
+
+MAP, READ = OpId(0, "MapBatches(double)", 2), OpId(0, "ReadRange", 1)
+
+
+def _started(index: int = 0) -> ExecutionStarted:
+    ops = (Operator(str(OpId(index, "ReadRange", 1)), "ReadRange", (0,)),
+           Operator(str(OpId(index, "MapBatches(double)", 2)), "MapBatches(double)", (1, 2)))  # fmt: skip
+    return ExecutionStarted(index, 0.0, operators=ops)
+
+
+def test_the_recorder_adds_every_processs_latest_count_to_the_operator_whose_first_stage_it_is() -> None:
+    fold = in_task.InTaskRows()
+    fold.fold(_started())
+    for message in (UdfRows(1.0, 1, 10, 300), UdfRows(1.2, 1, 11, 200), UdfRows(1.1, 1, 10, 250)):  # one late
+        fold.add(message)
+    fold.add(UdfRows(1.3, 2, 10, 999))  # a stage fused after the first: its rows are not the operator's input
+    folded = fold.fold(OpSamples(2.0, {READ: {"rows_out": 5.0}, MAP: {"rows_in": 800.0}}))
+    assert folded.values[MAP] == {"rows_in": 800.0, "udf_rows": 500.0}
+    assert folded.values[READ] == {"rows_out": 5.0}  # nothing counted there: nothing added
+
+
+def test_a_later_execution_of_the_same_stage_counts_from_its_own_start() -> None:
+    fold = in_task.InTaskRows()
+    fold.fold(_started(0))
+    fold.add(UdfRows(1.0, 1, 10, 300))
+    fold.fold(_started(1))
+    fold.add(UdfRows(2.0, 1, 10, 340))
+    folded = fold.fold(OpSamples(2.5, {OpId(1, "MapBatches(double)", 2): {}}))
+    assert folded.values[OpId(1, "MapBatches(double)", 2)] == {"udf_rows": 40.0}
+
+
+def test_rows_done_takes_the_rows_counted_in_running_tasks_at_most_the_rows_received() -> None:
+    finished = {"rows_in": 1000.0, "bytes_in": 100.0, "bytes_done": 20.0}
+    assert rows_done(finished) == 200.0  # Ray's counters: the finished tasks' share
+    assert rows_done({**finished, "udf_rows": 450.0}) == 450.0
+    assert rows_done({**finished, "udf_rows": 100.0}) == 200.0  # a count not sent yet since tasks ended
+    assert rows_done({**finished, "udf_rows": 5000.0}) == 1000.0
+
+
+def test_an_inbox_on_a_given_path_listens_there_and_leaves_the_directory(tmp_path: Path) -> None:
+    path = str(tmp_path / "events.sock")
+    (tmp_path / remote.LEDGER).write_text('{"next": {"stage": 7}, "keys": {}}')  # an earlier run's
+    got: list[Message] = []
+    inbox = remote.Inbox(got.append, path)
+    assert not (tmp_path / remote.LEDGER).exists()  # each run numbers its stages from 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        Sender(conn.fileno()).send(UdfRows(1.0, 1, 10, 5))
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    inbox.close()
+    assert got == [UdfRows(1.0, 1, 10, 5)]
+    assert tmp_path.exists() and not os.path.exists(path)  # the next run of the series listens there
+
+
+def test_workers_reach_the_recorder_on_a_studys_own_ray_only_for_the_socket_it_gave_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(remote, "_reachable", False)
+    monkeypatch.setenv(remote.ENV_WORKERS_SOCKET, "/tmp/x/events.sock")
+    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/x/events.sock")
+    assert remote.workers_reach_recorder()
+    monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/y/events.sock")  # a run listening elsewhere
+    assert not remote.workers_reach_recorder()
