@@ -151,3 +151,16 @@ def test_workers_reach_the_recorder_on_a_studys_own_ray_only_for_the_socket_it_g
     assert remote.workers_reach_recorder()
     monkeypatch.setenv(remote.ENV_SOCKET, "/tmp/y/events.sock")  # a run listening elsewhere
     assert not remote.workers_reach_recorder()
+
+
+def test_a_second_run_at_once_on_the_same_ray_listens_in_a_directory_of_its_own(tmp_path: Path) -> None:
+    path = str(tmp_path / "events.sock")
+    first = remote.Inbox(lambda m: None, path)
+    second = remote.Inbox(lambda m: None, path)  # its workers will not reach it: they count nothing
+    assert first.path == path and second.path != path and os.path.exists(path)
+    second.close()
+    assert os.path.exists(path)  # the first run's socket is untouched
+    first.close()
+    third = remote.Inbox(lambda m: None, path)
+    assert third.path == path
+    third.close()

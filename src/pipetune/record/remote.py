@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pipetune.capture import Message
 from pipetune.record.channel import Sender, receive
@@ -57,10 +57,11 @@ class Inbox:
 
     def __init__(self, deliver: Callable[[Message], None], path: str | None = None) -> None:
         """``path``: listen there (``ENV_WORKERS_SOCKET``, the socket a study's own Ray gave its workers when it
-        started: one run of the series at a time listens on it), else in a directory of its own."""
-        self._own_dir = path is None
-        self.dir = tempfile.mkdtemp(prefix="pipetune-") if path is None else os.path.dirname(path)
-        self.path = path or os.path.join(self.dir, "events.sock")
+        started) while no other run does (two runs at once on that Ray: the second gets a directory of its
+        own, and its workers do not reach it); else in a directory of its own."""
+        self._claim = _claim(path) if path is not None else None
+        self.dir = tempfile.mkdtemp(prefix="pipetune-") if self._claim is None else os.path.dirname(str(path))
+        self.path = os.path.join(self.dir, "events.sock") if self._claim is None else str(path)
         self._forget()  # what an earlier run of the series left there
         self._deliver = deliver
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -96,15 +97,27 @@ class Inbox:
         deadline = time.monotonic() + wait_s
         for reader in list(self._readers):
             reader.join(max(0.0, deadline - time.monotonic()))
-        if self._own_dir:
+        if self._claim is None:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
             self._forget()
+            self._claim.close()  # the lock goes with it
 
     def _forget(self) -> None:
         for path in (self.path, os.path.join(self.dir, LEDGER)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+
+def _claim(path: str) -> IO[bytes] | None:
+    """An exclusive lock on ``path``'s lock file, held while the file stays open; None while another holds it."""
+    lock = open(path + ".lock", "ab")  # noqa: SIM115 - held open for the run: closing it releases the lock
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
 
 
 # -- indices shared by the run's processes ---------------------------------------------------------------
