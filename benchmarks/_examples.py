@@ -105,10 +105,13 @@ class SharedRay:
     def __enter__(self) -> SharedRay:
         from ray.cluster_utils import Cluster
 
+        from pipetune.record import local_object_store
+
+        store = local_object_store()  # what a user's own Ray gets here, not the helper's 150 MiB
         head, *others = self.nodes
-        self.cluster = Cluster(initialize_head=True, head_node_args={**head, "include_dashboard": False})
+        self.cluster = Cluster(initialize_head=True, head_node_args={**store, **head, "include_dashboard": False})
         for node in others:
-            self.cluster.add_node(**node)
+            self.cluster.add_node(**store, **node)
         self.cluster.wait_for_nodes()
         from ray._common.utils import reset_ray_address
 

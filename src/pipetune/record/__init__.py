@@ -13,15 +13,18 @@ from typing import TYPE_CHECKING
 from pipetune._faces import lazy
 
 if TYPE_CHECKING:
+    from pipetune.record._ray_compat import local_object_store
     from pipetune.record.launcher import Launch, Listener, StopRule, check_script, record
     from pipetune.record.nodes import local_gpus
     from pipetune.record.shared import scratch, shared_ray
 
 # Loaded on first use: the recorded driver imports this package too, and needs none of the recorder's side.
 _HOME = {"Launch": "launcher", "Listener": "launcher", "StopRule": "launcher", "check_script": "launcher",
-         "record": "launcher", "local_gpus": "nodes", "scratch": "shared", "shared_ray": "shared"}  # fmt: skip
+         "record": "launcher", "local_gpus": "nodes", "local_object_store": "_ray_compat", "scratch": "shared",
+         "shared_ray": "shared"}  # fmt: skip
 
-__all__ = ["Launch", "Listener", "StopRule", "check_script", "local_gpus", "record", "scratch", "shared_ray"]
+__all__ = ["Launch", "Listener", "StopRule", "check_script", "local_gpus", "local_object_store", "record", "scratch",
+           "shared_ray"]  # fmt: skip
 
 
 __getattr__ = lazy(__name__, _HOME)

@@ -382,7 +382,7 @@ def local_head() -> Iterator[str]:
     Ray's ``Cluster`` helper starts a head without attaching a driver to it (a driver in this process made Ray
     Data's actor pools in other drivers die before they started). It is a test helper: it defaults to 1 CPU
     and a 150 MiB object store, so the host's CPUs and GPUs, and the object store a plain ``ray.init()`` would
-    size here (``_default_object_store``), are given explicitly. It records its address where a bare
+    size here (``local_object_store``), are given explicitly. It records its address where a bare
     ``ray.init()`` on this host would join it: that record is removed at once.
     """
     from ray._common.utils import reset_ray_address
@@ -390,7 +390,7 @@ def local_head() -> Iterator[str]:
 
     from pipetune.record.nodes import local_gpus
 
-    resources = {"num_cpus": len(os.sched_getaffinity(0)), "num_gpus": local_gpus(), **_default_object_store()}
+    resources = {"num_cpus": len(os.sched_getaffinity(0)), "num_gpus": local_gpus(), **local_object_store()}
     cluster = Cluster(initialize_head=True, head_node_args={"include_dashboard": False, **resources})
     reset_ray_address()
     os.environ.pop("RAY_ADDRESS", None)
@@ -400,11 +400,12 @@ def local_head() -> Iterator[str]:
         cluster.shutdown()  # type: ignore[no-untyped-call]
 
 
-def _default_object_store() -> dict[str, int]:
-    """The object store Ray gives a local node it starts itself (``ray.init()``, ``ray start``): its own rule,
-    a share of the memory available, capped by /dev/shm. Trials measured on the ``Cluster`` helper's 150 MiB
-    ran with Ray Data's output backpressure where the user's runs had none (ETL example: its one 81 MB read
-    block held a 75 MiB budget, so the read task stayed "running" until the map after it ended)."""
+def local_object_store() -> dict[str, int]:
+    """``object_store_memory`` as a node's start argument: the object store Ray gives a local node it starts
+    itself (``ray.init()``, ``ray start``) by its own rule, a share of the memory available, capped by
+    /dev/shm. Trials measured on the ``Cluster`` helper's 150 MiB ran with Ray Data's output backpressure where
+    the user's runs had none (ETL example: its one 81 MB read block held a 75 MiB budget, so the read task
+    stayed "running" until the map after it ended)."""
     try:
         from ray._private import utils
 
