@@ -31,14 +31,25 @@ async def fetch(batch: Any) -> Any:
 
 
 class Model:
+    """A model."""
+
+    def __init__(self, scale: int = 1) -> None:
+        self.scale = scale
+
     def __call__(self, batch: Any) -> Any:
+        return batch
+
+
+class AsyncModel:
+    async def __call__(self, batch: Any) -> Any:
         return batch
 
 
 def test_only_plain_synchronous_functions_are_counted() -> None:
     assert in_task.can_count(double) and in_task.can_count(lambda b: b)
     assert in_task.can_count(functools.partial(double, factor=3))
-    assert not in_task.can_count(Model)  # Ray's actor pool
+    assert in_task.can_count(Model)  # Ray's actor pool: its __call__ is counted
+    assert not in_task.can_count(AsyncModel)
     assert not in_task.can_count(Model())  # Ray names a callable object after its class
     assert not in_task.can_count(fetch)  # Ray runs a coroutine function its own way
     assert not in_task.can_count(Model().__call__)  # Ray names a bound method Class.method
@@ -164,3 +175,19 @@ def test_a_second_run_at_once_on_the_same_ray_listens_in_a_directory_of_its_own(
     third = remote.Inbox(lambda m: None, path)
     assert third.path == path
     third.close()
+
+
+def test_a_class_is_counted_by_a_subclass_of_the_same_name_that_pickles_by_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cloudpickle
+
+    sender = FakeSender()
+    monkeypatch.setattr(in_task, "_counts", in_task._Counts())
+    monkeypatch.setattr(remote, "connect", lambda path=None: sender)
+    counted = in_task.counting(Model, 3, "Model")
+    assert issubclass(counted, Model) and counted.__name__ == "Model" and counted.__doc__ == Model.__doc__
+    model = cloudpickle.loads(cloudpickle.dumps(counted))(scale=2)  # as Ray ships it to the pool's actors
+    batch = {"x": np.arange(7)}
+    assert model(batch) is batch and model.scale == 2
+    assert [(m.stage, m.rows) for m in sender.sent if isinstance(m, UdfRows)] == [(3, 7)]

@@ -21,10 +21,12 @@ SINK = "0/MapBatches(work)_2"
 
 
 def progress(t: float, rows_per_s: float = 1_000.0, start: float = 3.0, bytes_per_row: float = 8.0) -> dict[str, float]:
-    """The sink's counters at ``t``: it starts finishing rows at ``start``; 400 rows wait in running tasks."""
+    """The sink's counters at ``t``: it starts finishing rows at ``start`` (a 400-row task a time); 400 rows wait
+    in running tasks."""
     done = max(t - start, 0.0) * rows_per_s
     received = done + 400.0
-    return {"rows_in": received, "bytes_in": received * bytes_per_row, "bytes_done": done * bytes_per_row}
+    return {"rows_in": received, "bytes_in": received * bytes_per_row, "bytes_done": done * bytes_per_row,
+            "tasks_finished": float(done // 400)}  # fmt: skip
 
 
 def test_rows_done_are_the_received_rows_in_the_share_of_input_bytes_finished_tasks_processed() -> None:
@@ -224,7 +226,8 @@ def _two_phase(t: float) -> OpSamples:
     the read holds a CPU, 2,000 once it is done (40,000 rows end at t=26)."""
     done = max(min(t, 10.0) - 2.0, 0.0) * 1_000 + max(t - 10.0, 0.0) * 2_000
     read = {"rows_planned": 40_000.0, "bytes_planned": 100.0, "bytes_done": min(t / 10.0, 1.0) * 100.0}
-    write = {"rows_in": done + 400.0, "bytes_in": (done + 400.0) * 8, "bytes_done": done * 8}
+    write = {"rows_in": done + 400.0, "bytes_in": (done + 400.0) * 8, "bytes_done": done * 8,
+             "tasks_finished": float(done // 400)}  # fmt: skip
     return OpSamples(t, {OpId.parse("0/ReadFiles_1"): read, OpId.parse("0/Write_2"): write})
 
 
@@ -243,3 +246,22 @@ def test_a_probe_waits_for_an_upstream_operator_that_ends_early_and_fits_the_rat
     probe = with_(run, status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON, op_samples=samples,
                   executions=(execution,))  # fmt: skip
     assert objective.sink_probe_s(probe, Sink(1.0, 0.0, 1, read=True)) == pytest.approx(26.0)  # not 42: the first rate
+
+
+def test_rows_counted_in_a_running_task_never_stop_a_probe_before_the_sinks_operator_has_finished_one() -> None:
+    """One long task: its rows counted inside it (``udf_rows``) give a steady line early, but the model reads
+    what Ray reports of finished tasks, so the run goes on until one has ended."""
+
+    def one_task(t: float, finished: float) -> OpSamples:
+        counted = {"rows_in": 40_000.0, "udf_rows": max(t - 3.0, 0.0) * 1_000, "tasks_finished": finished}
+        return OpSamples(t, {OpId.parse("0/ReadRange_1"): {"rows_out": 1.0}, OpId.parse(SINK): counted})
+
+    done = objective.SinkProbeDone(Sink(rows=40_000.0, tail_s=1.0, stage=1), noise_pct=5.0)
+    assert done(_started()) is None
+    assert all(done(one_task(float(t), 0.0)) is None for t in range(2, 15))
+    assert done(one_task(15.0, 1.0)) == objective.SINK_PROBE_REASON  # 12,000 of 40,000 done, and a task ended
+
+    boxed = objective.SinkProbeDone(Sink(rows=40_000.0, tail_s=1.0, stage=1), noise_pct=5.0, box_s=30.0)
+    boxed(_started())
+    stops = [boxed(one_task(float(t), 0.0)) for t in range(2, 16)]  # 43 s at this rate: a loser, stopped at once
+    assert objective.SINK_PAST_BOX_REASON in stops

@@ -41,6 +41,11 @@ def rows_done(values: Mapping[str, float]) -> float:
     return max(finished, min(values.get(_UDF_ROWS, 0.0), rows))
 
 
+def tasks_done(values: Mapping[str, float]) -> float:
+    """Tasks the operator finished (their figures are what Ray reports of it: ``OperatorStats``)."""
+    return values.get(_TASKS_FINISHED, 0.0)
+
+
 def share_read(values: Mapping[str, float]) -> float:
     """For an operator that reads: the share of its read tasks' input bytes that finished tasks processed (Ray
     counts a read task's input as one row, so rows say nothing there). 0 for any other operator."""

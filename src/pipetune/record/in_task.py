@@ -10,8 +10,8 @@ process to the operator samples under ``udf_rows``, for the operator whose first
 
 Only where the workers can import pipetune and reach the recorder (``remote.workers_reach_recorder``: a
 local Ray the driver started, or a tuning study's own): elsewhere the function is left as it is. Only plain
-functions of ``map_batches``: per-row functions (``map``, ``filter``) would pay the counting on every row, and
-a callable class is Ray's actor pool, whose tasks are many and short already.
+functions and callable classes of ``map_batches``: per-row functions (``map``, ``filter``) would pay the
+counting on every row.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -40,16 +39,22 @@ M = TypeVar("M", bound=Message)
 
 
 def can_count(fn: Any) -> bool:
-    """Whether ``fn`` is a plain synchronous function (a lambda, a def, a ``functools.partial`` of one)."""
+    """Whether ``fn`` is a plain synchronous function (a lambda, a def, a ``functools.partial`` of one) or a
+    class whose ``__call__`` is one (Ray's actor pool); Ray runs coroutines and async generators its own way."""
     inner = fn.func if isinstance(fn, functools.partial) else fn
+    if inspect.isclass(inner):
+        inner = getattr(inner, "__call__", None)  # noqa: B004 - the class's method, not the class's callability
     if not inspect.isfunction(inner):
         return False
     return not (inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner))
 
 
-def counting(fn: Any, stage: int, name: str) -> Callable[..., Any]:
-    """``fn`` as a function of the same ``name`` (Ray names the operator after it) that counts its batches'
-    rows. Pickled by value with the plan; the counting itself lives here, so the workers import pipetune."""
+def counting(fn: Any, stage: int, name: str) -> Any:
+    """``fn`` under the same ``name`` (Ray names the operator after it), counting its batches' rows: a
+    function for a function, a subclass whose ``__call__`` counts for a class. Pickled by value with the
+    plan; the counting itself lives here, so the workers import pipetune."""
+    if inspect.isclass(fn):
+        return _counting_class(fn, stage)
 
     def counted(batch: Any, *args: Any, **kwargs: Any) -> Any:
         out = fn(batch, *args, **kwargs)
@@ -59,6 +64,19 @@ def counting(fn: Any, stage: int, name: str) -> Callable[..., Any]:
     counted.__name__ = counted.__qualname__ = name
     counted.__doc__ = fn.__doc__
     return counted
+
+
+def _counting_class(cls: type[Any], stage: int) -> type[Any]:
+    call = cls.__call__
+
+    def __call__(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        out = call(self, batch, *args, **kwargs)
+        _tally(stage, batch)
+        return out
+
+    namespace = {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                 "__doc__": cls.__doc__}  # fmt: skip
+    return type(cls.__name__, (cls,), namespace)
 
 
 def batch_rows(batch: Any) -> int:
