@@ -1,12 +1,13 @@
 """Rows through a stage's batch function, counted inside Ray's workers: progress within a running task.
 
-Ray Data counts an operator's work when its tasks finish. A pipeline whose files Ray packs into one read task
-runs its whole map as one task (the ETL example: one 19 s task), so until that task ends nothing says how far
-it got, and a probe cannot stop early. So the function a ``map_batches`` stage is given is wrapped
-(:func:`counting`): in each worker process it counts the rows of every batch it returned from, and sends the
-running count to the recorder's socket (``remote.Inbox``) at most every ``SEND_EVERY_S``, as a
+Ray Data counts an operator's work when its tasks finish, so between task ends a sink's progress stands still
+(the ETL example runs its whole map as one 19 s task; the packed row's 8 map tasks end in a few steps), and a
+probe's line through it is too coarse to fit early. So the function a ``map_batches`` stage is given is
+wrapped (:func:`counting`): in each worker process it counts the rows of every batch it returned from, and
+sends the running count to the recorder's socket (``remote.Inbox``) at most every ``SEND_EVERY_S``, as a
 :class:`~pipetune.capture.UdfRows` message. The recorder (:class:`InTaskRows`) adds the counts of every
-process to the operator samples under ``udf_rows``, for the operator whose first stage it is.
+process to the operator samples under ``udf_rows``, for the operator whose first stage it is. (A probe's
+figure still waits for a finished task of that operator: ``tune.objective.SinkProbeDone``.)
 
 Only where the workers can import pipetune and reach the recorder (``remote.workers_reach_recorder``: a
 local Ray the driver started, or a tuning study's own): elsewhere the function is left as it is. Only plain
