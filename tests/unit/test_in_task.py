@@ -72,12 +72,18 @@ class FakeSender(Sender):
         self.sent.append(message)
 
 
-def test_the_wrapper_returns_what_the_function_returns_keeps_its_name_and_sends_at_most_twice_a_sample(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    sender = FakeSender()
+@pytest.fixture
+def sender(monkeypatch: pytest.MonkeyPatch) -> FakeSender:
+    """A fresh worker process's counts, sent to a list instead of the recorder's socket."""
+    fake = FakeSender()
     monkeypatch.setattr(in_task, "_counts", in_task._Counts())
-    monkeypatch.setattr(remote, "connect", lambda path=None: sender)
+    monkeypatch.setattr(remote, "connect", lambda path=None: fake)
+    return fake
+
+
+def test_the_wrapper_returns_what_the_function_returns_keeps_its_name_and_sends_at_most_twice_a_sample(
+    sender: FakeSender,
+) -> None:
     wrapped = in_task.counting(functools.partial(double, factor=3), 4, "double")
     assert wrapped.__name__ == "double"  # Ray names the operator MapBatches(double), as without pipetune
     batch = pd.DataFrame({"x": range(10)})
@@ -177,14 +183,9 @@ def test_a_second_run_at_once_on_the_same_ray_listens_in_a_directory_of_its_own(
     third.close()
 
 
-def test_a_class_is_counted_by_a_subclass_of_the_same_name_that_pickles_by_value(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_class_is_counted_by_a_subclass_of_the_same_name_that_pickles_by_value(sender: FakeSender) -> None:
     import cloudpickle
 
-    sender = FakeSender()
-    monkeypatch.setattr(in_task, "_counts", in_task._Counts())
-    monkeypatch.setattr(remote, "connect", lambda path=None: sender)
     counted = in_task.counting(Model, 3, "Model")
     assert issubclass(counted, Model) and counted.__name__ == "Model" and counted.__doc__ == Model.__doc__
     model = cloudpickle.loads(cloudpickle.dumps(counted))(scale=2)  # as Ray ships it to the pool's actors
