@@ -221,13 +221,18 @@ class SinkRows(_Message, frozen=True, tag="sink"):
 
 
 class UdfRows(_Message, frozen=True, tag="udf_rows"):
-    """Rows one worker process's batch function for ``stage`` has returned from so far (``record.in_task``);
-    sent by the worker, folded into the operator samples by the recorder, never stored as it is."""
+    """Rows one worker process's batch function for ``stage`` has returned from so far (``record.in_task``),
+    the seconds spent inside it, and the process's CPU and wall seconds since its first batch for the stage
+    ended; sent by the worker, folded into the run's figures by the recorder, never stored as it is. ``t``:
+    the worker's ``perf_counter`` (a worker of a study's shared Ray does not know the run's clock origin)."""
 
     t: float
     stage: int
     pid: int
     rows: int
+    udf_s: float = 0.0
+    cpu_s: float = 0.0
+    busy_s: float = 0.0
 
 
 class EventSeen(_Message, frozen=True, tag="event"):
@@ -271,7 +276,7 @@ Part = (
     | EventSeen
 )  # what the store keeps of a run, in order
 Message = Part | Started | Outcome | UdfRows
-_TIMED = (Materialized, ExecutionStarted, ExecutionEnded, OpSamples, NodeSamples, ConsumerSamples, UdfRows)
+_TIMED = (Materialized, ExecutionStarted, ExecutionEnded, OpSamples, NodeSamples, ConsumerSamples)
 
 
 def clock(message: Message) -> float | None:

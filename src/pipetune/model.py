@@ -189,6 +189,9 @@ class OperatorStats:
     # Ray's own time turning input blocks into batches and outputs back into blocks (its exec stats'
     # input_prep + output_build), summed over blocks; None in runs recorded before it was kept
     frame_s: float | None = None
+    # True: no task had finished when a probe stopped the run; the figures are its running tasks', counted
+    # inside them (record.in_task): rows through the first stage's function, its time, the processes' CPU
+    running: bool = False
 
 
 @dataclass(frozen=True)

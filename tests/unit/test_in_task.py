@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipetune.capture import ExecutionStarted, Message, OpId, OpSamples, UdfRows
+from pipetune.capture import ExecutionEnded, ExecutionStarted, Message, OpId, OpSamples, UdfRows
 from pipetune.diagnose import rows_done
-from pipetune.model import Operator
+from pipetune.model import Dist, Operator, OperatorStats
 from pipetune.record import in_task, remote
 from pipetune.record.channel import Sender
 
@@ -192,3 +192,18 @@ def test_a_class_is_counted_by_a_subclass_of_the_same_name_that_pickles_by_value
     batch = {"x": np.arange(7)}
     assert model(batch) is batch and model.scale == 2
     assert [(m.stage, m.rows) for m in sender.sent if isinstance(m, UdfRows)] == [(3, 7)]
+
+
+def test_an_operator_with_no_finished_task_gets_its_running_tasks_figures_when_its_execution_ends() -> None:
+    """A probe stopped inside the one task of a stage: Ray reports zeros for it; the recorder puts in what its
+    process counted, so the doctor reads the stage's rate and its one task."""
+    fold = in_task.InTaskRows()
+    fold.fold(_started())
+    fold.add(UdfRows(100.0, 1, 10, 3_000, udf_s=4.0, cpu_s=4.4, busy_s=5.0))
+    ray = (OperatorStats(str(READ), busy_s=2.0, rows_in=1, rows_out=40_000, task_s=Dist.of([2.0])),
+           OperatorStats(str(MAP), rows_in=40_000, peak_uss_bytes=5e8))  # fmt: skip
+    ended = fold.fold(ExecutionEnded(0, 9.0, None, ray))
+    read, running = ended.stats
+    assert read == ray[0]  # a finished task: Ray's figures stand
+    assert running.running and (running.rows_in, running.busy_s, running.cpu_s, running.udf_s) == (3_000, 5.0, 4.4, 4.0)
+    assert running.task_s.count == 1 and running.peak_uss_bytes == 5e8  # one process, one task; Ray's memory kept

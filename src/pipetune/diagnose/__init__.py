@@ -13,7 +13,7 @@ from pipetune.diagnose.facts import BatchCost, Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.fusion import DEFAULT_NUM_CPUS, cpus_of, lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
-from pipetune.diagnose.progress import in_flight, moved, reads, rows_done, rows_planned, share_read, tasks_done
+from pipetune.diagnose.progress import has_task_figures, in_flight, moved, reads, rows_done, rows_planned, share_read
 from pipetune.diagnose.ranking import gain_tier, urgency
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
@@ -61,6 +61,7 @@ __all__ = [
     "find_bottleneck",
     "gain_tier",
     "guide_oom_fix",
+    "has_task_figures",
     "in_flight",
     "lead_stage",
     "moved",
@@ -76,7 +77,6 @@ __all__ = [
     "rows_planned",
     "share_read",
     "stage_times",
-    "tasks_done",
     "urgency",
     "usable_slots",
     "verify",

@@ -41,9 +41,10 @@ def rows_done(values: Mapping[str, float]) -> float:
     return max(finished, min(values.get(_UDF_ROWS, 0.0), rows))
 
 
-def tasks_done(values: Mapping[str, float]) -> float:
-    """Tasks the operator finished (their figures are what Ray reports of it: ``OperatorStats``)."""
-    return values.get(_TASKS_FINISHED, 0.0)
+def has_task_figures(values: Mapping[str, float]) -> bool:
+    """Whether the run will say what the operator's tasks did: Ray's figures of its finished tasks, or, where
+    none has finished, the recorder's of its running ones, counted inside them (``record.in_task``)."""
+    return values.get(_TASKS_FINISHED, 0.0) > 0 or values.get(_UDF_ROWS, 0.0) > 0
 
 
 def share_read(values: Mapping[str, float]) -> float:

@@ -17,6 +17,7 @@ counting on every row.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
@@ -26,8 +27,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from pipetune.capture import ExecutionStarted, Message, OpId, OpSamples, UdfRows
+from pipetune.capture import ExecutionEnded, ExecutionStarted, Message, OpId, OpSamples, UdfRows
 from pipetune.metrics import SAMPLE_INTERVAL_S, declared
+from pipetune.model import Dist, OperatorStats
 from pipetune.record import remote
 from pipetune.record.channel import Sender
 
@@ -58,8 +60,9 @@ def counting(fn: Any, stage: int, name: str) -> Any:
         return _counting_class(fn, stage)
 
     def counted(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
         out = fn(batch, *args, **kwargs)
-        _tally(stage, batch)
+        _tally(stage, batch, began)
         return out
 
     counted.__name__ = counted.__qualname__ = name
@@ -71,8 +74,9 @@ def _counting_class(cls: type[Any], stage: int) -> type[Any]:
     call = cls.__call__
 
     def __call__(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
         out = call(self, batch, *args, **kwargs)
-        _tally(stage, batch)
+        _tally(stage, batch, began)
         return out
 
     namespace = {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
@@ -92,69 +96,109 @@ def batch_rows(batch: Any) -> int:
 
 
 class _Counts:
-    """This process's running count per stage, and the socket it goes out on (opened at the first send)."""
+    """This process's running figures per stage, and the socket they go out on (opened at the first send)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.rows: dict[int, int] = {}
+        self.udf_s: dict[int, float] = {}
+        self.began: dict[int, tuple[float, float]] = {}  # at the first batch's end: (wall clock, process CPU)
         self.sent: dict[int, float] = {}
         self.sender: Sender | None = None
         self.connected = False
-        self.t0 = 0.0
 
 
 _counts = _Counts()
 
 
-def _tally(stage: int, batch: Any) -> None:
+def _tally(stage: int, batch: Any, began: float) -> None:
     now, c = time.perf_counter(), _counts
     with c.lock:
         rows = c.rows[stage] = c.rows.get(stage, 0) + batch_rows(batch)
+        udf_s = c.udf_s[stage] = c.udf_s.get(stage, 0.0) + now - began
+        first_wall, first_cpu = c.began.setdefault(stage, (now, time.process_time()))
         if now - c.sent.get(stage, float("-inf")) < SEND_EVERY_S:
             return
         c.sent[stage] = now
         if not c.connected:
             path = os.environ.get(remote.ENV_SOCKET) or os.environ.get(remote.ENV_WORKERS_SOCKET)
-            c.sender, c.t0, c.connected = remote.connect(path), remote.run_t0(), True
+            c.sender, c.connected = remote.connect(path), True
     if c.sender is not None:
-        c.sender.send(UdfRows(now - c.t0, stage, os.getpid(), rows))
+        cpu_s = time.process_time() - first_cpu  # this process's, Ray's batching in it included
+        c.sender.send(UdfRows(now, stage, os.getpid(), rows, udf_s, cpu_s, now - first_wall))
 
 
 # -- the recorder's side ---------------------------------------------------------------------------------
 
 
 class InTaskRows:
-    """Folds the workers' counts into the operator samples, where the recorder stores them.
+    """Folds the workers' counts into what the recorder stores.
 
-    An operator's ``udf_rows`` is the sum over processes of their latest count for the operator's first stage,
-    less what they had counted when its execution started (a stage an earlier execution ran too). Operators
-    whose first stage is not counted get nothing added."""
+    Operator samples: an operator's ``udf_rows`` is the sum over processes of their rows for the operator's
+    first stage since its execution started (a stage an earlier execution ran too). An execution's end: an
+    operator with no finished task (a probe stopped it inside its tasks) gets the figures of its running
+    tasks instead of Ray's zeros (``running_stats``). Operators whose first stage is not counted are left as
+    Ray reported them."""
 
     def __init__(self) -> None:
-        self._latest: dict[tuple[int, int], int] = {}  # (stage, pid) -> rows
+        self._latest: dict[tuple[int, int], UdfRows] = {}  # (stage, pid) -> its latest figures
+        self._at_start: dict[tuple[int, int], UdfRows] = {}  # the same, when the stage's execution started
         self._first: dict[OpId, int] = {}  # operator -> its first stage
-        self._offset: dict[int, int] = {}  # stage -> rows counted before its current execution
 
     def add(self, message: UdfRows) -> None:
         key = (message.stage, message.pid)
-        self._latest[key] = max(self._latest.get(key, 0), message.rows)  # sends may overtake each other
+        if key not in self._latest or message.rows >= self._latest[key].rows:  # sends may overtake each other
+            self._latest[key] = message
 
     def fold(self, message: M) -> M:
-        """The message as it should be stored: operator samples get their ``udf_rows``."""
+        """The message as it should be stored."""
         if isinstance(message, ExecutionStarted):
-            for op in message.operators:
-                if op.stages:
-                    self._first[OpId.parse(op.uid)] = op.stages[0]
-                    self._offset[op.stages[0]] = self._total(op.stages[0])
-        if not isinstance(message, OpSamples):
-            return message
-        values = {op: self._with_rows(op, v) for op, v in message.values.items()}
-        return msgspec.structs.replace(message, values=values)
+            self._started(message)
+        if isinstance(message, OpSamples):
+            values = {op: self._with_rows(op, v) for op, v in message.values.items()}
+            return msgspec.structs.replace(message, values=values)
+        if isinstance(message, ExecutionEnded):
+            stats = tuple(self._with_running(s) for s in message.stats)
+            return msgspec.structs.replace(message, stats=stats)
+        return message
+
+    def _started(self, message: ExecutionStarted) -> None:
+        stages = set()
+        for op in message.operators:
+            if op.stages:
+                self._first[OpId.parse(op.uid)] = op.stages[0]
+                stages.add(op.stages[0])
+        self._at_start.update({key: m for key, m in self._latest.items() if key[0] in stages})
+
+    def _since_start(self, stage: int) -> list[UdfRows]:
+        """Each process's figures for ``stage`` since its execution started."""
+        out = []
+        for key, m in self._latest.items():
+            if key[0] == stage:
+                old = self._at_start.get(key, UdfRows(0.0, stage, key[1], 0))
+                out.append(UdfRows(m.t, stage, key[1], m.rows - old.rows, m.udf_s - old.udf_s,
+                                   m.cpu_s - old.cpu_s, m.busy_s - old.busy_s))  # fmt: skip
+        return [m for m in out if m.rows > 0]
 
     def _with_rows(self, op: OpId, values: dict[str, float]) -> dict[str, float]:
         stage = self._first.get(op)
-        rows = self._total(stage) - self._offset.get(stage, 0) if stage is not None else 0
+        rows = sum(m.rows for m in self._since_start(stage)) if stage is not None else 0
         return {**values, UDF_ROWS: float(rows)} if rows > 0 else values
 
-    def _total(self, stage: int) -> int:
-        return sum(rows for (s, _), rows in self._latest.items() if s == stage)
+    def _with_running(self, stats: OperatorStats) -> OperatorStats:
+        stage = self._first.get(OpId.parse(stats.uid))
+        if stats.task_s.count > 0 or stage is None:
+            return stats
+        counted = self._since_start(stage)
+        return running_stats(stats, counted) if counted else stats
+
+
+def running_stats(ray: OperatorStats, counted: list[UdfRows]) -> OperatorStats:
+    """An operator's figures from its running tasks, one per process that counted (a task pool's worker runs
+    one task at a time; an actor, one of the pool's): the rows its first stage's function returned from, the
+    seconds inside the function, and each process's wall and CPU seconds from its first batch's end to its
+    last count (one window, measured in the worker). What Ray reported stays: memory, backpressure, nodes."""
+    busy = [m.busy_s for m in counted]
+    return dataclasses.replace(ray, wall_s=max(busy), busy_s=sum(busy), cpu_s=sum(m.cpu_s for m in counted),
+                               udf_s=sum(m.udf_s for m in counted), rows_in=sum(m.rows for m in counted),
+                               rows_out=0, task_s=Dist.of(busy), running=True)  # fmt: skip

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, OpSamples, StageBuilt, clock
-from pipetune.diagnose import Consumption, consumption, reads, rows_done, rows_planned, share_read, tasks_done
+from pipetune.diagnose import Consumption, consumption, has_task_figures, reads, rows_done, rows_planned, share_read
 from pipetune.model import Operator, Run, StageKind
 from pipetune.tune.study import Sink
 
@@ -325,11 +325,12 @@ class SinkProbeDone:
     least half of it is still to come; a probe that would save less runs in full, measured rather than
     predicted. With ``box_s`` (the trial's time box, on the run's clock) it also ends as soon as even the fastest
     rate the line's error allows would end the run past that box: a trial already known to lose is not run to
-    its box. Its figure is never predicted before the sink's operator has finished a task: rows counted inside
-    running tasks (``record.in_task``) show the rate sooner, but the model reads what Ray reports of finished
-    tasks (their number, their times), and a baseline stopped before any had ended gave it nothing to read
-    (held-out packed row: the doctor found nothing, the study tried Ray's defaults alone, 46% of the oracle).
-    A loser is stopped at once all the same: it is reverted, and its figures never read as the incumbent's.
+    its box. Its figure waits until the run will say what the sink operator's tasks did (``has_task_figures``):
+    a finished task, or rows counted inside its running ones (``record.in_task``), of which the recorder makes
+    the operator's figures when the run is stopped. The model reads them: a baseline stopped inside the one
+    map task of the held-out packed row, before either existed, gave the doctor no task of that stage (no
+    finding; the study tried Ray's defaults alone, 46% of the oracle). A loser is stopped at once all the
+    same: it is reverted, and its figures never read as the incumbent's.
     Without a ``sink`` (the baseline, which measures it) only the first execution is probed, and only
     where its last operator writes: a write is what a script runs for, while a materialising call may be
     followed by more of the script. A run whose progress cannot be read runs in full. The box itself
@@ -356,7 +357,7 @@ class SinkProbeDone:
             return None
         self._progress.add(message.t, done, upstream_shares(self._ops, values))
         measured = measured_op(self._ops, self._sink)
-        return self._verdict(measured is not None and tasks_done(values.get(measured.uid, {})) > 0)
+        return self._verdict(measured is not None and has_task_figures(values.get(measured.uid, {})))
 
     def _follow(self, message: Message) -> None:
         if isinstance(message, StageBuilt) and message.stage.kind is StageKind.WRITE:
