@@ -107,6 +107,17 @@ def test_one_block_for_a_stage_that_could_run_two_tasks() -> None:
     assert f.fix.setting == "0.repartition=8"
 
 
+def test_one_block_still_running_when_a_probe_stopped_it_is_read_from_its_running_task() -> None:
+    """A probe stopped inside the stage's one task: the figures are its running task's (``record.in_task``),
+    and Ray's count of output blocks (none yet) is no evidence."""
+    run = etl_run(tasks=1)
+    running = with_(run.executions[0].stats[1], running=True, blocks=0)
+    execution = with_(run.executions[0], stats=(run.executions[0].stats[0], running))  # type: ignore[arg-type]
+    [f] = rule("few-blocks", with_(run, executions=(execution,)))
+    assert f.fix is not None and f.fix.setting == "0.repartition=8"
+    assert "blocks it received" not in {e.metric for e in f.evidence}
+
+
 def test_one_block_of_little_work_is_not_worth_splitting() -> None:
     """More blocks save at most the stage's work spread over its slots: 0.4 s of 21 s is inside the noise."""
     run = etl_run(tasks=1)

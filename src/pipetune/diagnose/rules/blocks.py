@@ -40,7 +40,7 @@ def check(facts: Facts) -> list[Finding]:
             [
                 Evidence("tasks the stage ran", float(stats.task_s.count)),
                 Evidence("tasks its resources allow at once", by_resources),
-                Evidence("blocks it received", float(stats.blocks)),
+                *([] if stats.running else [Evidence("blocks it received", float(stats.blocks))]),
             ],
             f"{source.label} produced {stats.task_s.count} task(s) of work for a stage that could run "
             f"{by_resources:.0f} at once",
