@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,15 +98,23 @@ CLUSTERS: dict[str, tuple[dict[str, Any], ...]] = {"two-nodes": ({"num_cpus": 2}
 
 class SharedRay:
     """One local Ray for every run of a benchmark, so Ray's start-up is paid once and by no variant: one node with
-    the machine's CPUs, or the nodes given (``CLUSTERS``)."""
+    the machine's CPUs, or the nodes given (``CLUSTERS``). ``as_a_study``: started as a tuning study starts its
+    own Ray (``record.shared``), its workers given the socket each run recorded in this process listens on, so
+    they count the rows of running tasks; else as a cluster a user attaches to, where they do not."""
 
-    def __init__(self, nodes: tuple[dict[str, Any], ...] | None = None) -> None:
+    def __init__(self, nodes: tuple[dict[str, Any], ...] | None = None, as_a_study: bool = False) -> None:
         self.nodes = nodes or ({"num_cpus": os.cpu_count()},)
+        self.as_a_study = as_a_study
 
     def __enter__(self) -> SharedRay:
         from ray.cluster_utils import Cluster
 
         from pipetune.record import local_object_store
+        from pipetune.record.remote import ENV_WORKERS_SOCKET
+
+        if self.as_a_study:
+            self.socket_dir = tempfile.mkdtemp(prefix="pipetune-bench-ray-")
+            os.environ[ENV_WORKERS_SOCKET] = os.path.join(self.socket_dir, "events.sock")
 
         store = local_object_store()  # what a user's own Ray gets here, not the helper's 150 MiB
         head, *others = self.nodes
@@ -122,6 +131,11 @@ class SharedRay:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.cluster.shutdown()
+        if self.as_a_study:
+            from pipetune.record.remote import ENV_WORKERS_SOCKET
+
+            os.environ.pop(ENV_WORKERS_SOCKET, None)
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 def own_ray_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=sorted(CASES))
     parser.add_argument("--pairs", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as where, SharedRay() as ray:
+    with tempfile.TemporaryDirectory() as where, SharedRay(as_a_study=True) as ray:  # the tuner probes on its own Ray
         store = open_store(Path(where) / "probes.db")
         for name in args.only or list(CASES):
             bench(name, args.pairs, ray, store)
