@@ -6,8 +6,9 @@ probe's line through it is too coarse to fit early. So the function a ``map_batc
 wrapped (:func:`counting`): in each worker process it counts the rows of every batch it returned from, and
 sends the running count to the recorder's socket (``remote.Inbox``) at most every ``SEND_EVERY_S``, as a
 :class:`~pipetune.capture.UdfRows` message. The recorder (:class:`InTaskRows`) adds the counts of every
-process to the operator samples under ``udf_rows``, for the operator whose first stage it is. (A probe's
-figure still waits for a finished task of that operator: ``tune.objective.SinkProbeDone``.)
+process to the operator samples under ``udf_rows``, for the operator whose first stage it is, and, when a
+stopped run's execution ends, gives an operator with no finished task its running tasks' figures
+(:func:`running_stats`), which the model reads as it reads Ray's.
 
 Only where the workers can import pipetune and reach the recorder (``remote.workers_reach_recorder``: a
 local Ray the driver started, or a tuning study's own): elsewhere the function is left as it is. Only plain
@@ -60,10 +61,7 @@ def counting(fn: Any, stage: int, name: str) -> Any:
         return _counting_class(fn, stage)
 
     def counted(batch: Any, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        out = fn(batch, *args, **kwargs)
-        _tally(stage, batch, began)
-        return out
+        return _counted_call(stage, fn, batch, *args, **kwargs)
 
     counted.__name__ = counted.__qualname__ = name
     counted.__doc__ = fn.__doc__
@@ -74,14 +72,18 @@ def _counting_class(cls: type[Any], stage: int) -> type[Any]:
     call = cls.__call__
 
     def __call__(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        out = call(self, batch, *args, **kwargs)
-        _tally(stage, batch, began)
-        return out
+        return _counted_call(stage, functools.partial(call, self), batch, *args, **kwargs)
 
     namespace = {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
                  "__doc__": cls.__doc__}  # fmt: skip
     return type(cls.__name__, (cls,), namespace)
+
+
+def _counted_call(stage: int, fn: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+    began = time.perf_counter()
+    out = fn(batch, *args, **kwargs)
+    _tally(stage, batch, began)
+    return out
 
 
 def batch_rows(batch: Any) -> int:

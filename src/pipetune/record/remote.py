@@ -261,7 +261,7 @@ def connect(path: str | None = None) -> Sender | None:
     return Sender(conn.fileno())
 
 
-def run_t0() -> float:
+def _t0() -> float:
     try:
         return float(os.environ.get(ENV_T0, ""))
     except ValueError:
@@ -284,7 +284,7 @@ def executor_listener() -> Probe | None:
             if sender is not None:
                 from pipetune.record.probe import Probe
 
-                _executor_listener = Probe(sender, _overrides(), run_t0(), remote=True)
+                _executor_listener = Probe(sender, _overrides(), _t0(), remote=True)
         return _executor_listener
 
 
@@ -355,7 +355,7 @@ def _install_consumers(sender: Sender) -> StageRegistry:
     from pipetune.record import interpose
     from pipetune.record.consume import ConsumerLog
 
-    t0 = run_t0()
+    t0 = _t0()
     registry = interpose.StageRegistry(_overrides(), lambda stage: sender.send(StageBuilt(stage)))
     registry.consumers = ConsumerLog(lambda values: sender.send(ConsumerSamples(time.perf_counter() - t0, values)))
     interpose.install_receiving(registry)
