@@ -9,7 +9,7 @@ import pytest
 
 from pipetune.diagnose.facts import BatchCost, Facts
 from pipetune.diagnose.noise import noise_band
-from pipetune.model import Dist, Knobs, NodeInfo, Operator, Run, Stage, StageKind
+from pipetune.model import Dist, Knobs, NodeInfo, Operator, Run, Sample, Stage, StageKind
 from pipetune.settings import Settings, StageSetting
 from pipetune.tune.bound import bound
 from pipetune.tune.feasible import unschedulable
@@ -17,7 +17,7 @@ from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import ModelGuided, View, candidates
 from pipetune.tune.steps import Finish, Step, conclude, next_step
 from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, trial_payload, with_settings
-from tests.unit.builders import DOMINANT_FRAME_S, op_stats, pipeline, stage, two_stage_run, with_
+from tests.unit.builders import DOMINANT_FRAME_S, node_cpu, op_stats, pipeline, stage, two_stage_run, with_
 
 # -- runs ------------------------------------------------------------------------------------------------
 
@@ -285,6 +285,24 @@ def test_a_study_stops_when_the_run_is_closer_to_its_bound_than_the_runs_noise()
     assert _should_stop(study, run, [11.0, 11.2, 10.9]) is None  # 3% spread (5% floor): a gain could still show
     stop = _should_stop(study, run, [11.0, 12.4, 10.9])  # 13% spread: no gain within 10% could be told
     assert stop is not None and "of the hardware bound" in stop.reason
+
+
+def test_the_gap_above_the_bound_is_split_by_what_held_the_cores() -> None:
+    run = two_stage_run(read_busy=1.0, map_busy=9.0, map_cpu_s=5.0)  # 6 s of CPU over 2 cores: 3 s of work
+    reserved = {"0/ReadFiles_1": 0.5, "0/MapBatches(work)_2": 1.0}  # 1.5 of the 2 cores reserved throughout
+    samples = tuple(Sample(float(t), uid, {"cpu_reserved": c}) for t in range(1, 12) for uid, c in reserved.items())
+    b = bound(Facts.of(node_cpu(with_(run, op_samples=samples), pct=50.0)))
+    assert b is not None and b.gap is not None and b.gap_pct == pytest.approx((11 / 4 - 1) * 100)
+    assert b.gap.held_s == pytest.approx(10 * 0.75 - 3)  # reserved, not computing
+    assert b.gap.free_s == pytest.approx(10 * 0.25)  # no task's
+    assert b.gap.held_s + b.gap.free_s == pytest.approx(b.wall_s - b.bound_s)  # type: ignore[operator]
+    assert b.gap.outside_s == pytest.approx(10 * 0.5 - 3)  # the nodes' CPU beyond the tasks'
+    assert "no task held the cores" in b.describe()
+
+
+def test_without_reservations_sampled_the_gap_is_not_split() -> None:
+    b = bound(Facts.of(two_stage_run(read_busy=1.0, map_busy=9.0, map_cpu_s=5.0)))
+    assert b is not None and b.gap is None and "no task held" not in b.describe()
 
 
 def test_cpu_time_spent_on_small_batches_is_no_floor() -> None:

@@ -77,7 +77,8 @@ class Facts:
 
     # -- node utilisation over the main execution -------------------------------------------------------
 
-    def _window(self, samples: tuple[Sample, ...]) -> list[Sample]:
+    def during(self, samples: tuple[Sample, ...]) -> list[Sample]:
+        """The samples taken while the main execution ran."""
         if self.execution is None:
             return []
         end = self.execution.ended_t or float("inf")
@@ -85,7 +86,7 @@ class Facts:
 
     def node_mean(self, metric: str) -> float | None:
         metric = declared(metric)
-        values = [s.values[metric] for s in self._window(self.run.node_samples) if metric in s.values]
+        values = [s.values[metric] for s in self.during(self.run.node_samples) if metric in s.values]
         return statistics.fmean(values) if values else None
 
     @cached_property
@@ -99,7 +100,7 @@ class Facts:
 
     @cached_property
     def gpu_cv(self) -> float | None:
-        values = [s.values["gpu_util_pct"] for s in self._window(self.run.node_samples) if "gpu_util_pct" in s.values]
+        values = [s.values["gpu_util_pct"] for s in self.during(self.run.node_samples) if "gpu_util_pct" in s.values]
         if len(values) < 3 or statistics.fmean(values) == 0:
             return None
         return statistics.pstdev(values) / statistics.fmean(values)

@@ -6,6 +6,10 @@ connecting to Ray, the script's own set-up) is fixed: knobs do not change it. A 
 download) is limited by the remote side's latency and concurrency, which the run does not reveal: then the
 bound is reported as unknown rather than guessed; so it is where a stage runs batches smaller than its tasks'
 rows, since part of its CPU time is per-batch cost that larger batches remove.
+
+Where a run is far above its floor, ``Gap`` says where the cores' time went instead, from the run's own samples:
+cores held by tasks and actors that did not compute, cores no task held, and what Ray's processes and the
+driver burnt meanwhile.
 """
 
 from __future__ import annotations
@@ -13,6 +17,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipetune.diagnose import WAITING_CORES, Facts, capacity
+from pipetune.metrics import declared
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The run's execution above its CPU work, as wall seconds over the cluster's cores (core-seconds divided by
+    the cores), split by what the operators' samples say held the cores: ``held_s``, cores reserved by running
+    tasks and actors that were not computing (waiting on I/O or a remote service, on the object store, in Ray's
+    batching; an idle actor); ``free_s``, cores no task or actor reserved (workers and actors starting,
+    backpressure, a stage with fewer tasks than cores, the last tasks' tail). The two add up to the gap.
+    ``outside_s``: the CPU the nodes burnt outside the pipeline's tasks meanwhile (Ray's own processes, the
+    driver, the recorder, anything else on the nodes), on either kind of core; None without node samples.
+    Samples come every ``SAMPLE_INTERVAL_S``: on an execution of a few seconds the split is coarse."""
+
+    held_s: float
+    free_s: float
+    outside_s: float | None
+
+    def describe(self) -> str:
+        burnt = self.outside_s
+        outside = "" if burnt is None else f"; the nodes burnt {burnt:.1f} s of CPU outside the tasks meanwhile"
+        return (
+            f"of the time above it, {self.free_s:.1f} s no task held the cores (start-up, backpressure, too few "
+            f"tasks, the tail) and {self.held_s:.1f} s tasks held them without computing (waits, Ray's "
+            f"batching){outside}"
+        )
 
 
 @dataclass(frozen=True)
@@ -23,6 +53,7 @@ class Bound:
     work_s: float  # the execution's work spread over the resources
     limiting: str  # the operator with the most work, or the latency-bound one
     resource: str  # "CPU", "GPU", "latency" or "batching" (the last two: bound unknown)
+    gap: Gap | None = None  # where the cores' time above the floor went; None where the samples do not say
 
     @property
     def gap_pct(self) -> float | None:
@@ -42,9 +73,10 @@ class Bound:
                 f"bound unknown: {self.limiting} mostly waits (latency-bound); its floor is set by the remote "
                 "side's latency and how many requests it serves at once"
             )
+        why = f"; {self.gap.describe()}" if self.gap is not None else ""
         return (
             f"bound {self.bound_s:.1f} s ({self.fixed_s:.1f} s outside the pipeline + {self.work_s:.1f} s of "
-            f"{self.resource} work, limited by {self.limiting}); this run is {self.gap_pct:+.0f}% above it"
+            f"{self.resource} work, limited by {self.limiting}); this run is {self.gap_pct:+.0f}% above it{why}"
         )
 
 
@@ -68,4 +100,29 @@ def bound(facts: Facts) -> Bound | None:
     cpu_work = sum(st.cpu_s for _, st in measured) / facts.cpus
     gpu_work = max((st.busy_s * op.num_gpus / facts.gpus for op, st in measured if op.num_gpus), default=0.0)
     resource, work = ("GPU", gpu_work) if gpu_work > cpu_work else ("CPU", cpu_work)
-    return Bound(run.wall_s, fixed + work, fixed, work, heaviest.name, resource)
+    gap = cpu_gap(facts, cpu_work) if resource == "CPU" else None
+    return Bound(run.wall_s, fixed + work, fixed, work, heaviest.name, resource, gap)
+
+
+def cpu_gap(facts: Facts, work_s: float) -> Gap | None:
+    """The execution above ``work_s`` (its CPU work over the cores), split as ``Gap`` says; None where no
+    operator sample in the execution carries Ray's CPU reservation."""
+    execution = facts.execution
+    reserved = _mean_reserved(facts)
+    if execution is None or execution.ended_t is None or reserved is None:
+        return None
+    span = execution.ended_t - execution.started_t
+    held = min(reserved / facts.cpus, 1.0) * span  # of the cores, the share reserved, as wall seconds
+    node = facts.cpu_pct
+    outside = None if node is None else max(node / 100 * span - work_s, 0.0)
+    return Gap(max(held - work_s, 0.0), max(span - max(held, work_s), 0.0), outside)
+
+
+def _mean_reserved(facts: Facts) -> float | None:
+    """The cores the execution's operators reserved, summed at each sample time, averaged over the times."""
+    metric, uids = declared("cpu_reserved"), {op.uid for op in facts.operators}
+    by_t: dict[float, float] = {}
+    for s in facts.during(facts.run.op_samples):
+        if s.source in uids and metric in s.values:
+            by_t[s.t] = by_t.get(s.t, 0.0) + s.values[metric]
+    return sum(by_t.values()) / len(by_t) if by_t else None
