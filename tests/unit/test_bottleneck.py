@@ -3,7 +3,7 @@ import math
 from pipetune.diagnose.bottleneck import find_bottleneck, usable_slots
 from pipetune.model import Operator
 from pipetune.report.figures import run_view, stage_figures
-from tests.unit.builders import two_stage_run
+from tests.unit.builders import two_stage_run, with_
 
 
 def test_the_stage_with_least_headroom_is_the_bottleneck() -> None:
@@ -48,6 +48,22 @@ def test_figures_mark_the_bottleneck_stage() -> None:
     assert figures[1].rows == 10_000 and math.isclose(figures[1].rows_per_s, 1000.0)
     assert math.isclose(figures[1].cpu_util, 1.0)
     assert figures[1].mean_inqueue == 4.0
+
+
+def test_figures_read_from_running_tasks_say_so_in_the_table_and_the_report() -> None:
+    from pipetune.report.html import run_report
+    from pipetune.report.terminal import console, run_summary
+
+    run = two_stage_run()
+    running = with_(run.executions[0].stats[1], running=True)
+    execution = with_(run.executions[0], stats=(run.executions[0].stats[0], running))
+    stopped = with_(run, executions=(execution,))
+    assert [f.running for f in stage_figures(stopped)] == [False, True]
+    terminal = console(width=200)
+    with terminal.capture() as shown:
+        terminal.print(run_summary(stopped))
+    assert "(running)" in shown.get()
+    assert "(running)" in run_report(stopped) and "(running)" not in run_report(run)
 
 
 def test_json_view_names_the_bottleneck_by_stage_key_and_udf() -> None:

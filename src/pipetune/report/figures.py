@@ -30,6 +30,7 @@ class StageFigures:
     blocks: int
     headroom: float | None
     bottleneck: bool
+    running: bool = False  # the figures are its running tasks' (a stopped run; ``OperatorStats.running``)
 
 
 def stage_figures(run: Run, facts: Facts | None = None) -> list[StageFigures]:
@@ -61,6 +62,7 @@ def _figures(facts: Facts, stage: Stage) -> StageFigures:
         blocks=stats.blocks,
         headroom=rate.headroom if rate else None,
         bottleneck=bool(bottleneck and op and bottleneck.rate.uid == op.uid),
+        running=stats.running,
     )
 
 

@@ -94,7 +94,7 @@ def _cells(f: StageFigures) -> list[str]:
         s.label,
         s.kind.value,
         knobs,
-        f"{f.rows:,}",
+        f"{f.rows:,}" + (" (running)" if f.running else ""),
         f"{f.rows_per_s:,.0f}",
         f"{f.wall_share:.0%}",
         f"{f.cpu_util:.2f}",
