@@ -71,7 +71,23 @@ def defaults_script(name: str) -> Iterator[str]:
 
 
 def tpe(name: str, oracle: dict[str, Any], seeds: int, budget: int) -> dict[str, Any]:
-    """Optuna TPE over the grid, its objective the grid's measured time (a killed run costs its time limit)."""
+    """Optuna TPE over the grid (``search``)."""
+    import optuna
+
+    return search(name, oracle, seeds, budget, lambda seed: optuna.samplers.TPESampler(seed=seed))
+
+
+def random_search(name: str, oracle: dict[str, Any], seeds: int, budget: int) -> dict[str, Any]:
+    """Random search over the grid (``search``; Optuna's RandomSampler: points drawn with replacement)."""
+    import optuna
+
+    return search(name, oracle, seeds, budget, lambda seed: optuna.samplers.RandomSampler(seed=seed))
+
+
+def search(name: str, oracle: dict[str, Any], seeds: int, budget: int, sampler: Any) -> dict[str, Any]:
+    """A black-box search over the grid, one study per seed, its objective the grid's measured time (a killed
+    run costs its time limit). Every point it asks for is a trial, a point asked for again included: a search
+    that repeats itself pays for it, as a user running it would."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -80,7 +96,7 @@ def tpe(name: str, oracle: dict[str, Any], seeds: int, budget: int) -> dict[str,
     grid = GRIDS[name]
     to_5pct, at_budget, hung = [], [], []
     for seed in range(seeds):
-        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+        study = optuna.create_study(sampler=sampler(seed))
         found, hangs = None, 0
         for n in range(1, 4 * len(points(name)) + 1):
             trial = study.ask()
@@ -190,13 +206,15 @@ def _bench(
     row.update({label: statistics.median(t) for label, t in times.items()})
     row["side_by_side"] = times
     row["tpe"] = tpe(name, oracle, ns.seeds, ns.budget)
+    row["random"] = random_search(name, oracle, ns.seeds, ns.budget)
     return row
 
 
 def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
     print(f"tuning benchmark, {os.cpu_count()} cores, budget {budget} trial runs after the baseline; times in s")
     head = ("example", *LABELS, "speedup", "% oracle", "vs defaults", "trials", "probes", "->5%", "failed",
-            "tune wall", "x shipped", "TPE ->5%", f"TPE %@{budget}", "bound gap", "confirm")  # fmt: skip
+            "tune wall", "x shipped", "TPE ->5%", f"TPE %@{budget}", "rand ->5%", f"rand %@{budget}", "bound gap",
+            "confirm")  # fmt: skip
     print(" ".join(f"{h:>9}" for h in head))
     for name, r in rows.items():
         print(" ".join(f"{c:>9}" for c in (name, *_cells(r))))
@@ -211,13 +229,16 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         "of the oracle's over the shipped settings; tune "
         "wall: the whole `pipetune tune` (Ray start, warm-up, baseline, trials); TPE ->5%: median trials over the "
         f"seeds; TPE %@{budget}: TPE's best after {budget} trials as % of the oracle's throughput, on the grid's "
-        "table (measured on one shared Ray); bound gap: the tuned run above its hardware bound; confirm: the "
+        "table (measured on one shared Ray); rand: the same for random search (points drawn with replacement, "
+        "a repeat counted as a trial); bound gap: the tuned run above its hardware bound; confirm: the "
         "winner's figure in the study against its full run after the study, on a Ray of the study's kind "
         "(`tune --resume S --confirm`, not in tune wall), * where that figure was a probe's prediction"
     )
     for name, r in rows.items():
         if r.get("machine"):
             print(f"{name}: {r['machine']}")
+        if r.get("bound"):
+            print(f"{name}: the tuned run's {r['bound']['text']}")
 
 
 LABELS = ("shipped", "defaults", "static", "oracle", "tuned")
@@ -264,11 +285,18 @@ def _cells(r: dict[str, Any]) -> list[str]:
         str(r["tune"]["failed"]),
         f"{r['tune']['wall_s']:.0f}",
         f"{r['tune']['wall_s'] / r['shipped']:.1f}x",
-        f"{r['tpe']['trials_to_5pct']:g}",
-        f"{r['tpe']['pct_of_oracle']:.0f}%",
+        *_search_cells(r.get("tpe")),
+        *_search_cells(r.get("random")),
         "unknown" if gap is None else f"{gap:+.0f}%",
         _confirmed(r),
     ]
+
+
+def _search_cells(found: dict[str, Any] | None) -> list[str]:
+    """A black-box search's median trials to come within 5% of the oracle, and its best after the budget."""
+    if not found:
+        return ["-", "-"]  # a row saved before this search was run
+    return [f"{found['trials_to_5pct']:g}", f"{found['pct_of_oracle']:.0f}%"]
 
 
 def _at_defaults(r: dict[str, Any]) -> bool:
@@ -311,6 +339,21 @@ def _versus(r: dict[str, Any]) -> str:
     return "within noise"
 
 
+def searches(oracle: dict[str, Any], names: list[str], seeds: int, budget: int) -> None:
+    """TPE and random search replayed on each grid's measured table: no run, only the grids' figures."""
+    print(f"black-box searches on the grids of benchmarks/oracle.json, {seeds} seeds, budget {budget}")
+    print(
+        " ".join(f"{h:>12}" for h in ("grid", "points", "TPE ->5%", f"TPE %@{budget}", "rand ->5%", f"rand %@{budget}"))
+    )
+    for name in names:
+        found = oracle[SAME_GRID.get(name, name)]
+        cells = [
+            *_search_cells(tpe(name, found, seeds, budget)),
+            *_search_cells(random_search(name, found, seeds, budget)),
+        ]
+        print(" ".join(f"{c:>12}" for c in (name, str(len(points(SAME_GRID.get(name, name)))), *cells)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(EXAMPLES), action="append")
@@ -320,11 +363,15 @@ def main() -> None:
     parser.add_argument("--shared-ray", action="store_true", help="the side-by-side runs on one warm local Ray")
     parser.add_argument("--save", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--table", type=Path, help="print the table of rows saved by --save, run nothing")
+    parser.add_argument("--searches", action="store_true", help="TPE and random search on the grids, run nothing")
     ns = parser.parse_args()
     if ns.table:
         table(json.loads(ns.table.read_text()), ns.budget)
         return
     oracle = json.loads(CACHE.read_text())["examples"]
+    if ns.searches:
+        searches(oracle, ns.only or sorted(oracle), ns.seeds, ns.budget)
+        return
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ns.only or [n for n in EXAMPLES if SAME_GRID.get(n, n) in oracle]:  # those with a measured grid
