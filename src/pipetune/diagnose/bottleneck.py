@@ -24,7 +24,7 @@ class OperatorRate:
     per_slot: float  # rows per busy task-second
     slots: float  # concurrent tasks it can usefully run
     capacity: float  # rows/s with every slot busy
-    cores_per_task: float  # CPU seconds per busy second: < 0.5 means waiting, not computing
+    cores_per_task: float  # CPU seconds per busy second: under WAITING_CORES means waiting, not computing
     mean_inqueue: float
     backpressure_s: float
 

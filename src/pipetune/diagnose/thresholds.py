@@ -20,7 +20,11 @@ LOW_CPU_PCT = Threshold(50.0, "guide: low CPU utilisation is below 50%")
 GOOD_CPU_PCT = Threshold(80.0, "guide: verification, CPU utilisation above 80%")
 LOW_GPU_PCT = Threshold(50.0, "guide: low GPU utilisation is below 50%")
 BUSY_CPU_PCT = Threshold(80.0, "guide: 'are CPUs busy?' when GPUs idle; busy taken as the verification bar, 80%")
-SPIKY_GPU_CV = Threshold(0.5, "measured: GPU utilisation whose stddev exceeds half its mean is spiky")
+SPIKY_GPU_CV = Threshold(
+    0.5,
+    "chosen, not measured (no bundled example runs on a GPU): GPU utilisation whose "
+    "stddev exceeds half its mean is spiky",
+)
 
 # What a task does with the CPU it reserved
 WAITING_CORES = Threshold(0.3, "measured: under 0.3 cores per busy task-second is waiting on I/O (HTTP example: 0.03)")

@@ -39,7 +39,7 @@ def _by_rates(facts: Facts) -> list[Finding]:
     if stage is None or b is None or b.rate.headroom >= th.SATURATED_HEADROOM.value:
         return []
     others = [r.headroom for r in facts.rates.values() if r.uid != b.rate.uid]
-    if not others or min(others) < 2 * th.SATURATED_HEADROOM.value:
+    if not others or min(others) < th.LIMITING_HEADROOM.value:
         return []  # nothing much faster: the pipeline is balanced, not one stage slow
     op = facts.operator_of(stage.index)
     if op is None:

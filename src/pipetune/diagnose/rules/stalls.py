@@ -18,9 +18,13 @@ from pipetune.diagnose.progress import in_flight, moved
 from pipetune.diagnose.rules._common import finding
 from pipetune.model import EventKind, Operator, Run, Stage
 
+_PAUSES = f"pauses of {th.INTERMITTENT_GAP_S.value:g}-{th.STALL_S.value:g} s"
+
 
 def _continuous() -> Criterion:
-    return Criterion("stall_s", "<", th.STALL_S.value, "continuous progress (no pause of 30 s or more)")
+    return Criterion(
+        "stall_s", "<", th.STALL_S.value, f"continuous progress (no pause of {th.STALL_S.value:g} s or more)"
+    )
 
 
 def check_materialize(facts: Facts) -> list[Finding]:
@@ -141,7 +145,7 @@ def check_intermittent(facts: Facts) -> list[Finding]:
             "intermittent stalls: progress pauses, then resumes",
             facts.bottleneck_stage(),
             [
-                Evidence("pauses of 5-30 s", float(len(pauses)), "", th.MIN_PAUSES.value, th.MIN_PAUSES.source),
+                Evidence(_PAUSES, float(len(pauses)), "", th.MIN_PAUSES.value, th.MIN_PAUSES.source),
                 Evidence("failed (retried) tasks", float(failed)),
             ],
             "remote calls that wait on the network, a rate limit or retries: check the source's timeouts and "
