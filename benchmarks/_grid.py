@@ -28,17 +28,25 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "2.concurrency": [1, 2],
         "2.num_cpus": [1, 0.5],
     },
-    # range -> map_batches(ServiceClient actor pool, 40 ms a batch) -> write_parquet
+    # range -> map_batches(ServiceClient actor pool, 40 ms a batch) -> write_parquet. Ray's defaults for each knob
+    # the script sets are points of the grid: a first grid without them (pool sizes and reservations only) found
+    # 17.7 s at best, where Ray's defaults ran 7.0 s (benchmarks/results/tune_bench_intask_2026-12-06.md, C).
     "service-pool": {
-        "1.concurrency": [1, 2, 4, 8, 16],
-        "1.num_cpus": [1, 0.25, 0.05],
+        "0.override_num_blocks": [None, "default"],
+        "1.batch_size": [None, "default"],
+        "1.concurrency": [1, 2, 4, 8, "default"],
+        "1.num_cpus": [1, 0.25],
     },
     # range -> map(parse) -> map_batches(clean) -> map_batches(score) -> map_batches(Lookup) -> filter -> write
+    # Ray's defaults for each knob the script sets are points of the grid: a first grid without the Lookup's batch
+    # size and the read's blocks found 10.8 s at best, where Ray's defaults ran 5.9 s (same results file, C).
     "etl-6": {
+        "0.override_num_blocks": [None, "default"],
         "1.num_cpus": [None, 0.5],
         "2.batch_size": [None, "default"],
         "3.batch_size": [None, "default"],
-        "4.concurrency": [None, 2],
+        "4.batch_size": [None, "default"],
+        "4.concurrency": [None, "default"],
     },
     # read_parquet (24 small files, one read task) -> map_batches(features, 16 rows a batch) -> write_parquet
     "packed": {

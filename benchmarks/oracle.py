@@ -63,6 +63,7 @@ def main() -> None:
             with SharedRay(CLUSTERS.get(name)) as ray:  # a Ray per example, of the example's shape
                 cached["examples"][name] = grid(name, ray, ns.limit_s, Path(tmp) / "oracle.db")
             cached["examples"][name]["grid_wall_s"] = time.perf_counter() - started
+            cached["examples"][name]["measured"] = f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores"
     cached["command"] = "benchmarks/oracle.py " + " ".join(sys.argv[1:])
     cached["machine"] = f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
     CACHE.write_text(json.dumps(cached, indent=1, sort_keys=True) + "\n")
