@@ -42,6 +42,10 @@ PROBE_REASON = "probe: every loop took enough batches to time its steady rate"
 SINK_PROBE_REASON = "probe: the sink's steady rate was known within the noise"
 SINK_PAST_BOX_REASON = "probe: the sink's steady rate, even at the top of its error, ends the run past its time box"
 SINK_REASONS = (SINK_PROBE_REASON, SINK_PAST_BOX_REASON)
+# chosen: a probe stops only while at least half the sink's work is still to come. Past that, running to the end
+# costs at most as long again as the probe has run, and a measured figure replaces a predicted one (the probe
+# benchmark's predictions were off by -11 to +8%, wider than the runs' noise: benchmarks/results/probes.md)
+PROBE_LEFT_SHARE = 0.5
 MIN_LINE_POINTS = 5  # statistics: a line's error needs residual degrees of freedom (n - 2); fewer than 3 is a guess
 
 
@@ -379,4 +383,4 @@ class SinkProbeDone:
             return SINK_PAST_BOX_REASON  # a loser: reverted, its figures never read as the incumbent's
         if not a_task_ended or line.rel_err * 100 > self._noise:
             return None
-        return SINK_PROBE_REASON if line.at(points[-1][0]) <= 0.5 else None
+        return SINK_PROBE_REASON if line.at(points[-1][0]) <= 1 - PROBE_LEFT_SHARE else None
