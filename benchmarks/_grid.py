@@ -69,10 +69,15 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     # as its replicas; Ray's defaults (an autoscaling pool, whole blocks) are points of the grid. A first grid
     # without batch sizes (and with the parse stage's num_cpus 1 or 0.25: no difference beyond one run's noise)
     # found 22 s at best, where Ray's defaults ran 8.6 s (benchmarks/results/tune_bench_two_nodes_2026-12-05.md).
+    # The grid after it (pool size, reservation, batch; measured on a 150 MiB object store) found 11.5 s at best
+    # where Ray's defaults ran 4.3 s; this one takes Ray's default for every knob the script sets
+    # (benchmarks/results/tune_bench_grids_2026-12-06.md).
     "two-nodes": {
+        "0.override_num_blocks": [None, "default"],
+        "1.batch_size": [None, "default"],
         "2.concurrency": [1, 2, "default"],
-        "2.num_cpus": [None, 0.5, 0.25],
-        "2.batch_size": [None, 200, "default"],
+        "2.num_cpus": [None, "default"],
+        "2.batch_size": [None, "default"],
     },
     # range -> map_batches(Model actor pool, 4 x 0.25 CPU) -> write_parquet
     "model-pool": {
