@@ -37,11 +37,11 @@ class Gap:
 
     def describe(self) -> str:
         burnt = self.outside_s
-        outside = "" if burnt is None else f"; the nodes burnt {burnt:.1f} s of CPU outside the tasks meanwhile"
+        outside = "" if burnt is None else f"; CPU outside the tasks (Ray, the driver) came to {burnt:.1f} s of them"
         return (
-            f"of the time above it, {self.free_s:.1f} s no task held the cores (start-up, backpressure, too few "
-            f"tasks, the tail) and {self.held_s:.1f} s tasks held them without computing (waits, Ray's "
-            f"batching){outside}"
+            f"of the time above it (as seconds of all the cores), {self.free_s:.1f} s no task held the cores "
+            f"(start-up, backpressure, too few tasks, the tail) and {self.held_s:.1f} s tasks held them without "
+            f"computing (waits, Ray's batching){outside}"
         )
 
 
