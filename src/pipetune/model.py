@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,18 @@ class Sample:
     t: float  # seconds since the run started
     source: str
     values: Mapping[str, float]
+
+
+def at_each_time(
+    samples: Iterable[Sample], sources: Container[str] | None = None
+) -> list[tuple[float, dict[str, Mapping[str, float]]]]:
+    """The samples grouped by the time they were taken, in time order: each source's values at that time (of
+    ``sources`` only, where given). Operators are sampled together, so one time is one view of the pipeline."""
+    by_t: dict[float, dict[str, Mapping[str, float]]] = {}
+    for s in samples:
+        if sources is None or s.source in sources:
+            by_t.setdefault(s.t, {})[s.source] = s.values
+    return sorted(by_t.items())
 
 
 @dataclass(frozen=True)

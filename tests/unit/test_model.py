@@ -66,3 +66,11 @@ def test_a_run_saved_by_a_newer_pipetune_is_refused_and_an_older_one_read(tmp_pa
         Run.from_dict({**data, "version": SCHEMA_VERSION + 1})
     older = {k: v for k, v in data.items() if k != "version"}  # saved before runs carried a format number
     assert Run.from_json(json.dumps(older)) == two_stage_run()
+
+
+def test_samples_are_grouped_by_the_time_they_were_taken_in_time_order() -> None:
+    from pipetune.model import Sample, at_each_time
+
+    samples = [Sample(2.0, "a", {"x": 2.0}), Sample(1.0, "b", {"x": 1.0}), Sample(1.0, "a", {"x": 0.5})]
+    assert at_each_time(samples) == [(1.0, {"b": {"x": 1.0}, "a": {"x": 0.5}}), (2.0, {"a": {"x": 2.0}})]
+    assert at_each_time(samples, {"b"}) == [(1.0, {"b": {"x": 1.0}})]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pipetune.diagnose import WAITING_CORES, Facts, capacity
 from pipetune.metrics import declared
+from pipetune.model import at_each_time
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,10 @@ def cpu_gap(facts: Facts, work_s: float) -> Gap | None:
 def _mean_reserved(facts: Facts) -> float | None:
     """The cores the execution's operators reserved, summed at each sample time, averaged over the times."""
     metric, uids = declared("cpu_reserved"), {op.uid for op in facts.operators}
-    by_t: dict[float, float] = {}
-    for s in facts.during(facts.run.op_samples):
-        if s.source in uids and metric in s.values:
-            by_t[s.t] = by_t.get(s.t, 0.0) + s.values[metric]
-    return sum(by_t.values()) / len(by_t) if by_t else None
+    times = at_each_time(facts.during(facts.run.op_samples), uids)
+    sums = [
+        sum(v[metric] for v in ops.values() if metric in v)
+        for _, ops in times
+        if any(metric in v for v in ops.values())
+    ]
+    return sum(sums) / len(sums) if sums else None

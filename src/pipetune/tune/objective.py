@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, OpSamples, StageBuilt, clock
 from pipetune.diagnose import Consumption, consumption, has_task_figures, reads, rows_done, rows_planned, share_read
-from pipetune.model import Operator, Run, StageKind
+from pipetune.model import Operator, Run, StageKind, at_each_time
 from pipetune.tune.study import Sink
 
 PROBE_BATCHES = 32  # statistics: the mean of 32 batch times is within about a third of their spread
@@ -256,13 +256,8 @@ def sink_points(run: Run, sink: Sink | None) -> list[tuple[float, float]]:
 def progress_of(run: Run, sink: Sink | None) -> Progress:
     """The run's last execution's ``Progress``, as sampled."""
     ops = run.executions[-1].operators if run.executions else ()
-    uids = {op.uid for op in ops}
-    by_t: dict[float, dict[str, Mapping[str, float]]] = {}
-    for sample in run.op_samples:
-        if sample.source in uids:
-            by_t.setdefault(sample.t, {})[sample.source] = sample.values
     progress = Progress()
-    for t, values in sorted(by_t.items()):
+    for t, values in at_each_time(run.op_samples, {op.uid for op in ops}):
         share = share_done(ops, values, sink)
         if share is not None:
             progress.add(t, share, upstream_shares(ops, values))

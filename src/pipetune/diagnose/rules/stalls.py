@@ -8,15 +8,13 @@ blocking the others. Verified by continuous progress.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.capacity import as_run, rooms
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.findings import Criterion, Evidence, Finding, Fix, Level
 from pipetune.diagnose.progress import in_flight, moved
 from pipetune.diagnose.rules._common import finding
-from pipetune.model import EventKind, Operator, Run, Stage
+from pipetune.model import EventKind, Operator, Run, Stage, at_each_time
 
 _PAUSES = f"pauses of {th.INTERMITTENT_GAP_S.value:g}-{th.STALL_S.value:g} s"
 
@@ -61,12 +59,8 @@ def _last_built(run: Run, built: int) -> Stage | None:
 
 def progress_gaps(run: Run) -> list[tuple[float, float, str]]:
     """(start, length, operator uid) of each period in which no rows moved while tasks were running."""
-    by_t: dict[float, dict[str, dict[str, float]]] = defaultdict(dict)
-    for s in run.op_samples:
-        by_t[s.t][s.source] = dict(s.values)
     gaps, start, last, stuck = [], None, None, ""
-    for t in sorted(by_t):
-        ops = by_t[t]
+    for t, ops in at_each_time(run.op_samples):
         done, running = moved(ops), in_flight(ops)
         if last is not None and done == last[1] and running:
             start = start if start is not None else last[0]
