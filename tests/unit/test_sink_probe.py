@@ -253,15 +253,15 @@ def test_rows_counted_in_a_running_task_stop_a_probe_whose_operator_the_model_ca
     operator's figures of them when the probe stops it. Without them a probe waits for a finished task: the
     model reads what the run says its tasks did."""
 
-    def one_task(t: float, counted: float) -> OpSamples:
-        values = {"rows_in": 40_000.0, "udf_rows": counted * max(t - 3.0, 0.0) * 1_000}
+    def one_task(t: float) -> OpSamples:
+        values = {"rows_in": 40_000.0, "udf_rows": max(t - 3.0, 0.0) * 1_000}
         return OpSamples(t, {OpId.parse("0/ReadRange_1"): {"rows_out": 1.0}, OpId.parse(SINK): values})
 
     done = objective.SinkProbeDone(Sink(rows=40_000.0, tail_s=1.0, stage=1), noise_pct=5.0)
     assert done(_started()) is None
-    assert objective.SINK_PROBE_REASON in [done(one_task(float(t), 1.0)) for t in range(2, 15)]
+    assert objective.SINK_PROBE_REASON in [done(one_task(float(t))) for t in range(2, 15)]
     assert not objective.has_task_figures({"rows_in": 40_000.0, "bytes_in": 8.0, "bytes_done": 0.0})
     boxed = objective.SinkProbeDone(Sink(rows=40_000.0, tail_s=1.0, stage=1), noise_pct=5.0, box_s=30.0)
     boxed(_started())
-    stops = [boxed(one_task(float(t), 1.0)) for t in range(2, 16)]  # 43 s at this rate: a loser, stopped at once
+    stops = [boxed(one_task(float(t))) for t in range(2, 16)]  # 43 s at this rate: a loser, stopped at once
     assert objective.SINK_PAST_BOX_REASON in stops

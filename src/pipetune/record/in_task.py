@@ -118,7 +118,9 @@ def _tally(stage: int, batch: Any, began: float) -> None:
     with c.lock:
         rows = c.rows[stage] = c.rows.get(stage, 0) + batch_rows(batch)
         udf_s = c.udf_s[stage] = c.udf_s.get(stage, 0.0) + now - began
-        first_wall, first_cpu = c.began.setdefault(stage, (now, time.process_time()))
+        if stage not in c.began:  # the process's CPU clock is read once, not on every batch
+            c.began[stage] = (now, time.process_time())
+        first_wall, first_cpu = c.began[stage]
         if now - c.sent.get(stage, float("-inf")) < SEND_EVERY_S:
             return
         c.sent[stage] = now
