@@ -233,6 +233,11 @@ class UdfRows(_Message, frozen=True, tag="udf_rows"):
     udf_s: float = 0.0
     cpu_s: float = 0.0
     busy_s: float = 0.0
+    # with ``rows`` and ``udf_s``, the sums a line of call time on rows is fitted from (``model.Calls``)
+    calls: int = 0
+    rows_sq: float = 0.0
+    rows_s: float = 0.0
+    s_sq: float = 0.0
 
 
 class EventSeen(_Message, frozen=True, tag="event"):

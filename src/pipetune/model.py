@@ -144,6 +144,20 @@ class Dist:
         )
 
 
+@dataclass(frozen=True)
+class Calls:
+    """A stage's calls of its batch function in a run, counted inside Ray's workers (``record.in_task``): the
+    sums a line of seconds per call on rows per call is fitted from (``diagnose.capacity.call_cost``)."""
+
+    stage: int
+    count: int = 0
+    rows: float = 0.0  # the sum of each call's rows
+    seconds: float = 0.0  # the sum of each call's seconds inside the function
+    rows_sq: float = 0.0
+    rows_seconds: float = 0.0
+    seconds_sq: float = 0.0
+
+
 def _quantile(ordered: list[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
     pos = q * (len(ordered) - 1)
@@ -192,6 +206,8 @@ class OperatorStats:
     # True: no task had finished when a probe stopped the run; the figures are its running tasks', counted
     # inside them (record.in_task): rows through the first stage's function, its time, the processes' CPU
     running: bool = False
+    # per stage whose batch function was counted (record.in_task), its calls since the execution started
+    calls: tuple[Calls, ...] = ()
 
 
 @dataclass(frozen=True)

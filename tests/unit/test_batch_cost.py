@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 
 from pipetune.diagnose import BatchCost, Facts
 from pipetune.diagnose import capacity as predict
+from pipetune.model import Calls
 from pipetune.settings import Settings
 from pipetune.tune.policy import ModelGuided, Proposal, View, candidates
 from pipetune.tune.steps import batch_costs
@@ -59,6 +61,46 @@ def test_rays_framing_is_shared_by_every_batch_of_the_operators_batching_stages(
     run = with_(facts.run, stages=(*facts.run.stages, stage(2, "map_batches", "more", batch_size=40)))
     per_batch = stats.frame_s / (10_000 / 8 + 10_000 / 40)  # type: ignore[operator]
     assert predict.framing_per_batch(run, fused, stats, 10_000) == pytest.approx(per_batch)
+
+
+def calls(points: list[tuple[int, float]], stage: int = 1) -> Calls:
+    """The sums ``record.in_task`` keeps of a stage's calls, each (rows, seconds)."""
+    return Calls(stage, len(points), float(sum(r for r, _ in points)), sum(t for _, t in points),
+                 float(sum(r * r for r, _ in points)), sum(r * t for r, t in points),
+                 sum(t * t for _, t in points))  # fmt: skip
+
+
+def uneven_calls(fixed_s: float, per_row_s: float, jitter_s: float) -> list[tuple[int, float]]:
+    """Blocks of 125 rows cut into batches of 16: seven of 16 rows and one of 13 each, every call off by a normal
+    scatter of ``jitter_s`` (seeded)."""
+    scatter = random.Random(0)
+    return [(r, fixed_s + per_row_s * r + scatter.gauss(0, jitter_s)) for r in ([16] * 7 + [13]) * 40]
+
+
+def test_a_runs_calls_of_several_sizes_measure_the_functions_own_fixed_cost_per_call() -> None:
+    service = predict.call_cost(calls(uneven_calls(0.040, 1e-6, 2e-4)))  # a 40 ms service call per batch
+    assert service is not None and service == pytest.approx(0.040, rel=0.02) and service < 0.040
+    per_row_only = predict.call_cost(calls(uneven_calls(0.0, 2e-3, 2e-4)))  # work in proportion to rows
+    assert per_row_only is not None and per_row_only < 1e-3
+    scattered = predict.call_cost(calls(uneven_calls(0.004, 1e-3, 0.02)))  # the scatter hides 4 ms
+    assert scattered == 0.0
+    assert predict.call_cost(calls([(16, 0.04)] * 50)) is None  # one size: no line
+    assert predict.call_cost(calls([(16, 0.04), (13, 0.04)])) is None  # two calls: no scatter to weigh
+
+
+def test_the_fixed_cost_per_batch_adds_the_functions_own_cost_per_call_measured_on_the_run() -> None:
+    """12 ms a call fixed plus 0.5 ms a row, at 8 rows and 5 (a block's last batch): the 16 ms a batch takes is
+    mostly the call's own, which Ray's framing (0.8 ms a batch) does not see."""
+    run = small_batches_run()
+    points = [(r, 0.012 + 5e-4 * r + 1e-4 * (-1) ** i) for i, r in enumerate(([8] * 4 + [5]) * 250)]
+    execution = run.executions[0]
+    stats = (execution.stats[0], dataclasses.replace(execution.stats[1], calls=(calls(points),)))
+    facts = Facts.of(with_(run, executions=(dataclasses.replace(execution, stats=stats),)))
+    model = predict.batch_model(facts, 1, 8)
+    assert model is not None and model[1] == pytest.approx(FRAME_PER_BATCH_S + 0.012, rel=0.02)
+    [move] = [p for p in _batch_moves(facts)]
+    assert "12.0 ms a call fitted on this run's calls" in move.reason
+    assert _size(move) > _size(_batch_moves(small_batches())[0])  # a larger fixed share asks for larger batches
 
 
 def _batch_moves(facts: Facts) -> list[Proposal]:

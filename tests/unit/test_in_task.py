@@ -207,3 +207,30 @@ def test_an_operator_with_no_finished_task_gets_its_running_tasks_figures_when_i
     assert read == ray[0]  # a finished task: Ray's figures stand
     assert running.running and (running.rows_in, running.busy_s, running.cpu_s, running.udf_s) == (3_000, 5.0, 4.4, 4.0)
     assert running.task_s.count == 1 and running.peak_uss_bytes == 5e8  # one process, one task; Ray's memory kept
+
+
+def test_the_wrapper_keeps_the_sums_a_line_of_call_time_on_rows_is_fitted_from(sender: FakeSender) -> None:
+    wrapped = in_task.counting(double, 4, "double")
+    wrapped(pd.DataFrame({"x": range(10)}))
+    in_task._counts.sent[4] = time.perf_counter() - in_task.SEND_EVERY_S
+    wrapped(pd.DataFrame({"x": range(4)}))
+    last = [m for m in sender.sent if isinstance(m, UdfRows)][-1]
+    assert (last.calls, last.rows, last.rows_sq) == (2, 14, 116.0)
+    assert 0 < last.s_sq <= last.udf_s**2 and 0 < last.rows_s <= 10 * last.udf_s
+
+
+def test_each_stage_of_an_operator_gets_its_calls_since_its_execution_started_summed_over_processes() -> None:
+    fold = in_task.InTaskRows()
+    fold.fold(_started(0))
+    fold.add(UdfRows(1.0, 1, 10, 100, 1.0, calls=10, rows_sq=1000.0, rows_s=10.0, s_sq=0.1))
+    fold.fold(_started(1))  # a later execution of the same stages counts from here
+    fold.add(UdfRows(2.0, 1, 10, 160, 1.5, calls=14, rows_sq=1900.0, rows_s=15.0, s_sq=0.15))
+    fold.add(UdfRows(2.0, 1, 11, 30, 0.2, calls=3, rows_sq=300.0, rows_s=2.0, s_sq=0.02))
+    fold.add(UdfRows(2.0, 2, 11, 30, 0.3, calls=3, rows_sq=300.0, rows_s=3.0, s_sq=0.03))  # fused after the first
+    ray = OperatorStats(str(OpId(1, "MapBatches(double)", 2)), rows_in=90, task_s=Dist.of([1.0]))
+    [stats] = fold.fold(ExecutionEnded(1, 9.0, None, (ray,))).stats
+    first, second = stats.calls
+    assert (first.stage, first.count, first.rows, first.rows_sq, first.rows_seconds) == (1, 7, 90.0, 1200.0, 7.0)
+    assert first.seconds == pytest.approx(0.7) and first.seconds_sq == pytest.approx(0.07)
+    assert (second.stage, second.count, second.rows) == (2, 3, 30.0)
+    assert not stats.running and stats.rows_in == 90  # Ray's figures otherwise stand

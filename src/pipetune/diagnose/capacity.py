@@ -18,7 +18,7 @@ from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
 from pipetune.diagnose.facts import BatchCost, Facts
 from pipetune.diagnose.findings import Fix
 from pipetune.diagnose.fusion import cpus_of, fused_into_pool, fuses_at, pieces_after, stage_times
-from pipetune.model import Knobs, Operator, OperatorStats, Run, Stage, StageKind, TaskSpan
+from pipetune.model import Calls, Knobs, Operator, OperatorStats, Run, Stage, StageKind, TaskSpan
 
 
 def run_speedup(facts: Facts, op: Operator, op_speedup: float) -> float:
@@ -71,8 +71,8 @@ def _tasks(facts: Facts, op: Operator) -> int:
 def batch_model(facts: Facts, stage: int, batch: int) -> tuple[float, float, float] | None:
     """(stage seconds, fixed seconds per batch, seconds per row) of a stage run at ``batch`` rows per batch. The
     fixed part is the one fitted on runs at several batch sizes where the study has them (``fit_batch_cost``),
-    else Ray's own framing per batch measured on this run (``framing_per_batch``); either way at most the
-    stage's measured time per batch. None where neither is known (a run recorded before framing was kept)."""
+    else this run's own (``_fixed_per_batch``: Ray's framing, and the function's fixed cost per call where its
+    calls measure one); either way at most the stage's measured time per batch. None where none is known."""
     op, rate = facts.operator_of(stage), facts.rate_of(stage)
     stats = facts.stage_stats(stage)
     if op is None or rate is None or stats is None or rate.rows <= 0:
@@ -80,11 +80,52 @@ def batch_model(facts: Facts, stage: int, batch: int) -> tuple[float, float, flo
     stage_s = _stage_s(op, stats, stage)
     per_batch = stage_s / max(rate.rows / batch, 1.0)
     cost = facts.batch_costs.get(stage)
-    prior = cost.fixed_s if cost is not None else framing_per_batch(facts.run, op, stats, rate.rows)
+    prior = cost.fixed_s if cost is not None else _fixed_per_batch(facts, stage, rate.rows)
     if prior is None:
         return None
     fixed = min(per_batch, prior)
     return stage_s, fixed, (per_batch - fixed) / batch
+
+
+def _fixed_per_batch(facts: Facts, stage: int, rows: float) -> float | None:
+    """One run's fixed seconds per batch: Ray's framing (``framing_per_batch``) and the function's own fixed
+    cost per call where the run's calls measure one (``own_call_cost``)."""
+    op, stats = facts.operator_of(stage), facts.stage_stats(stage)
+    framing = framing_per_batch(facts.run, op, stats, rows) if op and stats else None
+    own = own_call_cost(facts, stage)
+    if framing is None and own is None:
+        return None
+    return (framing or 0.0) + (own or 0.0)
+
+
+def own_call_cost(facts: Facts, stage: int) -> float | None:
+    """The stage's batch function's fixed seconds per call, fitted on the run's calls (``call_cost``)."""
+    stats = facts.stage_stats(stage)
+    calls = next((c for c in stats.calls if c.stage == stage), None) if stats else None
+    return call_cost(calls) if calls is not None else None
+
+
+CALL_COST_SES = 2  # the issue's rule for a gain kept on one run, applied to a fitted intercept: twice its error
+
+
+def call_cost(calls: Calls) -> float | None:
+    """The batch function's own fixed seconds per call, from one run: the intercept of a least-squares line of
+    each call's seconds on its rows. Blocks that the batch size does not divide leave a smaller last batch, so
+    one run holds calls of several sizes. The intercept less ``CALL_COST_SES`` standard errors, at least zero:
+    a fixed cost the calls' own scatter cannot tell from none counts as none. None where every call had the
+    same rows (no line to fit) or there were too few calls to say how far they scatter."""
+    n = calls.count
+    if n < 3:
+        return None
+    mean_r, mean_s = calls.rows / n, calls.seconds / n
+    sxx = calls.rows_sq - n * mean_r**2
+    if sxx <= 1e-9 * calls.rows_sq:  # every call the same size, to rounding
+        return None
+    sxy = calls.rows_seconds - n * mean_r * mean_s
+    slope = sxy / sxx
+    scatter = max(calls.seconds_sq - n * mean_s**2 - slope * sxy, 0.0) / (n - 2)
+    error = math.sqrt(scatter * (1 / n + mean_r**2 / sxx))
+    return max(mean_s - slope * mean_r - CALL_COST_SES * error, 0.0)
 
 
 def framing_per_batch(run: Run, op: Operator, stats: OperatorStats, rows: float) -> float | None:
@@ -92,7 +133,8 @@ def framing_per_batch(run: Run, op: Operator, stats: OperatorStats, rows: float)
     the run (``frame_s``) and shared evenly by every batch of the operator's batching stages. At small batches
     it is nearly all fixed cost (measured: a pandas map_batches spent 0.80-0.87 ms a batch on it at 16 to 256
     rows, 200k rows); at large ones it also holds per-row conversion, where a fixed cost barely weighs. A UDF's
-    own per-call cost is not in it: that only a second batch size measures (``fit_batch_cost``)."""
+    own per-call cost is not in it: that the run's calls of several sizes measure (``own_call_cost``), or a second
+    batch size (``fit_batch_cost``)."""
     if stats.frame_s is None:
         return None
     sizes = [run.stage(i).knobs.batch_size for i in op.stages if run.stage(i).method == "map_batches"]

@@ -30,7 +30,7 @@ import msgspec
 
 from pipetune.capture import ExecutionEnded, ExecutionStarted, Message, OpId, OpSamples, UdfRows
 from pipetune.metrics import SAMPLE_INTERVAL_S, declared
-from pipetune.model import Dist, OperatorStats
+from pipetune.model import Calls, Dist, OperatorStats
 from pipetune.record import remote
 from pipetune.record.channel import Sender
 
@@ -104,6 +104,7 @@ class _Counts:
         self.lock = threading.Lock()
         self.rows: dict[int, int] = {}
         self.udf_s: dict[int, float] = {}
+        self.squares: dict[int, tuple[int, float, float, float]] = {}  # calls, sums of rows², rows·s, s²
         self.began: dict[int, tuple[float, float]] = {}  # at the first batch's end: (wall clock, process CPU)
         self.sent: dict[int, float] = {}
         self.sender: Sender | None = None
@@ -116,8 +117,11 @@ _counts = _Counts()
 def _tally(stage: int, batch: Any, began: float) -> None:
     now, c = time.perf_counter(), _counts
     with c.lock:
-        rows = c.rows[stage] = c.rows.get(stage, 0) + batch_rows(batch)
-        udf_s = c.udf_s[stage] = c.udf_s.get(stage, 0.0) + now - began
+        n, took = batch_rows(batch), now - began
+        rows = c.rows[stage] = c.rows.get(stage, 0) + n
+        udf_s = c.udf_s[stage] = c.udf_s.get(stage, 0.0) + took
+        calls, rows_sq, rows_s, s_sq = c.squares.get(stage, (0, 0.0, 0.0, 0.0))
+        squares = c.squares[stage] = (calls + 1, rows_sq + n * n, rows_s + n * took, s_sq + took * took)
         if stage not in c.began:  # the process's CPU clock is read once, not on every batch
             c.began[stage] = (now, time.process_time())
         first_wall, first_cpu = c.began[stage]
@@ -129,7 +133,7 @@ def _tally(stage: int, batch: Any, began: float) -> None:
             c.sender, c.connected = remote.connect(path), True
     if c.sender is not None:
         cpu_s = time.process_time() - first_cpu  # this process's, Ray's batching in it included
-        c.sender.send(UdfRows(now, stage, os.getpid(), rows, udf_s, cpu_s, now - first_wall))
+        c.sender.send(UdfRows(now, stage, os.getpid(), rows, udf_s, cpu_s, now - first_wall, *squares))
 
 
 # -- the recorder's side ---------------------------------------------------------------------------------
@@ -147,7 +151,7 @@ class InTaskRows:
     def __init__(self) -> None:
         self._latest: dict[tuple[int, int], UdfRows] = {}  # (stage, pid) -> its latest figures
         self._at_start: dict[tuple[int, int], UdfRows] = {}  # the same, when the stage's execution started
-        self._first: dict[OpId, int] = {}  # operator -> its first stage
+        self._stages: dict[OpId, tuple[int, ...]] = {}  # operator -> its stages, in chain order
 
     def add(self, message: UdfRows) -> None:
         key = (message.stage, message.pid)
@@ -162,39 +166,58 @@ class InTaskRows:
             values = {op: self._with_rows(op, v) for op, v in message.values.items()}
             return msgspec.structs.replace(message, values=values)
         if isinstance(message, ExecutionEnded):
-            stats = tuple(self._with_running(s) for s in message.stats)
+            stats = tuple(self._with_calls(self._with_running(s)) for s in message.stats)
             return msgspec.structs.replace(message, stats=stats)
         return message
 
     def _started(self, message: ExecutionStarted) -> None:
-        stages = set()
-        for op in message.operators:
-            if op.stages:
-                self._first[OpId.parse(op.uid)] = op.stages[0]
-                stages.add(op.stages[0])
+        ops = {OpId.parse(op.uid): op.stages for op in message.operators if op.stages}
+        self._stages.update(ops)
+        stages = {stage for chain in ops.values() for stage in chain}
         self._at_start.update({key: m for key, m in self._latest.items() if key[0] in stages})
+
+    def _first(self, op: OpId) -> int | None:
+        stages = self._stages.get(op)
+        return stages[0] if stages else None
 
     def _since_start(self, stage: int) -> list[UdfRows]:
         """Each process's figures for ``stage`` since its execution started."""
-        out = []
-        for key, m in self._latest.items():
-            if key[0] == stage:
-                old = self._at_start.get(key, UdfRows(0.0, stage, key[1], 0))
-                out.append(UdfRows(m.t, stage, key[1], m.rows - old.rows, m.udf_s - old.udf_s,
-                                   m.cpu_s - old.cpu_s, m.busy_s - old.busy_s))  # fmt: skip
+        out = [_minus(m, self._at_start.get(key)) for key, m in self._latest.items() if key[0] == stage]
         return [m for m in out if m.rows > 0]
 
     def _with_rows(self, op: OpId, values: dict[str, float]) -> dict[str, float]:
-        stage = self._first.get(op)
+        stage = self._first(op)
         rows = sum(m.rows for m in self._since_start(stage)) if stage is not None else 0
         return {**values, UDF_ROWS: float(rows)} if rows > 0 else values
 
     def _with_running(self, stats: OperatorStats) -> OperatorStats:
-        stage = self._first.get(OpId.parse(stats.uid))
+        stage = self._first(OpId.parse(stats.uid))
         if stats.task_s.count > 0 or stage is None:
             return stats
         counted = self._since_start(stage)
         return running_stats(stats, counted) if counted else stats
+
+    def _with_calls(self, stats: OperatorStats) -> OperatorStats:
+        """The operator's stages' calls since its execution started, each process's summed (``model.Calls``)."""
+        counted = [(stage, self._since_start(stage)) for stage in self._stages.get(OpId.parse(stats.uid), ())]
+        calls = tuple(calls_of(stage, ms) for stage, ms in counted if ms)
+        return dataclasses.replace(stats, calls=calls) if calls else stats
+
+
+def _minus(m: UdfRows, old: UdfRows | None) -> UdfRows:
+    """A process's figures since ``old`` (nothing: since it started)."""
+    if old is None:
+        return m
+    return UdfRows(m.t, m.stage, m.pid, m.rows - old.rows, m.udf_s - old.udf_s, m.cpu_s - old.cpu_s,
+                   m.busy_s - old.busy_s, m.calls - old.calls, m.rows_sq - old.rows_sq, m.rows_s - old.rows_s,
+                   m.s_sq - old.s_sq)  # fmt: skip
+
+
+def calls_of(stage: int, counted: list[UdfRows]) -> Calls:
+    """The calls of ``stage`` that the processes counted, summed."""
+    return Calls(stage, sum(m.calls for m in counted), float(sum(m.rows for m in counted)),
+                 sum(m.udf_s for m in counted), sum(m.rows_sq for m in counted),
+                 sum(m.rows_s for m in counted), sum(m.s_sq for m in counted))  # fmt: skip
 
 
 def running_stats(ray: OperatorStats, counted: list[UdfRows]) -> OperatorStats:

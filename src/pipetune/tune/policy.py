@@ -457,10 +457,10 @@ def _batch_moves(facts: Facts) -> Iterator[Proposal]:
 
 def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, floor: int = 0) -> Proposal | None:
     """The stage's batch at the size the model asks for, at least ``floor`` (the guide's range, from the doctor's
-    finding). Until a second batch size is measured the fixed cost is Ray's framing alone, without the UDF's
-    own cost per call (a model's, a service's): a move the guide's range asks for then predicts ``at_least``
-    its gain (measured: the MiniLM example's 4 -> 16 gained 13% in two studies, where its framing predicted
-    4.6%)."""
+    finding). Until a second batch size is measured, or the run's own calls of several sizes measure the UDF's
+    own cost per call (a model's, a service's), the fixed cost is Ray's framing alone: a move the guide's range
+    asks for then predicts ``at_least`` its gain (measured: the MiniLM example's 4 -> 16 gained 13% in two
+    studies, where its framing predicted 4.6%)."""
     proposed = predict.sized_batch(facts, stage, batch, floor)
     if proposed is None or proposed <= batch:
         return None
@@ -476,15 +476,18 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
         else "small batches"
     )
     what = f"stage {stage} {change('batch_size', batch, proposed)}"
-    at_least = floor > batch and stage not in facts.batch_costs  # the guide's range asks, the UDF's calls unmeasured
+    unmeasured = stage not in facts.batch_costs and predict.own_call_cost(facts, stage) is None
+    at_least = floor > batch and unmeasured  # the guide's range asks; the UDF's own cost per call is not known
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain, at_least)
 
 
 def _fixed_source(facts: Facts, stage: int) -> str:
-    cost = facts.batch_costs.get(stage)
-    if cost is None:
-        return "Ray's batch framing measured on this run, until a second batch size is measured"
-    return "measured at batch sizes " + ", ".join(str(b) for b in cost.batches)
+    cost, own = facts.batch_costs.get(stage), predict.own_call_cost(facts, stage)
+    if cost is not None:
+        return "measured at batch sizes " + ", ".join(str(b) for b in cost.batches)
+    if own is not None:
+        return f"Ray's batch framing and {own * 1000:.1f} ms a call fitted on this run's calls of several sizes"
+    return "Ray's batch framing measured on this run, until a second batch size is measured"
 
 
 def _loop_batch_moves(facts: Facts, bound: Finding | None, allow: frozenset[str]) -> Iterator[Proposal]:
