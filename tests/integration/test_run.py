@@ -243,4 +243,4 @@ def test_a_running_tasks_rows_are_counted_in_its_workers_and_its_operator_keeps_
     assert max(counted) <= 3000 and view["rows"] == 3000  # the script's own result is untouched
     stats = run.stats_of(op.uid)
     assert stats is not None and [c.stage for c in stats.calls] == [1]  # each call timed, with its rows
-    assert 0 < stats.calls[0].count and stats.calls[0].rows == 2 * stats.calls[0].count <= 3000
+    assert stats.calls[0].count > 0 and stats.calls[0].rows == 2 * stats.calls[0].count <= 3000
