@@ -142,3 +142,17 @@ def test_below_the_guides_range_a_framing_only_gain_is_a_lower_bound_and_the_tri
     assert ModelGuided().propose(view) == guided
     fitted = View(Settings(), facts.run, frozenset(), noise_pct=5.0, batch_costs={1: BatchCost(3e-4, 2e-3, (8, 32))})
     assert ModelGuided().propose(fitted) is None
+
+
+def test_where_a_batch_costs_the_same_at_any_size_it_goes_to_a_tasks_rows_in_one_step() -> None:
+    """A service call of 16 ms a batch, whatever its rows: the whole of each batch's time is fixed, so the model
+    asks for no bound of its own; a task's rows bound the batch (a larger one would bundle blocks)."""
+    run = small_batches_run()
+    points = [(r, 0.016 + 1e-5 * (-1) ** (i // 5)) for i, r in enumerate(([8] * 4 + [5]) * 250)]
+    execution = run.executions[0]
+    stats = (execution.stats[0], dataclasses.replace(execution.stats[1], calls=(calls(points),)))
+    facts = Facts.of(with_(run, executions=(dataclasses.replace(execution, stats=stats),)))
+    rows = predict.rows_per_task(facts, 1)
+    assert rows is not None and rows > 8 * 64  # more than the x64 a step was once held to
+    assert predict.batch_for(facts, 1, 8) == predict.UNBOUNDED_BATCH
+    assert predict.sized_batch(facts, 1, 8) == int(rows)

@@ -93,7 +93,9 @@ def test_stages_that_limit_together_are_changed_together_and_ray_defaults_weighe
     first = next(t for t in done.trials if t.role is Role.TRIAL)
     assert first.rule == "joint (model)"
     assert {(s.selector, s.knob) for s in first.settings.stages} == {(str(i), "batch_size") for i in range(1, 5)}
-    assert any("default" in a for t in done.trials for a in t.settings.to_args())  # Ray's defaults were weighed
+    weighed = any("default" in a for t in done.trials for a in t.settings.to_args())
+    at_bound = done.finished is not None and "hardware bound" in done.finished["reason"]  # nothing can beat it
+    assert weighed or at_bound  # Ray's defaults were measured, unless the study ended at the bound
 
 
 def test_a_joint_change_that_loses_is_bisected_to_the_part_that_hurt(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def run_speedup(facts: Facts, op: Operator, op_speedup: float) -> float:
     exec_s = execution.ended_t - execution.started_t
     fixed = max(run.wall_s - exec_s, 0.0)
     bottleneck = min(r.headroom for r in facts.rates.values())
-    if rate.headroom > 2 * bottleneck:
+    if rate.headroom > th.LIMITING_BESIDE_BOTTLENECK.value * bottleneck:
         return 1.0  # not what the pipeline waits for: speeding it up changes nothing
     others = [r.headroom for r in facts.rates.values() if r.uid != op.uid]
     cap = max(min(others) / rate.headroom, 1.0) if others else math.inf  # until the next operator limits it
@@ -212,15 +212,20 @@ def batch_speedup(facts: Facts, stage: int, batch: int, proposed: int) -> float:
 
 
 def batch_for(facts: Facts, stage: int, batch: int, rate: OperatorRate | None = None) -> int | None:
-    """The batch size at which fixed per-batch costs fall under the target share: a power of two, at most x64."""
+    """The batch size at which fixed per-batch costs fall under the target share: a power of two, at least
+    double the batch. Unbounded where the run measured no cost per row: what bounds a batch is a task's rows and
+    the memory a worker has, which ``sized_batch`` applies."""
     model = batch_model(facts, stage, batch)
     if model is None:
         return None
     _, fixed, per_row = model
-    target = th.BATCH_OVERHEAD_TARGET.value
-    wanted = fixed / (target * per_row) if per_row > 0 else batch * 64
-    proposed = 2 ** math.ceil(math.log2(max(wanted, 1)))
-    return int(min(max(proposed, batch * 2), batch * 64))
+    if per_row <= 0:
+        return UNBOUNDED_BATCH
+    wanted = fixed / (th.BATCH_OVERHEAD_TARGET.value * per_row)
+    return max(int(2 ** math.ceil(math.log2(max(wanted, 1)))), batch * 2)
+
+
+UNBOUNDED_BATCH = 1 << 30  # no bound: larger than any block's rows
 
 
 BATCH_MEMORY_SHARE = th.MEMORY_TARGET[0]  # guide: batches should keep worker memory within 60-80%
@@ -229,17 +234,19 @@ BATCH_COPIES = 4  # assumed, not measured: a UDF holds a few copies of its batch
 
 def sized_batch(facts: Facts, stage: int, batch: int, floor: int = 0) -> int | None:
     """The batch size the model asks for (fixed per-batch costs under the tuning aim), at least ``floor``, and
-    never more than a task's rows or the guide's memory share allow. The doctor's fix and the tuner's move."""
+    never more than a task's rows or the guide's memory share allow; None where nothing measured bounds it. The
+    doctor's fix, the tuner's move and the plan's batch."""
     proposed = batch_for(facts, stage, batch)
     if proposed is None:
         return None
-    return min(max(proposed, floor), memory_cap(facts, stage), block_cap(facts, stage, batch))
+    sized = min(max(proposed, floor), memory_cap(facts, stage), block_cap(facts, stage, batch))
+    return sized if sized < UNBOUNDED_BATCH else None
 
 
 def block_cap(facts: Facts, stage: int, batch: int) -> int:
     """No more rows than a task gets: a larger batch bundles blocks and leaves fewer tasks to run at once."""
     rows = rows_per_task(facts, stage)
-    return 1 << 30 if rows is None else max(int(rows), batch)
+    return UNBOUNDED_BATCH if rows is None else max(int(rows), batch)
 
 
 def memory_cap(facts: Facts, stage: int) -> int:
@@ -249,7 +256,7 @@ def memory_cap(facts: Facts, stage: int) -> int:
     shares = [n.resources["memory"] / n.resources["CPU"] for n in facts.run.env.nodes
               if n.resources.get("CPU") and n.resources.get("memory")]  # fmt: skip
     if per_row is None or not shares:
-        return 1 << 30
+        return UNBOUNDED_BATCH
     return max(1, int(BATCH_MEMORY_SHARE * min(shares) / (BATCH_COPIES * per_row)))
 
 
@@ -717,7 +724,7 @@ def _sized(facts: Facts, op: Operator, rate: OperatorRate, now: int, most: int,
     for actors in range(min(2 * now, most), now, -1):
         share = share_of(actors)
         busy = min(actors, facts.cpus / max(rate.cores_per_task, 0.1))  # actors beyond the cores share them
-        if share is not None and busy > rate.slots + 0.25:
+        if share is not None and busy > rate.slots + th.SLOT_SLACK.value:  # more busy actors than ran, not rounding
             why = f"the pool of {now} limits the pipeline and its start-up cost was not measured: at most x2"
             return actors, share, run_speedup(facts, op, busy / max(rate.slots, 1.0)), why
     return None

@@ -43,6 +43,11 @@ BATCH_GPU_INFERENCE = (32, 128)
 # Balance and skew
 SATURATED_HEADROOM = Threshold(1.5, "measured: headroom under 1.5x means the stage ran near its capacity")
 LIMITING_HEADROOM = Threshold(3.0, "measured: a stage with over 3x headroom does not limit the pipeline")
+LIMITING_BESIDE_BOTTLENECK = Threshold(
+    LIMITING_HEADROOM.value / SATURATED_HEADROOM.value,
+    "derived: the bottleneck's headroom scaled as the two above, a stage near capacity (1.5x) to one that does "
+    "not limit (3x): an operator with over twice the bottleneck's headroom is not what the pipeline waits for",
+)
 LARGE_INQUEUE_BLOCKS = Threshold(2.0, "measured: a mean of 2+ blocks waiting at a stage's input is a queue")
 SKEW_P90_OVER_P50 = Threshold(3.0, "measured: p90 task time over 3x the median is skew, not noise")
 SKEW_MAX_OVER_MEAN_ROWS = Threshold(4.0, "measured: a block with 4x the mean rows is uneven")

@@ -48,7 +48,7 @@ def with_loads(measured: list[StageIn], read: list[StageIn]) -> list[StageIn]:
 def _batch(facts: Facts, stage: int, batch: int | None) -> Value | None:
     if not batch:
         return None
-    proposed = batch_model.batch_for(facts, stage, batch)
+    proposed = batch_model.sized_batch(facts, stage, batch)
     model = batch_model.batch_model(facts, stage, batch)
     if proposed is None or model is None or proposed <= batch:
         return None
