@@ -9,7 +9,7 @@ import pytest
 
 from pipetune.diagnose import BatchCost, Facts
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Calls
+from pipetune.model import Calls, Run
 from pipetune.settings import Settings
 from pipetune.tune.policy import ModelGuided, Proposal, View, candidates
 from pipetune.tune.steps import batch_costs
@@ -77,6 +77,17 @@ def uneven_calls(fixed_s: float, per_row_s: float, jitter_s: float) -> list[tupl
     return [(r, fixed_s + per_row_s * r + scatter.gauss(0, jitter_s)) for r in ([16] * 7 + [13]) * 40]
 
 
+# 12 ms a call fixed plus 0.5 ms a row, at 8 rows and 5 (a block's last batch), each call off by 0.1 ms
+TWELVE_MS_A_CALL = [(r, 0.012 + 5e-4 * r + 1e-4 * (-1) ** i) for i, r in enumerate(([8] * 4 + [5]) * 250)]
+
+
+def with_calls(run: Run, points: list[tuple[int, float]]) -> Run:
+    """The run with its map stage's calls (``small_batches_run``'s stage 1) as ``points``."""
+    execution = run.executions[0]
+    stats = (execution.stats[0], dataclasses.replace(execution.stats[1], calls=(calls(points),)))
+    return with_(run, executions=(dataclasses.replace(execution, stats=stats),))
+
+
 def test_a_runs_calls_of_several_sizes_measure_the_functions_own_fixed_cost_per_call() -> None:
     service = predict.call_cost(calls(uneven_calls(0.040, 1e-6, 2e-4)))  # a 40 ms service call per batch
     assert service is not None and service == pytest.approx(0.040, rel=0.02) and service < 0.040
@@ -91,11 +102,7 @@ def test_a_runs_calls_of_several_sizes_measure_the_functions_own_fixed_cost_per_
 def test_the_fixed_cost_per_batch_adds_the_functions_own_cost_per_call_measured_on_the_run() -> None:
     """12 ms a call fixed plus 0.5 ms a row, at 8 rows and 5 (a block's last batch): the 16 ms a batch takes is
     mostly the call's own, which Ray's framing (0.8 ms a batch) does not see."""
-    run = small_batches_run()
-    points = [(r, 0.012 + 5e-4 * r + 1e-4 * (-1) ** i) for i, r in enumerate(([8] * 4 + [5]) * 250)]
-    execution = run.executions[0]
-    stats = (execution.stats[0], dataclasses.replace(execution.stats[1], calls=(calls(points),)))
-    facts = Facts.of(with_(run, executions=(dataclasses.replace(execution, stats=stats),)))
+    facts = Facts.of(with_calls(small_batches_run(), TWELVE_MS_A_CALL))
     model = predict.batch_model(facts, 1, 8)
     assert model is not None and model[1] == pytest.approx(FRAME_PER_BATCH_S + 0.012, rel=0.02)
     [move] = [p for p in _batch_moves(facts)]
@@ -147,12 +154,26 @@ def test_below_the_guides_range_a_framing_only_gain_is_a_lower_bound_and_the_tri
 def test_where_a_batch_costs_the_same_at_any_size_it_goes_to_a_tasks_rows_in_one_step() -> None:
     """A service call of 16 ms a batch, whatever its rows: the whole of each batch's time is fixed, so the model
     asks for no bound of its own; a task's rows bound the batch (a larger one would bundle blocks)."""
-    run = small_batches_run()
     points = [(r, 0.016 + 1e-5 * (-1) ** (i // 5)) for i, r in enumerate(([8] * 4 + [5]) * 250)]
-    execution = run.executions[0]
-    stats = (execution.stats[0], dataclasses.replace(execution.stats[1], calls=(calls(points),)))
-    facts = Facts.of(with_(run, executions=(dataclasses.replace(execution, stats=stats),)))
+    facts = Facts.of(with_calls(small_batches_run(), points))
     rows = predict.rows_per_task(facts, 1)
     assert rows is not None and rows > 8 * 64  # more than the x64 a step was once held to
     assert predict.batch_for(facts, 1, 8) == predict.UNBOUNDED_BATCH
     assert predict.sized_batch(facts, 1, 8) == int(rows)
+
+
+def test_the_summary_and_the_json_view_show_the_fixed_cost_a_call_the_run_measured() -> None:
+    from pipetune.report.figures import run_view
+    from pipetune.report.terminal import console, run_summary
+
+    run = small_batches_run()
+    measured = with_calls(run, TWELVE_MS_A_CALL)
+    terminal = console(width=200)
+    with terminal.capture() as shown:
+        terminal.print(run_summary(measured))
+    assert "fixed cost a call, fitted on the run's calls of several sizes: map_batches(work) 12.0 ms" in shown.get()
+    figures = [s["figures"]["call_fixed_s"] for s in run_view(measured)["stages"]]
+    assert figures[0] is None and figures[1] == pytest.approx(0.012, rel=0.02)
+    with terminal.capture() as plain:
+        terminal.print(run_summary(run))
+    assert "fixed cost a call" not in plain.get()  # nothing measured: nothing said

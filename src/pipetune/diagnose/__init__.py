@@ -6,7 +6,7 @@ the order of changes.
 """
 
 from pipetune.diagnose.bottleneck import Bottleneck, OperatorRate, find_bottleneck, operator_rates, usable_slots
-from pipetune.diagnose.capacity import Room, as_run, concurrency_cap, pool_size, reservations, rooms
+from pipetune.diagnose.capacity import Room, as_run, concurrency_cap, own_call_cost, pool_size, reservations, rooms
 from pipetune.diagnose.consumers import Consumption, blocked_between, blocked_shares, consumption, parse_source
 from pipetune.diagnose.engine import Diagnosis, classify, diagnose
 from pipetune.diagnose.facts import BatchCost, Facts, OpType, bottleneck_label
@@ -68,6 +68,7 @@ __all__ = [
     "noise_band",
     "oom_limits",
     "operator_rates",
+    "own_call_cost",
     "parse_source",
     "pool_size",
     "reads",

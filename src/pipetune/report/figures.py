@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipetune._serde import to_plain
-from pipetune.diagnose import Bottleneck, Facts, consumption, lead_stage, stage_times
+from pipetune.diagnose import Bottleneck, Facts, consumption, lead_stage, own_call_cost, stage_times
 from pipetune.model import Operator, OperatorStats, Run, Stage
 
 
@@ -31,6 +31,7 @@ class StageFigures:
     headroom: float | None
     bottleneck: bool
     running: bool = False  # the figures are its running tasks' (a stopped run; ``OperatorStats.running``)
+    call_fixed_s: float | None = None  # its UDF's own fixed seconds a call, fitted on the run's calls (capacity)
 
 
 def stage_figures(run: Run, facts: Facts | None = None) -> list[StageFigures]:
@@ -63,6 +64,7 @@ def _figures(facts: Facts, stage: Stage) -> StageFigures:
         headroom=rate.headroom if rate else None,
         bottleneck=bool(bottleneck and op and bottleneck.rate.uid == op.uid),
         running=stats.running,
+        call_fixed_s=own_call_cost(facts, stage.index),
     )
 
 

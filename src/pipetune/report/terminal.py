@@ -26,7 +26,11 @@ _STATUS_STYLE = {
 
 def run_summary(run: Run) -> Group:
     facts = Facts.of(run)
-    parts: list[Text | Table] = [_headline(run), _stage_table(stage_figures(run, facts))]
+    figures = stage_figures(run, facts)
+    parts: list[Text | Table] = [_headline(run), _stage_table(figures)]
+    calls = [f"{f.stage.label} {f.call_fixed_s * 1000:.1f} ms" for f in figures if f.call_fixed_s]
+    if calls:
+        parts.append(Text("fixed cost a call, fitted on the run's calls of several sizes: " + ", ".join(calls)))
     tree = pipeline_tree(run)
     if branches(tree):  # a straight chain reads from the table; branches and merges need the tree
         parts.append(Text("\n".join(["pipeline:", *tree_lines(tree)])))
