@@ -6,7 +6,7 @@
   tuning timed end to end;
 - TPE: Optuna's TPE sampler over the same grid, replayed on the grid's measured table (10 seeds).
 
-The five configurations are then run ``--repeats`` times each, interleaved (the order rotates every round), each
+The five configurations are then run ``--repeats`` times each, interleaved (a new seeded order each round), each
 run on a local Ray of its own, as a user's ``python script.py`` runs; with ``--shared-ray``, all on one local Ray
 started for the example and kept warm, as `pipetune tune` runs its trials and as the grid was measured. The two
 can rank configurations differently (workers already started, or not), which is why both exist.
@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -157,16 +159,33 @@ class Variant(NamedTuple):
 def side_by_side(
     name: str, variants: dict[str, Variant], ray: SharedRay | None, store: Path, limit: float, repeats: int
 ) -> dict[str, list[float]]:
-    """Every variant ``repeats`` times, interleaved (the order rotates each round), on ``ray`` or (None) each run
-    on a local Ray of its own: a run past ``limit`` counts as inf."""
+    """Every variant ``repeats`` times, interleaved, on ``ray`` or (None) each run on a local Ray of its own: a run
+    past ``limit`` counts as inf. Each round runs the variants in a new order, a seeded shuffle (``rounds``): a
+    rotation keeps each variant's predecessor, and a run can slow the one after it (on a shared Ray, its actors
+    and workers are still being torn down), which would then weigh on one variant every round."""
     times: dict[str, list[float]] = {k: [] for k in variants}
-    labels = list(variants)
-    for i in range(repeats):
-        for label in labels[i % len(labels) :] + labels[: i % len(labels)]:
+    for order in rounds(list(variants), repeats):
+        for label in order:
             v = variants[label]
             r = run_example(name, v.point, ray, store, limit, script=v.script)
             times[label].append(r["wall_s"] if r["status"] == "succeeded" else float("inf"))
     return times
+
+
+def rounds(labels: list[str], repeats: int, seed: int = 0, tries: int = 1000) -> list[list[str]]:
+    """``repeats`` orders of ``labels``, shuffles of a generator seeded once (a benchmark reruns the same way),
+    each drawn again until no variant follows the one it followed in an earlier round (while ``tries`` allow:
+    with more rounds than that permits, a repeat is kept)."""
+    rng, seen, out = random.Random(seed), set[tuple[str, str]](), list[list[str]]()
+    for _ in range(repeats):
+        for _ in range(tries):
+            order = rng.sample(labels, len(labels))
+            pairs = set(itertools.pairwise(order))
+            if not pairs & seen:
+                break
+        seen |= pairs
+        out.append(order)
+    return out
 
 
 def bench(name: str, ns: argparse.Namespace, store: Path, oracle: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +224,7 @@ def _bench(
             times = side_by_side(name, variants, None, store, limit, ns.repeats)
     row.update({label: statistics.median(t) for label, t in times.items()})
     row["side_by_side"] = times
+    row["orders"] = rounds(list(variants), ns.repeats)  # the order of each round, as side_by_side ran them
     row["tpe"] = tpe(name, oracle, ns.seeds, ns.budget)
     row["random"] = random_search(name, oracle, ns.seeds, ns.budget)
     return row
