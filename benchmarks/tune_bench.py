@@ -157,14 +157,14 @@ class Variant(NamedTuple):
 
 
 def side_by_side(
-    name: str, variants: dict[str, Variant], ray: SharedRay | None, store: Path, limit: float, repeats: int
+    name: str, variants: dict[str, Variant], ray: SharedRay | None, store: Path, limit: float, orders: list[list[str]]
 ) -> dict[str, list[float]]:
-    """Every variant ``repeats`` times, interleaved, on ``ray`` or (None) each run on a local Ray of its own: a run
-    past ``limit`` counts as inf. Each round runs the variants in a new order, a seeded shuffle (``rounds``): a
-    rotation keeps each variant's predecessor, and a run can slow the one after it (on a shared Ray, its actors
-    and workers are still being torn down), which would then weigh on one variant every round."""
+    """Every variant once a round, in each round's order (``rounds``), on ``ray`` or (None) each run on a local
+    Ray of its own: a run past ``limit`` counts as inf. A rotation would keep each variant's predecessor, and a
+    run can slow the one after it (on a shared Ray, its actors and workers are still being torn down), which
+    would then weigh on one variant every round."""
     times: dict[str, list[float]] = {k: [] for k in variants}
-    for order in rounds(list(variants), repeats):
+    for order in orders:
         for label in order:
             v = variants[label]
             r = run_example(name, v.point, ray, store, limit, script=v.script)
@@ -215,16 +215,17 @@ def _bench(
     with defaults_script(name) as plain:
         variants = {"shipped": Variant({}), "defaults": Variant({}, plain), "static": Variant(static),
                     "oracle": Variant(oracle["best"]), "tuned": Variant(row["tuned_settings"])}  # fmt: skip
+        orders = rounds(list(variants), ns.repeats)
         if cluster is not None:
-            times = side_by_side(name, variants, cluster, store, limit, ns.repeats)
+            times = side_by_side(name, variants, cluster, store, limit, orders)
         elif ns.shared_ray:
             with SharedRay() as ray:
-                times = side_by_side(name, variants, ray, store, limit, ns.repeats)
+                times = side_by_side(name, variants, ray, store, limit, orders)
         else:
-            times = side_by_side(name, variants, None, store, limit, ns.repeats)
+            times = side_by_side(name, variants, None, store, limit, orders)
     row.update({label: statistics.median(t) for label, t in times.items()})
     row["side_by_side"] = times
-    row["orders"] = rounds(list(variants), ns.repeats)  # the order of each round, as side_by_side ran them
+    row["orders"] = orders
     row["tpe"] = tpe(name, oracle, ns.seeds, ns.budget)
     row["random"] = random_search(name, oracle, ns.seeds, ns.budget)
     return row

@@ -80,19 +80,17 @@ def batch_model(facts: Facts, stage: int, batch: int) -> tuple[float, float, flo
     stage_s = _stage_s(op, stats, stage)
     per_batch = stage_s / max(rate.rows / batch, 1.0)
     cost = facts.batch_costs.get(stage)
-    prior = cost.fixed_s if cost is not None else _fixed_per_batch(facts, stage, rate.rows)
+    prior = cost.fixed_s if cost is not None else _fixed_per_batch(facts.run, op, stats, stage, rate.rows)
     if prior is None:
         return None
     fixed = min(per_batch, prior)
     return stage_s, fixed, (per_batch - fixed) / batch
 
 
-def _fixed_per_batch(facts: Facts, stage: int, rows: float) -> float | None:
+def _fixed_per_batch(run: Run, op: Operator, stats: OperatorStats, stage: int, rows: float) -> float | None:
     """One run's fixed seconds per batch: Ray's framing (``framing_per_batch``) and the function's own fixed
-    cost per call where the run's calls measure one (``own_call_cost``)."""
-    op, stats = facts.operator_of(stage), facts.stage_stats(stage)
-    framing = framing_per_batch(facts.run, op, stats, rows) if op and stats else None
-    own = own_call_cost(facts, stage)
+    cost per call where the run's calls measure one (``_stage_call_cost``)."""
+    framing, own = framing_per_batch(run, op, stats, rows), _stage_call_cost(stats, stage)
     if framing is None and own is None:
         return None
     return (framing or 0.0) + (own or 0.0)
@@ -101,7 +99,11 @@ def _fixed_per_batch(facts: Facts, stage: int, rows: float) -> float | None:
 def own_call_cost(facts: Facts, stage: int) -> float | None:
     """The stage's batch function's fixed seconds per call, fitted on the run's calls (``call_cost``)."""
     stats = facts.stage_stats(stage)
-    calls = next((c for c in stats.calls if c.stage == stage), None) if stats else None
+    return _stage_call_cost(stats, stage) if stats else None
+
+
+def _stage_call_cost(stats: OperatorStats, stage: int) -> float | None:
+    calls = next((c for c in stats.calls if c.stage == stage), None)
     return call_cost(calls) if calls is not None else None
 
 
@@ -211,7 +213,7 @@ def batch_speedup(facts: Facts, stage: int, batch: int, proposed: int) -> float:
     return stats.busy_s / (stats.busy_s - stage_s + stage_s * ratio)
 
 
-def batch_for(facts: Facts, stage: int, batch: int, rate: OperatorRate | None = None) -> int | None:
+def batch_for(facts: Facts, stage: int, batch: int) -> int | None:
     """The batch size at which fixed per-batch costs fall under the target share: a power of two, at least
     double the batch. Unbounded where the run measured no cost per row: what bounds a batch is a task's rows and
     the memory a worker has, which ``sized_batch`` applies."""
