@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pipetune.diagnose import Facts, Level
+from pipetune.model import Calls, Operator, StageKind
 from pipetune.settings import Settings
-from pipetune.tune.policy import Proposal, _joint, _weighed, smallest_batches
-from tests.unit.builders import small_batches_run
+from pipetune.tune.policy import Proposal, _joint, _weighed, measuring_batches, smallest_batches, stage_parts
+from tests.unit.builders import op_stats, pipeline, small_batches_run, stage
 
 
 def small_batches() -> Facts:
@@ -35,3 +36,42 @@ def test_a_joint_change_carries_only_the_parts_the_model_of_the_whole_credits() 
     assert kept.to_args() == ("1.batch_size=1024",) and left_out == ["0.repartition=8"]
     split = Proposal(Settings.from_args(["0.repartition=8"]), "8 blocks", "few-blocks", "", Level.PARALLELISM, 1.9)
     assert _joint(facts, [batch("1024", 1.2), split]) is None  # one stage left: its move goes on its own
+
+
+def scorer_run(cpu_s: float, calls: tuple[Calls, ...] = ()) -> Facts:
+    """read -> an actor pool of one that calls a service with 25-row batches out of 200-row blocks (1,000 rows,
+    5 tasks), busy 5 s, burning ``cpu_s`` of it; ``calls``: what the workers counted of its function."""
+    read = stage(0, "read_parquet", kind=StageKind.READ)
+    scorer = stage(1, "map_batches", "Scorer", kind=StageKind.ACTOR, concurrency=1, num_cpus=1.0, batch_size=25)
+    ops = [Operator("0/ReadFiles_1", "ReadFiles", (0,)),
+           Operator("0/MapBatches(Scorer)_2", "MapBatches(Scorer)", (1,), "actors", 1, 1.0)]  # fmt: skip
+    stats = [op_stats(ops[0].uid, 1000, 0.5, 0.5, tasks=5),
+             op_stats(ops[1].uid, 1000, 5.0, cpu_s, tasks=5, calls=calls)]  # fmt: skip
+    return Facts.of(pipeline(list(zip((read, scorer), ops, stats, strict=True))))
+
+
+def even_calls(rows: int, seconds: float, count: int = 40) -> Calls:
+    return Calls(1, count, rows * count, seconds * count, rows**2 * count, rows * seconds * count, seconds**2 * count)
+
+
+POOL = Proposal(Settings.from_args(["1.concurrency=4", "1.num_cpus=0.25"]), "pool", "", "", Level.PARALLELISM, 3.0)
+
+
+def test_a_waiting_stage_whose_cost_per_call_one_run_cannot_tell_goes_to_whole_blocks_with_its_pool() -> None:
+    """Every call had 25 rows: a wait per call and a wait per row look the same. The joint change carries Ray's
+    default batch (whole blocks) beside the pool, a part of its own, so its trial measures which it was."""
+    facts = scorer_run(cpu_s=0.5, calls=(even_calls(25, 0.125),))
+    joint = _joint(facts, [POOL])
+    assert joint is not None and joint.at_least  # the model cannot weigh the batch: a lower bound
+    assert sorted(joint.settings.to_args()) == ["1.batch_size=default", "1.concurrency=4", "1.num_cpus=0.25"]
+    assert [p.to_args() for p in stage_parts(joint.settings)] == [("1.concurrency=4", "1.num_cpus=0.25"),
+                                                                  ("1.batch_size=default",)]  # fmt: skip
+    assert "to measure" in joint.reason
+
+
+def test_no_batch_rides_along_where_the_run_measured_the_call_or_the_stage_computes() -> None:
+    two_sizes = Calls(1, 40, 25 * 20 + 13 * 20, 0.07 * 40, 625 * 20 + 169 * 20, 0.07 * 25 * 20 + 0.07 * 13 * 20,
+                      0.0049 * 40)  # fmt: skip
+    assert _joint(scorer_run(cpu_s=0.5, calls=(two_sizes,)), [POOL]) is None  # fitted: the batch move says
+    assert _joint(scorer_run(cpu_s=4.5, calls=(even_calls(25, 0.125),)), [POOL]) is None  # CPU per row: measured
+    assert measuring_batches(scorer_run(cpu_s=0.5), Settings.from_args(["1.batch_size=50"])) == []  # sized already

@@ -102,6 +102,19 @@ def own_call_cost(facts: Facts, stage: int) -> float | None:
     return _stage_call_cost(stats, stage) if stats else None
 
 
+def call_cost_unknown(facts: Facts, stage: int) -> bool:
+    """Whether the model cannot tell how much of the stage's batch time is paid once per call: no fit across
+    runs at several batch sizes (``facts.batch_costs``) and none on this run's own calls (every call had the
+    same rows, or the workers could not count them), while the stage's tasks wait for part of their time
+    (under ``COMPUTING_CORES``). A wait is outside the model: one request per batch (larger batches pay in
+    proportion) and one per row (they change nothing) look the same at one batch size. A stage that computes
+    for nearly all its time pays per row in its own CPU, which the rates measure."""
+    rate = facts.rate_of(stage)
+    if stage in facts.batch_costs or own_call_cost(facts, stage) is not None or rate is None:
+        return False
+    return rate.cores_per_task < th.COMPUTING_CORES.value
+
+
 def _stage_call_cost(stats: OperatorStats, stage: int) -> float | None:
     calls = next((c for c in stats.calls if c.stage == stage), None)
     return call_cost(calls) if calls is not None else None

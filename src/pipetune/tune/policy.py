@@ -258,15 +258,49 @@ def _joint(facts: Facts, proposals: list[Proposal], noise_pct: float = 0.0) -> P
         if not p.settings.context and all((s.selector, s.knob) not in chosen for s in p.settings.stages):
             chosen.update({(s.selector, s.knob): s for s in p.settings.stages})
     settings, left_out = _weighed(facts, Settings(tuple(chosen.values())), noise_pct)
+    measuring = measuring_batches(facts, settings)
+    settings = _merged([settings, *measuring])
+    left_out = [a for a in left_out if not any(a.startswith(f"{m.stages[0].selector}.batch_size=") for m in measuring)]
     if len(stage_parts(settings)) < 2:
-        return None  # one stage's moves are proposed one by one already
+        return None  # one move alone is proposed on its own already
     gain = _config_gain(facts, settings)
     what = "the model's optimum: " + ", ".join(a for a in settings.to_args())
     why = f"every stage's move at once, predicted {gain:.2f}x by the model of the whole pipeline"
     why += f"; {_alone(facts, settings)}"
     if left_out:
         why += f"; left out, tried on their own: {' '.join(left_out)} (the model adds nothing for them beside the rest)"
-    return Proposal(settings, what, "joint (model)", why, Level.PARALLELISM, gain)
+    if measuring:
+        why += f"; {' '.join(a for m in measuring for a in m.to_args())} to measure: {MEASURING_WHY}"
+    return Proposal(settings, what, "joint (model)", why, Level.PARALLELISM, gain, at_least=bool(measuring))
+
+
+MEASURING_WHY = (
+    "the stage's tasks wait for part of their time and one run at one batch size cannot tell a wait per call "
+    "(larger batches pay in proportion) from a wait per row (they change nothing), so its batch goes to Ray "
+    "Data's default, whole blocks, with the change its rates ask for: the trial measures what the model cannot"
+)
+
+
+def measuring_batches(facts: Facts, settings: Settings) -> list[Settings]:
+    """For each stage whose slots ``settings`` change and whose batch they leave alone, Ray Data's default
+    batch (whole blocks) where the model cannot tell the stage's fixed cost per call (``call_cost_unknown``),
+    its batches are smaller than its blocks and a whole block fits the guide's memory share. A larger batch
+    at a per-row cost changes neither the tasks (a task is a block either way) nor the time per row; at a per
+    call cost it divides the calls: the joint change can only gain by carrying it, and its trial measures
+    which (two-nodes bench pipeline: 25-row calls on 200-row blocks, each call a 60 ms request)."""
+    slots = {s.selector for s in settings.stages if s.knob != "batch_size"}
+    sized = {s.selector for s in settings.stages if s.knob == "batch_size"}
+    return [_one(int(sel), "batch_size", DEFAULT) for sel in sorted(slots - sized, key=int)
+            if _whole_blocks_measure(facts, facts.run.stage(int(sel)))]  # fmt: skip
+
+
+def _whole_blocks_measure(facts: Facts, stage: Stage) -> bool:
+    batch = stage.knobs.batch_size
+    if stage.method != "map_batches" or not batch or stage.knobs.num_gpus:  # Ray requires a GPU stage's batch
+        return False
+    whole = predict.block_cap(facts, stage.index, batch)
+    fits = whole <= predict.memory_cap(facts, stage.index)
+    return whole > batch and fits and predict.call_cost_unknown(facts, stage.index)
 
 
 def _weighed(facts: Facts, settings: Settings, noise_pct: float) -> tuple[Settings, list[str]]:
@@ -292,13 +326,19 @@ def _alone(facts: Facts, settings: Settings) -> str:
 
 
 def stage_parts(settings: Settings) -> list[Settings]:
-    """A change split by the stage each part sets, in the order given (the context, if any, travels with the
-    first): a change of two or more parts is a joint change, whose loss says nothing yet about each part."""
-    selectors = list(dict.fromkeys(s.selector for s in settings.stages))
-    parts = [Settings(tuple(s for s in settings.stages if s.selector == sel)) for sel in selectors]
+    """A change split by the stage each part sets, and within a stage its batch size apart from its other knobs
+    (the model predicts the two apart: fixed costs per call, slots), in the order given (the context, if any,
+    travels with the first): a change of two or more parts is a joint change, whose loss says nothing yet
+    about each part."""
+    groups = list(dict.fromkeys(_part_of(s) for s in settings.stages))
+    parts = [Settings(tuple(s for s in settings.stages if _part_of(s) == g)) for g in groups]
     if parts and settings.context:
         parts[0] = Settings(parts[0].stages, settings.context)
     return parts
+
+
+def _part_of(setting: StageSetting) -> tuple[str, bool]:
+    return setting.selector, setting.knob == "batch_size"
 
 
 def bisections(facts: Facts, view: View) -> Iterator[Proposal]:
