@@ -5,7 +5,16 @@ from __future__ import annotations
 from pipetune.diagnose import Facts, Level
 from pipetune.model import Calls, Operator, StageKind
 from pipetune.settings import Settings
-from pipetune.tune.policy import Proposal, _joint, _weighed, measuring_batches, smallest_batches, stage_parts
+from pipetune.tune.policy import (
+    Proposal,
+    View,
+    _joint,
+    _weighed,
+    bisections,
+    measuring_batches,
+    smallest_batches,
+    stage_parts,
+)
 from tests.unit.builders import op_stats, pipeline, small_batches_run, stage
 
 
@@ -75,3 +84,11 @@ def test_no_batch_rides_along_where_the_run_measured_the_call_or_the_stage_compu
     assert _joint(scorer_run(cpu_s=0.5, calls=(two_sizes,)), [POOL]) is None  # fitted: the batch move says
     assert _joint(scorer_run(cpu_s=4.5, calls=(even_calls(25, 0.125),)), [POOL]) is None  # CPU per row: measured
     assert measuring_batches(scorer_run(cpu_s=0.5), Settings.from_args(["1.batch_size=50"])) == []  # sized already
+
+
+def test_a_pool_and_its_batch_that_lost_together_are_bisected_apart() -> None:
+    facts = scorer_run(cpu_s=0.5, calls=(even_calls(25, 0.125),))
+    lost = Settings.from_args(["1.concurrency=4", "1.num_cpus=0.25", "1.batch_size=default"])
+    view = View(Settings(), facts.run, frozenset({lost.key()}), lost_configs=(lost,))
+    halves = {p.settings.to_args() for p in bisections(facts, view)}
+    assert halves == {("1.concurrency=4", "1.num_cpus=0.25"), ("1.batch_size=default",)}

@@ -343,7 +343,7 @@ def _part_of(setting: StageSetting) -> tuple[str, bool]:
 
 def bisections(facts: Facts, view: View) -> Iterator[Proposal]:
     """For each configuration that lost and differs from the incumbent in several stages (a joint change), the
-    halves of that difference (by stage, in order): the one the model predicts the larger gain for is tried
+    halves of that difference (by part, in order): the one the model predicts the larger gain for is tried
     first, so the trial tells which half hurt. Only while neither half has been measured from the incumbent: a
     half that was is the kept incumbent itself or a lost configuration, bisected in its turn."""
     for lost in view.lost_configs:
