@@ -161,8 +161,9 @@ def beyond_noise(ratio: float, noise_pct: float) -> bool:
     return ratio > 1 + noise_pct / 100
 
 
-def _rank(p: Proposal) -> tuple[int, int, int, float]:
-    return (urgency(p.rule), gain_tier(p.predicted), int(p.level), -p.predicted)  # the doctor's order
+def _rank(p: Proposal) -> tuple[int, int, int, float, bool]:
+    """The doctor's order; of two predicted alike, a lower bound (``at_least``) first: it can only gain more."""
+    return (urgency(p.rule), gain_tier(p.predicted), int(p.level), -round(p.predicted, 2), not p.at_least)
 
 
 def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
