@@ -205,3 +205,13 @@ def test_a_larger_pool_gains_no_more_than_the_task_stages_can_follow() -> None:
     assert config_speedup(busy, {1: five}) < 3.0  # 40 x 0.2 s one at a time: 8 s, against 20 s now
     assert within_whole(busy, 1, five, 4.0) == config_speedup(busy, {1: five})
     assert within_whole(busy, 1, Knobs(concurrency=1, num_cpus=0.5), 1.2) == 1.2  # no larger: start-ups saved
+
+
+def test_the_model_of_the_whole_weighs_the_reads_block_count_through_rays_seconds_per_task() -> None:
+    """40 read tasks, each 0.2 s on Ray with room for one at a time, hold the read for 8 s; 10 blocks hold it for
+    2 s. A count left to Ray is not predicted."""
+    busy = service_run(read_wait_s=0.2)
+    five = Knobs(concurrency=5, num_cpus=0.25)
+    fewer = {1: five, 0: Knobs(override_num_blocks=10)}
+    assert config_speedup(busy, fewer) > config_speedup(busy, {1: five}) * 1.5
+    assert config_speedup(busy, {1: five, 0: Knobs()}) == config_speedup(busy, {1: five})

@@ -505,7 +505,7 @@ def _model_seconds(facts: Facts, changed: Mapping[int, Knobs]) -> float:
             continue
         ratio = _busy_ratio(facts, op, changed)
         moved = _changed_op(facts, op, changed)
-        tasks = _tasks(facts, op)
+        tasks = _tasks_with(facts, op, changed)
         slots = min(usable_slots(moved, facts.cpus, facts.gpus, rate.cores_per_task), max(tasks, 1))
         cpu_s += stats.cpu_s * ratio
         if op.compute == "actors":
@@ -519,6 +519,22 @@ def _model_seconds(facts: Facts, changed: Mapping[int, Knobs]) -> float:
     left = facts.cpus - pools
     held = reserved_s / left if left > 0 else 0.0
     return max(*times, cpu_s / facts.cpus if facts.cpus > 0 else 0.0, held)
+
+
+def _tasks_with(facts: Facts, op: Operator, changed: Mapping[int, Knobs]) -> int:
+    """The tasks ``op`` runs with the read's block count ``changed`` (``override_num_blocks`` at or before its
+    first stage, with no repartition between): one per block. Else as many as it ran: a count left to Ray is
+    not predicted, nor is a repartition, which adds an operator whose own cost no run before it measured (ETL
+    example: a split that paid at 64-row batches measured slower beside 2048-row ones)."""
+    first = min(op.stages, default=0)
+    for index in range(first, -1, -1):
+        knobs = changed.get(index, facts.run.stage(index).knobs)
+        if index < first and knobs.repartition is not None:
+            return _tasks(facts, op)
+        count = knobs.override_num_blocks
+        if count is not None:
+            return count if index in changed and isinstance(count, int) else _tasks(facts, op)
+    return _tasks(facts, op)
 
 
 def tasks_beside_pools(op: Operator, free: Sequence[Room]) -> float:
