@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
-from pipetune.diagnose.capacity import (
-    Pool,
-    PoolModel,
-    Room,
-    as_run,
-    config_speedup,
-    place,
-    rooms,
-    tasks_beside_pools,
-    within_whole,
-)
+from pipetune.diagnose.capacity import Pool, PoolModel, Room, as_run, place, rooms
 from pipetune.diagnose.facts import Facts
 from pipetune.diagnose.rules.stalls import check_blocking_pool
 from pipetune.lint.checklist import State, checklist
-from pipetune.model import Dist, Environment, Knobs, NodeInfo, Operator, Run, StageKind, TaskSpan
+from pipetune.model import Environment, NodeInfo, Operator, Run, StageKind
 from pipetune.settings import Settings
 from pipetune.tune.feasible import unschedulable
 from tests.unit.builders import op_stats, pipeline, stage, with_
@@ -168,50 +156,3 @@ def test_the_memory_cap_comes_from_the_memory_ray_reports_and_nothing_is_assumed
 
     assert on({"CPU": 2.0, "memory": 8e9}) == int(BATCH_MEMORY_SHARE * 4e9 / (BATCH_COPIES * 1000.0))
     assert on({"CPU": 2.0}) == 1 << 30  # Ray reported no memory: no cap rather than a guessed one
-
-
-# -- the model of the whole: the room pools leave the task stages, and Ray's seconds per task ------------------
-
-
-def test_a_task_needs_its_whole_reservation_on_one_node() -> None:
-    """Nodes of 2 and 1 CPUs less a 1.5-CPU actor leave 0.5 and 1: one 1-CPU task at a time, not 1.5."""
-    free = place([Pool(1, 1.5)], [Room(2.0), Room(1.0)])
-    assert free is not None
-    read = Operator("0/ReadFiles_1", "ReadFiles", (0,), num_cpus=1.0)
-    assert tasks_beside_pools(read, free) == 1
-    assert tasks_beside_pools(replace(read, num_cpus=0.5), free) == 3
-
-
-def service_run(read_wait_s: float) -> Facts:
-    """read (40 tasks of 10 ms, each ``read_wait_s`` on Ray besides) -> one 1.5-CPU actor that waits on a
-    service (20 s busy, 2 s of CPU) -> write, on nodes of 2 and 1 CPUs; 20 s of execution."""
-    run = on_nodes(pool_run(1, 1.5), {"CPU": 2.0}, {"CPU": 1.0})
-    execution = run.executions[0]
-    read, model, write = execution.stats
-    stats = (replace(read, busy_s=0.4, cpu_s=0.4, task_s=Dist.of([0.01] * 40)), replace(model, busy_s=20.0, cpu_s=2.0),
-             replace(write, busy_s=0.4, cpu_s=0.4, task_s=Dist.of([0.01] * 40)))  # fmt: skip
-    spans = tuple(TaskSpan(read.uid, i, 1.0 + i * 0.4, 1.0 + i * 0.4 + 0.01 + read_wait_s, worker_s=0.01)
-                  for i in range(40))  # fmt: skip
-    return Facts.of(with_(run, wall_s=21.0, tasks=spans,
-                          executions=(replace(execution, stats=stats, ended_t=21.0),)))  # fmt: skip
-
-
-def test_a_larger_pool_gains_no_more_than_the_task_stages_can_follow() -> None:
-    """Five actors would score five times as fast, but the read's 40 tasks, each 0.2 s on Ray, get room for
-    one at a time: the model of the whole pipeline caps the pool model's gain there."""
-    five = Knobs(concurrency=5, num_cpus=0.25)
-    idle, busy = service_run(read_wait_s=0.0), service_run(read_wait_s=0.2)
-    assert config_speedup(idle, {1: five}) > 3.0
-    assert config_speedup(busy, {1: five}) < 3.0  # 40 x 0.2 s one at a time: 8 s, against 20 s now
-    assert within_whole(busy, 1, five, 4.0) == config_speedup(busy, {1: five})
-    assert within_whole(busy, 1, Knobs(concurrency=1, num_cpus=0.5), 1.2) == 1.2  # no larger: start-ups saved
-
-
-def test_the_model_of_the_whole_weighs_the_reads_block_count_through_rays_seconds_per_task() -> None:
-    """40 read tasks, each 0.2 s on Ray with room for one at a time, hold the read for 8 s; 10 blocks hold it for
-    2 s. A count left to Ray is not predicted."""
-    busy = service_run(read_wait_s=0.2)
-    five = Knobs(concurrency=5, num_cpus=0.25)
-    fewer = {1: five, 0: Knobs(override_num_blocks=10)}
-    assert config_speedup(busy, fewer) > config_speedup(busy, {1: five}) * 1.5
-    assert config_speedup(busy, {1: five, 0: Knobs()}) == config_speedup(busy, {1: five})

@@ -310,10 +310,10 @@ def fix_speedup(facts: Facts, fix: Fix) -> float:
     size = size if isinstance(size, int) else None
     if (cpus is None and size is None) or (cpus is not None and fuses_at(facts.run, op, cpus)):
         return 1.0
+    if op.compute == "actors":
+        return run_speedup(facts, op, pool_speedup(facts, op, cpus, size))
     knobs = facts.run.stage(stage).knobs
     changed = knobs.replace(num_cpus=knobs.num_cpus if cpus is None else cpus, concurrency=size or knobs.concurrency)
-    if op.compute == "actors":
-        return within_whole(facts, stage, changed, run_speedup(facts, op, pool_speedup(facts, op, cpus, size)))
     gain = config_speedup(facts, {stage: changed})  # reservations shared with the other task stages included
     together = {f.stage for f in (fix, *fix.also) if f.knob == "num_cpus" and f.stage is not None} or {stage}
     return with_cost(facts, gain, reservation_cost_s(facts, op, together, _with(op, cpus, size)))
@@ -495,56 +495,24 @@ def config_speedup(facts: Facts, changed: Mapping[int, Knobs]) -> float:
 def _model_seconds(facts: Facts, changed: Mapping[int, Knobs]) -> float:
     """The execution's time by the model: the slowest operator on the slots it can get, the CPU-seconds all of
     them burn over the CPUs, and the CPU-seconds the task stages hold reserved (a task holds its ``num_cpus``
-    while it runs, burning or waiting, and for Ray's own seconds per task) over the CPUs the actor pools leave
-    them, whichever is longest. A task operator's slots are those the pools leave room for on each node."""
+    while it runs, burning or waiting) over the CPUs the actor pools leave them, whichever is longest."""
     times, cpu_s, reserved_s, pools = [0.0], 0.0, 0.0, 0.0
-    free, overhead = place(as_run(facts.run, changed).pools, rooms(facts.run)), task_overhead_s(facts)
     for op in facts.operators:
         rate, stats = facts.rates.get(op.uid), facts.run.stats_of(op.uid)
         if rate is None or stats is None or rate.per_slot <= 0:
             continue
         ratio = _busy_ratio(facts, op, changed)
         moved = _changed_op(facts, op, changed)
-        tasks = _tasks_with(facts, op, changed)
-        slots = min(usable_slots(moved, facts.cpus, facts.gpus, rate.cores_per_task), max(tasks, 1))
+        slots = min(usable_slots(moved, facts.cpus, facts.gpus, rate.cores_per_task), max(_tasks(facts, op), 1))
+        times.append(rate.rows / (rate.per_slot / ratio * max(slots, 1.0)))
         cpu_s += stats.cpu_s * ratio
         if op.compute == "actors":
-            times.append(rate.rows / (rate.per_slot / ratio * max(slots, 1.0)))
             pools += moved.num_cpus * (moved.max_concurrency or 1)  # held for the whole execution
-            continue
-        slots = min(slots, tasks_beside_pools(moved, free)) if free is not None else slots
-        held_s = stats.busy_s * ratio + tasks * overhead  # each task holds its slot for Ray's part too
-        times.append(held_s / max(slots, 1.0))
-        reserved_s += held_s * moved.num_cpus
-    left = facts.cpus - pools
-    held = reserved_s / left if left > 0 else 0.0
+        else:
+            reserved_s += stats.busy_s * ratio * moved.num_cpus
+    free = facts.cpus - pools
+    held = reserved_s / free if free > 0 else 0.0
     return max(*times, cpu_s / facts.cpus if facts.cpus > 0 else 0.0, held)
-
-
-def _tasks_with(facts: Facts, op: Operator, changed: Mapping[int, Knobs]) -> int:
-    """The tasks ``op`` runs with the read's block count ``changed`` (``override_num_blocks`` at or before its
-    first stage, with no repartition between): one per block. Else as many as it ran: a count left to Ray is
-    not predicted, nor is a repartition, which adds an operator whose own cost no run before it measured (ETL
-    example: a split that paid at 64-row batches measured slower beside 2048-row ones)."""
-    first = min(op.stages, default=0)
-    for index in range(first, -1, -1):
-        knobs = changed.get(index, facts.run.stage(index).knobs)
-        if index < first and knobs.repartition is not None:
-            return _tasks(facts, op)
-        count = knobs.override_num_blocks
-        if count is not None:
-            return count if index in changed and isinstance(count, int) else _tasks(facts, op)
-    return _tasks(facts, op)
-
-
-def tasks_beside_pools(op: Operator, free: Sequence[Room]) -> float:
-    """How many of a task operator's tasks fit at once in the room the actor pools leave on each node
-    (``place``): a pool holds its reservation for the whole execution, and a task needs its whole ``num_cpus``
-    on one node (nodes of 2 and 1 CPUs less a 1.5-CPU actor leave room for one 1-CPU task, not 1.5). At least
-    one: a pipeline with no room for a task hangs, which ``Reservations.why_not`` refuses before this."""
-    if op.num_cpus <= 0:
-        return math.inf
-    return max(sum(math.floor(r.cpus / op.num_cpus + 1e-9) for r in free), 1)
 
 
 def _busy_ratio(facts: Facts, op: Operator, changed: Mapping[int, Knobs]) -> float:
@@ -703,9 +671,7 @@ class PoolSize:
 def size_pool(facts: Facts) -> PoolSize | None:
     """The limiting actor pool at the size the pool model finds fastest among those that fit the nodes as Ray
     places them, in one step (1 -> 12 if 12 is fastest, or fewer where start-ups cost more than they bring),
-    each actor reserving the most that still fits (never more than it does now). Its predicted gain is the
-    smaller of the pool model's (start-ups against the rows the actors share) and the model of the whole
-    pipeline's (``within_whole``)."""
+    each actor reserving the most that still fits (never more than it does now)."""
     stage = facts.bottleneck_stage()
     if stage is None or stage.kind is not StageKind.ACTOR or facts.cpus <= 0:
         return None
@@ -722,20 +688,7 @@ def size_pool(facts: Facts) -> PoolSize | None:
     if sized is None or sized[0] == now:
         return None
     actors, share, gain, why = sized
-    gain = within_whole(facts, stage.index, knobs.replace(concurrency=actors, num_cpus=share), gain)
     return PoolSize(stage.index, now, actors, current, share, gain, why)
-
-
-def within_whole(facts: Facts, stage: int, knobs: Knobs, pool_gain: float) -> float:
-    """A larger pool's predicted run speed-up by the pool model (start-ups against the rows the actors share),
-    at most what the model of the whole pipeline predicts for the same knobs (``config_speedup``: what the task
-    stages can do in the room the pool leaves them on each node, Ray's seconds per task): the run gains no more
-    than either allows (two-nodes bench pipeline: 5 actors for 1, 2.44x by the pool model, 1.36x by the whole,
-    measured 1.25-1.30x: its read and parse tasks had room for one at a time). A pool no larger than now keeps
-    the pool model's figure: what it saves is start-ups and contention, which the whole does not weigh."""
-    if pool_size(knobs) <= pool_size(facts.run.stage(stage).knobs):
-        return pool_gain
-    return min(pool_gain, config_speedup(facts, {stage: knobs}))
 
 
 def _share_that_fits(facts: Facts, stage: Stage, actors: int, current: float, room: float) -> float | None:

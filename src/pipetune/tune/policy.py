@@ -161,9 +161,8 @@ def beyond_noise(ratio: float, noise_pct: float) -> bool:
     return ratio > 1 + noise_pct / 100
 
 
-def _rank(p: Proposal) -> tuple[int, int, int, float, bool]:
-    """The doctor's order; of two predicted alike, a lower bound (``at_least``) first: it can only gain more."""
-    return (urgency(p.rule), gain_tier(p.predicted), int(p.level), -round(p.predicted, 2), not p.at_least)
+def _rank(p: Proposal) -> tuple[int, int, int, float]:
+    return (urgency(p.rule), gain_tier(p.predicted), int(p.level), -p.predicted)  # the doctor's order
 
 
 def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
@@ -305,12 +304,11 @@ def _whole_blocks_measure(facts: Facts, stage: Stage) -> bool:
 
 
 def _weighed(facts: Facts, settings: Settings, noise_pct: float) -> tuple[Settings, list[str]]:
-    """The joint change less each part whose removal the model of the whole predicts costs no more than the
-    noise: a part it cannot weigh (a repartition, whose split operator no run before it measured; a block count
-    left to Ray) or one the others make worthless. A joint change then says what each part brings, and such a
-    part is proposed alone from the next run, its gain predicted there (ETL example: a repartition that paid at
-    64-row batches rode along with 2048-row ones, where it measured slower, and no later trial asked whether it
-    was still needed)."""
+    """The joint change less each stage's part whose removal the model of the whole predicts costs no more than
+    the noise: a part it cannot weigh (the block knobs, whose split or fusion it does not model) or one the
+    others make worthless. A joint change then says what each part brings, and such a part is proposed alone
+    from the next run, its gain predicted there (ETL example: a repartition that paid at 64-row batches rode
+    along with 2048-row ones, where it measured slower, and no later trial asked whether it was still needed)."""
     parts, left_out = stage_parts(settings), list[str]()
     for part in list(parts):
         rest = [p for p in parts if p is not part]
