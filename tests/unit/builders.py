@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from pipetune.model import (
+    Calls,
     Dist,
     Environment,
     Execution,
@@ -149,3 +150,10 @@ def looped(
                   "user_s": user_s * f, "first_wait_s": first_wait_s, "ray_stats": 1.0}  # fmt: skip
         samples.append(Sample(start + 10.0 * f, source, values))
     return with_(run, stages=stages, consumer_samples=(*run.consumer_samples, *samples))
+
+
+def calls(points: list[tuple[int, float]], stage: int = 1) -> Calls:
+    """The sums ``record.in_task`` keeps of a stage's calls, each (rows, seconds)."""
+    return Calls(stage, len(points), float(sum(r for r, _ in points)), sum(t for _, t in points),
+                 float(sum(r * r for r, _ in points)), sum(r * t for r, t in points),
+                 sum(t * t for _, t in points))  # fmt: skip

@@ -9,12 +9,12 @@ import pytest
 
 from pipetune.diagnose import BatchCost, Facts
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Calls, Run
+from pipetune.model import Run
 from pipetune.settings import Settings
 from pipetune.tune.policy import ModelGuided, Proposal, View, candidates
 from pipetune.tune.steps import batch_costs
 from pipetune.tune.study import Role, Spec, Study, Trial, Verdict
-from tests.unit.builders import FRAME_PER_BATCH_S, small_batches_run, stage, with_
+from tests.unit.builders import FRAME_PER_BATCH_S, calls, small_batches_run, stage, with_
 
 FIXED_S, PER_ROW_S = 0.03, 1e-5  # a UDF that calls out once per batch: far more than Ray's framing of a batch
 
@@ -61,13 +61,6 @@ def test_rays_framing_is_shared_by_every_batch_of_the_operators_batching_stages(
     run = with_(facts.run, stages=(*facts.run.stages, stage(2, "map_batches", "more", batch_size=40)))
     per_batch = stats.frame_s / (10_000 / 8 + 10_000 / 40)  # type: ignore[operator]
     assert predict.framing_per_batch(run, fused, stats, 10_000) == pytest.approx(per_batch)
-
-
-def calls(points: list[tuple[int, float]], stage: int = 1) -> Calls:
-    """The sums ``record.in_task`` keeps of a stage's calls, each (rows, seconds)."""
-    return Calls(stage, len(points), float(sum(r for r, _ in points)), sum(t for _, t in points),
-                 float(sum(r * r for r, _ in points)), sum(r * t for r, t in points),
-                 sum(t * t for _, t in points))  # fmt: skip
 
 
 def uneven_calls(fixed_s: float, per_row_s: float, jitter_s: float) -> list[tuple[int, float]]:

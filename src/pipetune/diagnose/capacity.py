@@ -110,9 +110,15 @@ def call_cost_unknown(facts: Facts, stage: int) -> bool:
     proportion) and one per row (they change nothing) look the same at one batch size. A stage that computes
     for nearly all its time pays per row in its own CPU, which the rates measure."""
     rate = facts.rate_of(stage)
-    if stage in facts.batch_costs or own_call_cost(facts, stage) is not None or rate is None:
+    if call_cost_measured(facts, stage) or rate is None:
         return False
     return rate.cores_per_task < th.COMPUTING_CORES.value
+
+
+def call_cost_measured(facts: Facts, stage: int) -> bool:
+    """Whether the model knows the stage's fixed cost per call: fitted across runs at several batch sizes
+    (``facts.batch_costs``) or on this run's own calls of several sizes (``own_call_cost``)."""
+    return stage in facts.batch_costs or own_call_cost(facts, stage) is not None
 
 
 def _stage_call_cost(stats: OperatorStats, stage: int) -> float | None:
@@ -262,6 +268,13 @@ def block_cap(facts: Facts, stage: int, batch: int) -> int:
     """No more rows than a task gets: a larger batch bundles blocks and leaves fewer tasks to run at once."""
     rows = rows_per_task(facts, stage)
     return UNBOUNDED_BATCH if rows is None else max(int(rows), batch)
+
+
+def whole_block(facts: Facts, stage: int, batch: int) -> int | None:
+    """The rows of a whole block as one batch (Ray Data's default, ``batch_size=None``), or None where that
+    would not fit the guide's memory share (``memory_cap``)."""
+    whole = block_cap(facts, stage, batch)
+    return whole if whole <= memory_cap(facts, stage) else None
 
 
 def memory_cap(facts: Facts, stage: int) -> int:

@@ -130,7 +130,7 @@ def _without_lost(facts: Facts, p: Proposal, view: View) -> Proposal | None:
     """A joint change less the parts that already lost alone (a bisection's verdict), predicted anew; a change to
     one stage that already lost is not tried again from another incumbent (a lost num_cpus is backed off from
     instead, ``_back_off``)."""
-    joint = len(stage_parts(p.settings)) > 1
+    joint = len(change_parts(p.settings)) > 1
     gone = [s for s in p.settings.stages if s in view.lost and (joint or s.knob != "num_cpus")]
     if not gone:
         return p
@@ -260,8 +260,9 @@ def _joint(facts: Facts, proposals: list[Proposal], noise_pct: float = 0.0) -> P
     settings, left_out = _weighed(facts, Settings(tuple(chosen.values())), noise_pct)
     measuring = measuring_batches(facts, settings)
     settings = _merged([settings, *measuring])
-    left_out = [a for a in left_out if not any(a.startswith(f"{m.stages[0].selector}.batch_size=") for m in measuring)]
-    if len(stage_parts(settings)) < 2:
+    measured = {f"{s.selector}.batch_size" for m in measuring for s in m.stages}
+    left_out = [a for a in left_out if a.partition("=")[0] not in measured]  # the measuring part replaces it
+    if len(change_parts(settings)) < 2:
         return None  # one move alone is proposed on its own already
     gain = _config_gain(facts, settings)
     what = "the model's optimum: " + ", ".join(a for a in settings.to_args())
@@ -298,9 +299,8 @@ def _whole_blocks_measure(facts: Facts, stage: Stage) -> bool:
     batch = stage.knobs.batch_size
     if stage.method != "map_batches" or not batch or stage.knobs.num_gpus:  # Ray requires a GPU stage's batch
         return False
-    whole = predict.block_cap(facts, stage.index, batch)
-    fits = whole <= predict.memory_cap(facts, stage.index)
-    return whole > batch and fits and predict.call_cost_unknown(facts, stage.index)
+    whole = predict.whole_block(facts, stage.index, batch)
+    return whole is not None and whole > batch and predict.call_cost_unknown(facts, stage.index)
 
 
 def _weighed(facts: Facts, settings: Settings, noise_pct: float) -> tuple[Settings, list[str]]:
@@ -309,7 +309,7 @@ def _weighed(facts: Facts, settings: Settings, noise_pct: float) -> tuple[Settin
     others make worthless. A joint change then says what each part brings, and such a part is proposed alone
     from the next run, its gain predicted there (ETL example: a repartition that paid at 64-row batches rode
     along with 2048-row ones, where it measured slower, and no later trial asked whether it was still needed)."""
-    parts, left_out = stage_parts(settings), list[str]()
+    parts, left_out = change_parts(settings), list[str]()
     for part in list(parts):
         rest = [p for p in parts if p is not part]
         worth = _config_gain(facts, _merged(parts)) / _config_gain(facts, _merged(rest)) if rest else math.inf
@@ -321,11 +321,11 @@ def _weighed(facts: Facts, settings: Settings, noise_pct: float) -> tuple[Settin
 def _alone(facts: Facts, settings: Settings) -> str:
     """The model's attribution of a joint change: what each stage's part would gain on its own (the parts of
     stages that limit together gain little alone and much together, which is why they go at once)."""
-    parts = stage_parts(settings)
+    parts = change_parts(settings)
     return "alone, " + "; ".join(f"{' '.join(p.to_args())} {_config_gain(facts, p):.2f}x" for p in parts)
 
 
-def stage_parts(settings: Settings) -> list[Settings]:
+def change_parts(settings: Settings) -> list[Settings]:
     """A change split by the stage each part sets, and within a stage its batch size apart from its other knobs
     (the model predicts the two apart: fixed costs per call, slots), in the order given (the context, if any,
     travels with the first): a change of two or more parts is a joint change, whose loss says nothing yet
@@ -347,7 +347,7 @@ def bisections(facts: Facts, view: View) -> Iterator[Proposal]:
     first, so the trial tells which half hurt. Only while neither half has been measured from the incumbent: a
     half that was is the kept incumbent itself or a lost configuration, bisected in its turn."""
     for lost in view.lost_configs:
-        parts = stage_parts(_difference(lost, view.config) or Settings())
+        parts = change_parts(_difference(lost, view.config) or Settings())
         if len(parts) < 2:
             continue
         middle = len(parts) // 2
@@ -516,8 +516,8 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
         else "small batches"
     )
     what = f"stage {stage} {change('batch_size', batch, proposed)}"
-    unmeasured = stage not in facts.batch_costs and predict.own_call_cost(facts, stage) is None
-    at_least = floor > batch and unmeasured  # the guide's range asks; the UDF's own cost per call is not known
+    # the guide's range asks, and the UDF's own cost per call is not known: the framing-only gain is a floor
+    at_least = floor > batch and not predict.call_cost_measured(facts, stage)
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain, at_least)
 
 
@@ -632,8 +632,8 @@ def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
         return 1.0  # not predicted (the model does not weigh a split beside the changes made after it): measured
     batch = stage.knobs.batch_size
     if name == "batch_size" and batch:
-        whole = predict.block_cap(facts, stage.index, batch)  # a whole block per batch, as Ray Data's None does
-        if whole > predict.memory_cap(facts, stage.index):
+        whole = predict.whole_block(facts, stage.index, batch)  # a whole block per batch, as Ray Data's None does
+        if whole is None:
             return None  # a whole block would not fit the guide's memory share
         return predict.run_speedup(facts, op, predict.batch_speedup(facts, stage.index, batch, whole))
     return None

@@ -19,7 +19,7 @@ from pipetune.settings import Settings
 from pipetune.tune import objective
 from pipetune.tune.bound import bound
 from pipetune.tune.judge import judge, time_box
-from pipetune.tune.policy import Proposal, SearchPolicy, View, ray_defaults, stage_parts, viable
+from pipetune.tune.policy import Proposal, SearchPolicy, View, change_parts, ray_defaults, viable
 from pipetune.tune.study import Role, Study, Trial, Verdict, with_settings
 
 PLATEAU_TRIALS = 2  # this many reverted trials in a row: the gains have run out
@@ -70,7 +70,7 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     assert incumbent_run is not None
     failed = frozenset(s for t in study.trials if t.verdict is Verdict.FAILED for s in t.settings.stages)
     losers = [t for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED)]
-    lost = frozenset(s for t in losers if len(stage_parts(t.settings)) == 1 for s in t.settings.stages)
+    lost = frozenset(s for t in losers if len(change_parts(t.settings)) == 1 for s in t.settings.stages)
     view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost,
                 tuple(t.config for t in losers), noise_band(walls, ()), frozenset(study.spec.allow),
                 batch_costs(study), memory_limits(study))  # fmt: skip
