@@ -6,13 +6,14 @@ from pipetune.diagnose import Facts, Level
 from pipetune.model import Calls, Operator, StageKind
 from pipetune.settings import Settings
 from pipetune.tune.policy import (
+    ModelGuided,
     Proposal,
     View,
     _joint,
     _weighed,
     bisections,
-    change_parts,
-    measuring_batches,
+    candidates,
+    measure_calls,
     smallest_batches,
 )
 from tests.unit.builders import calls, op_stats, pipeline, small_batches_run, stage
@@ -60,27 +61,36 @@ def scorer_run(cpu_s: float, counted: tuple[Calls, ...] = ()) -> Facts:
 
 
 EVEN_CALLS = calls([(25, 0.125)] * 40)  # every call 25 rows: no line to fit
-POOL = Proposal(Settings.from_args(["1.concurrency=4", "1.num_cpus=0.25"]), "pool", "", "", Level.PARALLELISM, 3.0)
 
 
-def test_a_waiting_stage_whose_cost_per_call_one_run_cannot_tell_goes_to_whole_blocks_with_its_pool() -> None:
-    """Every call had 25 rows: a wait per call and a wait per row look the same. The joint change carries Ray's
-    default batch (whole blocks) beside the pool, a part of its own, so its trial measures which it was."""
+def slots_of(proposals: list[Proposal], stage: str) -> list[str]:
+    """The slot knobs (any but the batch) the proposals size for ``stage``; Ray's defaults are measured, not sized."""
+    sized = [p for p in proposals if not p.rule.startswith("ray-default")]
+    return [s.arg for p in sized for s in p.settings.stages if s.selector == stage and s.knob != "batch_size"]
+
+
+def test_a_waiting_stage_whose_cost_per_call_one_run_cannot_tell_is_measured_before_its_pool_moves() -> None:
+    """Every call had 25 rows: a wait per call and a wait per row look the same, and a pool sized on the per-row
+    reading is sized on a rate a larger batch would change. Ray's default batch (whole blocks) goes first,
+    predicted at most what a wait paid per call would gain; the pool's moves wait for that run, and come back
+    once it ran from the incumbent."""
     facts = scorer_run(cpu_s=0.5, counted=(EVEN_CALLS,))
-    joint = _joint(facts, [POOL])
-    assert joint is not None and joint.at_least  # the model cannot weigh the batch: a lower bound
-    assert sorted(joint.settings.to_args()) == ["1.batch_size=default", "1.concurrency=4", "1.num_cpus=0.25"]
-    assert [p.to_args() for p in change_parts(joint.settings)] == [("1.concurrency=4", "1.num_cpus=0.25"),
-                                                                  ("1.batch_size=default",)]  # fmt: skip
-    assert "to measure" in joint.reason
+    measure = measure_calls(facts)
+    assert measure is not None and measure.settings.to_args() == ("1.batch_size=default",)
+    assert measure.predicted > 2.0 and "up to" in measure.reason  # 25-row calls, 200-row blocks, 90% waits
+    first = list(candidates(facts, measure=measure))
+    assert first[0] is measure and slots_of(first, "1") == []
+    assert slots_of(list(candidates(facts)), "1")  # without a measurement pending, the pool moves are there
+    proposed = ModelGuided().propose(View(Settings(), facts.run, frozenset()))
+    assert proposed is not None and proposed.rule == "measure (model)"
+    after = ModelGuided().propose(View(Settings(), facts.run, frozenset({measure.settings.key()})))
+    assert after is not None and after.rule != "measure (model)"
 
 
-def test_no_batch_rides_along_where_the_run_measured_the_call_or_the_stage_computes() -> None:
+def test_no_batch_is_measured_where_the_run_measured_the_call_or_the_stage_computes() -> None:
     two_sizes = calls([(25, 0.07)] * 20 + [(13, 0.07)] * 20)  # 70 ms a call at either size
-    assert _joint(scorer_run(cpu_s=0.5, counted=(two_sizes,)), [POOL]) is None  # fitted: the batch move says
-    assert _joint(scorer_run(cpu_s=4.5, counted=(EVEN_CALLS,)), [POOL]) is None  # CPU per row: measured
-    pool_and_batch = Settings.from_args(["1.concurrency=4", "1.num_cpus=0.25", "1.batch_size=50"])
-    assert measuring_batches(scorer_run(cpu_s=0.5), pool_and_batch) == []  # its batch is sized already
+    assert measure_calls(scorer_run(cpu_s=0.5, counted=(two_sizes,))) is None  # fitted: the batch move says
+    assert measure_calls(scorer_run(cpu_s=4.5, counted=(EVEN_CALLS,))) is None  # CPU per row: measured
 
 
 def test_a_pool_and_its_batch_that_lost_together_are_bisected_apart() -> None:

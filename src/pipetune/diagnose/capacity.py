@@ -115,6 +115,19 @@ def call_cost_unknown(facts: Facts, stage: int) -> bool:
     return rate.cores_per_task < th.COMPUTING_CORES.value
 
 
+def waits_per_call(facts: Facts, stage: int, batch: int) -> Facts:
+    """The facts as they would be if the stage's whole wait per batch (its time off the CPU, ``cores_per_task``)
+    were a fixed cost per call: the most a larger batch could gain where that cost is unknown
+    (``call_cost_unknown``)."""
+    op, rate, stats = facts.operator_of(stage), facts.rate_of(stage), facts.stage_stats(stage)
+    if op is None or rate is None or stats is None or rate.rows <= 0:
+        return facts
+    per_batch = _stage_s(op, stats, stage) / max(rate.rows / batch, 1.0)
+    known = batch_model(facts, stage, batch)
+    fixed = max(per_batch * max(1.0 - rate.cores_per_task, 0.0), known[1] if known else 0.0)
+    return replace(facts, batch_costs={**facts.batch_costs, stage: BatchCost(fixed, 0.0, (batch,))})
+
+
 def call_cost_measured(facts: Facts, stage: int) -> bool:
     """Whether the model knows the stage's fixed cost per call: fitted across runs at several batch sizes
     (``facts.batch_costs``) or on this run's own calls of several sizes (``own_call_cost``)."""
