@@ -156,3 +156,27 @@ def test_the_memory_cap_comes_from_the_memory_ray_reports_and_nothing_is_assumed
 
     assert on({"CPU": 2.0, "memory": 8e9}) == int(BATCH_MEMORY_SHARE * 4e9 / (BATCH_COPIES * 1000.0))
     assert on({"CPU": 2.0}) == 1 << 30  # Ray reported no memory: no cap rather than a guessed one
+
+
+def test_a_pool_that_waited_on_something_else_saves_the_run_only_its_own_time() -> None:
+    """One actor by the pool model takes 20.5 s (start-up and rows) and fifteen 1.9 s. In a 10 s execution it
+    is what the run waits for: the run gains as the pool does. Stretched to 50 s by something else, the run
+    loses only the seconds the pool saves itself, whatever the pool's own speed-up."""
+    from pipetune.diagnose.capacity import pool_model, pool_run_speedup, pool_speedup, run_speedup
+
+    limiting = Facts.of(sixteen_cpu_pool(startup_s=0.5))
+    op = limiting.operator_of(1)
+    assert op is not None
+    as_pool = run_speedup(limiting, op, pool_speedup(limiting, op, None, 15))
+    assert pool_run_speedup(limiting, op, None, 15) == pytest.approx(as_pool)
+    run = sixteen_cpu_pool(startup_s=0.5)
+    execution = run.executions[0]
+    assert execution.ended_t is not None and run.wall_s is not None
+    stretched = Facts.of(
+        with_(run, wall_s=run.wall_s + 40, executions=(with_(execution, ended_t=execution.ended_t + 40),))
+    )
+    model = pool_model(stretched, op)
+    assert model is not None
+    wall, saved = run.wall_s + 40, model.seconds(1) - model.seconds(15)
+    assert pool_run_speedup(stretched, op, None, 15) == pytest.approx(wall / (wall - saved))
+    assert pool_run_speedup(stretched, op, None, 15) < run_speedup(stretched, op, pool_speedup(stretched, op, None, 15))
