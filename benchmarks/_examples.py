@@ -29,7 +29,9 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
     # Held out too: memory pressure. Tasks that fit one at a time under a lowered memory limit, not two
     # (faults.py's workers-oom case, run under OWN_RAY_ENV's lowered threshold).
     "memory": ("benchmarks/faults/oom_side_by_side.py", ["--task-gib", "2.2"]),
-    # Held out: a cluster of two unequal nodes (CLUSTERS), where a reservation must fit a node, not the total.
+    # A cluster of two unequal nodes (CLUSTERS), where a reservation must fit a node, not the total. Held out
+    # until 2026-12-06; since then its studies motivated the cost-per-call measurement and the pool-gain cap
+    # (benchmarks/results/tune_bench_measure_first_2026-12-07.md): no longer held out.
     "two-nodes": ("benchmarks/pipelines/two_nodes.py", []),
     # The http example at 4x its data (a shipped run of over a minute): tuning must cost at most one shipped
     # run there, and must not grow with the data. Its grid is http's (SAME_GRID), measured at 1x.
