@@ -96,8 +96,8 @@ class ModelGuided:
     def propose(self, view: View) -> Proposal | None:
         """A half of a joint change that lost comes first (``bisections``), then the best candidate."""
         facts = Facts.of(view.run, view.batch_costs)
-        measure = measure_calls(facts)
-        pending = measure if measure is not None and viable(measure, view) else None
+        measure = measure_calls(facts)  # pending while it can run and could show a gain: else nothing waits for it
+        pending = measure if measure is not None and viable(measure, view) and _measurable(measure, view) else None
         for source in (bisections(facts, view), candidates(facts, view.allow, view.noise_pct, pending)):
             best = _best(facts, source, view)
             if best is not None:
