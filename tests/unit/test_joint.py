@@ -84,7 +84,7 @@ def test_a_waiting_stage_whose_cost_per_call_one_run_cannot_tell_is_measured_bef
     proposed = ModelGuided().propose(View(Settings(), facts.run, frozenset()))
     assert proposed is not None and proposed.rule == "measure (model)"
     after = ModelGuided().propose(View(Settings(), facts.run, frozenset({measure.settings.key()})))
-    assert after is not None and after.rule != "measure (model)"
+    assert after is not None and after.rule != "measure (model)" and slots_of([after], "1")  # the pool is back
 
 
 def test_no_batch_is_measured_where_the_run_measured_the_call_or_the_stage_computes() -> None:

@@ -351,14 +351,13 @@ def pool_run_speedup(facts: Facts, op: Operator, num_cpus: float | None, size: i
     a pool that sat idle part of the execution, waiting on something else, saves the run only its own time
     (two-nodes bench pipeline after whole-block batches: one Scorer's 6.3 s by the pool model in a 12.4 s run
     behind 40 read tasks that waited on Ray one at a time; three Scorers, predicted 4.4 s, ran no faster)."""
-    gain = run_speedup(facts, op, pool_speedup(facts, op, num_cpus, size))
+    ratio = pool_speedup(facts, op, num_cpus, size)
+    gain = run_speedup(facts, op, ratio)
     model, execution = pool_model(facts, op) if size is not None else None, facts.execution
-    if model is None or size is None or execution is None or execution.ended_t is None:
+    if model is None or execution is None or execution.ended_t is None or ratio <= 1:
         return gain
-    now, then = model.seconds(op.max_concurrency or 1), model.seconds(size)
-    share = min(now, execution.ended_t - execution.started_t)  # the pool's part of the execution
-    saved = share * (1 - then / now) if now > 0 else 0.0
-    return min(gain, time_saved_speedup(facts, saved)) if saved > 0 else gain
+    share = min(model.seconds(op.max_concurrency or 1), execution.ended_t - execution.started_t)  # the pool's part
+    return min(gain, time_saved_speedup(facts, share * (1 - 1 / ratio)))
 
 
 def pool_speedup(facts: Facts, op: Operator, num_cpus: float | None, size: int | None) -> float:

@@ -96,8 +96,8 @@ class ModelGuided:
     def propose(self, view: View) -> Proposal | None:
         """A half of a joint change that lost comes first (``bisections``), then the best candidate."""
         facts = Facts.of(view.run, view.batch_costs)
-        measure = measure_calls(facts)  # pending while it can run and could show a gain: else nothing waits for it
-        pending = measure if measure is not None and viable(measure, view) and _measurable(measure, view) else None
+        measure = measure_calls(facts)  # pending while it passes every filter a proposal does: else nothing waits
+        pending = _best(facts, iter([measure]), view) if measure is not None else None
         for source in (bisections(facts, view), candidates(facts, view.allow, view.noise_pct, pending)):
             best = _best(facts, source, view)
             if best is not None:
@@ -238,9 +238,10 @@ def candidates(
     """Every change worth predicting: the doctor's fixes, the model's batch and pool moves, Ray Data's
     defaults, and all the model's own moves at once (stages that limit together only gain together), less the
     parts the model predicts add no more than ``noise_pct`` beside the others; with ``allow``, the moves of the
-    loop's own knobs the user lets tuning change. With ``measure`` (``measure_calls``, not yet run from this
-    incumbent), the moves that change the slots of a stage it measures wait for its run: they are sized on the
-    rates its batches change."""
+    loop's own knobs the user lets tuning change. With ``measure`` (``measure_calls``, proposable from this
+    incumbent), the model's moves and the doctor's fixes that size the slots of a stage it measures wait until
+    it has run: they would be sized on the rates its batches change. Ray Data's defaults (measured, not sized)
+    and the guide's moves against OOM kills (urgent) do not wait."""
     findings = diagnose(facts.run).findings
     fixes = [p for p in (_from_finding(facts, f) for f in findings) if p is not None]
     moves = [*_batch_moves(facts), *_pool_moves(facts)]
@@ -288,7 +289,7 @@ def _joint(facts: Facts, proposals: list[Proposal], noise_pct: float = 0.0) -> P
 MEASURING_WHY = (
     "these stages wait for part of their time, and one run at one batch size cannot tell a wait per call (larger "
     "batches pay in proportion) from a wait per row (they change nothing); Ray Data's default batch (whole "
-    "blocks) measures which, and the slots of these stages are sized after this run, on the rates it measures"
+    "blocks) measures which, and the moves that size these stages' slots wait until this run is done"
 )
 
 
