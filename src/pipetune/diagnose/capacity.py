@@ -12,6 +12,7 @@ import math
 import statistics
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from pipetune.diagnose import thresholds as th
 from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
@@ -73,18 +74,27 @@ def batch_model(facts: Facts, stage: int, batch: int) -> tuple[float, float, flo
     fixed part is the one fitted on runs at several batch sizes where the study has them (``fit_batch_cost``),
     else this run's own (``_fixed_per_batch``: Ray's framing, and the function's fixed cost per call where its
     calls measure one); either way at most the stage's measured time per batch. None where none is known."""
-    op, rate = facts.operator_of(stage), facts.rate_of(stage)
-    stats = facts.stage_stats(stage)
+    measured = _batch_time(facts, stage, batch)
+    if measured is None or measured.prior_s is None:
+        return None
+    fixed = min(measured.per_batch_s, measured.prior_s)
+    return measured.stage_s, fixed, (measured.per_batch_s - fixed) / batch
+
+
+class _BatchTime(NamedTuple):
+    stage_s: float  # the stage's busy seconds in the run
+    per_batch_s: float  # ... over its batches at ``batch`` rows each
+    prior_s: float | None  # the fixed seconds per batch known: fitted across runs, else this run's own; None: none
+
+
+def _batch_time(facts: Facts, stage: int, batch: int) -> _BatchTime | None:
+    op, rate, stats = facts.operator_of(stage), facts.rate_of(stage), facts.stage_stats(stage)
     if op is None or rate is None or stats is None or rate.rows <= 0:
         return None
     stage_s = _stage_s(op, stats, stage)
-    per_batch = stage_s / max(rate.rows / batch, 1.0)
     cost = facts.batch_costs.get(stage)
     prior = cost.fixed_s if cost is not None else _fixed_per_batch(facts.run, op, stats, stage, rate.rows)
-    if prior is None:
-        return None
-    fixed = min(per_batch, prior)
-    return stage_s, fixed, (per_batch - fixed) / batch
+    return _BatchTime(stage_s, stage_s / max(rate.rows / batch, 1.0), prior)
 
 
 def _fixed_per_batch(run: Run, op: Operator, stats: OperatorStats, stage: int, rows: float) -> float | None:
@@ -119,12 +129,12 @@ def waits_per_call(facts: Facts, stage: int, batch: int) -> Facts:
     """The facts as they would be if the stage's whole wait per batch (its time off the CPU, ``cores_per_task``)
     were a fixed cost per call: the most a larger batch could gain where that cost is unknown
     (``call_cost_unknown``)."""
-    op, rate, stats = facts.operator_of(stage), facts.rate_of(stage), facts.stage_stats(stage)
-    if op is None or rate is None or stats is None or rate.rows <= 0:
+    measured, rate = _batch_time(facts, stage, batch), facts.rate_of(stage)
+    if measured is None or rate is None:
         return facts
-    per_batch = _stage_s(op, stats, stage) / max(rate.rows / batch, 1.0)
-    known = batch_model(facts, stage, batch)
-    fixed = max(per_batch * max(1.0 - rate.cores_per_task, 0.0), known[1] if known else 0.0)
+    per_batch, prior = measured.per_batch_s, measured.prior_s
+    known = min(per_batch, prior) if prior is not None else 0.0  # batch_model's fixed part
+    fixed = max(per_batch * max(1.0 - rate.cores_per_task, 0.0), known)
     return replace(facts, batch_costs={**facts.batch_costs, stage: BatchCost(fixed, 0.0, (batch,))})
 
 
@@ -351,9 +361,9 @@ def pool_run_speedup(facts: Facts, op: Operator, num_cpus: float | None, size: i
     a pool that sat idle part of the execution, waiting on something else, saves the run only its own time
     (two-nodes bench pipeline after whole-block batches: one Scorer's 6.3 s by the pool model in a 12.4 s run
     behind 40 read tasks that waited on Ray one at a time; three Scorers, predicted 4.4 s, ran no faster)."""
-    ratio = pool_speedup(facts, op, num_cpus, size)
-    gain = run_speedup(facts, op, ratio)
     model, execution = pool_model(facts, op) if size is not None else None, facts.execution
+    ratio = _pool_ratio(facts, op, model, num_cpus, size)
+    gain = run_speedup(facts, op, ratio)
     if model is None or execution is None or execution.ended_t is None or ratio <= 1:
         return gain
     share = min(model.seconds(op.max_concurrency or 1), execution.ended_t - execution.started_t)  # the pool's part
@@ -364,8 +374,11 @@ def pool_speedup(facts: Facts, op: Operator, num_cpus: float | None, size: int |
     """The actor pool's own speed-up with another reservation per actor and another size: a new size by the
     pool model where it has its figures (the one ``size_pool`` picks sizes by), else by the usable slots;
     times what more threads per actor bring (``threads_speedup``)."""
+    return _pool_ratio(facts, op, pool_model(facts, op) if size is not None else None, num_cpus, size)
+
+
+def _pool_ratio(facts: Facts, op: Operator, model: PoolModel | None, num_cpus: float | None, size: int | None) -> float:
     threads = threads_speedup(facts, op, num_cpus) if num_cpus is not None else 1.0
-    model = pool_model(facts, op) if size is not None else None
     if model is None or size is None:
         return slots_speedup(facts, op, num_cpus=num_cpus, concurrency=size) * threads
     return model.seconds(op.max_concurrency or 1) / model.seconds(size) * threads
