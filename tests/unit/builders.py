@@ -17,6 +17,7 @@ from pipetune.model import (
     Sample,
     Stage,
     StageKind,
+    TaskSpan,
 )
 
 
@@ -157,3 +158,27 @@ def calls(points: list[tuple[int, float]], stage: int = 1) -> Calls:
     return Calls(stage, len(points), float(sum(r for r, _ in points)), sum(t for _, t in points),
                  float(sum(r * r for r, _ in points)), sum(r * t for r, t in points),
                  sum(t * t for _, t in points))  # fmt: skip
+
+
+def range_run(blocks: int, overhead_s: float, work_s: float, planned_bytes: float | None = None) -> Run:
+    """range(blocks) -> map: the read's tasks one after another, each ``work_s`` on its worker and
+    ``overhead_s`` more as the driver saw it (submitted to finished); with ``planned_bytes``, the read's input
+    bytes as Ray planned them (the recorder's ``bytes_planned``), on a sample of the read operator."""
+    read = stage(0, "range", kind=StageKind.READ, override_num_blocks=blocks)
+    m = stage(1, "map_batches", "parse")
+    r_op, m_op = (
+        Operator("0/ReadRange_1", "ReadRange", (0,)),
+        Operator("0/MapBatches(parse)_2", "MapBatches(parse)", (1,)),
+    )
+    each = overhead_s + work_s
+    spans = tuple(TaskSpan(r_op.uid, i, 1.0 + i * each, 1.0 + (i + 1) * each, worker_s=work_s) for i in range(blocks))
+    planned = () if planned_bytes is None else (Sample(1.0, r_op.uid, {"bytes_planned": planned_bytes}),)
+    run = pipeline(
+        [
+            (read, r_op, op_stats(r_op.uid, 30_000, blocks * work_s, blocks * work_s, tasks=blocks)),
+            (m, m_op, op_stats(m_op.uid, 30_000, 2.0, 2.0, tasks=blocks)),
+        ],
+        wall=blocks * each + 4.0,
+        samples=planned,
+    )
+    return with_(run, tasks=spans)

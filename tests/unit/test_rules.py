@@ -19,6 +19,7 @@ from tests.unit.builders import (
     node_cpu,
     op_stats,
     pipeline,
+    range_run,
     stage,
     two_stage_run,
     with_,
@@ -178,28 +179,6 @@ def test_other_sources_get_override_num_blocks() -> None:
 
 
 # -- batch size -----------------------------------------------------------------------------------------
-
-
-def range_run(blocks: int, overhead_s: float, work_s: float):  # type: ignore[no-untyped-def]
-    """range(blocks) -> map: the read's tasks one after another, each ``work_s`` on its worker and
-    ``overhead_s`` more as the driver saw it (submitted to finished)."""
-    read = stage(0, "range", kind=StageKind.READ)
-    read = with_(read, knobs=read.knobs.replace(override_num_blocks=blocks))  # type: ignore[arg-type]
-    m = stage(1, "map_batches", "parse")
-    r_op, m_op = (
-        Operator("0/ReadRange_1", "ReadRange", (0,)),
-        Operator("0/MapBatches(parse)_2", "MapBatches(parse)", (1,)),
-    )
-    each = overhead_s + work_s
-    spans = tuple(TaskSpan(r_op.uid, i, 1.0 + i * each, 1.0 + (i + 1) * each, worker_s=work_s) for i in range(blocks))
-    run = pipeline(
-        [
-            (read, r_op, op_stats(r_op.uid, 30_000, blocks * work_s, blocks * work_s, tasks=blocks)),
-            (m, m_op, op_stats(m_op.uid, 30_000, 2.0, 2.0, tasks=blocks)),
-        ],
-        wall=blocks * each + 4.0,
-    )
-    return with_(run, tasks=spans)
 
 
 def test_many_tiny_tasks_that_mostly_wait_on_ray_ask_for_fewer_blocks() -> None:

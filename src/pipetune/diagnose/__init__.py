@@ -15,6 +15,7 @@ from pipetune.diagnose.fusion import DEFAULT_NUM_CPUS, cpus_of, lead_stage, stag
 from pipetune.diagnose.noise import Outcome, compare, noise_band
 from pipetune.diagnose.progress import has_task_figures, in_flight, moved, reads, rows_done, rows_planned, share_read
 from pipetune.diagnose.ranking import gain_tier, urgency
+from pipetune.diagnose.read_blocks import ray_default_blocks
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
 from pipetune.diagnose.rules.consumer import consumer_bound
 from pipetune.diagnose.rules.memory import guide_oom_fix
@@ -71,6 +72,7 @@ __all__ = [
     "own_call_cost",
     "parse_source",
     "pool_size",
+    "ray_default_blocks",
     "reads",
     "reservations",
     "rooms",

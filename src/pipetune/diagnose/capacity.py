@@ -441,6 +441,37 @@ def blocks_speedup(facts: Facts, stage: int | None, blocks: int) -> float:
     return with_cost(facts, max(gains.values()), cost)
 
 
+def block_count_speedup(facts: Facts, stage: int, blocks: int) -> float:
+    """The run's speed-up when the read ``stage`` makes ``blocks`` blocks. More than its operators ran tasks:
+    ``blocks_speedup``. Fewer: the Ray overhead of the tasks they would no longer run (``fewer_blocks_saved_s``,
+    the most any one of them saves: they run side by side), less what the operators lose where they used more
+    slots at once than there would be blocks."""
+    downstream = [op for op in facts.operators if op.stages and min(op.stages) >= stage]
+    ran = max((len(facts.spans_of(op)) for op in downstream), default=0)
+    if blocks >= ran:
+        return blocks_speedup(facts, stage, blocks)
+    saved = max((fewer_blocks_saved_s(facts, op, blocks) for op in downstream), default=0.0)
+    lost = min((run_speedup(facts, op, min(slots_speedup(facts, op, blocks=blocks), 1.0)) for op in downstream),
+               default=1.0)  # fmt: skip
+    return with_cost(facts, lost, -saved)
+
+
+def fewer_blocks_saved_s(facts: Facts, op: Operator, blocks: int) -> float:
+    """What ``blocks`` blocks save ``op`` (a task operator whose tasks spent most of their time on Ray's side,
+    submitted to finished less their time on the worker: ``TASK_WORK_SHARE``): its tasks past ``blocks``, each
+    Ray's overhead (``task_overhead_s``), about as many at a time as ran at once. 0.0 for any other operator."""
+    spans = [t for t in facts.spans_of(op) if t.worker_s is not None]
+    if op.compute != "tasks" or len(spans) <= blocks or work_share(spans) >= th.TASK_WORK_SHARE.value:
+        return 0.0
+    return (len(spans) - blocks) * task_overhead_s(facts, op) / most_at_once(spans)
+
+
+def work_share(spans: Sequence[TaskSpan]) -> float:
+    """Of the tasks' time, submitted to finished, the share they worked on their workers."""
+    taken = sum(t.finished_t - t.submitted_t for t in spans)
+    return sum(t.worker_s or 0.0 for t in spans) / taken if taken > 0 else 1.0
+
+
 def _waits(facts: Facts, op: Operator | None = None) -> list[tuple[float, float]]:
     """(submitted, seconds the task waited on Ray: submitted to finished less its own time on its worker) of the
     main execution's tasks (or ``op``'s) that kept their worker time, in the order they were submitted."""

@@ -30,6 +30,7 @@ from pipetune.diagnose import (
     diagnose,
     gain_tier,
     guide_oom_fix,
+    ray_default_blocks,
     urgency,
 )
 from pipetune.diagnose import capacity as predict
@@ -640,7 +641,8 @@ def knob_level(name: str) -> Level:
 
 
 def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
-    """The predicted speed-up of removing ``name`` (Ray Data: 1 CPU per task; whole blocks as batches); 1.0 for
+    """The predicted speed-up of removing ``name`` (Ray Data: 1 CPU per task; whole blocks as batches; a read's
+    blocks by its own parallelism rule, ``ray_default_blocks``); 1.0 for
     a repartition, which only tuning or the user's ``--set`` adds: the trial decides whether a split that paid
     when it was kept still pays after the changes that came later (ETL example: a repartition kept at 64-row
     batches rode along with 2048-row ones, and no trial asked)."""
@@ -649,6 +651,9 @@ def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
         return None
     if name == "num_cpus":
         return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=DEFAULT_NUM_CPUS))
+    if name == "override_num_blocks":
+        blocks = ray_default_blocks(facts, stage.index)  # Ray Data's own read parallelism rule
+        return None if blocks is None else predict.block_count_speedup(facts, stage.index, blocks)
     if _chained(name):
         return 1.0  # not predicted (the model does not weigh a split beside the changes made after it): measured
     batch = stage.knobs.batch_size

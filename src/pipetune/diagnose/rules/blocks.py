@@ -98,16 +98,16 @@ def check_many(facts: Facts) -> list[Finding]:
 def _overhead_bound(facts: Facts, op: Operator) -> Finding | None:
     spans = [t for t in facts.spans_of(op) if t.worker_s is not None]
     fewer, lead = blocks_for(facts.cpus), facts.lead_of(op)
-    if len(spans) <= fewer or lead is None:
+    saved = capacity.fewer_blocks_saved_s(facts, op, fewer)  # the overhead of the tasks fewer blocks would not run
+    wall = facts.run.wall_s or 0.0
+    if lead is None or saved <= 0 or saved < th.MEASURABLE_SHARE.value * wall:
         return None
-    worked = sum(t.worker_s or 0.0 for t in spans) / sum(t.finished_t - t.submitted_t for t in spans)
-    overhead = capacity.task_overhead_s(facts, op)
-    at_once = capacity.most_at_once(spans)
-    saved = (len(spans) - fewer) * overhead / at_once  # the overhead of the tasks fewer blocks would not run
-    wall, stage = facts.run.wall_s or 0.0, facts.run.stage(lead)
+    stage = facts.run.stage(lead)
     source = _source_of(facts, stage)
-    if worked >= th.TASK_WORK_SHARE.value or saved < th.MEASURABLE_SHARE.value * wall or not _settable(source):
+    if not _settable(source):
         return None
+    worked, overhead = capacity.work_share(spans), capacity.task_overhead_s(facts, op)
+    at_once = capacity.most_at_once(spans)
     return finding(
         facts, "many-blocks", "too many blocks: Ray's per-task overhead outweighs the work of each task", stage,
         [Evidence("tasks the operator ran", float(len(spans)), "", float(fewer), "blocks_for: several per CPU"),
