@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pipetune.diagnose import Facts, capacity, ray_default_blocks
+from pipetune.model import Dist, Event, EventKind, NodeInfo, Run
 from pipetune.tune.policy import candidates
 from tests.unit.builders import range_run, with_
 
@@ -57,3 +60,21 @@ def test_fewer_blocks_than_the_slots_an_operator_used_lose_them() -> None:
         capacity.run_speedup(facts, facts.operators[0], 0.5)
     )
     assert capacity.block_count_speedup(facts, 0, 1) < 1.0
+
+
+def test_fewer_blocks_are_not_proposed_where_whole_block_batches_would_outgrow_memory_or_tasks_were_killed() -> None:
+    run = range_run(60, overhead_s=0.17, work_s=0.004, planned_bytes=64e3)  # 30,000 rows: 500 a block now
+    per_row = 32 * 1024  # the read's blocks: 32 KiB a row; 1 GiB of memory a CPU: whole blocks fit 4,915 rows
+    [execution] = run.executions
+    read = replace(execution.stats[0], block_bytes=Dist.of([500.0 * per_row]), block_rows=Dist.of([500.0]))
+    nodes = (NodeInfo("n1", "127.0.0.1", {"CPU": 2.0, "memory": 2.0 * 1024**3}),)
+    tight = with_(run, executions=(replace(execution, stats=(read, *execution.stats[1:])),),
+                  env=replace(run.env, nodes=nodes))  # fmt: skip
+    assert _defaults(tight) == []  # 4 blocks of 7,500 rows would not fit
+    killed = with_(run, events=(Event(3.0, EventKind.OOM_KILL, "Ray's memory monitor killed 1 worker(s)"),))
+    assert _defaults(killed) == []
+    assert _defaults(run) == ["stage 0 override_num_blocks 60 -> default"]
+
+
+def _defaults(run: Run) -> list[str]:
+    return [p.change for p in candidates(Facts.of(run)) if p.rule == "ray-default (model)"]

@@ -34,7 +34,7 @@ from pipetune.diagnose import (
     urgency,
 )
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Run, Stage, StageKind
+from pipetune.model import EventKind, Run, Stage, StageKind
 from pipetune.settings import (
     DEFAULT,
     ITERATOR_PROTECTED,
@@ -623,6 +623,20 @@ def _default_moves(facts: Facts) -> Iterator[Proposal]:
         yield every
 
 
+def _blocks_fit(facts: Facts, source: Stage, blocks: int) -> bool:
+    """Whether ``blocks`` blocks from the read ``source`` keep every stage after it that takes whole blocks as
+    its batches (``batch_size`` unset) within the guide's memory share (``memory_cap``): fewer blocks are larger
+    ones. Never fewer after tasks were killed for memory: what they held grows with the rows a task takes."""
+    now, rate = source.knobs.override_num_blocks, facts.rate_of(source.index)
+    if now is None or blocks >= now:
+        return True
+    if rate is None or any(e.kind is EventKind.OOM_KILL for e in facts.run.events):
+        return False
+    whole = [s for s in facts.run.stages if s.index > source.index and s.method == "map_batches"
+             and s.knobs.batch_size is None]  # fmt: skip
+    return all(rate.rows / blocks <= predict.memory_cap(facts, s.index) for s in whole)
+
+
 def ray_defaults(facts: Facts) -> Proposal | None:
     """Every knob the run sets (the script's own, and a repartition that tuning added), back to Ray Data's
     default at once (the bench's "defaults" configuration); None when the run sets none. The model cannot
@@ -653,7 +667,9 @@ def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
         return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=DEFAULT_NUM_CPUS))
     if name == "override_num_blocks":
         blocks = ray_default_blocks(facts, stage.index)  # Ray Data's own read parallelism rule
-        return None if blocks is None else predict.block_count_speedup(facts, stage.index, blocks)
+        if blocks is None or not _blocks_fit(facts, stage, blocks):
+            return None
+        return predict.block_count_speedup(facts, stage.index, blocks)
     if _chained(name):
         return 1.0  # not predicted (the model does not weigh a split beside the changes made after it): measured
     batch = stage.knobs.batch_size
