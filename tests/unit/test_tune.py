@@ -265,6 +265,22 @@ def test_conclude_compares_against_the_incumbent_median() -> None:
     assert verdict is Verdict.KEPT and gain == pytest.approx(75.0)
 
 
+def test_a_repeat_never_takes_the_budgets_last_run_from_ray_datas_unmeasured_defaults() -> None:
+    """A gain within twice the noise is repeated only where a run is left after the repeat for Ray Data's
+    defaults (the budget's last run goes to them while they are unmeasured); else it is not kept."""
+    lost = trial(1, Role.TRIAL, 13.0, Verdict.SLOWER, {"stages": {"1": {"num_cpus": 2}}})
+    trials = (trial(0, Role.BASELINE, 10.0, Verdict.BASELINE), lost)
+    study = Study("s", Spec("pipe.py", budget=3), trials)
+    step = Step(Role.TRIAL, Settings.from_config({"stages": {"1": {"num_cpus": 0.5}}, "context": {}}))
+    seen = with_(etl_run(64, 9.2), wall_s=9.2)  # type: ignore[arg-type]
+    assert conclude(study, step, seen).verdict is Verdict.UNCONFIRMED  # etl_run sets a batch: defaults to measure
+    defaults = dataclasses.replace(lost, rule="ray-default")
+    measured = dataclasses.replace(study, trials=(trials[0], defaults))
+    assert conclude(measured, step, seen).verdict is Verdict.REPEAT
+    roomy = dataclasses.replace(study, spec=Spec("pipe.py", budget=4))
+    assert conclude(roomy, step, seen).verdict is Verdict.REPEAT  # the repeat, and then the defaults
+
+
 # -- the bound -------------------------------------------------------------------------------------------
 
 
