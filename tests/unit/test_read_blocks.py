@@ -54,6 +54,12 @@ def test_rays_own_block_count_is_weighed_beside_the_doctors() -> None:
     assert all("-> default" not in p.change for p in candidates(Facts.of(unplanned)) if p.rule != "ray-default")
 
 
+def test_rays_count_equal_to_the_runs_own_predicts_nothing() -> None:
+    facts = Facts.of(range_run(4, overhead_s=0.02, work_s=0.1, planned_bytes=64e3))  # 4 blocks: Ray's own count
+    assert capacity.block_count_speedup(facts, 0, 4) == 1.0
+    assert not [p for p in candidates(facts) if p.change == "stage 0 override_num_blocks 4 -> default"]
+
+
 def test_fewer_blocks_than_the_slots_an_operator_used_lose_them() -> None:
     facts = Facts.of(range_run(60, overhead_s=0.02, work_s=0.1))  # the read ran 2 slots: one block leaves it one
     assert capacity.block_count_speedup(facts, 0, 1) == pytest.approx(

@@ -446,6 +446,8 @@ def block_count_speedup(facts: Facts, stage: int, blocks: int) -> float:
     ``blocks_speedup``. Fewer: the Ray overhead of the tasks they would no longer run (``fewer_blocks_saved_s``,
     the most any one of them saves: they run side by side), less what the operators lose where they used more
     slots at once than there would be blocks."""
+    if blocks == facts.run.stage(stage).knobs.override_num_blocks:
+        return 1.0  # the blocks the run made: nothing changes
     downstream = [op for op in facts.operators if op.stages and min(op.stages) >= stage]
     ran = max((len(facts.spans_of(op)) for op in downstream), default=0)
     if blocks >= ran:

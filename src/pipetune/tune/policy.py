@@ -667,8 +667,8 @@ def _default_gain(facts: Facts, stage: Stage, name: str) -> float | None:
         return predict.run_speedup(facts, op, predict.slots_speedup(facts, op, num_cpus=DEFAULT_NUM_CPUS))
     if name == "override_num_blocks":
         blocks = ray_default_blocks(facts, stage.index)  # Ray Data's own read parallelism rule
-        if blocks is None or not _blocks_fit(facts, stage, blocks):
-            return None
+        if blocks in (None, stage.knobs.override_num_blocks) or not _blocks_fit(facts, stage, blocks):
+            return None  # unknown, no change, or larger blocks than memory allows
         return predict.block_count_speedup(facts, stage.index, blocks)
     if _chained(name):
         return 1.0  # not predicted (the model does not weigh a split beside the changes made after it): measured
