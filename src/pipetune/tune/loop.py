@@ -156,8 +156,8 @@ class Tuner:
         run = runner.run(study, step, run_id)
         if run.status is RunStatus.INTERRUPTED:  # Ctrl-C: the run is kept as interrupted, the study stops here
             raise KeyboardInterrupt  # and the trial stays in flight, so --resume runs it again
-        verdict, gain, noise, seconds = conclude(study, step, run)
         facts = Facts.of(run)
+        verdict, gain, noise, seconds = conclude(study, step, run, facts)
         findings = tuple(
             f"{f.rule}: {f.fix.describe() if f.fix else f.symptom}" for f in diagnose(run, facts=facts).findings
         )

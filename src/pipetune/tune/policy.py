@@ -637,6 +637,9 @@ def _blocks_fit(facts: Facts, source: Stage, blocks: int) -> bool:
     return all(rate.rows / blocks <= predict.memory_cap(facts, s.index) for s in whole)
 
 
+RAY_DEFAULTS_RULE = "ray-default"  # the rule name of every knob back to Ray Data's default at once
+
+
 def ray_defaults(facts: Facts) -> Proposal | None:
     """Every knob the run sets (the script's own, and a repartition that tuning added), back to Ray Data's
     default at once (the bench's "defaults" configuration); None when the run sets none. The model cannot
@@ -647,7 +650,7 @@ def ray_defaults(facts: Facts) -> Proposal | None:
     every = Settings(tuple(StageSetting(str(s.index), n, DEFAULT) for s, n in removable))
     what = f"Ray Data's defaults for the {len(removable)} knob(s) set"
     why = "Ray Data's own defaults: measured, not predicted"
-    return Proposal(every, what, "ray-default", why, Level.PARALLELISM, 1.0)
+    return Proposal(every, what, RAY_DEFAULTS_RULE, why, Level.PARALLELISM, 1.0)
 
 
 def knob_level(name: str) -> Level:

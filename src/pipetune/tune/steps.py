@@ -19,7 +19,7 @@ from pipetune.settings import Settings
 from pipetune.tune import objective
 from pipetune.tune.bound import bound
 from pipetune.tune.judge import judge, time_box
-from pipetune.tune.policy import Proposal, SearchPolicy, View, change_parts, ray_defaults, viable
+from pipetune.tune.policy import RAY_DEFAULTS_RULE, Proposal, SearchPolicy, View, change_parts, ray_defaults, viable
 from pipetune.tune.study import Role, Study, Trial, Verdict, with_settings
 
 PLATEAU_TRIALS = 2  # this many reverted trials in a row: the gains have run out
@@ -168,9 +168,9 @@ class Conclusion(NamedTuple):
     seconds: float | None  # what the run is judged by (``objective.seconds``); None for a failed trial
 
 
-def conclude(study: Study, step: Step, run: Run) -> Conclusion:
+def conclude(study: Study, step: Step, run: Run, facts: Facts | None = None) -> Conclusion:
     """The verdict on a finished run of ``step``, and the figure it was judged by (a probed baseline's, predicted
-    for the sink it measured itself)."""
+    for the sink it measured itself). ``facts``: the run's, where the caller has them (else built if needed)."""
     sink = objective.sink_of(run) if step.role is Role.BASELINE else study.sink
     figure = objective.seconds(run, study.full_loops, study.full_rows, sink)
     if step.role is Role.WARMUP:
@@ -186,15 +186,17 @@ def conclude(study: Study, step: Step, run: Run) -> Conclusion:
     assert incumbent is not None
     base = study.incumbent_figures()
     mine = [t.seconds for t in study.runs_of(step.config) if t.seconds] + [figure]
-    can_repeat = study.runs_used + 1 + _saved_for_defaults(study, run) < study.spec.budget
+    can_repeat = study.runs_used + 1 < study.spec.budget
+    if can_repeat and _defaults_unmeasured(study, facts or Facts.of(run)):
+        can_repeat = study.runs_used + 2 < study.spec.budget  # the budget's last run stays Ray's defaults'
     verdict = judge(base, mine, can_repeat)
     return Conclusion(verdict.verdict, verdict.improvement_pct, verdict.noise_pct, figure)
 
 
-def _saved_for_defaults(study: Study, run: Run) -> int:
-    """1 where the budget's last run is Ray Data's defaults' (``_defaults_step``: never measured, and the run sets
-    knobs to remove), so that a repeat does not take it: http benchmark, a repeat of a within-twice-the-noise
+def _defaults_unmeasured(study: Study, facts: Facts) -> bool:
+    """Whether the budget's last run is Ray Data's defaults' (``_defaults_step``: never measured, and the run
+    sets knobs to remove), so that a repeat must not take it: http benchmark, a repeat of a within-twice-the-noise
     reservation spent the last run, lost, and the study ended on the shipped settings, slower than Ray's
     defaults (26.7 s against 31.3 s; where the reservation lost at once, the defaults ran and were kept)."""
-    measured = any(t.rule == "ray-default" for t in study.trials)
-    return 0 if measured or ray_defaults(Facts.of(run)) is None else 1
+    measured = any(t.rule == RAY_DEFAULTS_RULE for t in study.trials)
+    return not measured and ray_defaults(facts) is not None
