@@ -257,6 +257,21 @@ def test_two_reverted_trials_in_a_row_are_a_plateau_once_ray_datas_defaults_are_
     assert isinstance(finish, Finish) and "levelled off" in finish.reason
 
 
+def test_a_failed_trial_is_no_sign_of_a_plateau_and_the_study_goes_on() -> None:
+    """A lost trial, then Ray Data's defaults failing: the failure measured no gain, so while the budget lasts
+    the study asks the policy again instead of ending as levelled off."""
+    defaults = {"stages": {"1": {"batch_size": "default"}}}  # etl_run sets one knob: Ray Data's defaults, failed
+    failed = trial(2, Role.TRIAL, 0.0, Verdict.FAILED, defaults)
+    failed = dataclasses.replace(failed, status="failed", rule="ray-default")
+    trials = (
+        trial(0, Role.BASELINE, 10.0, Verdict.BASELINE),
+        trial(1, Role.TRIAL, 13.0, Verdict.SLOWER, {"stages": {"1": {"num_cpus": 2}}}),
+        failed,
+    )
+    step = next_step(Study("s", Spec("pipe.py", budget=5), trials), etl_run(), ModelGuided())  # type: ignore[arg-type]
+    assert isinstance(step, Step) and step.role is Role.TRIAL
+
+
 def test_conclude_compares_against_the_incumbent_median() -> None:
     study = Study("s", Spec("pipe.py", budget=3), (trial(0, Role.BASELINE, 24.0, Verdict.BASELINE),))
     step = Step(Role.TRIAL, Settings.from_config({"stages": {"1": {"batch_size": 4096}}, "context": {}}))

@@ -1,7 +1,7 @@
 """The six-step loop's decisions, pure: what to run next, and what a finished run means.
 
 baseline -> identify (the policy reads the incumbent's run) -> one change -> measure -> keep or revert
--> repeat, until the budget or the time is spent, two trials in a row gain nothing (once Ray Data's own
+-> repeat, until the budget or the time is spent, two measured trials in a row gain nothing (once Ray Data's own
 defaults are measured), the run is within a few percent of its hardware bound, or nothing is left to try.
 The driver (``loop.py``) runs what this decides.
 """
@@ -140,7 +140,10 @@ def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) ->
 
 
 def _plateaued(study: Study) -> bool:
-    trials = [t for t in study.compared() if t.role in (Role.TRIAL, Role.REPEAT)]
+    """Whether the last measured trials all lost. A failed trial measured no gain, so it is left out: after it the
+    policy knows the failed settings and proposes elsewhere, while the budget lasts (a clean clone's CI: a
+    reverted block count, then Ray's defaults failing on a whole-block batch, ended a study with a run left)."""
+    trials = [t for t in study.compared() if t.role in (Role.TRIAL, Role.REPEAT) and t.verdict is not Verdict.FAILED]
     recent = trials[-PLATEAU_TRIALS:]
     return len(recent) == PLATEAU_TRIALS and all(t.verdict.value.startswith("reverted") for t in recent)
 
