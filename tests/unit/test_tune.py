@@ -272,6 +272,21 @@ def test_a_failed_trial_is_no_sign_of_a_plateau_and_the_study_goes_on() -> None:
     assert isinstance(step, Step) and step.role is Role.TRIAL
 
 
+def test_ray_datas_defaults_are_not_run_where_their_whole_block_batches_already_failed() -> None:
+    """etl_run's one task is 340,000 rows: with a 100,000-row batch failed, Ray Data's defaults (whole blocks as
+    batches) would fail again, so the budget's last run goes to the policy instead of them."""
+    failed = trial(1, Role.TRIAL, 0.0, Verdict.FAILED, {"stages": {"1": {"batch_size": 100_000}}})
+    failed = dataclasses.replace(failed, status="failed", settings=Settings.from_args(["1.batch_size=100000"]))
+    trials = (
+        trial(0, Role.BASELINE, 10.0, Verdict.BASELINE),
+        failed,
+        trial(2, Role.TRIAL, 13.0, Verdict.SLOWER, {"stages": {"1": {"num_cpus": 2}}}),
+    )
+    step = next_step(Study("s", Spec("pipe.py", budget=3), trials), etl_run(), ModelGuided())  # type: ignore[arg-type]
+    assert isinstance(step, Step) and step.rule != "ray-default"
+    assert all(s.value != "default" for s in step.settings.stages)
+
+
 def test_conclude_compares_against_the_incumbent_median() -> None:
     study = Study("s", Spec("pipe.py", budget=3), (trial(0, Role.BASELINE, 24.0, Verdict.BASELINE),))
     step = Step(Role.TRIAL, Settings.from_config({"stages": {"1": {"batch_size": 4096}}, "context": {}}))

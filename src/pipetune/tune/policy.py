@@ -653,6 +653,17 @@ def ray_defaults(facts: Facts) -> Proposal | None:
     return Proposal(every, what, RAY_DEFAULTS_RULE, why, Level.PARALLELISM, 1.0)
 
 
+def measurable_defaults(facts: Facts, view: View) -> Proposal | None:
+    """Ray Data's defaults (``ray_defaults``) as a trial from this incumbent: never measured, schedulable, and
+    not known to fail. Whole-block batches at or above a batch size that failed would fail again, and a tuned
+    configuration cannot be slower than settings that fail (a test study: 2 -> 200 rows failed, then the
+    defaults' whole blocks of 200 spent a run failing too)."""
+    every = ray_defaults(facts)
+    if every is None or not viable(every, view):
+        return None
+    return every if all(_fails_at(facts, s, view) is None for s in every.settings.stages) else None
+
+
 def knob_level(name: str) -> Level:
     return Level.BATCH if name == "batch_size" else Level.PARALLELISM
 

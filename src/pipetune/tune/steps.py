@@ -19,7 +19,15 @@ from pipetune.settings import Settings
 from pipetune.tune import objective
 from pipetune.tune.bound import bound
 from pipetune.tune.judge import judge, time_box
-from pipetune.tune.policy import RAY_DEFAULTS_RULE, Proposal, SearchPolicy, View, change_parts, ray_defaults, viable
+from pipetune.tune.policy import (
+    RAY_DEFAULTS_RULE,
+    Proposal,
+    SearchPolicy,
+    View,
+    change_parts,
+    measurable_defaults,
+    ray_defaults,
+)
 from pipetune.tune.study import Role, Study, Trial, Verdict, with_settings
 
 PLATEAU_TRIALS = 2  # this many reverted trials in a row: the gains have run out
@@ -158,8 +166,8 @@ def _defaults_step(view: View, box: float | None) -> Step | None:
     """Ray Data's defaults as the next trial, where they were never measured and can run. Also the last run of a
     budget of two or more, so that the study never ends with them unmeasured (two-nodes benchmark: its third
     trial went to a smaller pool, and the defaults, never tried, ran 4.3 s against the tuned 12.1 s)."""
-    defaults = ray_defaults(Facts.of(view.run, view.batch_costs))
-    if defaults is not None and viable(defaults, view):
+    defaults = measurable_defaults(Facts.of(view.run, view.batch_costs), view)
+    if defaults is not None:
         return Step.trying(defaults, with_settings(view.config, defaults.settings), box)
     return None
 
