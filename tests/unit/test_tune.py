@@ -302,13 +302,15 @@ def test_a_repeat_never_takes_the_budgets_last_run_from_ray_datas_unmeasured_def
     trials = (trial(0, Role.BASELINE, 10.0, Verdict.BASELINE), lost)
     study = Study("s", Spec("pipe.py", budget=3), trials)
     step = Step(Role.TRIAL, Settings.from_config({"stages": {"1": {"num_cpus": 0.5}}, "context": {}}))
-    seen = with_(etl_run(64, 9.2), wall_s=9.2)  # type: ignore[arg-type]
-    assert conclude(study, step, seen).verdict is Verdict.UNCONFIRMED  # etl_run sets a batch: defaults to measure
-    defaults = dataclasses.replace(lost, rule="ray-default")
-    measured = dataclasses.replace(study, trials=(trials[0], defaults))
-    assert conclude(measured, step, seen).verdict is Verdict.REPEAT
+    seen, incumbent = with_(etl_run(64, 9.2), wall_s=9.2), etl_run()  # type: ignore[arg-type]
+    assert conclude(study, step, seen, incumbent).verdict is Verdict.UNCONFIRMED  # etl_run sets a batch
+    defaults = {"stages": {"1": {"batch_size": "default"}}}  # Ray Data's defaults from etl_run's settings
+    measured = dataclasses.replace(study, trials=(trials[0], trial(1, Role.TRIAL, 13.0, Verdict.SLOWER, defaults)))
+    assert conclude(measured, step, seen, incumbent).verdict is Verdict.REPEAT
     roomy = dataclasses.replace(study, spec=Spec("pipe.py", budget=4))
-    assert conclude(roomy, step, seen).verdict is Verdict.REPEAT  # the repeat, and then the defaults
+    assert conclude(roomy, step, seen, incumbent).verdict is Verdict.REPEAT  # the repeat, and then the defaults
+    itself = Step(Role.TRIAL, Settings.from_config({**defaults, "context": {}}))  # by a single-knob default move
+    assert conclude(study, itself, seen, incumbent).verdict is Verdict.REPEAT  # measured by its repeat too
 
 
 # -- the bound -------------------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ class Tuner:
         if run.status is RunStatus.INTERRUPTED:  # Ctrl-C: the run is kept as interrupted, the study stops here
             raise KeyboardInterrupt  # and the trial stays in flight, so --resume runs it again
         facts = Facts.of(run)
-        verdict, gain, noise, seconds = conclude(study, step, run, facts)
+        verdict, gain, noise, seconds = conclude(study, step, run, self._incumbent_run(study))
         findings = tuple(
             f"{f.rule}: {f.fix.describe() if f.fix else f.symptom}" for f in diagnose(run, facts=facts).findings
         )

@@ -20,13 +20,11 @@ from pipetune.tune import objective
 from pipetune.tune.bound import bound
 from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import (
-    RAY_DEFAULTS_RULE,
     Proposal,
     SearchPolicy,
     View,
     change_parts,
     measurable_defaults,
-    ray_defaults,
 )
 from pipetune.tune.study import Role, Study, Trial, Verdict, with_settings
 
@@ -76,12 +74,7 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
     if stop is not None:
         return stop
     assert incumbent_run is not None
-    failed = frozenset(s for t in study.trials if t.verdict is Verdict.FAILED for s in t.settings.stages)
-    losers = [t for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED)]
-    lost = frozenset(s for t in losers if len(change_parts(t.settings)) == 1 for s in t.settings.stages)
-    view = View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost,
-                tuple(t.config for t in losers), noise_band(walls, ()), frozenset(study.spec.allow),
-                batch_costs(study), memory_limits(study))  # fmt: skip
+    view = view_of(study, incumbent_run)
     if study.runs_used >= 1 and study.spec.budget - study.runs_used == 1:
         last_call = _defaults_step(view, box)  # the budget's last run: Ray Data's defaults, while never measured
         if last_call is not None:
@@ -96,6 +89,18 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
             view, box, "nothing left to try: every proposal was tried or cannot be scheduled"
         )
     return Step.trying(proposal, with_settings(incumbent.config, proposal.settings), box)
+
+
+def view_of(study: Study, incumbent_run: Run) -> View:
+    """What the policy reads: the incumbent (its settings and ``incumbent_run``) and what the study measured."""
+    incumbent = study.incumbent()
+    assert incumbent is not None  # a succeeded baseline is one
+    failed = frozenset(s for t in study.trials if t.verdict is Verdict.FAILED for s in t.settings.stages)
+    losers = [t for t in study.trials if t.verdict in (Verdict.SLOWER, Verdict.STOPPED)]
+    lost = frozenset(s for t in losers if len(change_parts(t.settings)) == 1 for s in t.settings.stages)
+    return View(incumbent.config, incumbent_run, frozenset(study.tried()), failed, lost,
+                tuple(t.config for t in losers), noise_band(study.incumbent_figures(), ()),
+                frozenset(study.spec.allow), batch_costs(study), memory_limits(study))  # fmt: skip
 
 
 def batch_costs(study: Study) -> dict[int, BatchCost]:
@@ -179,9 +184,10 @@ class Conclusion(NamedTuple):
     seconds: float | None  # what the run is judged by (``objective.seconds``); None for a failed trial
 
 
-def conclude(study: Study, step: Step, run: Run, facts: Facts | None = None) -> Conclusion:
+def conclude(study: Study, step: Step, run: Run, incumbent_run: Run | None = None) -> Conclusion:
     """The verdict on a finished run of ``step``, and the figure it was judged by (a probed baseline's, predicted
-    for the sink it measured itself). ``facts``: the run's, where the caller has them (else built if needed)."""
+    for the sink it measured itself). ``incumbent_run``: the incumbent's run, which tells whether the budget's
+    last run is held for Ray Data's defaults (``_defaults_step``); without it none is."""
     sink = objective.sink_of(run) if step.role is Role.BASELINE else study.sink
     figure = objective.seconds(run, study.full_loops, study.full_rows, sink)
     if step.role is Role.WARMUP:
@@ -197,17 +203,19 @@ def conclude(study: Study, step: Step, run: Run, facts: Facts | None = None) -> 
     assert incumbent is not None
     base = study.incumbent_figures()
     mine = [t.seconds for t in study.runs_of(step.config) if t.seconds] + [figure]
-    can_repeat = study.runs_used + 1 < study.spec.budget
-    if can_repeat and _defaults_unmeasured(study, facts or Facts.of(run)):
-        can_repeat = study.runs_used + 2 < study.spec.budget  # the budget's last run stays Ray's defaults'
-    verdict = judge(base, mine, can_repeat)
+    verdict = judge(base, mine, _can_repeat(study, step, incumbent_run))
     return Conclusion(verdict.verdict, verdict.improvement_pct, verdict.noise_pct, figure)
 
 
-def _defaults_unmeasured(study: Study, facts: Facts) -> bool:
-    """Whether the budget's last run is Ray Data's defaults' (``_defaults_step``: never measured, and the run
-    sets knobs to remove), so that a repeat must not take it: http benchmark, a repeat of a within-twice-the-noise
-    reservation spent the last run, lost, and the study ended on the shipped settings, slower than Ray's
-    defaults (26.7 s against 31.3 s; where the reservation lost at once, the defaults ran and were kept)."""
-    measured = any(t.rule == RAY_DEFAULTS_RULE for t in study.trials)
-    return not measured and ray_defaults(facts) is not None
+def _can_repeat(study: Study, step: Step, incumbent_run: Run | None) -> bool:
+    """Whether a run is left for a repeat of ``step``. A repeat leaves the incumbent as it is, so the budget's
+    last run after it is the one ``next_step`` gives Ray Data's defaults while they are unmeasured from that
+    incumbent (``_defaults_step``; measured once ``step`` is them), and the repeat must not take it: http
+    benchmark, a repeat of a within-twice-the-noise reservation spent the last run, lost, and the study ended on
+    the shipped settings, slower than Ray's defaults (26.7 s against 31.3 s; where the reservation lost at once,
+    the defaults ran and were kept)."""
+    left = study.spec.budget - study.runs_used - 1  # after this trial
+    if left < 1 or incumbent_run is None:
+        return left >= 1
+    held = _defaults_step(view_of(study, incumbent_run), None)
+    return left >= 2 or held is None or held.config.key() == step.config.key()
