@@ -584,7 +584,7 @@ def cmd_stacks(ns: argparse.Namespace) -> int:
 
     run = open_store(ns.store).load(ns.run)
     if run.status.finished:
-        captured = [e for e in run.events if e.kind is EventKind.STALL]
+        captured = run.events_of(EventKind.STALL)
         for event in captured:
             print(f"{event.message}\n{event.detail}\n")
         if not captured:

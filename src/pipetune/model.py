@@ -345,6 +345,10 @@ class Run:
     def stage(self, index: int) -> Stage:
         return next(s for s in self.stages if s.index == index)
 
+    def events_of(self, kind: EventKind) -> list[Event]:
+        """The run's events of one kind (``OOM_KILL``: tasks Ray's memory monitor killed), as recorded."""
+        return [e for e in self.events if e.kind is kind]
+
     def operators_of(self, stage_index: int) -> list[Operator]:
         return [op for _, op in self.operators() if stage_index in op.stages]
 

@@ -19,7 +19,7 @@ def measure(facts: Facts, metric: str, stage: int | None = None) -> float | None
 
 
 def _events(facts: Facts, kind: EventKind) -> list[str]:
-    return [e.message + e.detail for e in facts.run.events if e.kind is kind]
+    return [e.message + e.detail for e in facts.run.events_of(kind)]
 
 
 _RUN_METRICS: dict[str, Callable[[Facts], float | None]] = {

@@ -68,7 +68,7 @@ def parse_kill(detail: str) -> Kill | None:
 
 
 def kills(run: Run) -> list[Kill]:
-    return [k for e in run.events if e.kind is EventKind.OOM_KILL and (k := parse_kill(e.detail)) is not None]
+    return [k for e in run.events_of(EventKind.OOM_KILL) if (k := parse_kill(e.detail)) is not None]
 
 
 @dataclass(frozen=True)

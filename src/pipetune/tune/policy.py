@@ -630,7 +630,7 @@ def _blocks_fit(facts: Facts, source: Stage, blocks: int) -> bool:
     now, rate = source.knobs.override_num_blocks, facts.rate_of(source.index)
     if now is None or blocks >= now:
         return True
-    if rate is None or any(e.kind is EventKind.OOM_KILL for e in facts.run.events):
+    if rate is None or facts.run.events_of(EventKind.OOM_KILL):
         return False
     whole = [s for s in facts.run.stages if s.index > source.index and s.method == "map_batches"
              and s.knobs.batch_size is None]  # fmt: skip

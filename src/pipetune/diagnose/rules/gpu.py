@@ -73,7 +73,7 @@ def _preprocessing_bound(facts: Facts, gpu_stage: Stage, evidence: list[Evidence
 
 
 def check_gpu_oom(facts: Facts) -> list[Finding]:
-    errors = [e for e in facts.run.events if e.kind is EventKind.UDF_ERROR and is_cuda_oom(e.message + e.detail)]
+    errors = [e for e in facts.run.events_of(EventKind.UDF_ERROR) if is_cuda_oom(e.message + e.detail)]
     if not errors:
         return []
     stage = facts.run.stage(errors[0].stage) if errors[0].stage is not None else None

@@ -19,7 +19,7 @@ from pipetune.model import EventKind, Operator, Run, Stage
 
 
 def check_oom(facts: Facts) -> list[Finding]:
-    kills = [e for e in facts.run.events if e.kind is EventKind.OOM_KILL]
+    kills = facts.run.events_of(EventKind.OOM_KILL)
     if not kills:
         return []
     stage = _stage_named(facts, " ".join(e.message for e in kills)) or facts.bottleneck_stage()
@@ -95,7 +95,7 @@ def _stage_named(facts: Facts, text: str) -> Stage | None:
 
 
 def check_spill(facts: Facts) -> list[Finding]:
-    spills = [e for e in facts.run.events if e.kind is EventKind.SPILL]
+    spills = facts.run.events_of(EventKind.SPILL)
     if not spills:
         return []
     holder, held = _biggest_holder(facts)
@@ -170,7 +170,7 @@ def _throttle_fix(facts: Facts, stage: Stage | None) -> Fix | None:
 
 def spilled_mib(run: Run) -> float:
     """MiB the raylet logged as spilled over the whole run (each spill event's message starts with its MiB)."""
-    return sum(_mib(e.message) for e in run.events if e.kind is EventKind.SPILL)
+    return sum(_mib(e.message) for e in run.events_of(EventKind.SPILL))
 
 
 def _mib(message: str) -> float:

@@ -86,7 +86,7 @@ def _task_scale(run: Run) -> float:
 def _stall_limit(run: Run) -> float:
     """The shortest pause that is a stall. Where the recorder's watchdog fired, it already judged the run
     stalled at the threshold the user gave it (``--stall-after``); otherwise ``STALL_S``."""
-    if any(e.kind is EventKind.STALL for e in run.events):
+    if run.events_of(EventKind.STALL):
         return _task_scale(run)
     return max(th.STALL_S.value, _task_scale(run))
 
@@ -99,9 +99,9 @@ def check_stall(facts: Facts) -> list[Finding]:
     start, length, uid = max(gaps, key=lambda g: g[1])
     op = _op(facts.run, uid)
     stage = facts.run.stage(facts.lead_of(op)) if op and facts.lead_of(op) is not None else None  # type: ignore[arg-type]
-    stacks = [e for e in facts.run.events if e.kind is EventKind.STALL]
+    stacks = facts.run.events_of(EventKind.STALL)
     where = f"; its workers were in {stacks[-1].message.split(' in ', 1)[-1]}" if stacks else ""
-    errors = [e for e in facts.run.events if e.kind is EventKind.UDF_ERROR]
+    errors = facts.run.events_of(EventKind.UDF_ERROR)
     return [
         finding(
             facts,
@@ -153,7 +153,7 @@ def check_intermittent(facts: Facts) -> list[Finding]:
 
 def check_crash(facts: Facts) -> list[Finding]:
     """The master tree's "crashing" branch when the cause is the user's code: say where, do not guess a knob."""
-    errors = [e for e in facts.run.events if e.kind is EventKind.UDF_ERROR]
+    errors = facts.run.events_of(EventKind.UDF_ERROR)
     if facts.run.status.ok or not errors:
         return []
     stage = facts.run.stage(errors[0].stage) if errors[0].stage is not None else None
