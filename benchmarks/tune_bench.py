@@ -4,7 +4,9 @@
 - static: the guide's matrix by operation type;  - oracle: the best point of a coarse grid (benchmarks/oracle.json);
 - tuned: what `pipetune tune --budget 3` chose, run as a user runs it (its own Ray, warm-up, trials), its whole
   tuning timed end to end;
-- TPE: Optuna's TPE sampler over the same grid, replayed on the grid's measured table (10 seeds).
+- TPE: Optuna's TPE sampler over the same grid, replayed on the grid's measured table (10 seeds);
+- placeable, where the oracle's settings ask for actors no node has room for (settings pipetune never
+  proposes: such a pool can hang): the grid's fastest settings whose every actor finds a node.
 
 The five configurations are then run ``--repeats`` times each, interleaved (a new seeded order each round), each
 run on a local Ray of its own, as a user's ``python script.py`` runs; with ``--shared-ray``, all on one local Ray
@@ -39,7 +41,9 @@ from _grid import GRIDS, key, points
 from pipetune.diagnose import Facts
 from pipetune.model import Run
 from pipetune.plan.static import static_settings
+from pipetune.settings import Settings
 from pipetune.store import open_store
+from pipetune.tune.feasible import unschedulable
 from pipetune.tune.patch import without_knobs
 from pipetune.tune.policy import ray_defaults
 
@@ -212,9 +216,14 @@ def _bench(
     row["tuned_settings"] = flat(tuned["view"]["best"])
     row["defaults_settings"] = defaults_settings(shipped_run)
     row["bound"] = tuned["view"]["bound"]
+    placeable = placeable_oracle(shipped_run, oracle)
+    if placeable is not None:
+        row["placeable"] = {"settings": placeable[0], "oracle_unplaced": placeable[1]}
     with defaults_script(name) as plain:
         variants = {"shipped": Variant({}), "defaults": Variant({}, plain), "static": Variant(static),
                     "oracle": Variant(oracle["best"]), "tuned": Variant(row["tuned_settings"])}  # fmt: skip
+        if placeable is not None:
+            variants["placeable"] = Variant(placeable[0])
         orders = rounds(list(variants), ns.repeats)
         if cluster is not None:
             times = side_by_side(name, variants, cluster, store, limit, orders)
@@ -223,12 +232,43 @@ def _bench(
                 times = side_by_side(name, variants, ray, store, limit, orders)
         else:
             times = side_by_side(name, variants, None, store, limit, orders)
-    row.update({label: statistics.median(t) for label, t in times.items()})
+    row.update({label: statistics.median(t) for label, t in times.items() if label != "placeable"})
+    if "placeable" in times:
+        row["placeable_s"] = statistics.median(times["placeable"])
     row["side_by_side"] = times
     row["orders"] = orders
     row["tpe"] = tpe(name, oracle, ns.seeds, ns.budget)
     row["random"] = random_search(name, oracle, ns.seeds, ns.budget)
     return row
+
+
+def placeable_oracle(shipped: Run, oracle: dict[str, Any]) -> tuple[dict[str, str], str] | None:
+    """Where the oracle's settings ask for actors that no node has room for (``feasible.unschedulable`` on the
+    shipped run's nodes: settings pipetune never proposes, since such a pool can hang), the grid's fastest
+    settings whose every actor finds a node, by their median on the grid's table, and why the oracle's do not;
+    None where the oracle's settings can be placed."""
+    why = unschedulable(shipped, Settings.from_args([f"{k}={v}" for k, v in oracle["best"].items()]))
+    if why is None:
+        return None
+    walls = {k: [r["wall_s"] for r in runs if r["status"] == "succeeded"] for k, runs in oracle["table"].items()}
+    ranked = sorted((statistics.median(w), k) for k, w in walls.items() if w)
+    for _, k in ranked:
+        if unschedulable(shipped, Settings.from_args(k.split())) is None:
+            return dict(item.split("=", 1) for item in k.split()), why
+    return None
+
+
+def _placeable_lines(rows: dict[str, dict[str, Any]]) -> Iterator[str]:
+    """Per row whose oracle cannot place its actors: the best grid settings that can, run side by side."""
+    for name, r in rows.items():
+        if "placeable" not in r["side_by_side"]:
+            continue
+        p, tuned = r["placeable"], r["tuned"]
+        same = {k: str(v) for k, v in r["tuned_settings"].items()} == p["settings"]
+        pct = "same settings" if same else f"tuned at {r['placeable_s'] / tuned * 100:.0f}% of their throughput"
+        yield (f"{name}: the oracle's settings leave actors unplaced ({p['oracle_unplaced']}); the grid's fastest "
+               f"that place all ({' '.join(f'{k}={v}' for k, v in sorted(p['settings'].items()))}) ran "
+               f"{_spread(r['side_by_side']['placeable'])} side by side: {pct}")  # fmt: skip
 
 
 def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
@@ -255,6 +295,8 @@ def table(rows: dict[str, dict[str, Any]], budget: int) -> None:
         "winner's figure in the study against its full run after the study, on a Ray of the study's kind "
         "(`tune --resume S --confirm`, not in tune wall), * where that figure was a probe's prediction"
     )
+    for line in _placeable_lines(rows):
+        print(line)
     for name, r in rows.items():
         if r.get("machine"):
             print(f"{name}: {r['machine']}")
