@@ -79,7 +79,7 @@ def test_skewed_blocks(work: Path, address: str) -> None:
 
 
 def test_an_actor_pool_that_takes_every_cpu(work: Path, address: str) -> None:
-    report = doctor(work, address, "big_pool.py", "--", "3", timeout=15)  # it hangs at once: 15 s records it
+    report = doctor(work, address, "big_pool.py", "--", "3", timeout=25)  # it hangs at once: 25 s records it
     first = top(report)
     assert first["rule"] == "blocking-actor-pool" and first["udf"] == "Model"
     assert first["fix"]["set"] == "2.concurrency=2"
