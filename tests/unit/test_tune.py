@@ -14,7 +14,7 @@ from pipetune.settings import Settings, StageSetting
 from pipetune.tune.bound import bound
 from pipetune.tune.feasible import unschedulable
 from pipetune.tune.judge import judge, time_box
-from pipetune.tune.policy import ModelGuided, View, candidates
+from pipetune.tune.policy import ModelGuided, View, candidates, measurable_defaults
 from pipetune.tune.steps import Finish, Step, conclude, next_step
 from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, trial_payload, with_settings
 from tests.unit.builders import DOMINANT_FRAME_S, node_cpu, op_stats, pipeline, stage, two_stage_run, with_
@@ -285,6 +285,18 @@ def test_ray_datas_defaults_are_not_run_where_their_whole_block_batches_already_
     step = next_step(Study("s", Spec("pipe.py", budget=3), trials), etl_run(), ModelGuided())  # type: ignore[arg-type]
     assert isinstance(step, Step) and step.rule != "ray-default"
     assert all(s.value != "default" for s in step.settings.stages)
+
+
+def test_ray_datas_defaults_for_one_knob_are_run_only_where_the_model_predicts_a_gain_beyond_the_noise() -> None:
+    """etl_run sets one knob, its batch: Ray Data's defaults are that batch's default (whole blocks of 340,000
+    rows), which the model predicts. From 64 rows they gain beyond the noise; from 4,096 they do not, and the
+    study's last run is not spent on them."""
+
+    def defaults(batch: int) -> object:
+        run = etl_run(batch)
+        return measurable_defaults(Facts.of(run), View(Settings(), run, frozenset(), noise_pct=5.0))  # type: ignore[arg-type]
+
+    assert defaults(64) is not None and defaults(4096) is None
 
 
 def test_conclude_compares_against_the_incumbent_median() -> None:
