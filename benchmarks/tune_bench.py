@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _examples import CLUSTERS, EXAMPLES, ROOT, SAME_GRID, SharedRay, example_env, idle_check, run_example
-from _grid import GRIDS, key, points
+from _grid import GRIDS, key, points, sets
 
 from pipetune.diagnose import Facts
 from pipetune.model import Run
@@ -216,7 +216,7 @@ def _bench(
     row["tuned_settings"] = flat(tuned["view"]["best"])
     row["defaults_settings"] = defaults_settings(shipped_run)
     row["bound"] = tuned["view"]["bound"]
-    placeable = placeable_oracle(shipped_run, oracle)
+    placeable = placeable_oracle(SAME_GRID.get(name, name), shipped_run, oracle)
     if placeable is not None:
         row["placeable"] = {"settings": placeable[0], "oracle_unplaced": placeable[1]}
     with defaults_script(name) as plain:
@@ -232,9 +232,7 @@ def _bench(
                 times = side_by_side(name, variants, ray, store, limit, orders)
         else:
             times = side_by_side(name, variants, None, store, limit, orders)
-    row.update({label: statistics.median(t) for label, t in times.items() if label != "placeable"})
-    if "placeable" in times:
-        row["placeable_s"] = statistics.median(times["placeable"])
+    row.update({label: statistics.median(times[label]) for label in LABELS})
     row["side_by_side"] = times
     row["orders"] = orders
     row["tpe"] = tpe(name, oracle, ns.seeds, ns.budget)
@@ -242,20 +240,22 @@ def _bench(
     return row
 
 
-def placeable_oracle(shipped: Run, oracle: dict[str, Any]) -> tuple[dict[str, str], str] | None:
+def placeable_oracle(grid: str, shipped: Run, oracle: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     """Where the oracle's settings ask for actors that no node has room for (``feasible.unschedulable`` on the
-    shipped run's nodes: settings pipetune never proposes, since such a pool can hang), the grid's fastest
-    settings whose every actor finds a node, by their median on the grid's table, and why the oracle's do not;
-    None where the oracle's settings can be placed."""
-    why = unschedulable(shipped, Settings.from_args([f"{k}={v}" for k, v in oracle["best"].items()]))
+    shipped run's nodes: settings pipetune never proposes, since such a pool can hang), the fastest point of the
+    ``grid`` whose every actor finds a node, by its median on the grid's table as the oracle was chosen, and why
+    the oracle's settings do not; None where they can be placed."""
+    why = unschedulable(shipped, Settings.from_args(sets(oracle["best"])))
     if why is None:
         return None
-    walls = {k: [r["wall_s"] for r in runs if r["status"] == "succeeded"] for k, runs in oracle["table"].items()}
-    ranked = sorted((statistics.median(w), k) for k, w in walls.items() if w)
-    for _, k in ranked:
-        if unschedulable(shipped, Settings.from_args(k.split())) is None:
-            return dict(item.split("=", 1) for item in k.split()), why
-    return None
+    table = oracle["table"]
+    measured = sorted((p for p in points(grid) if table.get(key(p))), key=lambda p: _median_s(table[key(p)]))
+    placed = (p for p in measured if unschedulable(shipped, Settings.from_args(sets(p))) is None)
+    return next(((p, why) for p in placed), None)
+
+
+def _median_s(results: list[dict[str, Any]]) -> float:
+    return statistics.median(r["wall_s"] for r in results)
 
 
 def _placeable_lines(rows: dict[str, dict[str, Any]]) -> Iterator[str]:
@@ -263,11 +263,11 @@ def _placeable_lines(rows: dict[str, dict[str, Any]]) -> Iterator[str]:
     for name, r in rows.items():
         if "placeable" not in r["side_by_side"]:
             continue
-        p, tuned = r["placeable"], r["tuned"]
-        same = {k: str(v) for k, v in r["tuned_settings"].items()} == p["settings"]
-        pct = "same settings" if same else f"tuned at {r['placeable_s'] / tuned * 100:.0f}% of their throughput"
+        p, placed_s = r["placeable"], statistics.median(r["side_by_side"]["placeable"])
+        same = sets(r["tuned_settings"]) == sets(p["settings"])
+        pct = "same settings" if same else f"tuned at {placed_s / r['tuned'] * 100:.0f}% of their throughput"
         yield (f"{name}: the oracle's settings leave actors unplaced ({p['oracle_unplaced']}); the grid's fastest "
-               f"that place all ({' '.join(f'{k}={v}' for k, v in sorted(p['settings'].items()))}) ran "
+               f"that place all ({key(p['settings'])}) ran "
                f"{_spread(r['side_by_side']['placeable'])} side by side: {pct}")  # fmt: skip
 
 
