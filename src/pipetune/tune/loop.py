@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,6 +71,7 @@ class Tuner:
     warmup: bool = True
     watch: Watch | None = None  # presentation, injected: a display for each trial, given its caption
     runner: Runner | None = None  # how a step is measured: the script on Ray unless one is injected
+    _loaded: Run | None = field(default=None, init=False, repr=False)  # the incumbent's run (``_incumbent_run``)
 
     @staticmethod
     def using(store: Store, say: Say = _stderr) -> Tuner:
@@ -139,9 +140,15 @@ class Tuner:
         return confirmed
 
     def _incumbent_run(self, study: Study) -> Run | None:
+        """The incumbent's latest run, loaded once: ``next_step`` and ``conclude`` both read it, and a finished
+        run in the store never changes."""
         incumbent = study.incumbent()
         runs = study.runs_of(incumbent.config) if incumbent else []
-        return self.store.load(runs[-1].run_id) if runs else None
+        if not runs:
+            return None
+        if self._loaded is None or self._loaded.id != runs[-1].run_id:
+            self._loaded = self.store.load(runs[-1].run_id)
+        return self._loaded
 
     def _run(self, runner: Runner, study: Study, step: Step) -> None:
         run_id = new_run_id()

@@ -215,7 +215,7 @@ def _can_repeat(study: Study, step: Step, incumbent_run: Run | None) -> bool:
     the shipped settings, slower than Ray's defaults (26.7 s against 31.3 s; where the reservation lost at once,
     the defaults ran and were kept)."""
     left = study.spec.budget - study.runs_used - 1  # after this trial
-    if left < 1 or incumbent_run is None:
+    if left != 1 or incumbent_run is None:
         return left >= 1
-    held = _defaults_step(view_of(study, incumbent_run), None)
-    return left >= 2 or held is None or held.config.key() == step.config.key()
+    held = _defaults_step(view_of(study, incumbent_run), None)  # only asked where it could take the run
+    return held is None or held.config.key() == step.config.key()
