@@ -9,7 +9,7 @@ import pytest
 
 from pipetune.diagnose import BatchCost, Facts
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Run
+from pipetune.model import OperatorStats, Run
 from pipetune.settings import Settings
 from pipetune.tune.policy import ModelGuided, Proposal, View, candidates
 from pipetune.tune.steps import batch_costs
@@ -61,6 +61,29 @@ def test_rays_framing_is_shared_by_every_batch_of_the_operators_batching_stages(
     run = with_(facts.run, stages=(*facts.run.stages, stage(2, "map_batches", "more", batch_size=40)))
     per_batch = stats.frame_s / (10_000 / 8 + 10_000 / 40)  # type: ignore[operator]
     assert predict.framing_per_batch(run, fused, stats, 10_000) == pytest.approx(per_batch)
+
+
+def test_where_no_task_ended_rays_framing_is_the_workers_time_outside_the_function_per_call() -> None:
+    facts = small_batches(frame_s=None)
+    op, stats = facts.operator_of(1), facts.stage_stats(1)
+    assert op is not None and stats is not None
+    assert predict.framing_per_batch(facts.run, op, stats, 10_000) is None  # finished tasks Ray did not time
+    # a probe stopped the run inside its tasks: 1,000 calls of 8 rows, 3 s in the function, 5 s in the workers
+    inside = dataclasses.replace(stats, running=True, busy_s=5.0, udf_s=3.0, calls=(calls([(8, 0.003)] * 1000),))
+    assert predict.framing_per_batch(facts.run, op, inside, 8_000) == pytest.approx(0.002)
+    model = predict.batch_model(_with_stats(facts, inside), 1, 8)
+    assert model is not None and model[1] == pytest.approx(0.002)
+    read_first = dataclasses.replace(op, stages=(0, 1))  # a read's own work would be counted as framing
+    assert predict.framing_per_batch(facts.run, read_first, inside, 8_000) is None
+    two_counted = dataclasses.replace(inside, calls=(*inside.calls, calls([(40, 0.01)] * 200, stage=2)))
+    assert predict.framing_per_batch(facts.run, op, two_counted, 8_000) is None  # whose is the time between?
+
+
+def _with_stats(facts: Facts, stats: OperatorStats) -> Facts:
+    execution = facts.run.executions[0]
+    others = tuple(s for s in execution.stats if s.uid != stats.uid)
+    run = with_(facts.run, executions=(dataclasses.replace(execution, stats=(*others, stats)),))
+    return Facts.of(run)
 
 
 def uneven_calls(fixed_s: float, per_row_s: float, jitter_s: float) -> list[tuple[int, float]]:
