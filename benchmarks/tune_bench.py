@@ -14,6 +14,8 @@ started for the example and kept warm, as `pipetune tune` runs its trials and as
 can rank configurations differently (workers already started, or not), which is why both exist.
 
     .venv/bin/python benchmarks/tune_bench.py [--only etl] [--budget 3] [--seeds 10] [--repeats 3]
+
+``--cost FILE...`` prints, from rows saved with ``--save``, where each study's time went (``cost``).
 """
 
 from __future__ import annotations
@@ -326,6 +328,38 @@ def _tune_cmd(store: Path, cluster: SharedRay | None) -> list[str]:
     return cmd + (["--address", cluster.cluster.address] if cluster is not None else [])
 
 
+COST_PARTS = ("outside", "warm-up", "baseline", "in full", "at box", "probes")
+
+
+def cost(files: list[Path]) -> None:
+    """Where each saved study's time went, as multiples of the row's shipped run (side by side): outside the
+    runs (the CLI, Ray's start and stop, each driver's start, the decisions), the warm-up, the baseline, the
+    trials (repeats too) that ran in full, those stopped at their time box, and those stopped as probes."""
+    print("where the tuning time went, x one shipped run; " + ", ".join(COST_PARTS) + ", total")
+    shares = []
+    for path in files:
+        for name, r in json.loads(path.read_text()).items():
+            parts = _cost_parts(r["tune"], r["shipped"])
+            shares.append(parts)
+            cells = " ".join(f"{v:9.2f}" for v in (*parts, r["tune"]["wall_s"] / r["shipped"]))
+            print(f"{path.stem[:34]:>34} {name:>12} {cells}")
+    if shares:
+        medians = " ".join(f"{statistics.median(col):9.2f}" for col in zip(*shares, strict=True))
+        print(f"{'median of ' + str(len(shares)) + ' studies':>47} {medians}")
+
+
+def _cost_parts(tune: dict[str, Any], shipped: float) -> tuple[float, ...]:
+    """``COST_PARTS`` of one study, each over ``shipped``."""
+    seconds = dict.fromkeys(COST_PARTS, 0.0)
+    for role, _, wall, _, probe, status, _ in tune["runs"]:
+        part = {"warm-up": "warm-up", "baseline": "baseline"}.get(role)
+        if part is None:
+            part = "probes" if probe else "at box" if status == "stopped" else "in full"
+        seconds[part] += wall or 0.0
+    seconds["outside"] = tune["wall_s"] - sum(seconds.values())
+    return tuple(seconds[p] / shipped for p in COST_PARTS)
+
+
 def _confirmed(r: dict[str, Any]) -> str:
     """The winner's figure in the study against its full run (``confirm``), ``*`` where the figure was a probe's."""
     c = r["tune"].get("confirmed")
@@ -427,7 +461,11 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--table", type=Path, help="print the table of rows saved by --save, run nothing")
     parser.add_argument("--searches", action="store_true", help="TPE and random search on the grids, run nothing")
+    parser.add_argument("--cost", type=Path, nargs="+", help="where the tuning time went in rows saved by --save")
     ns = parser.parse_args()
+    if ns.cost:
+        cost(ns.cost)
+        return
     if ns.table:
         table(json.loads(ns.table.read_text()), ns.budget)
         return
