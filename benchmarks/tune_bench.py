@@ -339,9 +339,9 @@ def cost(files: list[Path]) -> None:
     shares = []
     for path in files:
         for name, r in json.loads(path.read_text()).items():
-            parts = _cost_parts(r["tune"], r["shipped"])
+            parts = (*_cost_parts(r["tune"], r["shipped"]), r["tune"]["wall_s"] / r["shipped"])
             shares.append(parts)
-            cells = " ".join(f"{v:9.2f}" for v in (*parts, r["tune"]["wall_s"] / r["shipped"]))
+            cells = " ".join(f"{v:9.2f}" for v in parts)
             print(f"{path.stem[:34]:>34} {name:>12} {cells}")
     if shares:
         medians = " ".join(f"{statistics.median(col):9.2f}" for col in zip(*shares, strict=True))
