@@ -69,8 +69,13 @@ def test_where_no_task_ended_rays_framing_is_the_workers_time_outside_the_functi
     assert op is not None and stats is not None
     assert predict.framing_per_batch(facts.run, op, stats, 10_000) is None  # finished tasks Ray did not time
     # a probe stopped the run inside its tasks: 1,000 calls of 8 rows, 3 s in the function, 5 s in the workers
-    inside = dataclasses.replace(stats, running=True, busy_s=5.0, udf_s=3.0, calls=(calls([(8, 0.003)] * 1000),))
+    counted = (calls([(8, 0.003)] * 1000),)
+    inside = dataclasses.replace(stats, running=True, busy_s=5.0, cpu_s=5.0, udf_s=3.0, calls=counted)
     assert predict.framing_per_batch(facts.run, op, inside, 8_000) == pytest.approx(0.002)
+    held_back = dataclasses.replace(inside, cpu_s=3.5)  # waited 1.5 s on backpressure: no framing in that
+    assert predict.framing_per_batch(facts.run, op, held_back, 8_000) == pytest.approx(0.0005)
+    waiting = dataclasses.replace(inside, cpu_s=1.0)  # the function waits itself: no CPU tells framing apart
+    assert predict.framing_per_batch(facts.run, op, waiting, 8_000) is None
     model = predict.batch_model(_with_stats(facts, inside), 1, 8)
     assert model is not None and model[1] == pytest.approx(0.002)
     read_first = dataclasses.replace(op, stages=(0, 1))  # a read's own work would be counted as framing

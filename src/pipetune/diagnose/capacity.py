@@ -189,18 +189,22 @@ def framing_per_batch(run: Run, op: Operator, stats: OperatorStats, rows: float)
 def running_framing(run: Run, op: Operator, stats: OperatorStats) -> float | None:
     """Ray's time per batch where a probe stopped the run before any of the operator's tasks ended, so Ray
     measured none: each worker's time outside the batch function per call, from its first batch's end to its
-    last count (``record.in_task``). Only where the operator starts with a ``map_batches`` stage, the one it
-    counted: there the time around the calls is Ray's batching and the building of output blocks, while a
-    read or a row-based stage in front of it would add its own work. Checked against Ray's own figure: a
-    probed ETL baseline's enrich operator spent 3.2 ms a call outside its function; run in full at the same
-    batch size, Ray measured 3.8 ms a batch of framing and the in-task figure was 3.8 ms too."""
+    last count (``record.in_task``), and no more than the CPU it burnt in that window less the time inside the
+    function: a task held back by backpressure waits without framing anything. None where nothing is left (a
+    function that waits itself leaves no CPU to tell framing by). Only where the operator starts with a
+    ``map_batches`` stage, the one it counted: there the time around the calls is Ray's batching and the
+    building of output blocks, while a read or a row-based stage in front of it would add its own work.
+    Checked against Ray's own figure: a probed ETL baseline's enrich operator spent 3.2 ms a call outside its
+    function; run in full at the same batch size, Ray measured 3.8 ms a batch of framing and the in-task
+    figure was 3.8 ms too."""
     first = run.stage(op.stages[0]) if op.stages else None
     if not stats.running or first is None or first.method != "map_batches":
         return None
     counted = [c for c in stats.calls if c.stage == first.index and c.count > 0]
-    if len(stats.calls) != 1 or not counted:
+    outside = min(stats.busy_s, stats.cpu_s) - stats.udf_s
+    if len(stats.calls) != 1 or not counted or outside <= 0:
         return None
-    return max(stats.busy_s - stats.udf_s, 0.0) / counted[0].count
+    return outside / counted[0].count
 
 
 def _stage_s(op: Operator, stats: OperatorStats, stage: int) -> float:
