@@ -21,12 +21,15 @@ from pipetune.store.sqlite import SQLiteStore
 from pipetune.tune.loop import warm_up_rule
 
 
-def one(script: Path, address: str, store: SQLiteStore, stop: StopRule | None) -> float:
+def one(script: Path, address: str, store: SQLiteStore, stop: StopRule | None) -> tuple[float, float]:
+    """The run's wall time and when its first execution started (nan where it has none), on the run's clock."""
     with tempfile.TemporaryDirectory() as sandbox:
         env = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
         launch = Launch(script, address=address, sandbox=Path(sandbox), stop=stop, output=Path(sandbox) / "log",
                         extra_env=env)  # fmt: skip
-        return record(launch, store).wall_s or float("nan")
+        run = record(launch, store)
+    started = run.executions[0].started_t if run.executions else float("nan")
+    return run.wall_s or float("nan"), started
 
 
 def main() -> None:
@@ -41,10 +44,14 @@ def main() -> None:
             with local_head() as address:
                 warm = [one(args.script, address, store, warm_up_rule())] if args.warmup else []
                 walls = [one(args.script, address, store, None) for _ in range(3)]
-            shown = " ".join(f"{w:.2f}" for w in walls)
-            lead = f"warm-up {warm[0]:.2f} s, then " if warm else ""
-            first = walls[0] - min(walls[1:])
-            print(f"round {r}: {lead}runs {shown} s (the first less the faster of the others: {first:+.2f} s)")
+            shown = " ".join(f"{w:.2f} ({w - s:.2f} from its execution's start)" for w, s in walls)
+            lead = f"warm-up {warm[0][0]:.2f} s, then " if warm else ""
+            first = walls[0][0] - min(w for w, _ in walls[1:])
+            after = (walls[0][0] - walls[0][1]) - min(w - s for w, s in walls[1:])
+            print(
+                f"round {r}: {lead}runs {shown} s (the first less the faster of the others: {first:+.2f} s; "
+                f"from the execution's start: {after:+.2f} s)"
+            )
 
 
 if __name__ == "__main__":
