@@ -178,33 +178,31 @@ def framing_per_batch(run: Run, op: Operator, stats: OperatorStats, rows: float)
     it is nearly all fixed cost (measured: a pandas map_batches spent 0.80-0.87 ms a batch on it at 16 to 256
     rows, 200k rows); at large ones it also holds per-row conversion, where a fixed cost barely weighs. A UDF's
     own per-call cost is not in it: that the run's calls of several sizes measure (``own_call_cost``), or a second
-    batch size (``fit_batch_cost``). Where no task had finished (``running_framing``), from inside the tasks."""
+    batch size (``fit_batch_cost``). Where no task had finished (``_running_framing``), from inside the tasks."""
     if stats.frame_s is None:
-        return running_framing(run, op, stats)
+        return _running_framing(op, stats)
     sizes = [run.stage(i).knobs.batch_size for i in op.stages if run.stage(i).method == "map_batches"]
     batches = sum(max(rows / b, 1.0) for b in sizes if isinstance(b, int) and b > 0)
     return stats.frame_s / batches if batches else None
 
 
-def running_framing(run: Run, op: Operator, stats: OperatorStats) -> float | None:
+def _running_framing(op: Operator, stats: OperatorStats) -> float | None:
     """Ray's time per batch where a probe stopped the run before any of the operator's tasks ended, so Ray
     measured none: each worker's time outside the batch function per call, from its first batch's end to its
     last count (``record.in_task``), and no more than the CPU it burnt in that window less the time inside the
     function: a task held back by backpressure waits without framing anything. None where nothing is left (a
-    function that waits itself leaves no CPU to tell framing by). Only where the operator starts with a
-    ``map_batches`` stage, the one it counted: there the time around the calls is Ray's batching and the
-    building of output blocks, while a read or a row-based stage in front of it would add its own work.
-    Checked against Ray's own figure: a probed ETL baseline's enrich operator spent 3.2 ms a call outside its
-    function; run in full at the same batch size, Ray measured 3.8 ms a batch of framing and the in-task
+    function that waits itself leaves no CPU to tell framing by). Only where the one stage counted (only
+    ``map_batches`` functions are) is the operator's first: there the time around the calls is Ray's batching
+    and the building of output blocks, while a read or a row-based stage in front of it would add its own
+    work. Checked against Ray's own figure: a probed ETL baseline's enrich operator spent 3.2 ms a call outside
+    its function; run in full at the same batch size, Ray measured 3.8 ms a batch of framing and the in-task
     figure was 3.8 ms too."""
-    first = run.stage(op.stages[0]) if op.stages else None
-    if not stats.running or first is None or first.method != "map_batches":
+    if not stats.running or len(stats.calls) != 1:
         return None
-    counted = [c for c in stats.calls if c.stage == first.index and c.count > 0]
-    outside = min(stats.busy_s, stats.cpu_s) - stats.udf_s
-    if len(stats.calls) != 1 or not counted or outside <= 0:
+    (counted,), outside = stats.calls, min(stats.busy_s, stats.cpu_s) - stats.udf_s
+    if op.stages[:1] != (counted.stage,) or counted.count == 0 or outside <= 0:
         return None
-    return outside / counted[0].count
+    return outside / counted.count
 
 
 def _stage_s(op: Operator, stats: OperatorStats, stage: int) -> float:
