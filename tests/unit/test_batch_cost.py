@@ -9,7 +9,7 @@ import pytest
 
 from pipetune.diagnose import BatchCost, Facts
 from pipetune.diagnose import capacity as predict
-from pipetune.model import OperatorStats, Run
+from pipetune.model import Run
 from pipetune.settings import Settings
 from pipetune.tune.policy import ModelGuided, Proposal, View, candidates
 from pipetune.tune.steps import batch_costs
@@ -70,25 +70,20 @@ def test_where_no_task_ended_rays_framing_is_the_workers_time_outside_the_functi
     assert predict.framing_per_batch(facts.run, op, stats, 10_000) is None  # finished tasks Ray did not time
     # a probe stopped the run inside its tasks: 1,000 calls of 8 rows, 3 s in the function, 5 s in the workers
     counted = (calls([(8, 0.003)] * 1000),)
-    inside = dataclasses.replace(stats, running=True, busy_s=5.0, cpu_s=5.0, udf_s=3.0, calls=counted)
+    probed = Facts.of(with_map_stats(facts.run, running=True, busy_s=5.0, cpu_s=5.0, udf_s=3.0, calls=counted))
+    inside = probed.stage_stats(1)
+    assert inside is not None
     assert predict.framing_per_batch(facts.run, op, inside, 8_000) == pytest.approx(0.002)
     held_back = dataclasses.replace(inside, cpu_s=3.5)  # waited 1.5 s on backpressure: no framing in that
     assert predict.framing_per_batch(facts.run, op, held_back, 8_000) == pytest.approx(0.0005)
     waiting = dataclasses.replace(inside, cpu_s=1.0)  # the function waits itself: no CPU tells framing apart
     assert predict.framing_per_batch(facts.run, op, waiting, 8_000) is None
-    model = predict.batch_model(_with_stats(facts, inside), 1, 8)
+    model = predict.batch_model(probed, 1, 8)
     assert model is not None and model[1] == pytest.approx(0.002)
     read_first = dataclasses.replace(op, stages=(0, 1))  # a read's own work would be counted as framing
     assert predict.framing_per_batch(facts.run, read_first, inside, 8_000) is None
     two_counted = dataclasses.replace(inside, calls=(*inside.calls, calls([(40, 0.01)] * 200, stage=2)))
     assert predict.framing_per_batch(facts.run, op, two_counted, 8_000) is None  # whose is the time between?
-
-
-def _with_stats(facts: Facts, stats: OperatorStats) -> Facts:
-    execution = facts.run.executions[0]
-    others = tuple(s for s in execution.stats if s.uid != stats.uid)
-    run = with_(facts.run, executions=(dataclasses.replace(execution, stats=(*others, stats)),))
-    return Facts.of(run)
 
 
 def uneven_calls(fixed_s: float, per_row_s: float, jitter_s: float) -> list[tuple[int, float]]:
@@ -102,11 +97,16 @@ def uneven_calls(fixed_s: float, per_row_s: float, jitter_s: float) -> list[tupl
 TWELVE_MS_A_CALL = [(r, 0.012 + 5e-4 * r + 1e-4 * (-1) ** i) for i, r in enumerate(([8] * 4 + [5]) * 250)]
 
 
-def with_calls(run: Run, points: list[tuple[int, float]]) -> Run:
-    """The run with its map stage's calls (``small_batches_run``'s stage 1) as ``points``."""
+def with_map_stats(run: Run, **changes: object) -> Run:
+    """The run with its map stage's figures (``small_batches_run``'s stage 1) changed."""
     execution = run.executions[0]
-    stats = (execution.stats[0], dataclasses.replace(execution.stats[1], calls=(calls(points),)))
+    stats = (execution.stats[0], dataclasses.replace(execution.stats[1], **changes))  # type: ignore[arg-type]
     return with_(run, executions=(dataclasses.replace(execution, stats=stats),))
+
+
+def with_calls(run: Run, points: list[tuple[int, float]]) -> Run:
+    """The run with its map stage's calls as ``points``."""
+    return with_map_stats(run, calls=(calls(points),))
 
 
 def test_a_runs_calls_of_several_sizes_measure_the_functions_own_fixed_cost_per_call() -> None:
