@@ -352,10 +352,8 @@ def _cost_parts(tune: dict[str, Any], shipped: float) -> tuple[float, ...]:
     """``COST_PARTS`` of one study, each over ``shipped``."""
     seconds = dict.fromkeys(COST_PARTS, 0.0)
     for role, _, wall, _, probe, status, _ in tune["runs"]:
-        part = {"warm-up": "warm-up", "baseline": "baseline"}.get(role)
-        if part is None:
-            part = "probes" if probe else "at box" if status == "stopped" else "in full"
-        seconds[part] += wall or 0.0
+        trial = "probes" if probe else "at box" if status == "stopped" else "in full"
+        seconds[role if role in ("warm-up", "baseline") else trial] += wall or 0.0
     seconds["outside"] = tune["wall_s"] - sum(seconds.values())
     return tuple(seconds[p] / shipped for p in COST_PARTS)
 
