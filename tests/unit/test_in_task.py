@@ -14,11 +14,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipetune.capture import ExecutionEnded, ExecutionStarted, Message, OpId, OpSamples, UdfRows
+from pipetune.capture import ExecutionEnded, ExecutionStarted, Message, OpId, OpSamples, StageBuilt, UdfRows
 from pipetune.diagnose import rows_done
-from pipetune.model import Dist, Operator, OperatorStats
+from pipetune.model import Dist, Operator, OperatorStats, StageKind
 from pipetune.record import in_task, remote
 from pipetune.record.channel import Sender
+from tests.unit.builders import stage
 
 
 def double(batch: Any, factor: int = 2) -> Any:
@@ -113,19 +114,40 @@ def _started(index: int = 0) -> ExecutionStarted:
     return ExecutionStarted(index, 0.0, operators=ops)
 
 
-def test_the_recorder_adds_every_processs_latest_count_to_the_operator_whose_first_stage_it_is() -> None:
+def _folding(second: str = "map_batches") -> in_task.InTaskRows:
+    """The recorder's fold, told the stages: a read, then a ``map_batches`` call and ``second``, fused."""
     fold = in_task.InTaskRows()
+    for index, method in enumerate(("range", "map_batches", second)):
+        fold.fold(StageBuilt(stage(index, method, kind=StageKind.READ if index == 0 else StageKind.TRANSFORM)))
+    return fold
+
+
+def test_the_recorder_adds_every_processs_latest_count_to_the_operator_whose_first_stage_it_is() -> None:
+    fold = _folding(second="map")  # a per-row call fused after it: not counted, not part of the chain
     fold.fold(_started())
     for message in (UdfRows(1.0, 1, 10, 300), UdfRows(1.2, 1, 11, 200), UdfRows(1.1, 1, 10, 250)):  # one late
         fold.add(message)
-    fold.add(UdfRows(1.3, 2, 10, 999))  # a stage fused after the first: its rows are not the operator's input
     folded = fold.fold(OpSamples(2.0, {READ: {"rows_out": 5.0}, MAP: {"rows_in": 800.0}}))
     assert folded.values[MAP] == {"rows_in": 800.0, "udf_rows": 500.0}
     assert folded.values[READ] == {"rows_out": 5.0}  # nothing counted there: nothing added
 
 
+def test_a_chain_of_batch_functions_has_done_the_rows_its_last_one_returned_from() -> None:
+    """A light function over whole blocks fused before a heavy one in small batches: the first one's count
+    jumps a block at a time, the last one's moves with every batch; a stage not counted yet holds it at 0."""
+    fold = _folding()
+    fold.fold(_started())
+    fold.add(UdfRows(1.0, 1, 10, 750))  # the first function took a whole block at once
+    assert "udf_rows" not in fold.fold(OpSamples(1.5, {MAP: {"rows_in": 3000.0}})).values[MAP]
+    fold.add(UdfRows(2.0, 2, 10, 8))
+    fold.add(UdfRows(2.0, 2, 11, 4))  # a second actor of the pool
+    assert fold.fold(OpSamples(2.5, {MAP: {}})).values[MAP] == {"udf_rows": 12.0}
+    fold.add(UdfRows(3.0, 2, 10, 1200))  # fused functions that made rows: the fewer, the chain's first
+    assert fold.fold(OpSamples(3.5, {MAP: {}})).values[MAP] == {"udf_rows": 750.0}
+
+
 def test_a_later_execution_of_the_same_stage_counts_from_its_own_start() -> None:
-    fold = in_task.InTaskRows()
+    fold = _folding(second="map")
     fold.fold(_started(0))
     fold.add(UdfRows(1.0, 1, 10, 300))
     fold.fold(_started(1))

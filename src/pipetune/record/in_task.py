@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from pipetune.capture import ExecutionEnded, ExecutionStarted, Message, OpId, OpSamples, UdfRows
+from pipetune.capture import ExecutionEnded, ExecutionStarted, Message, OpId, OpSamples, StageBuilt, UdfRows
 from pipetune.metrics import SAMPLE_INTERVAL_S, declared
 from pipetune.model import Calls, Dist, OperatorStats
 from pipetune.record import remote
@@ -142,8 +142,14 @@ def _tally(stage: int, batch: Any, began: float) -> None:
 class InTaskRows:
     """Folds the workers' counts into what the recorder stores.
 
-    Operator samples: an operator's ``udf_rows`` is the sum over processes of their rows for the operator's
-    first stage since its execution started (a stage an earlier execution ran too). An execution's end: an
+    Operator samples: an operator's ``udf_rows`` is the rows its chain of batch functions has done since its
+    execution started (a stage an earlier execution ran too), summed over processes: the fewest rows any of the
+    ``map_batches`` stages it starts with returned from (``_chain``). Rows pass through those stages in order,
+    so the fewest is the last one's, and a stage with no count yet holds it at 0: where Ray fused a light
+    stage before a heavy one (a preprocessing function over whole blocks, then a model in batches of 4), the
+    first stage's count jumps a block at a time while the last one's moves with every batch (the embed
+    example's four 750-row tasks). A chain whose functions drop rows reads low until its tasks end, when
+    Ray's own count takes over (``rows_done``: the more of the two). An execution's end: an
     operator with no finished task (a probe stopped it inside its tasks) gets the figures of its running
     tasks instead of Ray's zeros (``running_stats``). Operators whose first stage is not counted are left as
     Ray reported them."""
@@ -152,6 +158,7 @@ class InTaskRows:
         self._latest: dict[tuple[int, int], UdfRows] = {}  # (stage, pid) -> its latest figures
         self._at_start: dict[tuple[int, int], UdfRows] = {}  # the same, when the stage's execution started
         self._stages: dict[OpId, tuple[int, ...]] = {}  # operator -> its stages, in chain order
+        self._batched: set[int] = set()  # the stages that are ``map_batches`` calls (whose functions are counted)
 
     def add(self, message: UdfRows) -> None:
         key = (message.stage, message.pid)
@@ -160,6 +167,8 @@ class InTaskRows:
 
     def fold(self, message: M) -> M:
         """The message as it should be stored."""
+        if isinstance(message, StageBuilt) and message.stage.method == "map_batches":
+            self._batched.add(message.stage.index)
         if isinstance(message, ExecutionStarted):
             self._started(message)
         if isinstance(message, OpSamples):
@@ -185,9 +194,15 @@ class InTaskRows:
         out = [_minus(m, self._at_start.get(key)) for key, m in self._latest.items() if key[0] == stage]
         return [m for m in out if m.rows > 0]
 
+    def _chain(self, op: OpId) -> tuple[int, ...]:
+        """The ``map_batches`` stages the operator's chain starts with (none: its first stage is another call)."""
+        stages = self._stages.get(op, ())
+        end = next((i for i, stage in enumerate(stages) if stage not in self._batched), len(stages))
+        return stages[:end]
+
     def _with_rows(self, op: OpId, values: dict[str, float]) -> dict[str, float]:
-        stage = self._first(op)
-        rows = sum(m.rows for m in self._since_start(stage)) if stage is not None else 0
+        chain = self._chain(op)
+        rows = min((sum(m.rows for m in self._since_start(stage)) for stage in chain), default=0)
         return {**values, UDF_ROWS: float(rows)} if rows > 0 else values
 
     def _with_running(self, stats: OperatorStats) -> OperatorStats:
