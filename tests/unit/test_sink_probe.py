@@ -265,3 +265,45 @@ def test_rows_counted_in_a_running_task_stop_a_probe_whose_operator_the_model_ca
     boxed(_started())
     stops = [boxed(one_task(float(t))) for t in range(2, 16)]  # 43 s at this rate: a loser, stopped at once
     assert objective.SINK_PAST_BOX_REASON in stops
+
+
+def _model_then_write(t: float, queued: float = 0.0) -> OpSamples:
+    """A model fed four 750-row blocks (3,000 rows, 40 a second from t=3), counted inside its running tasks,
+    then a write that takes each block as it ends: the write moves in 750-row steps."""
+    counted = max(t - 3.0, 0.0) * 40.0
+    written = counted // 750 * 750
+    model = {"rows_in": 3_000.0, "rows_planned": 3_000.0, "udf_rows": counted}
+    write = {"rows_in": written, "bytes_in": written * 8, "bytes_done": written * 8, "inqueue_blocks": queued,
+             "tasks_finished": written // 750}  # fmt: skip
+    return OpSamples(t, {OpId.parse("0/ReadRange_1"): {"rows_planned": 3_000.0, "rows_out": 1.0},
+                         OpId.parse("0/MapBatches(model)_2"): model, OpId.parse("0/Write_3"): write})  # fmt: skip
+
+
+def _model_write_run() -> list[object]:
+    from pipetune.capture import StageBuilt
+    from tests.unit.builders import stage
+
+    built = [StageBuilt(stage(0, "range", kind=StageKind.READ)), StageBuilt(stage(1, "map_batches")),
+             StageBuilt(stage(2, "write_parquet", kind=StageKind.WRITE))]  # fmt: skip
+    ops = (Operator("0/ReadRange_1", "ReadRange", (0,)), Operator("0/MapBatches(model)_2", "MapBatches", (1,)),
+           Operator("0/Write_3", "Write", (2,)))  # fmt: skip
+    return [*built, ExecutionStarted(0, 1.0, "ds", ops)]
+
+
+def test_a_sink_that_keeps_up_is_read_at_the_operator_feeding_it_where_that_one_is_counted_inside_its_tasks() -> None:
+    """The write ends as its input ends: its progress is the model's, which moves with every batch. A write
+    with blocks waiting at its input is the limit itself: read where it is, in its steps, and not probed."""
+    done = objective.SinkProbeDone(None, noise_pct=5.0)
+    assert all(done(m) is None for m in _model_write_run())
+    seen = [done(_model_then_write(float(t))) for t in range(2, 40)]
+    assert seen.index(objective.SINK_PROBE_REASON) == 6  # t=8: the fifth point with rows counted, 200 of 3,000
+    ops = cast(ExecutionStarted, _model_write_run()[-1]).operators
+    at_model = {str(op): v for op, v in _model_then_write(13.0).values.items()}
+    assert objective.share_done(ops, at_model, None) == pytest.approx(400.0 / 3_000)  # the model's 400 rows
+    assert objective.measured_op(ops, Sink(3_000.0, 0.0, 2), at_model) == ops[1]  # a finished baseline's sink too
+    blocked = objective.SinkProbeDone(None, noise_pct=5.0)
+    for m in _model_write_run():
+        blocked(m)
+    assert all(blocked(_model_then_write(float(t), queued=1.0)) is None for t in range(2, 40))
+    waiting = {str(op): v for op, v in _model_then_write(13.0, queued=1.0).values.items()}
+    assert objective.share_done(ops, waiting, None) == 0.0  # the write's own: no block of 750 written by t=13

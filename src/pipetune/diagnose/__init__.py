@@ -13,7 +13,17 @@ from pipetune.diagnose.facts import BatchCost, Facts, OpType, bottleneck_label
 from pipetune.diagnose.findings import Finding, Fix, Level
 from pipetune.diagnose.fusion import DEFAULT_NUM_CPUS, cpus_of, lead_stage, stage_times
 from pipetune.diagnose.noise import Outcome, compare, noise_band
-from pipetune.diagnose.progress import has_task_figures, in_flight, moved, reads, rows_done, rows_planned, share_read
+from pipetune.diagnose.progress import (
+    counted_inside,
+    has_task_figures,
+    in_flight,
+    moved,
+    queued,
+    reads,
+    rows_done,
+    rows_planned,
+    share_read,
+)
 from pipetune.diagnose.ranking import gain_tier, urgency
 from pipetune.diagnose.read_blocks import ray_default_blocks
 from pipetune.diagnose.rules._common import BATCH_BY_TYPE, NUM_CPUS_BY_TYPE
@@ -57,6 +67,7 @@ __all__ = [
     "concurrency_cap",
     "consumer_bound",
     "consumption",
+    "counted_inside",
     "cpus_of",
     "diagnose",
     "find_bottleneck",
@@ -72,6 +83,7 @@ __all__ = [
     "own_call_cost",
     "parse_source",
     "pool_size",
+    "queued",
     "ray_default_blocks",
     "reads",
     "reservations",

@@ -17,7 +17,7 @@ _ROWS_OUT, _TASKS_FINISHED = declared("rows_out"), declared("tasks_finished")
 _TASKS_RUNNING, _ACTORS_ACTIVE = declared("tasks_running"), declared("actors_active")
 _ROWS_IN, _BYTES_IN, _BYTES_DONE = declared("rows_in"), declared("bytes_in"), declared("bytes_done")
 _BYTES_PLANNED, _ROWS_PLANNED = declared("bytes_planned"), declared("rows_planned")
-_UDF_ROWS = declared("udf_rows")
+_UDF_ROWS, _QUEUED = declared("udf_rows"), declared("inqueue_blocks")
 
 
 def moved(ops: Mapping[Op, Mapping[str, float]]) -> float:
@@ -33,7 +33,7 @@ def in_flight(ops: Mapping[Op, Mapping[str, float]]) -> list[Op]:
 def rows_done(values: Mapping[str, float]) -> float:
     """Rows an operator's finished tasks took in: its rows received, in the share of its input bytes that
     finished tasks processed (Ray counts input rows on arrival and input bytes on a task's end); or, where more,
-    the rows its first stage's batch function returned from in running tasks too (``udf_rows``, counted in the
+    the rows its chain of batch functions returned from in running tasks too (``udf_rows``, counted in the
     workers), at most the rows received. Queued rows are not done; a write's own output (one row per file)
     says nothing here."""
     rows, received = values.get(_ROWS_IN, 0.0), values.get(_BYTES_IN, 0.0)
@@ -45,6 +45,17 @@ def has_task_figures(values: Mapping[str, float]) -> bool:
     """Whether the run will say what the operator's tasks did: Ray's figures of its finished tasks, or, where
     none has finished, the recorder's of its running ones, counted inside them (``record.in_task``)."""
     return values.get(_TASKS_FINISHED, 0.0) > 0 or values.get(_UDF_ROWS, 0.0) > 0
+
+
+def counted_inside(values: Mapping[str, float]) -> bool:
+    """Whether the operator's rows are counted inside its running tasks (``udf_rows``: a batch function the
+    recorder wraps), not only as its tasks end."""
+    return values.get(_UDF_ROWS, 0.0) > 0
+
+
+def queued(values: Mapping[str, float]) -> float:
+    """Blocks waiting at the operator's input (0: it keeps up with what it is fed)."""
+    return values.get(_QUEUED, 0.0)
 
 
 def share_read(values: Mapping[str, float]) -> float:

@@ -33,7 +33,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, OpSamples, StageBuilt, clock
-from pipetune.diagnose import Consumption, consumption, has_task_figures, reads, rows_done, rows_planned, share_read
+from pipetune.diagnose import (
+    Consumption,
+    consumption,
+    counted_inside,
+    has_task_figures,
+    queued,
+    reads,
+    rows_done,
+    rows_planned,
+    share_read,
+)
 from pipetune.model import Operator, Run, StageKind, at_each_time
 from pipetune.tune.study import Sink
 
@@ -119,23 +129,45 @@ def _reads(run: Run, op: Operator) -> bool:
     return any(kinds.get(i) is StageKind.READ for i in op.stages)
 
 
-def measured_op(ops: Sequence[Operator], sink: Sink | None) -> Operator | None:
-    """The operator whose progress is the sink's (``share_done``): the one that starts with the sink's stage,
-    else the last."""
+def measured_op(
+    ops: Sequence[Operator], sink: Sink | None, values: Mapping[str, Mapping[str, float]] | None = None
+) -> Operator | None:
+    """The operator whose progress is the sink's (``share_done``): ``measured_at``'s."""
+    i = measured_at(ops, sink, values or {})
+    return ops[i] if i is not None else None
+
+
+def measured_at(ops: Sequence[Operator], sink: Sink | None, values: Mapping[str, Mapping[str, float]]) -> int | None:
+    """Which operator's progress is the sink's: the one that starts with the sink's stage, else the last; or
+    the operator feeding it (``_feeds``)."""
     if sink is not None and not sink.read:
-        return next((op for op in ops if op.stages[:1] == (sink.stage,)), None)
-    return ops[-1] if ops else None
+        i = next((i for i, op in enumerate(ops) if op.stages[:1] == (sink.stage,)), None)
+    else:
+        i = len(ops) - 1 if ops else None
+    return i - 1 if i is not None and i > 0 and _feeds(values.get(ops[i - 1].uid), values.get(ops[i].uid)) else i
+
+
+def _feeds(feeding: Mapping[str, float] | None, sink: Mapping[str, float] | None) -> bool:
+    """Whether the sink's progress is read at the operator feeding it: the sink's own work is counted only as
+    its tasks end (a write: no batch function counted inside it), it has nothing waiting at its input (it keeps
+    up, so it ends as its input ends), and the operator feeding it is counted inside its running tasks
+    (``record.in_task``). A sink fed a few large blocks moves in steps no line fits: the embed example writes
+    four 750-row blocks, 16 s apart, while its model's count moves with every batch of 4."""
+    if feeding is None or sink is None or counted_inside(sink) or not counted_inside(feeding):
+        return False
+    return queued(sink) == 0
 
 
 def share_done(ops: Sequence[Operator], values: Mapping[str, Mapping[str, float]], sink: Sink | None) -> float | None:
-    """How much of the sink's whole the operators' counters (one sample, by uid) say is done, 0 to 1: the rows
-    done at the operator that starts with the sink's stage, against the rows the baseline measured there; else
-    the last operator's share of its own whole (``own_share``). None where neither can be read."""
+    """How much of the sink's whole the operators' counters (one sample, by uid) say is done, 0 to 1, at the
+    operator ``measured_at`` names: its rows done against the rows the baseline measured at the sink's stage;
+    else its share of its own whole (``own_share``). None where neither can be read."""
+    i = measured_at(ops, sink, values)
+    if i is None:
+        return None
     if sink is not None and not sink.read:
-        first = next((op for op in ops if op.stages[:1] == (sink.stage,)), None)
-        if first is not None:
-            return rows_done(values[first.uid]) / sink.rows if first.uid in values else None
-    return own_share(ops, len(ops) - 1, values) if ops else None
+        return rows_done(values[ops[i].uid]) / sink.rows if ops[i].uid in values else None
+    return own_share(ops, i, values)
 
 
 def upstream_shares(ops: Sequence[Operator], values: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -355,7 +387,7 @@ class SinkProbeDone:
         if done is None:
             return None
         self._progress.add(message.t, done, upstream_shares(self._ops, values))
-        measured = measured_op(self._ops, self._sink)
+        measured = measured_op(self._ops, self._sink, values)
         return self._verdict(measured is not None and has_task_figures(values.get(measured.uid, {})))
 
     def _follow(self, message: Message) -> None:
