@@ -140,10 +140,11 @@ def test_a_chain_of_batch_functions_has_done_the_rows_its_last_one_returned_from
     fold.add(UdfRows(1.0, 1, 10, 750))  # the first function took a whole block at once
     assert "udf_rows" not in fold.fold(OpSamples(1.5, {MAP: {"rows_in": 3000.0}})).values[MAP]
     fold.add(UdfRows(2.0, 2, 10, 8))
-    fold.add(UdfRows(2.0, 2, 11, 4))  # a second actor of the pool
+    fold.add(UdfRows(1.5, 1, 11, 750))  # a second actor of the pool: a block of its own
+    fold.add(UdfRows(2.0, 2, 11, 4))
     assert fold.fold(OpSamples(2.5, {MAP: {}})).values[MAP] == {"udf_rows": 12.0}
     fold.add(UdfRows(3.0, 2, 10, 1200))  # fused functions that made rows: the fewer, the chain's first
-    assert fold.fold(OpSamples(3.5, {MAP: {}})).values[MAP] == {"udf_rows": 750.0}
+    assert fold.fold(OpSamples(3.5, {MAP: {}})).values[MAP] == {"udf_rows": 754.0}
 
 
 def test_a_later_execution_of_the_same_stage_counts_from_its_own_start() -> None:
@@ -219,7 +220,7 @@ def test_a_class_is_counted_by_a_subclass_of_the_same_name_that_pickles_by_value
 def test_an_operator_with_no_finished_task_gets_its_running_tasks_figures_when_its_execution_ends() -> None:
     """A probe stopped inside the one task of a stage: Ray reports zeros for it; the recorder puts in what its
     process counted, so the doctor reads the stage's rate and its one task."""
-    fold = in_task.InTaskRows()
+    fold = _folding(second="map")
     fold.fold(_started())
     fold.add(UdfRows(100.0, 1, 10, 3_000, udf_s=4.0, cpu_s=4.4, busy_s=5.0))
     ray = (OperatorStats(str(READ), busy_s=2.0, rows_in=1, rows_out=40_000, task_s=Dist.of([2.0])),
@@ -256,3 +257,17 @@ def test_each_stage_of_an_operator_gets_its_calls_since_its_execution_started_su
     assert first.seconds == pytest.approx(0.7) and first.seconds_sq == pytest.approx(0.07)
     assert (second.stage, second.count, second.rows) == (2, 3, 30.0)
     assert not stats.running and stats.rows_in == 90  # Ray's figures otherwise stand
+
+
+def test_a_chain_stopped_inside_its_tasks_gets_the_figures_of_the_whole_chain() -> None:
+    """A light function then a heavy one, in one process: the rows through both, the seconds inside both, and
+    one window from the first function's first batch to the heavy one's latest count."""
+    fold = _folding()
+    fold.fold(_started())
+    fold.add(UdfRows(10.0, 1, 10, 750, udf_s=0.1, cpu_s=0.1, busy_s=0.0))  # the whole block at once, at t=10
+    fold.add(UdfRows(30.0, 2, 10, 300, udf_s=18.0, cpu_s=19.0, busy_s=19.5))  # its first batch ended at t=10.5
+    ray = (OperatorStats(str(MAP), rows_in=3_000),)
+    [running] = fold.fold(ExecutionEnded(0, 31.0, None, ray)).stats
+    assert running.running and (running.rows_in, running.cpu_s, running.task_s.count) == (300, 19.0, 1)
+    assert (running.busy_s, running.udf_s) == (pytest.approx(20.0), pytest.approx(18.1))
+    assert in_task.through_chain([[UdfRows(1.0, 1, 10, 5)], []]) == []  # no process has run the heavy one yet

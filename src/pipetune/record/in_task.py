@@ -143,16 +143,17 @@ class InTaskRows:
     """Folds the workers' counts into what the recorder stores.
 
     Operator samples: an operator's ``udf_rows`` is the rows its chain of batch functions has done since its
-    execution started (a stage an earlier execution ran too), summed over processes: the fewest rows any of the
-    ``map_batches`` stages it starts with returned from (``_chain``). Rows pass through those stages in order,
-    so the fewest is the last one's, and a stage with no count yet holds it at 0: where Ray fused a light
-    stage before a heavy one (a preprocessing function over whole blocks, then a model in batches of 4), the
-    first stage's count jumps a block at a time while the last one's moves with every batch (the embed
-    example's four 750-row tasks). A chain whose functions drop rows reads low until its tasks end, when
-    Ray's own count takes over (``rows_done``: the more of the two). An execution's end: an
-    operator with no finished task (a probe stopped it inside its tasks) gets the figures of its running
-    tasks instead of Ray's zeros (``running_stats``). Operators whose first stage is not counted are left as
-    Ray reported them."""
+    execution started (a stage an earlier execution ran too), summed over processes: in each, the fewest rows
+    any of the ``map_batches`` stages it starts with returned from (``_chain``, ``through_chain``). Rows pass
+    through those stages in order, so the fewest is the last one's, and a stage with no count yet holds it
+    at 0. Where Ray fused a light stage before a heavy one (a preprocessing function over whole blocks, then
+    a model in batches of 4), the first stage's count jumps a block at a time while the last one's moves
+    with every batch (the embed example's four 750-row tasks). A chain whose functions drop rows reads low
+    until its tasks end, when Ray's own count takes over (``rows_done``: the more of the two).
+
+    An execution's end: an operator with no finished task (a probe stopped it inside its tasks) gets the
+    figures of its running tasks, through its chain, instead of Ray's zeros (``running_stats``). Operators
+    whose first stage is not counted are left as Ray reported them."""
 
     def __init__(self) -> None:
         self._latest: dict[tuple[int, int], UdfRows] = {}  # (stage, pid) -> its latest figures
@@ -185,10 +186,6 @@ class InTaskRows:
         stages = {stage for chain in ops.values() for stage in chain}
         self._at_start.update({key: m for key, m in self._latest.items() if key[0] in stages})
 
-    def _first(self, op: OpId) -> int | None:
-        stages = self._stages.get(op)
-        return stages[0] if stages else None
-
     def _since_start(self, stage: int) -> list[UdfRows]:
         """Each process's figures for ``stage`` since its execution started."""
         out = [_minus(m, self._at_start.get(key)) for key, m in self._latest.items() if key[0] == stage]
@@ -200,16 +197,18 @@ class InTaskRows:
         end = next((i for i, stage in enumerate(stages) if stage not in self._batched), len(stages))
         return stages[:end]
 
+    def _through(self, op: OpId) -> list[UdfRows]:
+        """Each process's figures through the operator's chain since its execution started (``through_chain``)."""
+        return through_chain([self._since_start(stage) for stage in self._chain(op)])
+
     def _with_rows(self, op: OpId, values: dict[str, float]) -> dict[str, float]:
-        chain = self._chain(op)
-        rows = min((sum(m.rows for m in self._since_start(stage)) for stage in chain), default=0)
+        rows = sum(m.rows for m in self._through(op))
         return {**values, UDF_ROWS: float(rows)} if rows > 0 else values
 
     def _with_running(self, stats: OperatorStats) -> OperatorStats:
-        stage = self._first(OpId.parse(stats.uid))
-        if stats.task_s.count > 0 or stage is None:
+        if stats.task_s.count > 0:
             return stats
-        counted = self._since_start(stage)
+        counted = self._through(OpId.parse(stats.uid))
         return running_stats(stats, counted) if counted else stats
 
     def _with_calls(self, stats: OperatorStats) -> OperatorStats:
@@ -228,6 +227,22 @@ def _minus(m: UdfRows, old: UdfRows | None) -> UdfRows:
                    m.s_sq - old.s_sq)  # fmt: skip
 
 
+def through_chain(stages: list[list[UdfRows]]) -> list[UdfRows]:
+    """Each process's figures for a chain of stages it runs one after another (one list per stage, in chain
+    order): the rows through the whole chain (the fewest any stage returned from: the last one's), the seconds
+    inside all of their functions, and one window from the earliest first batch's end to the latest count
+    (its CPU: the widest any stage measured). Empty where any stage has no count from a process."""
+    by_pid = [{m.pid: m for m in stage} for stage in stages]
+    pids = set.intersection(*(set(ms) for ms in by_pid)) if by_pid else set()
+    return [_joined([ms[pid] for ms in by_pid]) for pid in sorted(pids)]
+
+
+def _joined(ms: list[UdfRows]) -> UdfRows:
+    last, began = max(m.t for m in ms), min(m.t - m.busy_s for m in ms)
+    return UdfRows(last, ms[-1].stage, ms[0].pid, min(m.rows for m in ms), sum(m.udf_s for m in ms),
+                   max(m.cpu_s for m in ms), last - began)  # fmt: skip
+
+
 def calls_of(stage: int, counted: list[UdfRows]) -> Calls:
     """The calls of ``stage`` that the processes counted, summed."""
     return Calls(stage, sum(m.calls for m in counted), float(sum(m.rows for m in counted)),
@@ -237,9 +252,10 @@ def calls_of(stage: int, counted: list[UdfRows]) -> Calls:
 
 def running_stats(ray: OperatorStats, counted: list[UdfRows]) -> OperatorStats:
     """An operator's figures from its running tasks, one per process that counted (a task pool's worker runs
-    one task at a time; an actor, one of the pool's): the rows its first stage's function returned from, the
-    seconds inside the function, and each process's wall and CPU seconds from its first batch's end to its
-    last count (one window, measured in the worker). What Ray reported stays: memory, backpressure, nodes."""
+    one task at a time; an actor, one of the pool's): the rows its chain of functions returned from
+    (``through_chain``), the seconds inside them, and each process's wall and CPU seconds from its first
+    batch's end to its last count (one window, measured in the worker). What Ray reported stays: memory,
+    backpressure, nodes."""
     busy = [m.busy_s for m in counted]
     return dataclasses.replace(ray, wall_s=max(busy), busy_s=sum(busy), cpu_s=sum(m.cpu_s for m in counted),
                                udf_s=sum(m.udf_s for m in counted), rows_in=sum(m.rows for m in counted),
