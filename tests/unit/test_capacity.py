@@ -111,6 +111,23 @@ def test_a_pool_goes_to_the_size_the_model_asks_for_in_one_step() -> None:
     assert unmeasured is not None and unmeasured.settings.to_args() == ("1.concurrency=2",)  # no start-up: x2
 
 
+def test_a_pool_a_probe_stopped_inside_its_first_task_is_sized_for_the_inputs_it_was_given() -> None:
+    """Stopped inside the one actor's first task, the pool has one running task to show, and 99 blocks waiting at
+    its input: it has 100 to share, as a run in full would show, not 1."""
+    from pipetune.model import Sample
+    from pipetune.tune.policy import ModelGuided, View
+
+    run = sixteen_cpu_pool(startup_s=0.5)
+    stats = list(run.executions[0].stats)
+    stats[1] = op_stats("0/MapBatches(Model)_2", 3000, 20.0, 20.0, tasks=1, running=True)
+    held = Sample(2.0, "0/MapBatches(Model)_2", {"tasks_running": 1.0, "inqueue_blocks": 99.0})
+    probed = with_(run, executions=(with_(run.executions[0], stats=tuple(stats)),), op_samples=(*run.op_samples, held))
+    proposal = ModelGuided().propose(View(Settings(), probed, frozenset()))
+    assert proposal is not None and proposal.settings.to_args() == ("1.concurrency=15",)
+    alone = with_(probed, op_samples=run.op_samples)  # no sample of its inputs: its one running task is all it shows
+    assert ModelGuided().propose(View(Settings(), alone, frozenset())) != proposal
+
+
 def test_the_whole_pipeline_model_predicts_fewer_batches_and_whole_blocks() -> None:
     from pipetune.diagnose.capacity import config_speedup
     from pipetune.diagnose.facts import Facts as F

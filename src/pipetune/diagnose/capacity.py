@@ -65,8 +65,21 @@ def _with(op: Operator, num_cpus: float | None, concurrency: int | None) -> Oper
 
 
 def _tasks(facts: Facts, op: Operator) -> int:
+    """The tasks the operator runs: Ray's count of its finished ones; for one a probe stopped inside its tasks
+    (``running``), the inputs it had been given (``_inputs_seen``): its few running tasks would say 1 where a
+    pool of four actors has four blocks to share."""
     stats = facts.run.stats_of(op.uid)
+    if stats is not None and stats.running:
+        return max(_inputs_seen(facts, op), stats.task_s.count, 1)
     return stats.task_s.count if stats and stats.task_s.count else 1
+
+
+def _inputs_seen(facts: Facts, op: Operator) -> int:
+    """The most inputs the operator held at once in its samples: tasks finished, running, and blocks waiting at
+    its input (one block an input where each block fills a batch; more where Ray bundles small ones)."""
+    held = (v.get("tasks_finished", 0.0) + v.get("tasks_running", 0.0) + v.get("inqueue_blocks", 0.0)
+            for v in (s.values for s in facts.run.samples_of(op.uid)))  # fmt: skip
+    return int(max(held, default=0.0))
 
 
 def batch_model(facts: Facts, stage: int, batch: int) -> tuple[float, float, float] | None:
