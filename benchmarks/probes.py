@@ -40,6 +40,15 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "http": [{}, {"1.num_cpus": 0.25}, {"1.num_cpus": 0.05}],
     "skew": [{}, {"0.repartition": 32}, {"1.batch_size": 256}],
     "calls": [{}, {"1.batch_size": 100}, {"1.batch_size": 25}, {"0.override_num_blocks": 200}],
+    # a sink read at the operator feeding it (``objective.measured_at``): a write behind a model or a pool
+    "embed": [
+        {},
+        {"2.concurrency": 2, "2.num_cpus": 0.5},
+        {"2.batch_size": 16},
+        {"2.batch_size": 64, "2.concurrency": 2, "2.num_cpus": 0.5},
+    ],
+    "model-pool": [{}, {"1.concurrency": 1}, {"1.concurrency": 2, "1.num_cpus": 0.5}],
+    "service-pool": [{}, {"1.concurrency": 4}, {"1.concurrency": "default", "1.batch_size": "default"}],
 }
 
 
