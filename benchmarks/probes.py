@@ -48,7 +48,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"2.batch_size": 64, "2.concurrency": 2, "2.num_cpus": 0.5},
     ],
     "model-pool": [{}, {"1.concurrency": 1}, {"1.concurrency": 2, "1.num_cpus": 0.5}],
-    "service-pool": [{}, {"1.concurrency": 4}, {"1.concurrency": "default", "1.batch_size": "default"}],
+    "service-pool": [
+        {},
+        {"1.concurrency": 4, "1.num_cpus": 0.25},
+        {"1.concurrency": "default", "1.batch_size": "default"},
+    ],
 }
 
 
