@@ -6,9 +6,10 @@ probe's line through it is too coarse to fit early. So the function a ``map_batc
 wrapped (:func:`counting`): in each worker process it counts the rows of every batch it returned from, and
 sends the running count to the recorder's socket (``remote.Inbox``) at most every ``SEND_EVERY_S``, as a
 :class:`~pipetune.capture.UdfRows` message. The recorder (:class:`InTaskRows`) adds the counts of every
-process to the operator samples under ``udf_rows``, for the operator whose first stage it is, and, when a
-stopped run's execution ends, gives an operator with no finished task its running tasks' figures
-(:func:`running_stats`), which the model reads as it reads Ray's.
+process to the operator samples under ``udf_rows``, for the operator whose chain of batch functions the
+stage belongs to (the rows through all of them), and, when a stopped run's execution ends, gives an
+operator with no finished task its running tasks' figures (:func:`running_stats`), which the model reads
+as it reads Ray's.
 
 Only where the workers can import pipetune and reach the recorder (``remote.workers_reach_recorder``: a
 local Ray the driver started, or a tuning study's own): elsewhere the function is left as it is. Only plain
