@@ -19,6 +19,7 @@ from pipetune.diagnose.bottleneck import OperatorRate, usable_slots
 from pipetune.diagnose.facts import BatchCost, Facts
 from pipetune.diagnose.findings import Fix
 from pipetune.diagnose.fusion import cpus_of, fused_into_pool, fuses_at, pieces_after, stage_times
+from pipetune.diagnose.progress import inputs_held
 from pipetune.model import Calls, Knobs, Operator, OperatorStats, Run, Stage, StageKind, TaskSpan
 
 
@@ -77,9 +78,7 @@ def _tasks(facts: Facts, op: Operator) -> int:
 def _inputs_seen(facts: Facts, op: Operator) -> int:
     """The most inputs the operator held at once in its samples: tasks finished, running, and blocks waiting at
     its input (one block an input where each block fills a batch; more where Ray bundles small ones)."""
-    held = (v.get("tasks_finished", 0.0) + v.get("tasks_running", 0.0) + v.get("inqueue_blocks", 0.0)
-            for v in (s.values for s in facts.run.samples_of(op.uid)))  # fmt: skip
-    return int(max(held, default=0.0))
+    return int(max((inputs_held(s.values) for s in facts.run.samples_of(op.uid)), default=0.0))
 
 
 def batch_model(facts: Facts, stage: int, batch: int) -> tuple[float, float, float] | None:

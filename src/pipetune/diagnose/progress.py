@@ -58,6 +58,11 @@ def queued(values: Mapping[str, float]) -> float:
     return values.get(_QUEUED, 0.0)
 
 
+def inputs_held(values: Mapping[str, float]) -> float:
+    """Inputs the operator holds at one sample: tasks finished and running, and blocks waiting at its input."""
+    return values.get(_TASKS_FINISHED, 0.0) + values.get(_TASKS_RUNNING, 0.0) + queued(values)
+
+
 def share_read(values: Mapping[str, float]) -> float:
     """For an operator that reads: the share of its read tasks' input bytes that finished tasks processed (Ray
     counts a read task's input as one row, so rows say nothing there). 0 for any other operator."""

@@ -130,10 +130,10 @@ def _reads(run: Run, op: Operator) -> bool:
 
 
 def measured_op(
-    ops: Sequence[Operator], sink: Sink | None, values: Mapping[str, Mapping[str, float]] | None = None
+    ops: Sequence[Operator], sink: Sink | None, values: Mapping[str, Mapping[str, float]]
 ) -> Operator | None:
     """The operator whose progress is the sink's (``share_done``): ``measured_at``'s."""
-    i = measured_at(ops, sink, values or {})
+    i = measured_at(ops, sink, values)
     return ops[i] if i is not None else None
 
 
