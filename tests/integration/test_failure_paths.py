@@ -204,9 +204,11 @@ def test_ctrl_c_during_tune_keeps_the_trial_interrupted_and_the_study_resumable(
 
 @pytest.mark.ray
 @pytest.mark.timeout(900)
-def test_kill_9_mid_trial_then_resume_runs_that_trial_again_and_redoes_nothing(tmp_path: Path) -> None:
+def test_kill_9_mid_trial_then_resume_runs_that_trial_again_and_redoes_nothing(tmp_path: Path, address: str) -> None:
+    """On the session's Ray: the study's driver dies with it (its parent-death signal), and Ray ends that job's
+    workers, as for any driver killed while attached to a cluster."""
     script = PIPELINES / "busy_rows.py"  # seconds of work in any settings: the trial is still running when killed
-    proc = start("tune", script, "--budget", "1", "--no-warmup", "--", "1000", cwd=tmp_path)
+    proc = start("tune", script, "--budget", "1", "--no-warmup", "--address", address, "--", "1000", cwd=tmp_path)
     db = tmp_path / ".pipetune" / "pipetune.db"
     try:
         wait_for("a trial under way", lambda: _trial_running(db) is not None, timeout=240)
@@ -218,7 +220,8 @@ def test_kill_9_mid_trial_then_resume_runs_that_trial_again_and_redoes_nothing(t
     assert [t["role"] for t in finished_before] == ["baseline"]
     with sqlite3.connect(db) as conn:
         (study_id,) = conn.execute("SELECT id FROM studies").fetchone()
-    done = pipetune("tune", "--resume", study_id, "--no-warmup", "--json", cwd=tmp_path, timeout=400)
+    done = pipetune("tune", "--resume", study_id, "--no-warmup", "--address", address, "--json", cwd=tmp_path,
+                    timeout=400)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     view = json.loads(done.stdout)
     trials = [t for t in view["trials"] if t["role"] != "warm-up"]
@@ -227,8 +230,8 @@ def test_kill_9_mid_trial_then_resume_runs_that_trial_again_and_redoes_nothing(t
     again = trials[1]
     assert again["role"] == "trial" and again["config"] == cut["config"]  # the trial cut by the kill ran again
     assert again["settings"] == cut["settings"] and again["run_id"] != cut["run_id"]
-    # measured and judged: in full, as a probe, or stopped at its time box (its Ray is a new one, and with
-    # --no-warmup its first run pays what a fresh Ray costs, which can put it past the baseline's time and noise)
+    # measured and judged: in full, as a probe, or stopped at its time box (with --no-warmup its first run pays
+    # for the new job's workers, which can put it past the baseline's time and noise)
     assert again["status"] == "succeeded" or again["probe"] or again["verdict"] == "reverted: stopped at its time box"
     assert open_store(db).load(str(cut["run_id"])).status is RunStatus.KILLED  # closed, kept, not reused
     considered = {json.dumps(t["config"], sort_keys=True) for t in trials if t["status"] == "succeeded" or t["probe"]}

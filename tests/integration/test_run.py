@@ -196,7 +196,7 @@ def test_nodes_on_other_hosts_are_sampled_by_a_pinned_actor(ray_cluster: object)
 
 
 def test_a_hang_is_stopped_at_its_time_limit_kept_and_its_stuck_frame_named(work: Path, address: str) -> None:
-    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "5", "--timeout", "30", cwd=work)
+    result = pipetune("run", "hangs.py", "--address", address, "--stall-after", "5", "--timeout", "20", cwd=work)
     assert result.returncode != 0
     run = open_store(work / ".pipetune" / "pipetune.db").load("last")
     assert run.status is RunStatus.KILLED and "time limit" in run.error
