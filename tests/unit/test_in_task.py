@@ -147,6 +147,23 @@ def test_a_chain_of_batch_functions_has_done_the_rows_its_last_one_returned_from
     assert fold.fold(OpSamples(3.5, {MAP: {}})).values[MAP] == {"udf_rows": 754.0}
 
 
+def test_a_chain_ray_fused_behind_a_read_is_counted_from_its_first_batch_function() -> None:
+    """Ray's defaults fuse the read into the model's operator (the embed example's trial of them): the read
+    itself runs no counted function, so the chain starts after it; a per-row call at the start ends it."""
+    fused = OpId(0, "ReadRange->MapBatches(double)", 1)
+    fold = _folding()
+    fold.fold(ExecutionStarted(0, 0.0, operators=(Operator(str(fused), "ReadRange->MapBatches(double)", (0, 1, 2)),)))
+    fold.add(UdfRows(1.0, 1, 10, 750))
+    fold.add(UdfRows(2.0, 2, 10, 12))
+    assert fold.fold(OpSamples(2.5, {fused: {"rows_out": 0.0}})).values[fused] == {"rows_out": 0.0, "udf_rows": 12.0}
+    row_first = in_task.InTaskRows()
+    for index, method in enumerate(("range", "map", "map_batches")):  # a per-row call right after the read
+        row_first.fold(StageBuilt(stage(index, method, kind=StageKind.READ if index == 0 else StageKind.TRANSFORM)))
+    row_first.fold(ExecutionStarted(0, 0.0, operators=(Operator(str(fused), "ReadRange->Map", (0, 1, 2)),)))
+    row_first.add(UdfRows(2.0, 2, 10, 12))  # counted, but after a call that is not: the chain is empty
+    assert "udf_rows" not in row_first.fold(OpSamples(2.5, {fused: {}})).values[fused]
+
+
 def test_a_later_execution_of_the_same_stage_counts_from_its_own_start() -> None:
     fold = _folding(second="map")
     fold.fold(_started(0))

@@ -10,6 +10,7 @@ from typing import cast
 
 import pytest
 
+from pipetune._serde import from_plain, to_plain
 from pipetune.capture import ExecutionStarted, OpId, OpSamples
 from pipetune.diagnose import rows_done
 from pipetune.model import Operator, RunStatus, Sample, StageKind
@@ -307,3 +308,28 @@ def test_a_sink_that_keeps_up_is_read_at_the_operator_feeding_it_where_that_one_
     assert all(blocked(_model_then_write(float(t), queued=1.0)) is None for t in range(2, 40))
     waiting = {str(op): v for op, v in _model_then_write(13.0, queued=1.0).values.items()}
     assert objective.share_done(ops, waiting, None) == 0.0  # the write's own: no block of 750 written by t=13
+
+
+def test_an_operator_that_reads_and_is_counted_inside_its_tasks_is_measured_against_the_rows_read() -> None:
+    """Ray's defaults fuse the read into the operator after it, whose tasks then end only at the end of the run
+    (embed's trial of them: its 3,000 rows in a few long tasks): its read tasks' bytes stand at 0 until they do.
+    The baseline, with the read split off, measured the rows out of it once it had read everything."""
+    run = two_stage_run()
+    read, work = run.executions[0].operators
+    reading = {"bytes_planned": 800.0, "bytes_done": 800.0, "rows_out": 4_000.0}
+    samples = (Sample(2.0, read.uid, {**reading, "bytes_done": 400.0, "rows_out": 2_000.0}),
+               Sample(3.0, read.uid, reading), Sample(3.0, work.uid, progress(3.0)))  # fmt: skip
+    stopped = dataclasses.replace(run.executions[0], ended_t=4.0, ok=None)
+    probe = with_(run, status=RunStatus.STOPPED, error=objective.SINK_PROBE_REASON, wall_s=4.0, op_samples=samples,
+                  executions=(stopped,))  # fmt: skip
+    sink = objective.sink_of(probe)
+    assert sink == Sink(rows=1.0, tail_s=0.0, stage=1, read=True, read_rows=((0, 4_000.0),))
+    assert from_plain(Sink, json.loads(json.dumps(to_plain(sink)))) == sink  # as a study stores it
+    fused = Operator("0/ReadFiles->MapBatches(work)_1", "ReadFiles->MapBatches(work)", (0, 1))
+    running = {fused.uid: {"bytes_planned": 800.0, "bytes_done": 0.0, "rows_in": 20.0, "udf_rows": 1_000.0}}
+    assert objective.share_done((fused,), running, sink) == pytest.approx(0.25)  # 1,000 of the 4,000 rows read
+    assert objective.share_done((fused,), running, Sink(1.0, 0.0, 1, read=True)) == 0.0  # no rows measured
+    uncounted = {fused.uid: {**running[fused.uid], "udf_rows": 0.0, "bytes_done": 200.0}}
+    assert objective.share_done((fused,), uncounted, sink) == pytest.approx(0.25)  # its read tasks' share, as before
+    unfinished = with_(probe, op_samples=samples[:1])  # the probe stopped before the read had read everything
+    assert objective.sink_of(unfinished) == Sink(rows=1.0, tail_s=0.0, stage=1, read=True)

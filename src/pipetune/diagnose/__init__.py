@@ -22,6 +22,7 @@ from pipetune.diagnose.progress import (
     reads,
     rows_done,
     rows_planned,
+    rows_read,
     share_read,
 )
 from pipetune.diagnose.ranking import gain_tier, urgency
@@ -90,6 +91,7 @@ __all__ = [
     "rooms",
     "rows_done",
     "rows_planned",
+    "rows_read",
     "share_read",
     "stage_times",
     "urgency",

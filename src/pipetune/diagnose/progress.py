@@ -70,6 +70,13 @@ def share_read(values: Mapping[str, float]) -> float:
     return min(values.get(_BYTES_DONE, 0.0) / planned, 1.0) if planned > 0 else 0.0
 
 
+def rows_read(values: Mapping[str, float]) -> float:
+    """For an operator that reads: the rows out of its last stage so far, from its finished tasks (``rows_out``)
+    or, where more, counted inside its running ones (``udf_rows``: its chain of batch functions after the read).
+    Its rows received say nothing here (one a read task)."""
+    return max(values.get(_ROWS_OUT, 0.0), values.get(_UDF_ROWS, 0.0))
+
+
 def reads(values: Mapping[str, float]) -> bool:
     """Whether the operator's input is read tasks (Ray counted their input bytes when the execution started)."""
     return values.get(_BYTES_PLANNED, 0.0) > 0

@@ -31,7 +31,7 @@ import msgspec
 
 from pipetune.capture import ExecutionEnded, ExecutionStarted, Message, OpId, OpSamples, StageBuilt, UdfRows
 from pipetune.metrics import SAMPLE_INTERVAL_S, declared
-from pipetune.model import Calls, Dist, OperatorStats
+from pipetune.model import Calls, Dist, OperatorStats, Stage, StageKind
 from pipetune.record import remote
 from pipetune.record.channel import Sender
 
@@ -153,14 +153,17 @@ class InTaskRows:
     until its tasks end, when Ray's own count takes over (``rows_done``: the more of the two).
 
     An execution's end: an operator with no finished task (a probe stopped it inside its tasks) gets the
-    figures of its running tasks, through its chain, instead of Ray's zeros (``running_stats``). Operators
-    whose first stage is not counted are left as Ray reported them."""
+    figures of its running tasks, through its chain, instead of Ray's zeros (``running_stats``). A read Ray
+    fused in front of the chain (Ray's defaults fuse a read into the operator after it) is passed over: the
+    chain's rows are the rows read so far. Operators whose first stage after any read is not counted are left
+    as Ray reported them."""
 
     def __init__(self) -> None:
         self._latest: dict[tuple[int, int], UdfRows] = {}  # (stage, pid) -> its latest figures
         self._at_start: dict[tuple[int, int], UdfRows] = {}  # the same, when the stage's execution started
         self._stages: dict[OpId, tuple[int, ...]] = {}  # operator -> its stages, in chain order
         self._batched: set[int] = set()  # the stages that are ``map_batches`` calls (whose functions are counted)
+        self._reads: set[int] = set()  # the stages that read (a chain may start after one Ray fused in front)
 
     def add(self, message: UdfRows) -> None:
         key = (message.stage, message.pid)
@@ -169,8 +172,8 @@ class InTaskRows:
 
     def fold(self, message: M) -> M:
         """The message as it should be stored."""
-        if isinstance(message, StageBuilt) and message.stage.method == "map_batches":
-            self._batched.add(message.stage.index)
+        if isinstance(message, StageBuilt):
+            self._built(message.stage)
         if isinstance(message, ExecutionStarted):
             self._started(message)
         if isinstance(message, OpSamples):
@@ -180,6 +183,12 @@ class InTaskRows:
             stats = tuple(self._with_calls(self._with_running(s)) for s in message.stats)
             return msgspec.structs.replace(message, stats=stats)
         return message
+
+    def _built(self, stage: Stage) -> None:
+        if stage.method == "map_batches":
+            self._batched.add(stage.index)
+        if stage.kind is StageKind.READ:
+            self._reads.add(stage.index)
 
     def _started(self, message: ExecutionStarted) -> None:
         ops = {OpId.parse(op.uid): op.stages for op in message.operators if op.stages}
@@ -193,10 +202,12 @@ class InTaskRows:
         return [m for m in out if m.rows > 0]
 
     def _chain(self, op: OpId) -> tuple[int, ...]:
-        """The ``map_batches`` stages the operator's chain starts with (none: its first stage is another call)."""
+        """The ``map_batches`` stages the operator's chain starts with, after a read Ray fused in front of them
+        (none: its first stage after any read is another call)."""
         stages = self._stages.get(op, ())
-        end = next((i for i, stage in enumerate(stages) if stage not in self._batched), len(stages))
-        return stages[:end]
+        start = next((i for i, stage in enumerate(stages) if stage not in self._reads), len(stages))
+        end = next((i for i, stage in enumerate(stages[start:], start) if stage not in self._batched), len(stages))
+        return stages[start:end]
 
     def _through(self, op: OpId) -> list[UdfRows]:
         """Each process's figures through the operator's chain since its execution started (``through_chain``)."""

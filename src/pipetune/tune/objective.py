@@ -14,7 +14,8 @@ least-squares line through its samples past the ramp-up, two standard errors of 
 is still to come. Its time is where that line reaches the whole, plus the baseline's own time after its last
 operator ended (the script ending, Ray shutting down). The work is counted as a share of the whole at the last
 operator (``share_done``): the rows the baseline's last operator took in, where the trial's operator starts at
-the same stage; the share of the read tasks' input done, where the last operator reads; else its rows done
+the same stage; where the last operator reads, the rows out of it against the rows the baseline read
+(``read_wholes``) where it is counted inside its tasks, else the share of the read tasks' input done; else its rows done
 against Ray's own estimate of the rows its upstream operator will output (``rows_planned``). While an
 upstream operator is set to end well before the sink (a read that ran ahead), the probe goes on, and the rate is
 fitted after it ends (``Progress``): the resources it held then go to the sink.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipetune.capture import ConsumerSamples, ExecutionStarted, Message, OpSamples, StageBuilt, clock
 from pipetune.diagnose import (
@@ -42,6 +43,7 @@ from pipetune.diagnose import (
     reads,
     rows_done,
     rows_planned,
+    rows_read,
     share_read,
 )
 from pipetune.model import Operator, Run, StageKind, at_each_time
@@ -109,8 +111,9 @@ def sink_of(run: Run) -> Sink | None:
     if last is None or not last.stages:
         return None
     if is_probe(run):
-        return Sink(1.0, 0.0, last.stages[0], read=True)
-    return _finished_sink(run, last) if run.status.ok else None
+        return Sink(1.0, 0.0, last.stages[0], read=True, read_rows=read_wholes(run))
+    sink = _finished_sink(run, last) if run.status.ok else None
+    return replace(sink, read_rows=read_wholes(run)) if sink is not None else None
 
 
 def _finished_sink(run: Run, last: Operator) -> Sink | None:
@@ -122,6 +125,17 @@ def _finished_sink(run: Run, last: Operator) -> Sink | None:
         return Sink(float(stats.rows_in), tail, last.stages[0])
     planned = any(reads(s.values) for s in run.samples_of(last.uid))
     return Sink(1.0, tail, last.stages[0], read=True) if planned else None
+
+
+def read_wholes(run: Run) -> tuple[tuple[int, float], ...]:
+    """For each operator of the run's execution that reads and read all its input (the share of its read tasks'
+    input done reached 1 in its samples), its last stage and the rows out of it then (``Sink.whole_read``)."""
+    wholes = []
+    for op in run.executions[0].operators:
+        ended = [s.values for s in run.samples_of(op.uid) if reads(s.values) and share_read(s.values) >= 1.0]
+        if ended and op.stages:
+            wholes.append((op.stages[-1], max(rows_read(v) for v in ended)))
+    return tuple(wholes)
 
 
 def _reads(run: Run, op: Operator) -> bool:
@@ -167,23 +181,31 @@ def share_done(ops: Sequence[Operator], values: Mapping[str, Mapping[str, float]
         return None
     if sink is not None and not sink.read:
         return rows_done(values[ops[i].uid]) / sink.rows if ops[i].uid in values else None
-    return own_share(ops, i, values)
+    return own_share(ops, i, values, sink)
 
 
-def upstream_shares(ops: Sequence[Operator], values: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+def upstream_shares(
+    ops: Sequence[Operator], values: Mapping[str, Mapping[str, float]], sink: Sink | None
+) -> dict[str, float]:
     """Each operator before the last, by uid, with its share of its own whole (``own_share``) where it can be read."""
-    shares = {op.uid: own_share(ops, i, values) for i, op in enumerate(ops[:-1])}
+    shares = {op.uid: own_share(ops, i, values, sink) for i, op in enumerate(ops[:-1])}
     return {uid: share for uid, share in shares.items() if share is not None}
 
 
-def own_share(ops: Sequence[Operator], i: int, values: Mapping[str, Mapping[str, float]]) -> float | None:
-    """Operator ``i``'s share of its own whole done: of its read tasks' input where it reads, else its rows done
-    against Ray's estimate of the rows the operator before it will output. None where neither can be read."""
+def own_share(
+    ops: Sequence[Operator], i: int, values: Mapping[str, Mapping[str, float]], sink: Sink | None
+) -> float | None:
+    """Operator ``i``'s share of its own whole done. Where it reads: the rows out of it against the rows the
+    baseline measured there (``Sink.whole_read``), where its chain of batch functions is counted inside its
+    running tasks; else the share of its read tasks' input done (a read task's bytes count only as it ends: a
+    read fused with a model into a few long tasks moves in a few steps). Else its rows done against Ray's
+    estimate of the rows the operator before it will output. None where neither can be read."""
     mine = values.get(ops[i].uid)
     if mine is None:
         return None
     if reads(mine):
-        return share_read(mine)
+        whole = sink.whole_read(ops[i].stages) if sink is not None and counted_inside(mine) else 0.0
+        return min(rows_read(mine) / whole, 1.0) if whole > 0 else share_read(mine)
     planned = rows_planned(values.get(ops[i - 1].uid, {})) if i > 0 else 0.0
     return min(rows_done(mine) / planned, 1.0) if planned > 0 else None
 
@@ -292,7 +314,7 @@ def progress_of(run: Run, sink: Sink | None) -> Progress:
     for t, values in at_each_time(run.op_samples, {op.uid for op in ops}):
         share = share_done(ops, values, sink)
         if share is not None:
-            progress.add(t, share, upstream_shares(ops, values))
+            progress.add(t, share, upstream_shares(ops, values, sink))
     return progress
 
 
@@ -386,7 +408,7 @@ class SinkProbeDone:
         done = share_done(self._ops, values, self._sink)
         if done is None:
             return None
-        self._progress.add(message.t, done, upstream_shares(self._ops, values))
+        self._progress.add(message.t, done, upstream_shares(self._ops, values, self._sink))
         measured = measured_op(self._ops, self._sink, values)
         return self._verdict(measured is not None and has_task_figures(values.get(measured.uid, {})))
 

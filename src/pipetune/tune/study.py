@@ -63,12 +63,22 @@ class Sink:
     last operator took in, the time the run went on after that operator's execution ended, and the stage those
     rows enter (a trial whose operator starts elsewhere is measured against another whole: ``share_done``).
     ``read``: progress is a share of the whole instead of rows, where the last operator reads (Ray counts a read
-    task's input as one row) or where the baseline was a probe itself (its whole is Ray's estimate)."""
+    task's input as one row) or where the baseline was a probe itself (its whole is Ray's estimate).
+    ``read_rows``: for each operator of the baseline that reads and read all its input, the rows out of its
+    last stage (``whole_read``)."""
 
     rows: float  # 1.0 where ``read``: the whole, as a share
     tail_s: float
     stage: int
     read: bool = False  # progress is a share of the whole (the stored name predates probed baselines)
+    read_rows: tuple[tuple[int, float], ...] = ()  # (stage, rows out of it), measured where a read ended
+
+    def whole_read(self, stages: tuple[int, ...]) -> float:
+        """The rows a trial's operator that reads (``stages``) outputs in all, as the baseline measured them: out
+        of the latest of its stages the baseline's reading operators ended with (0: none of them). Stages after
+        that one are taken to keep every row, as a share of a whole is everywhere (``objective.own_share``)."""
+        known = [(stage, rows) for stage, rows in self.read_rows if stage in stages]
+        return max(known)[1] if known else 0.0
 
 
 @dataclass(frozen=True)
