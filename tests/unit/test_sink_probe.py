@@ -16,7 +16,7 @@ from pipetune.diagnose import rows_done
 from pipetune.model import Operator, RunStatus, Sample, StageKind
 from pipetune.tune import objective
 from pipetune.tune.study import Sink
-from tests.unit.builders import two_stage_run, with_
+from tests.unit.builders import stage, two_stage_run, with_
 
 SINK = "0/MapBatches(work)_2"
 
@@ -162,7 +162,6 @@ def test_a_sink_that_reads_is_measured_by_the_share_of_its_read_tasks_input_done
 def _write_run(index: int, t: float) -> list[object]:
     """What the baseline's stop rule is told: stages (the last one writes), then an execution of read -> write."""
     from pipetune.capture import StageBuilt
-    from tests.unit.builders import stage
 
     built = [StageBuilt(stage(0, "read_parquet", kind=StageKind.READ)), StageBuilt(stage(1, "write_parquet",
              kind=StageKind.WRITE))]  # fmt: skip
@@ -282,7 +281,6 @@ def _model_then_write(t: float, queued: float = 0.0) -> OpSamples:
 
 def _model_write_run() -> list[object]:
     from pipetune.capture import StageBuilt
-    from tests.unit.builders import stage
 
     built = [StageBuilt(stage(0, "range", kind=StageKind.READ)), StageBuilt(stage(1, "map_batches")),
              StageBuilt(stage(2, "write_parquet", kind=StageKind.WRITE))]  # fmt: skip
@@ -333,3 +331,10 @@ def test_an_operator_that_reads_and_is_counted_inside_its_tasks_is_measured_agai
     assert objective.share_done((fused,), uncounted, sink) == pytest.approx(0.25)  # its read tasks' share, as before
     unfinished = with_(probe, op_samples=samples[:1])  # the probe stopped before the read had read everything
     assert objective.sink_of(unfinished) == Sink(rows=1.0, tail_s=0.0, stage=1, read=True)
+    filtering = Operator(read.uid, "ReadFiles->Filter", (0, 2))  # a filter fused behind the read: its rows out
+    filtered = with_(
+        probe,
+        executions=(dataclasses.replace(stopped, operators=(filtering, work)),),
+        stages=(*run.stages, stage(2, "filter")),
+    )  # are not what a count inside tasks stops at
+    assert objective.sink_of(filtered) == Sink(rows=1.0, tail_s=0.0, stage=1, read=True)

@@ -129,11 +129,15 @@ def _finished_sink(run: Run, last: Operator) -> Sink | None:
 
 def read_wholes(run: Run) -> tuple[tuple[int, float], ...]:
     """For each operator of the run's execution that reads and read all its input (the share of its read tasks'
-    input done reached 1 in its samples), its last stage and the rows out of it then (``Sink.whole_read``)."""
+    input done reached 1 in its samples), its last stage and the rows out of it then (``Sink.whole_read``).
+    Only where every stage after its read is a ``map_batches`` call: a trial's operator that reads and holds
+    that last stage then counts its rows inside its tasks at least that far (``record.in_task``'s chain), never
+    short of a filter whose output the whole would be."""
+    batched = {s.index for s in run.stages if s.method == "map_batches"}
     wholes = []
     for op in run.executions[0].operators:
         ended = [s.values for s in run.samples_of(op.uid) if reads(s.values) and share_read(s.values) >= 1.0]
-        if ended and op.stages:
+        if ended and op.stages and set(op.stages[1:]) <= batched:
             wholes.append((op.stages[-1], max(rows_read(v) for v in ended)))
     return tuple(wholes)
 
