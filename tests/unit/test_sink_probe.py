@@ -48,6 +48,17 @@ def test_a_steady_line_leaves_out_the_ramp_up_and_states_its_error() -> None:
     assert rough is not None and rough.rel_err > 0.05
 
 
+def test_progress_that_moves_in_a_few_large_steps_fits_no_line_however_often_it_is_sampled() -> None:
+    """Embed's trial of Ray's defaults: four 750-row blocks, each a single batch, two actors; sampled every
+    second, the share stood at 0.25 from t=31 and at 0.5 from t=50; a line through those two steps reached
+    the whole at 101 s, where those settings run 59-62 s in full. Each repeat is the same step seen again."""
+    steps = [(float(t), 0.0 if t < 31 else 0.25 if t < 50 else 0.5) for t in range(2, 62)]
+    assert objective.steady_line(steps) is None
+    assert not objective.past_box(steps, Sink(1.0, 0.0, 3, read=True), box_s=60.0)
+    five = [(float(t), min(t // 10, 5) / 10) for t in range(10, 62)]  # five moves, each held ten samples
+    assert objective.steady_line(five) is not None
+
+
 def _started(sink_stages: tuple[int, ...] = (1,)) -> ExecutionStarted:
     ops = (Operator("0/ReadRange_1", "ReadRange", (0,)), Operator(SINK, "MapBatches(work)", sink_stages))
     return ExecutionStarted(0, 1.0, "ds", ops)

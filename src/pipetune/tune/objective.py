@@ -28,6 +28,7 @@ runs the winner once in full).
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -272,10 +273,15 @@ class Line:
 
 
 def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
-    """The least-squares line through ``(t, rows done)`` from the first rows done on (the ramp-up left out)."""
+    """The least-squares line through ``(t, rows done)`` from the first rows done on (the ramp-up left out).
+    None until the rows done have moved ``MIN_LINE_POINTS`` times: a sample that repeats the last one's rows
+    is the same step seen again, not another measurement. Progress that moves a few large steps (a model fed
+    whole 750-row blocks in batches of a block, counted only as each batch returns) fits a line whose error
+    the repeats shrink: embed's trial of Ray's defaults, two steps in, was predicted at 101 s, where those
+    settings run 59-62 s in full (``tune_bench.py --only embed``)."""
     moving = _moving(points)
     n = len(moving)
-    if n < MIN_LINE_POINTS:
+    if n < MIN_LINE_POINTS or _moves(moving) < MIN_LINE_POINTS:
         return None
     ts, done = [t for t, _ in moving], [d for _, d in moving]
     t_mean = statistics.fmean(ts)
@@ -285,6 +291,11 @@ def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
         return None
     residual = sum((d - intercept - slope * t) ** 2 for t, d in moving)
     return Line(slope, intercept, 2 * math.sqrt(residual / (n - 2) / sxx) / slope)
+
+
+def _moves(points: Sequence[tuple[float, float]]) -> int:
+    """How many of the points show rows done that differ from the point before (the first counts)."""
+    return 1 + sum(b != a for (_, a), (_, b) in itertools.pairwise(points)) if points else 0
 
 
 def _moving(points: Sequence[tuple[float, float]]) -> Sequence[tuple[float, float]]:
