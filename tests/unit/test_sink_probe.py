@@ -349,3 +349,7 @@ def test_an_operator_that_reads_and_is_counted_inside_its_tasks_is_measured_agai
         stages=(*run.stages, stage(2, "filter")),
     )  # are not what a count inside tasks stops at
     assert objective.sink_of(filtered) == Sink(rows=1.0, tail_s=0.0, stage=1, read=True)
+    listing = Operator(read.uid, "ListFiles", (0,))  # read_parquet as Ray runs it: its rows out are 24 files
+    files = Operator("0/ReadFiles_2", "ReadFiles", (0,))
+    listed = with_(probe, executions=(dataclasses.replace(stopped, operators=(listing, files, work)),))
+    assert objective.sink_of(listed) == Sink(rows=1.0, tail_s=0.0, stage=1, read=True)

@@ -133,12 +133,17 @@ def read_wholes(run: Run) -> tuple[tuple[int, float], ...]:
     input done reached 1 in its samples), its last stage and the rows out of it then (``Sink.whole_read``).
     Only where every stage after its read is a ``map_batches`` call: a trial's operator that reads and holds
     that last stage then counts its rows inside its tasks at least that far (``record.in_task``'s chain), never
-    short of a filter whose output the whole would be."""
+    short of a filter whose output the whole would be.
+    An operator whose last stage goes on in the next one is left out: Ray runs ``read_parquet`` as ListFiles,
+    then ReadFiles, and the first one's rows out are the files it listed (24 in the packed row), not rows."""
     batched = {s.index for s in run.stages if s.method == "map_batches"}
+    ops = run.executions[0].operators
     wholes = []
-    for op in run.executions[0].operators:
+    for op, after in zip(ops, (*ops[1:], None), strict=True):
+        if not op.stages or (after is not None and op.stages[-1:] == after.stages[:1]):
+            continue
         ended = [s.values for s in run.samples_of(op.uid) if reads(s.values) and share_read(s.values) >= 1.0]
-        if ended and op.stages and set(op.stages[1:]) <= batched:
+        if ended and set(op.stages[1:]) <= batched:
             wholes.append((op.stages[-1], max(rows_read(v) for v in ended)))
     return tuple(wholes)
 
