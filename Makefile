@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean venv chromium screenshots gpu-check
+.PHONY: demo test test-slow lint typecheck bench clean venv chromium screenshots gpu-check
 
 # Debian's Chromium, for the browser tests and the screenshots (apt, as root or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -35,7 +35,10 @@ chromium:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
 test: lint typecheck chromium
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not slow"
+
+test-slow: $(STAMP)  # the tests marked slow (a batch-size search on the real MiniLM model), outside the 15-minute suite
+	$(VENV)/bin/pytest -q -m slow
 
 screenshots: $(STAMP) chromium
 	$(PY) tools/screenshots.py
