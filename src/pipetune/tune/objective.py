@@ -286,7 +286,7 @@ def steady_line(points: Sequence[tuple[float, float]]) -> Line | None:
     settings run 59-62 s in full (``tune_bench.py --only embed``)."""
     moving = _moving(points)
     n = len(moving)
-    if n < MIN_LINE_POINTS or _moves(moving) < MIN_LINE_POINTS:
+    if _moves(moving) < MIN_LINE_POINTS:  # never more moves than points
         return None
     ts, done = [t for t, _ in moving], [d for _, d in moving]
     t_mean = statistics.fmean(ts)
