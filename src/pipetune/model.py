@@ -91,6 +91,9 @@ class Knobs:
         return dataclasses.replace(self, **changes)
 
 
+COUNTED_METHODS = ("map_batches",)  # the calls whose functions are counted inside tasks (``Stage.counted_in_task``)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One Ray Data call the script made (``read_parquet``, ``map_batches(Embed)``, ``write_parquet`` ...)."""
@@ -108,6 +111,12 @@ class Stage:
     def accepts(self, knob: str) -> bool:
         """Whether the call takes ``knob`` (``range_tensor`` takes no ``num_cpus``); unknown counts as yes."""
         return not self.takes or knob in self.takes
+
+    @property
+    def counted_in_task(self) -> bool:
+        """Whether the rows its function returns are counted inside its running tasks (``record.in_task``):
+        ``map_batches`` calls only; a per-row function (``map``, ``filter``) would pay the count on every row."""
+        return self.method in COUNTED_METHODS
 
     @property
     def key(self) -> str:

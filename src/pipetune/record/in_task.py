@@ -185,7 +185,7 @@ class InTaskRows:
         return message
 
     def _built(self, stage: Stage) -> None:
-        if stage.method == "map_batches":
+        if stage.counted_in_task:
             self._batched.add(stage.index)
         if stage.kind is StageKind.READ:
             self._reads.add(stage.index)

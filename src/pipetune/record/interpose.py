@@ -336,7 +336,7 @@ def _new_stage(
     )
     changes = registry.overrides.for_stage(stage)
     chained = _apply_changes(bound, stage, changes)
-    if method == "map_batches" and remote.workers_reach_recorder() and in_task.can_count(udf_obj):
+    if stage.counted_in_task and remote.workers_reach_recorder() and in_task.can_count(udf_obj):
         bound.arguments["fn"] = in_task.counting(udf_obj, index, stage.udf)  # progress inside running tasks
     knobs = with_knobs(read_knobs(bound), chained)
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))

@@ -136,7 +136,7 @@ def read_wholes(run: Run) -> tuple[tuple[int, float], ...]:
     short of a filter whose output the whole would be.
     An operator whose last stage goes on in the next one is left out: Ray runs ``read_parquet`` as ListFiles,
     then ReadFiles, and the first one's rows out are the files it listed (24 in the packed row), not rows."""
-    batched = {s.index for s in run.stages if s.method == "map_batches"}
+    batched = {s.index for s in run.stages if s.counted_in_task}
     ops = run.executions[0].operators
     wholes = []
     for op, after in zip(ops, (*ops[1:], None), strict=True):
