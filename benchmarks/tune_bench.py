@@ -457,6 +457,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant, interleaved")
     parser.add_argument("--shared-ray", action="store_true", help="the side-by-side runs on one warm local Ray")
     parser.add_argument("--save", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--store", type=Path, help="keep the studies' runs in this store (default: scratch)")
     parser.add_argument("--table", type=Path, help="print the table of rows saved by --save, run nothing")
     parser.add_argument("--searches", action="store_true", help="TPE and random search on the grids, run nothing")
     parser.add_argument("--cost", type=Path, nargs="+", help="where the tuning time went in rows saved by --save")
@@ -476,7 +477,7 @@ def main() -> None:
         for name in ns.only or [n for n in EXAMPLES if SAME_GRID.get(n, n) in oracle]:  # those with a measured grid
             machine = idle_check()
             found = oracle[SAME_GRID.get(name, name)]
-            rows[name] = {**bench(name, ns, Path(tmp) / "bench.db", found), "machine": machine}
+            rows[name] = {**bench(name, ns, ns.store or Path(tmp) / "bench.db", found), "machine": machine}
             print(f"{name}: {json.dumps(rows[name], default=str)}", file=sys.stderr, flush=True)
     if ns.save:
         ns.save.write_text(json.dumps(rows, indent=1, default=str) + "\n")
