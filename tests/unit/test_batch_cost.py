@@ -198,3 +198,26 @@ def test_the_summary_and_the_json_view_show_the_fixed_cost_a_call_the_run_measur
     with terminal.capture() as plain:
         terminal.print(run_summary(run))
     assert "fixed cost a call" not in plain.get()  # nothing measured: nothing said
+
+
+def test_where_the_run_cannot_measure_a_batchs_cost_the_guides_batch_is_proposed_and_the_trial_decides() -> None:
+    """No framing timed and no calls of several sizes: the model cannot size the batch or weigh the move, so the
+    guide's range gives the size and the gain is a floor (1.0) for the trial to decide, not dropped."""
+    facts = small_batches(frame_s=None)
+    assert predict.batch_model(facts, 1, 8) is None
+    [guided] = [p for p in candidates(facts) if p.rule == "batch-size"]
+    assert guided.at_least and guided.predicted == 1.0 and _size(guided) == 100  # the guide's CPU range starts at 100
+    assert ModelGuided().propose(View(Settings(), facts.run, frozenset(), noise_pct=5.0)) == guided
+
+
+def test_ray_datas_defaults_nothing_predicts_wait_behind_a_move_the_guide_backs() -> None:
+    """Ray Data's defaults for several knobs (fusion changes: the model cannot say) rank after the guide's batch in
+    the same tier, whatever the guide's level: the defaults still run before the study ends, the batch needs the
+    budget first."""
+    run = small_batches_run(frame_s=None)
+    staged = (run.stages[0], stage(1, "map_batches", "work", batch_size=8, num_cpus=0.5))
+    facts = Facts.of(with_(run, stages=staged))
+    ranked = {p.rule: p for p in candidates(facts)}
+    assert ranked["ray-default"].predicted == 1.0 and not ranked["ray-default"].at_least  # nothing backs it
+    proposed = ModelGuided().propose(View(Settings(), facts.run, frozenset(), noise_pct=5.0))
+    assert proposed is not None and proposed.rule == "batch-size"

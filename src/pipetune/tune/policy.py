@@ -164,8 +164,14 @@ def beyond_noise(ratio: float, noise_pct: float) -> bool:
     return ratio > 1 + noise_pct / 100
 
 
-def _rank(p: Proposal) -> tuple[int, int, int, float]:
-    return (urgency(p.rule), gain_tier(p.predicted), int(p.level), -p.predicted)  # the doctor's order
+def _rank(p: Proposal) -> tuple[int, int, bool, int, float]:
+    """The doctor's order (urgency, gain tier, the guide's level), except that within a tier a proposal nothing
+    backs (the model cannot say, 1.0, and no guide's range gives a floor: Ray Data's defaults for several knobs)
+    goes after one the model or the guide backs. The defaults still run before the study ends
+    (``steps._defaults_step``); ahead of a backed move they took the budget it needed (embed benchmark: the
+    defaults ran to their time box, then a bisection of them, and the guide's batch was never tried)."""
+    blind = p.predicted == 1.0 and not p.at_least
+    return (urgency(p.rule), gain_tier(p.predicted), blind, int(p.level), -p.predicted)
 
 
 def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
@@ -524,6 +530,8 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     asks for then predicts ``at_least`` its gain (measured: the MiniLM example's 4 -> 16 gained 13% in two
     studies, where its framing predicted 4.6%)."""
     proposed = predict.sized_batch(facts, stage, batch, floor)
+    if proposed is None and floor > batch and predict.batch_model(facts, stage, batch) is None:
+        return _guide_batch(stage, batch, floor, rule, cause)
     if proposed is None or proposed <= batch:
         return None
     op = facts.operator_of(stage)
@@ -541,6 +549,16 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     # the guide's range asks, and the UDF's own cost per call is not known: the framing-only gain is a floor
     at_least = floor > batch and not predict.call_cost_measured(facts, stage)
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain, at_least)
+
+
+def _guide_batch(stage: int, batch: int, floor: int, rule: str, cause: str) -> Proposal:
+    """The guide's batch for a stage whose per-batch cost the run cannot measure (no task ended, and its function
+    waits, so no CPU is left outside it to tell Ray's framing by; its calls all of one size): the model cannot
+    size or weigh it, so the guide's range gives the size, and the gain (1.0, ``at_least``) the trial decides
+    (embed benchmark: its 4-row batches of an actor pool, never moved while the guide's 16 was the oracle's)."""
+    what = f"stage {stage} {change('batch_size', batch, floor)}"
+    why = f"{cause}; the run cannot measure its cost per batch, so the guide's range sizes it"
+    return Proposal(_one(stage, "batch_size", floor), what, rule, why, Level.BATCH, 1.0, at_least=True)
 
 
 def _fixed_source(facts: Facts, stage: int) -> str:
