@@ -15,7 +15,7 @@ from pipetune.tune.bound import bound
 from pipetune.tune.feasible import unschedulable
 from pipetune.tune.judge import judge, time_box
 from pipetune.tune.policy import ModelGuided, View, candidates, measurable_defaults
-from pipetune.tune.steps import Finish, Step, conclude, next_step
+from pipetune.tune.steps import Finish, Step, conclude, next_step, runs_left
 from pipetune.tune.study import Role, Spec, Study, Trial, Verdict, trial_payload, with_settings
 from tests.unit.builders import DOMINANT_FRAME_S, node_cpu, op_stats, pipeline, stage, two_stage_run, with_
 
@@ -255,6 +255,18 @@ def test_two_reverted_trials_in_a_row_are_a_plateau_once_ray_datas_defaults_are_
     lost = dataclasses.replace(trial(3, Role.TRIAL, 11.0, Verdict.SLOWER), config=step.config)
     finish = next_step(dataclasses.replace(study, trials=(*trials, lost)), etl_run(), ModelGuided())  # type: ignore[arg-type]
     assert isinstance(finish, Finish) and "levelled off" in finish.reason
+
+
+def test_the_last_run_a_time_budget_fits_goes_to_ray_datas_unmeasured_defaults() -> None:
+    """A run budget of ten, but a time budget of 40 s with 24 s spent and 11 s runs: one run fits, and it is
+    the last, so Ray Data's defaults take it while unmeasured; with 6.5 s more spent, none fits."""
+    lost = trial(1, Role.TRIAL, 13.0, Verdict.SLOWER, {"stages": {"1": {"num_cpus": 2}}})
+    study = Study("s", Spec("pipe.py", budget=10, time_s=40.0), (trial(0, Role.BASELINE, 11.0, Verdict.BASELINE), lost))
+    assert runs_left(study) == 1
+    step = next_step(study, etl_run(), ModelGuided())  # type: ignore[arg-type]
+    assert isinstance(step, Step) and step.rule == "ray-default"
+    later = dataclasses.replace(study, trials=(*study.trials[:1], dataclasses.replace(lost, wall_s=19.5)))
+    assert runs_left(later) == 0 and isinstance(next_step(later, etl_run(), ModelGuided()), Finish)  # type: ignore[arg-type]
 
 
 def test_a_failed_trial_is_no_sign_of_a_plateau_and_the_study_goes_on() -> None:

@@ -75,7 +75,7 @@ def next_step(study: Study, incumbent_run: Run | None, policy: SearchPolicy) -> 
         return stop
     assert incumbent_run is not None
     view = view_of(study, incumbent_run)
-    if study.runs_used >= 1 and study.spec.budget - study.runs_used == 1:
+    if study.runs_used >= 1 and runs_left(study) == 1:
         last_call = _defaults_step(view, box)  # the budget's last run: Ray Data's defaults, while never measured
         if last_call is not None:
             return last_call
@@ -133,12 +133,23 @@ def _without_batches(config: Settings) -> str:
     return Settings(tuple(s for s in config.stages if s.knob != "batch_size"), config.context).key()
 
 
+def runs_left(study: Study) -> int:
+    """The trial runs the study has left: its run budget's, and no more than its time budget fits at the
+    incumbent's figure each (a full run's time: a probe takes less, a run past its box no more than that).
+    The one home of "is this the last run", which Ray Data's unmeasured defaults are held for."""
+    left = study.spec.budget - study.runs_used
+    walls, time_s = study.incumbent_figures(), study.spec.time_s
+    if time_s is None or not walls or statistics.median(walls) <= 0:
+        return left
+    spent = sum(t.wall_s or 0.0 for t in study.trials)
+    return min(left, max(int((time_s - spent) // statistics.median(walls)), 0))
+
+
 def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) -> Finish | None:
     spec = study.spec
     if study.runs_used >= spec.budget:
         return Finish(f"the budget of {spec.budget} trial run(s) is spent")
-    spent = sum(t.wall_s or 0.0 for t in study.trials)
-    if spec.time_s is not None and spent + statistics.median(walls) > spec.time_s:
+    if runs_left(study) < 1:
         return Finish(f"the time budget of {spec.time_s:g} s would be passed by another run")
     if incumbent_run is None:
         return Finish("the incumbent's run cannot be loaded", ok=False)
@@ -214,7 +225,7 @@ def _can_repeat(study: Study, step: Step, incumbent_run: Run | None) -> bool:
     benchmark, a repeat of a within-twice-the-noise reservation spent the last run, lost, and the study ended on
     the shipped settings, slower than Ray's defaults (26.7 s against 31.3 s; where the reservation lost at once,
     the defaults ran and were kept)."""
-    left = study.spec.budget - study.runs_used - 1  # after this trial
+    left = runs_left(study) - 1  # after this trial
     if left != 1 or incumbent_run is None:
         return left >= 1
     held = _defaults_step(view_of(study, incumbent_run), None)  # only asked where it could take the run
