@@ -9,7 +9,7 @@ import pytest
 
 from pipetune.diagnose import BatchCost, Facts
 from pipetune.diagnose import capacity as predict
-from pipetune.model import Run
+from pipetune.model import Dist, Run
 from pipetune.settings import Settings
 from pipetune.tune.policy import ModelGuided, Proposal, View, candidates
 from pipetune.tune.steps import batch_costs
@@ -208,6 +208,11 @@ def test_where_the_run_cannot_measure_a_batchs_cost_the_guides_batch_is_proposed
     [guided] = [p for p in candidates(facts) if p.rule == "batch-size"]
     assert guided.at_least and guided.predicted == 1.0 and _size(guided) == 100  # the guide's CPU range starts at 100
     assert ModelGuided().propose(View(Settings(), facts.run, frozenset(), noise_pct=5.0)) == guided
+    execution = facts.run.executions[0]
+    small = dataclasses.replace(execution.stats[1], task_s=Dist.of([0.1] * 200))  # 50 rows a task
+    tasks = with_(facts.run, executions=(dataclasses.replace(execution, stats=(execution.stats[0], small)),))
+    [capped] = [p for p in candidates(Facts.of(tasks)) if p.rule == "batch-size"]
+    assert _size(capped) == 50  # a larger batch than a task's rows would only bundle blocks
 
 
 def test_ray_datas_defaults_nothing_predicts_wait_behind_a_move_the_guide_backs() -> None:

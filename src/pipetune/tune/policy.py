@@ -531,7 +531,7 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     studies, where its framing predicted 4.6%)."""
     proposed = predict.sized_batch(facts, stage, batch, floor)
     if proposed is None and floor > batch and predict.batch_model(facts, stage, batch) is None:
-        return _guide_batch(stage, batch, floor, rule, cause)
+        return _guide_batch(facts, stage, batch, floor, rule, cause)
     if proposed is None or proposed <= batch:
         return None
     op = facts.operator_of(stage)
@@ -551,14 +551,19 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain, at_least)
 
 
-def _guide_batch(stage: int, batch: int, floor: int, rule: str, cause: str) -> Proposal:
-    """The guide's batch for a stage whose per-batch cost the run cannot measure (no task ended, and its function
-    waits, so no CPU is left outside it to tell Ray's framing by; its calls all of one size): the model cannot
-    size or weigh it, so the guide's range gives the size, and the gain (1.0, ``at_least``) the trial decides
-    (embed benchmark: its 4-row batches of an actor pool, never moved while the guide's 16 was the oracle's)."""
-    what = f"stage {stage} {change('batch_size', batch, floor)}"
+def _guide_batch(facts: Facts, stage: int, batch: int, floor: int, rule: str, cause: str) -> Proposal | None:
+    """The guide's batch for a stage whose per-batch cost the run cannot measure (e.g. no task ended and its
+    function waits, so no CPU is left outside it to tell Ray's framing by, and its calls were all of one size):
+    the model cannot size or weigh it, so the guide's range gives the size, at most a task's rows (a larger
+    batch only bundles blocks), and the gain (1.0, ``at_least``) the trial decides (embed benchmark: its 4-row
+    batches of an actor pool were never moved, while the guide's 16 was the oracle's)."""
+    rows = predict.rows_per_task(facts, stage)
+    size = min(floor, int(rows)) if rows else floor
+    if size <= batch:
+        return None
+    what = f"stage {stage} {change('batch_size', batch, size)}"
     why = f"{cause}; the run cannot measure its cost per batch, so the guide's range sizes it"
-    return Proposal(_one(stage, "batch_size", floor), what, rule, why, Level.BATCH, 1.0, at_least=True)
+    return Proposal(_one(stage, "batch_size", size), what, rule, why, Level.BATCH, 1.0, at_least=True)
 
 
 def _fixed_source(facts: Facts, stage: int) -> str:

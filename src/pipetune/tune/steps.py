@@ -135,7 +135,7 @@ def _without_batches(config: Settings) -> str:
 
 def runs_left(study: Study) -> int:
     """The trial runs the study has left: its run budget's, and no more than its time budget fits at the
-    incumbent's figure each (a full run's time: a probe takes less, a run past its box no more than that).
+    incumbent's figure each (a full run's time: a probe takes less, a run stopped at its box a little more).
     The one home of "is this the last run", which Ray Data's unmeasured defaults are held for."""
     left = study.spec.budget - study.runs_used
     walls, time_s = study.incumbent_figures(), study.spec.time_s
