@@ -184,9 +184,10 @@ def _unless_defaults_untried(view: View, box: float | None, reason: str) -> Step
 
 
 def _defaults_step(view: View, box: float | None) -> Step | None:
-    """Ray Data's defaults as the next trial, where they were never measured and can run. Also the last run of a
-    budget of two or more, so that the study never ends with them unmeasured (two-nodes benchmark: its third
-    trial went to a smaller pool, and the defaults, never tried, ran 4.3 s against the tuned 12.1 s)."""
+    """Ray Data's defaults as the next trial, where they were never measured and can run. Also once
+    ``DEFAULTS_RUNS_LEFT`` runs or fewer are left after the first trial, so that the study never ends with them
+    unmeasured (two-nodes benchmark: its third trial went to a smaller pool, and the defaults, never tried, ran
+    4.3 s against the tuned 12.1 s)."""
     defaults = measurable_defaults(Facts.of(view.run, view.batch_costs), view)
     if defaults is not None:
         return Step.trying(defaults, with_settings(view.config, defaults.settings), box)
