@@ -314,8 +314,14 @@ def sized_batch(facts: Facts, stage: int, batch: int, floor: int = 0) -> int | N
     proposed = batch_for(facts, stage, batch)
     if proposed is None:
         return None
-    sized = min(max(proposed, floor), memory_cap(facts, stage), block_cap(facts, stage, batch))
+    sized = min(max(proposed, floor), batch_cap(facts, stage, batch))
     return sized if sized < UNBOUNDED_BATCH else None
+
+
+def batch_cap(facts: Facts, stage: int, batch: int) -> int:
+    """The most rows a batch of the stage may take, whoever sizes it: a task's rows (``block_cap``) and the
+    guide's memory share (``memory_cap``)."""
+    return min(memory_cap(facts, stage), block_cap(facts, stage, batch))
 
 
 def block_cap(facts: Facts, stage: int, batch: int) -> int:

@@ -554,11 +554,10 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
 def _guide_batch(facts: Facts, stage: int, batch: int, floor: int, rule: str, cause: str) -> Proposal | None:
     """The guide's batch for a stage whose per-batch cost the run cannot measure (e.g. no task ended and its
     function waits, so no CPU is left outside it to tell Ray's framing by, and its calls were all of one size):
-    the model cannot size or weigh it, so the guide's range gives the size, at most a task's rows (a larger
-    batch only bundles blocks), and the gain (1.0, ``at_least``) the trial decides (embed benchmark: its 4-row
-    batches of an actor pool were never moved, while the guide's 16 was the oracle's)."""
-    rows = predict.rows_per_task(facts, stage)
-    size = min(floor, int(rows)) if rows else floor
+    the model cannot size or weigh it, so the guide's range gives the size, within the caps any batch has
+    (``batch_cap``: a task's rows, the guide's memory share), and the gain (1.0, ``at_least``) the trial decides
+    (embed benchmark: its 4-row batches of an actor pool were never moved, while the guide's 16 was the oracle's)."""
+    size = min(floor, predict.batch_cap(facts, stage, batch))
     if size <= batch:
         return None
     what = f"stage {stage} {change('batch_size', batch, size)}"
