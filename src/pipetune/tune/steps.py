@@ -142,12 +142,12 @@ def runs_left(study: Study) -> int:
     """The trial runs the study has left: its run budget's, and no more than its time budget fits at the
     incumbent's figure each (a full run's time: a probe takes less, a run stopped at its box a little more).
     The one home of "is this the last run", which Ray Data's unmeasured defaults are held for."""
-    left = study.spec.budget - study.runs_used
-    walls, time_s = study.incumbent_figures(), study.spec.time_s
-    if time_s is None or not walls or statistics.median(walls) <= 0:
+    left, walls, time_s = study.spec.budget - study.runs_used, study.incumbent_figures(), study.spec.time_s
+    each = statistics.median(walls) if walls else 0.0
+    if time_s is None or each <= 0:
         return left
     spent = sum(t.wall_s or 0.0 for t in study.trials)
-    return min(left, max(int((time_s - spent) // statistics.median(walls)), 0))
+    return min(left, max(int((time_s - spent) // each), 0))
 
 
 def _should_stop(study: Study, incumbent_run: Run | None, walls: list[float]) -> Finish | None:
