@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from pipetune.diagnose import Facts, Level
 from pipetune.model import Calls, Operator, StageKind
 from pipetune.settings import Settings
@@ -10,13 +14,14 @@ from pipetune.tune.policy import (
     Proposal,
     View,
     _joint,
+    _rank,
     _weighed,
     bisections,
     candidates,
     measure_calls,
     smallest_batches,
 )
-from tests.unit.builders import calls, op_stats, pipeline, small_batches_run, stage
+from tests.unit.builders import calls, op_stats, pipeline, small_batches_run, stage, with_
 
 
 def small_batches() -> Facts:
@@ -99,3 +104,24 @@ def test_a_pool_and_its_batch_that_lost_together_are_bisected_apart() -> None:
     view = View(Settings(), facts.run, frozenset({lost.key()}), lost_configs=(lost,))
     halves = {p.settings.to_args() for p in bisections(facts, view)}
     assert halves == {("1.concurrency=4", "1.num_cpus=0.25"), ("1.batch_size=default",)}
+
+
+def test_the_model_optimum_carries_the_guides_batch_where_the_run_cannot_size_one() -> None:
+    """A read that waits (3 s of CPU in 30 s) feeding 8-row batches whose cost the run cannot measure (no framing
+    timed, calls of one size): the doctor's num_cpus for the read and the guide's batch for the map go in one
+    change, rather than leave the batch a trial of its own. Its gain is the model's for the part it weighs, a
+    floor; at that same gain it goes before that part alone."""
+    run = small_batches_run(frame_s=None)
+    execution = run.executions[0]
+    waits = dataclasses.replace(execution.stats[0], busy_s=30.0, wall_s=30.0, cpu_s=3.0)
+    facts = Facts.of(with_(run, executions=(dataclasses.replace(execution, stats=(waits, execution.stats[1])),)))
+    ranked = {p.rule: p for p in candidates(facts, noise_pct=5.0)}
+    read, guided, joint = ranked["slow-stage"], ranked["batch-size"], ranked["joint (model)"]
+    assert guided.settings.to_args() == ("1.batch_size=100",) and guided.at_least  # the guide's CPU range
+    assert joint.settings.to_args() == (*read.settings.to_args(), "1.batch_size=100")
+    assert joint.at_least and joint.predicted == pytest.approx(read.predicted) and read.predicted > 1.5
+    assert "guide's 1.batch_size=100" in joint.reason
+    proposed = ModelGuided().propose(View(Settings(), facts.run, frozenset(), noise_pct=5.0))
+    assert proposed is not None and proposed.rule == "joint (model)"
+    assert min([read, dataclasses.replace(joint, predicted=read.predicted)], key=_rank).rule == "joint (model)"
+    assert _joint(facts, [], 5.0, [guided]) is None  # the guide's batch alone is proposed on its own already
