@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from pipetune.diagnose import Facts, Level
 from pipetune.model import Calls, Operator, StageKind
 from pipetune.settings import Settings
@@ -16,6 +14,7 @@ from pipetune.tune.policy import (
     _joint,
     _rank,
     _weighed,
+    _without_lost,
     bisections,
     candidates,
     measure_calls,
@@ -119,9 +118,13 @@ def test_the_model_optimum_carries_the_guides_batch_where_the_run_cannot_size_on
     read, guided, joint = ranked["slow-stage"], ranked["batch-size"], ranked["joint (model)"]
     assert guided.settings.to_args() == ("1.batch_size=100",) and guided.at_least  # the guide's CPU range
     assert joint.settings.to_args() == (*read.settings.to_args(), "1.batch_size=100")
-    assert joint.at_least and joint.predicted == pytest.approx(read.predicted) and read.predicted > 1.5
+    assert joint.at_least and joint.predicted >= read.predicted > 1.5  # a floor: at least the read's move alone
     assert "guide's 1.batch_size=100" in joint.reason
     proposed = ModelGuided().propose(View(Settings(), facts.run, frozenset(), noise_pct=5.0))
     assert proposed is not None and proposed.rule == "joint (model)"
     assert min([read, dataclasses.replace(joint, predicted=read.predicted)], key=_rank).rule == "joint (model)"
     assert _joint(facts, [], 5.0, [guided]) is None  # the guide's batch alone is proposed on its own already
+    assert _joint(facts, [read], 200.0, [guided]) is None  # the read's move inside the noise: nothing to carry it
+    lost = View(Settings(), facts.run, frozenset(), lost=frozenset(guided.settings.stages), noise_pct=5.0)
+    without = _without_lost(facts, joint, lost)
+    assert without is not None and without.settings == read.settings and not without.at_least

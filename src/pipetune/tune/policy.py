@@ -142,7 +142,8 @@ def _without_lost(facts: Facts, p: Proposal, view: View) -> Proposal | None:
         return None
     why = f"{p.reason}; without {' '.join(s.arg for s in gone)}, which lost alone"
     what = f"{p.change.split(':')[0]}: {', '.join(left.to_args())}"
-    return replace(p, settings=left, change=what, reason=why, predicted=_config_gain(facts, left))
+    floor = p.at_least and not any(s.knob == "batch_size" for s in gone)  # the guide's batch, if any, may be gone
+    return replace(p, settings=left, change=what, reason=why, predicted=_config_gain(facts, left), at_least=floor)
 
 
 def _allowed(p: Proposal, view: View) -> bool:
@@ -264,7 +265,7 @@ def candidates(
     yield from _loop_batch_moves(facts, bound, allow)
     yield from _default_moves(facts)
     parallel = [p for p in fixes if p.level is Level.PARALLELISM]
-    joint = _joint(facts, [*moves, *parallel], noise_pct, [p for p in fixes if guide_sized(p)])
+    joint = _joint(facts, [*moves, *parallel], noise_pct, guide_batches(facts, fixes))
     if joint is not None:
         yield joint
 
@@ -281,21 +282,25 @@ def _joint(
     """Each stage's knobs at the value its own move asks for, all in one configuration, predicted by the model
     of the whole pipeline: the first trial after the baseline can then be the model's optimum. A knob the model
     cannot size on this run (``guided``: the guide's batch where no batch cost was measured) takes the guide's
-    value beside the rest rather than wait for a trial of its own; the prediction is then a floor (``at_least``),
-    the model's gain for the parts it weighs (embed benchmark: the pool went first, the guide's 4 -> 16 second,
-    8.6% faster, inside twice the noise with no run left to repeat it, and the settings handed back missed the
-    oracle's batch)."""
+    value beside the rest, where the rest predicts a gain beyond the noise, rather than wait for a trial of its
+    own; the prediction is then a floor (``at_least``): the model's gain for the parts it weighs, and at least
+    what each move it carries whole predicts alone (embed benchmark: the pool went first, the guide's 4 -> 16
+    second, 8.6% faster, inside twice the noise with no run left to repeat it, and the settings handed back
+    missed the oracle's batch)."""
     chosen: dict[tuple[str, str], StageSetting] = {}
     smallest = smallest_batches(facts, proposals, noise_pct)
     for p in sorted(smallest, key=lambda p: -p.predicted):  # where two moves set one knob, the likelier gain
         if not p.settings.context and all((s.selector, s.knob) not in chosen for s in p.settings.stages):
             chosen.update({(s.selector, s.knob): s for s in p.settings.stages})
     settings, left_out = _weighed(facts, Settings(tuple(chosen.values())), noise_pct)
-    guide = _merged([p.settings for p in guided])  # never a knob the model sized: it had no batch cost for it
+    gain = _config_gain(facts, settings)
+    guide = _merged([p.settings for p in guided]) if beyond_noise(gain, noise_pct) else Settings()
     whole = settings.merged(guide)
     if len(change_parts(whole)) < 2:
         return None  # one move alone is proposed on its own already
-    gain = _config_gain(facts, settings)
+    if guide.stages:  # a floor: at least what each move it carries whole predicts alone
+        carried = [p for p in smallest if not p.settings.context and set(p.settings.stages) <= set(settings.stages)]
+        gain = max([gain, *(p.predicted for p in carried)])
     what = "the model's optimum: " + ", ".join(a for a in whole.to_args())
     why = f"every stage's move at once, predicted {gain:.2f}x by the model of the whole pipeline"
     why += f"; {_alone(facts, settings)}" if settings.stages else ""
@@ -564,9 +569,16 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain, at_least)
 
 
-def guide_sized(p: Proposal) -> bool:
-    """Whether ``p`` is a batch the guide's range sized because the run gave the model none (``_guide_batch``)."""
-    return p.level is Level.BATCH and p.at_least and p.predicted == 1.0
+def guide_batches(facts: Facts, fixes: Sequence[Proposal]) -> list[Proposal]:
+    """The doctor's batch moves that the guide's range sized because the run gave the model no batch cost for
+    their stage (``_guide_batch``), the first for each stage (the doctor's order)."""
+    by_stage: dict[str, Proposal] = {}
+    for p in fixes:
+        s = _only(p.settings, "batch_size")
+        current = facts.run.stage(int(s.selector)).knobs.batch_size if s is not None else None
+        if s is not None and current and predict.batch_model(facts, int(s.selector), current) is None:
+            by_stage.setdefault(s.selector, p)
+    return list(by_stage.values())
 
 
 def _guide_batch(facts: Facts, stage: int, batch: int, floor: int, rule: str, cause: str) -> Proposal | None:
