@@ -149,7 +149,16 @@ def tune(name: str, budget: int, store: Path, cluster: SharedRay | None) -> dict
         "confirmed": confirmed,
         "trials": len(trials),
         "runs": [
-            (t["role"], t["change"], t["wall_s"], t["measured_s"], t["probe"], t["status"], t["verdict"])
+            (
+                t["role"],
+                t["change"],
+                t["wall_s"],
+                t["measured_s"],
+                t["probe"],
+                t["status"],
+                t["verdict"],
+                flat(t["config"]),
+            )
             for t in view["trials"]
         ],
         "reason": view["reason"],
@@ -351,7 +360,7 @@ def cost(files: list[Path]) -> None:
 def _cost_parts(tune: dict[str, Any], shipped: float) -> tuple[float, ...]:
     """``COST_PARTS`` of one study, each over ``shipped``."""
     seconds = dict.fromkeys(COST_PARTS, 0.0)
-    for role, _, wall, _, probe, status, _ in tune["runs"]:
+    for role, _, wall, _, probe, status, *_ in tune["runs"]:
         trial = "probes" if probe else "at box" if status == "stopped" else "in full"
         seconds[role if role in ("warm-up", "baseline") else trial] += wall or 0.0
     seconds["outside"] = tune["wall_s"] - sum(seconds.values())
@@ -403,17 +412,21 @@ def _at_defaults(r: dict[str, Any]) -> bool:
 
 
 def _trials_to_5pct(r: dict[str, Any]) -> int | None:
-    """The first trial after the baseline whose speed-up over the study's baseline (both measured by the tuner,
-    a probe's figure predicted) came within 5% of the oracle's over the shipped settings side by side: ratios,
-    so that neither footing (the tuner's one Ray, the side-by-side's) is held against the other. None if none."""
+    """The first trial after the baseline that ran the oracle's settings, or whose speed-up over the study's
+    baseline (both measured by the tuner, a probe's figure predicted) came within 5% of the oracle's over the
+    shipped settings side by side: ratios, so that neither footing (the tuner's one Ray, the side-by-side's) is
+    held against the other. The oracle's own point counts whatever its run measured, as it does for TPE and
+    random search, which are scored on the grid's table. None if none (rows saved before each run's settings
+    were: by the speed-up alone)."""
     runs = r["tune"]["runs"]
     base = next((measured or wall for role, _, wall, measured, *_ in runs if role == "baseline"), None)  # a probe's
     # figure is what it predicts, not the time it ran before it was stopped
     trials = [t for t in runs if t[0] in ("trial", "repeat")]
     figures = [measured or wall if status == "succeeded" or probe else None
-               for _, _, wall, measured, probe, status, _ in trials]  # fmt: skip
+               for _, _, wall, measured, probe, status, *_ in trials]  # fmt: skip
     wanted = r["shipped"] / r["oracle"] / 1.05
-    hits = [n for n, s in enumerate(figures, 1) if base and s and base / s >= wanted]
+    oracle = [len(t) > 7 and t[7] == r["oracle_settings"] for t in trials]
+    hits = [n for n, s in enumerate(figures, 1) if oracle[n - 1] or (base and s and base / s >= wanted)]
     return hits[0] if hits else None
 
 
