@@ -105,15 +105,37 @@ def test_a_pool_and_its_batch_that_lost_together_are_bisected_apart() -> None:
     assert halves == {("1.concurrency=4", "1.num_cpus=0.25"), ("1.batch_size=default",)}
 
 
+def waiting_read() -> Facts:
+    """A read that waits (3 s of CPU in 30 s) feeding 8-row batches whose cost the run cannot measure (no framing
+    timed, calls of one size)."""
+    run = small_batches_run(frame_s=None)
+    execution = run.executions[0]
+    waits = dataclasses.replace(execution.stats[0], busy_s=30.0, wall_s=30.0, cpu_s=3.0)
+    return Facts.of(with_(run, executions=(dataclasses.replace(execution, stats=(waits, execution.stats[1])),)))
+
+
+def test_a_lost_change_is_bisected_first_only_where_the_model_predicts_its_halves() -> None:
+    """Halves the model predicts nothing for (Ray's defaults for several knobs, say) rank among the candidates,
+    after the moves it backs; a half it predicts a gain for is still tried first, to tell which half hurt."""
+    facts = waiting_read()
+    blind = Settings.from_args(["0.override_num_blocks=4", "1.batch_size=default"])
+    view = View(Settings(), facts.run, frozenset({blind.key()}), lost_configs=(blind,), noise_pct=5.0)
+    assert {h.predicted for h in bisections(facts, view)} == {1.0}
+    proposed = ModelGuided().propose(view)
+    assert proposed is not None and proposed.rule == "joint (model)"
+    told = Settings.from_args(["0.num_cpus=0.5", "1.num_cpus=2"])
+    view = View(Settings(), facts.run, frozenset({told.key()}), lost_configs=(told,), noise_pct=5.0)
+    proposed = ModelGuided().propose(view)
+    assert proposed is not None and proposed.rule == "bisect (model)"
+    assert proposed.settings.to_args() == ("0.num_cpus=0.5",) and proposed.predicted > 1.05
+
+
 def test_the_model_optimum_carries_the_guides_batch_where_the_run_cannot_size_one() -> None:
     """A read that waits (3 s of CPU in 30 s) feeding 8-row batches whose cost the run cannot measure (no framing
     timed, calls of one size): the doctor's num_cpus for the read and the guide's batch for the map go in one
     change, rather than leave the batch a trial of its own. Its gain is the model's for the part it weighs, a
     floor; at that same gain it goes before that part alone."""
-    run = small_batches_run(frame_s=None)
-    execution = run.executions[0]
-    waits = dataclasses.replace(execution.stats[0], busy_s=30.0, wall_s=30.0, cpu_s=3.0)
-    facts = Facts.of(with_(run, executions=(dataclasses.replace(execution, stats=(waits, execution.stats[1])),)))
+    facts = waiting_read()
     ranked = {p.rule: p for p in candidates(facts, noise_pct=5.0)}
     read, guided, joint = ranked["slow-stage"], ranked["batch-size"], ranked["joint (model)"]
     assert guided.settings.to_args() == ("1.batch_size=100",) and guided.at_least  # the guide's CPU range

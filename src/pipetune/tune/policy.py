@@ -12,6 +12,7 @@ the doctor's order too).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -95,11 +96,17 @@ class ModelGuided:
     name = "model-guided"
 
     def propose(self, view: View) -> Proposal | None:
-        """A half of a joint change that lost comes first (``bisections``), then the best candidate."""
+        """A half of a joint change that lost comes first (``bisections``) where the model predicts something for
+        it, then the best candidate; a half it predicts nothing for (``blind``: the halves of Ray Data's defaults
+        for several knobs) is ranked among the candidates, after the moves the model or the guide backs in its
+        tier (model-pool benchmark: the defaults lost at their box, then a blind half of them took the last
+        trial, also to its box, while the read's block default, predicted 1.6x, was never tried)."""
         facts = Facts.of(view.run, view.batch_costs)
         measure = measure_calls(facts)  # pending while it passes every filter a proposal does: else nothing waits
         pending = _best(facts, iter([measure]), view) if measure is not None else None
-        for source in (bisections(facts, view), candidates(facts, view.allow, view.noise_pct, pending)):
+        halves = list(bisections(facts, view))
+        rest = itertools.chain(candidates(facts, view.allow, view.noise_pct, pending), filter(blind, halves))
+        for source in (itertools.filterfalse(blind, halves), rest):
             best = _best(facts, source, view)
             if best is not None:
                 return best
@@ -172,8 +179,12 @@ def _rank(p: Proposal) -> tuple[int, int, bool, int, float, bool]:
     (``steps._defaults_step``); ahead of a backed move they took the budget it needed (embed benchmark: the
     defaults ran to their time box, then a bisection of them, and the guide's batch was never tried). At equal
     predicted gains a floor (``at_least``) goes before a point estimate: it can only gain more."""
-    blind = p.predicted == 1.0 and not p.at_least
-    return (urgency(p.rule), gain_tier(p.predicted), blind, int(p.level), -p.predicted, not p.at_least)
+    return (urgency(p.rule), gain_tier(p.predicted), blind(p), int(p.level), -p.predicted, not p.at_least)
+
+
+def blind(p: Proposal) -> bool:
+    """Whether nothing backs ``p``'s gain: the model cannot say (1.0) and no guide's range gives it a floor."""
+    return p.predicted == 1.0 and not p.at_least
 
 
 def _below_failures(facts: Facts, p: Proposal, view: View) -> Proposal | None:
