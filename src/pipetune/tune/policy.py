@@ -60,6 +60,7 @@ class Proposal:
     level: Level
     predicted: float  # predicted speed-up of the whole run (1.0: unknown or none)
     at_least: bool = False  # ``predicted`` is a lower bound: part of the cost it removes is not measured yet
+    guided: bool = False  # the guide's range sized it: the run gave the model no figure for it (``_guide_batch``)
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ def candidates(
     yield from _loop_batch_moves(facts, bound, allow)
     yield from _default_moves(facts)
     parallel = [p for p in fixes if p.level is Level.PARALLELISM]
-    joint = _joint(facts, [*moves, *parallel], noise_pct, guide_batches(facts, fixes))
+    joint = _joint(facts, [*moves, *parallel], noise_pct, guide_batches(fixes))
     if joint is not None:
         yield joint
 
@@ -580,15 +581,13 @@ def _batch_move(facts: Facts, stage: int, batch: int, rule: str, cause: str, flo
     return Proposal(_one(stage, "batch_size", proposed), what, rule, why, Level.BATCH, gain, at_least)
 
 
-def guide_batches(facts: Facts, fixes: Sequence[Proposal]) -> list[Proposal]:
+def guide_batches(fixes: Sequence[Proposal]) -> list[Proposal]:
     """The doctor's batch moves that the guide's range sized because the run gave the model no batch cost for
     their stage (``_guide_batch``), the first for each stage (the doctor's order)."""
     by_stage: dict[str, Proposal] = {}
     for p in fixes:
-        s = _only(p.settings, "batch_size")
-        current = facts.run.stage(int(s.selector)).knobs.batch_size if s is not None else None
-        if s is not None and current and predict.batch_model(facts, int(s.selector), current) is None:
-            by_stage.setdefault(s.selector, p)
+        if p.guided:
+            by_stage.setdefault(p.settings.stages[0].selector, p)
     return list(by_stage.values())
 
 
@@ -603,7 +602,7 @@ def _guide_batch(facts: Facts, stage: int, batch: int, floor: int, rule: str, ca
         return None
     what = f"stage {stage} {change('batch_size', batch, size)}"
     why = f"{cause}; the run cannot measure its cost per batch, so the guide's range sizes it"
-    return Proposal(_one(stage, "batch_size", size), what, rule, why, Level.BATCH, 1.0, at_least=True)
+    return Proposal(_one(stage, "batch_size", size), what, rule, why, Level.BATCH, 1.0, at_least=True, guided=True)
 
 
 def _fixed_source(facts: Facts, stage: int) -> str:
