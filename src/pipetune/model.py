@@ -91,7 +91,10 @@ class Knobs:
         return dataclasses.replace(self, **changes)
 
 
-COUNTED_METHODS = ("map_batches",)  # the calls whose functions are counted inside tasks (``Stage.counted_in_task``)
+# The calls whose functions are counted inside tasks (``Stage.counted_in_task``, ``record.in_task``); a per-row
+# one is counted without timing each call (``Stage.counted_per_row``).
+COUNTED_METHODS = ("map_batches", "map")
+PER_ROW_METHODS = ("map",)
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,15 @@ class Stage:
     @property
     def counted_in_task(self) -> bool:
         """Whether the rows its function returns are counted inside its running tasks (``record.in_task``):
-        ``map_batches`` calls only; a per-row function (``map``, ``filter``) would pay the count on every row."""
+        ``map_batches`` and ``map`` calls. A ``filter`` or ``flat_map`` is not: what it returns is not one row
+        of its chain's output per row it took."""
         return self.method in COUNTED_METHODS
+
+    @property
+    def counted_per_row(self) -> bool:
+        """Whether its function is called once a row (``map``): counted, never timed, so the count costs a
+        few percent of Ray's own work per row at most (``record.in_task.counting``)."""
+        return self.method in PER_ROW_METHODS
 
     @property
     def key(self) -> str:

@@ -123,7 +123,7 @@ def _folding(second: str = "map_batches") -> in_task.InTaskRows:
 
 
 def test_the_recorder_adds_every_processs_latest_count_to_the_operator_whose_first_stage_it_is() -> None:
-    fold = _folding(second="map")  # a per-row call fused after it: not counted, not part of the chain
+    fold = _folding(second="filter")  # a filter fused after it: not counted, not part of the chain
     fold.fold(_started())
     for message in (UdfRows(1.0, 1, 10, 300), UdfRows(1.2, 1, 11, 200), UdfRows(1.1, 1, 10, 250)):  # one late
         fold.add(message)
@@ -149,7 +149,7 @@ def test_a_chain_of_batch_functions_has_done_the_rows_its_last_one_returned_from
 
 def test_a_chain_ray_fused_behind_a_read_is_counted_from_its_first_batch_function() -> None:
     """Ray's defaults fuse the read into the model's operator (the embed example's trial of them): the read
-    itself runs no counted function, so the chain starts after it; a per-row call at the start ends it."""
+    itself runs no counted function, so the chain starts after it; a call not counted at the start ends it."""
     fused = OpId(0, "ReadRange->MapBatches(double)", 1)
     fold = _folding()
     fold.fold(ExecutionStarted(0, 0.0, operators=(Operator(str(fused), "ReadRange->MapBatches(double)", (0, 1, 2)),)))
@@ -157,15 +157,58 @@ def test_a_chain_ray_fused_behind_a_read_is_counted_from_its_first_batch_functio
     fold.add(UdfRows(2.0, 2, 10, 12))
     assert fold.fold(OpSamples(2.5, {fused: {"rows_out": 0.0}})).values[fused] == {"rows_out": 0.0, "udf_rows": 12.0}
     row_first = in_task.InTaskRows()
-    for index, method in enumerate(("range", "map", "map_batches")):  # a per-row call right after the read
+    for index, method in enumerate(("range", "filter", "map_batches")):  # a filter right after the read
         row_first.fold(StageBuilt(stage(index, method, kind=StageKind.READ if index == 0 else StageKind.TRANSFORM)))
-    row_first.fold(ExecutionStarted(0, 0.0, operators=(Operator(str(fused), "ReadRange->Map", (0, 1, 2)),)))
+    row_first.fold(ExecutionStarted(0, 0.0, operators=(Operator(str(fused), "ReadRange->Filter", (0, 1, 2)),)))
     row_first.add(UdfRows(2.0, 2, 10, 12))  # counted, but after a call that is not: the chain is empty
     assert "udf_rows" not in row_first.fold(OpSamples(2.5, {fused: {}})).values[fused]
 
 
+def test_a_per_row_function_counts_a_row_a_call_and_hands_its_rows_over_at_most_four_times_a_send(
+    sender: FakeSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``map``'s function: one row a call, never timed; its rows reach the process's counts at once, then a
+    quarter of a send apart, and go out at most once a send, as a batch function's do."""
+    now = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    wrapped = in_task.counting(lambda row: {**row, "y": 1}, 5, "parse", per_row=True)
+    assert wrapped.__name__ == "parse" and wrapped({"x": 1}) == {"x": 1, "y": 1}
+    for _ in range(9):
+        wrapped({"x": 2})  # within a quarter of a send of the first: held in the wrapper
+    assert [(m.stage, m.rows, m.calls, m.udf_s) for m in sender.sent if isinstance(m, UdfRows)] == [(5, 1, 0, 0.0)]
+    now[0] += in_task.SEND_EVERY_S / 4
+    wrapped({"x": 3})  # handed over (10 rows more), not sent: within a send of the last
+    assert in_task._counts.rows[5] == 11 and len(sender.sent) == 1
+    now[0] += in_task.SEND_EVERY_S
+    wrapped({"x": 4})
+    assert [m.rows for m in sender.sent if isinstance(m, UdfRows)] == [1, 12]
+
+
+def test_a_per_row_class_counts_a_row_a_call(sender: FakeSender) -> None:
+    model = in_task.counting(Model, 6, "Model", per_row=True)(scale=3)
+    assert model({"x": 1}) == {"x": 1} and model.scale == 3
+    assert [(m.stage, m.rows) for m in sender.sent if isinstance(m, UdfRows)] == [(6, 1)]
+
+
+def test_a_chain_that_starts_with_a_per_row_call_is_counted_and_gives_no_calls_for_it() -> None:
+    """A read fused with ``map`` then ``map_batches`` (the ETL example's parse, then its batch functions): the
+    chain's rows are the fewest either returned from; its calls are the batch function's only."""
+    fused = OpId(0, "ReadRange->Map(parse)->MapBatches(double)", 1)
+    fold = in_task.InTaskRows()
+    for index, method in enumerate(("range", "map", "map_batches")):
+        fold.fold(StageBuilt(stage(index, method, kind=StageKind.READ if index == 0 else StageKind.TRANSFORM)))
+    fold.fold(ExecutionStarted(0, 0.0, operators=(Operator(str(fused), "ReadRange->Map->MapBatches", (0, 1, 2)),)))
+    fold.add(UdfRows(2.0, 1, 10, 40))
+    assert "udf_rows" not in fold.fold(OpSamples(2.5, {fused: {}})).values[fused]  # the batch function: none yet
+    fold.add(UdfRows(3.0, 2, 10, 32, 0.5, calls=2, rows_sq=512.0, rows_s=8.0, s_sq=0.13))
+    assert fold.fold(OpSamples(3.5, {fused: {}})).values[fused] == {"udf_rows": 32.0}
+    ray = OperatorStats(str(fused), rows_in=1, task_s=Dist.of([1.0]))
+    [stats] = fold.fold(ExecutionEnded(0, 9.0, None, (ray,))).stats
+    assert [(c.stage, c.count, c.rows) for c in stats.calls] == [(2, 2, 32.0)]
+
+
 def test_a_later_execution_of_the_same_stage_counts_from_its_own_start() -> None:
-    fold = _folding(second="map")
+    fold = _folding(second="filter")
     fold.fold(_started(0))
     fold.add(UdfRows(1.0, 1, 10, 300))
     fold.fold(_started(1))
@@ -237,7 +280,7 @@ def test_a_class_is_counted_by_a_subclass_of_the_same_name_that_pickles_by_value
 def test_an_operator_with_no_finished_task_gets_its_running_tasks_figures_when_its_execution_ends() -> None:
     """A probe stopped inside the one task of a stage: Ray reports zeros for it; the recorder puts in what its
     process counted, so the doctor reads the stage's rate and its one task."""
-    fold = _folding(second="map")
+    fold = _folding(second="filter")
     fold.fold(_started())
     fold.add(UdfRows(100.0, 1, 10, 3_000, udf_s=4.0, cpu_s=4.4, busy_s=5.0))
     ray = (OperatorStats(str(READ), busy_s=2.0, rows_in=1, rows_out=40_000, task_s=Dist.of([2.0])),

@@ -337,7 +337,7 @@ def _new_stage(
     changes = registry.overrides.for_stage(stage)
     chained = _apply_changes(bound, stage, changes)
     if stage.counted_in_task and remote.workers_reach_recorder() and in_task.can_count(udf_obj):
-        bound.arguments["fn"] = in_task.counting(udf_obj, index, stage.udf)  # progress inside running tasks
+        bound.arguments["fn"] = in_task.counting(udf_obj, index, stage.udf, stage.counted_per_row)  # progress in tasks
     knobs = with_knobs(read_knobs(bound), chained)
     stage = dataclasses.replace(stage, knobs=knobs, overridden=tuple(changes))
     registry.add(stage, announce=new)

@@ -131,7 +131,8 @@ def _finished_sink(run: Run, last: Operator) -> Sink | None:
 def read_wholes(run: Run) -> tuple[tuple[int, float], ...]:
     """For each operator of the run's execution that reads and read all its input (the share of its read tasks'
     input done reached 1 in its samples), its last stage and the rows out of it then (``Sink.whole_read``).
-    Only where every stage after its read is a ``map_batches`` call: a trial's operator that reads and holds
+    Only where every stage after its read is counted (a ``map_batches`` or ``map`` call, ``Stage.counted_in_task``):
+    a trial's operator that reads and holds
     that last stage then counts its rows inside its tasks at least that far (``record.in_task``'s chain), never
     short of a filter whose output the whole would be.
     An operator whose last stage goes on in the next one is left out: Ray runs ``read_parquet`` as ListFiles,
