@@ -27,10 +27,16 @@ _OPERATOR = (
     Metric("bytes_done", "bytes", "input bytes of the tasks that finished", cumulative=True),
     Metric("bytes_planned", "bytes", "input bytes of all its read tasks, for an operator that reads"),
     Metric(
+        "read_rows_planned",
+        "rows",
+        "rows all its read tasks will output, for an operator that reads, from the read's metadata where Ray "
+        "already has it (a range, most datasource reads; not read_parquet's listed files)",
+    ),
+    Metric(
         "udf_rows",
         "rows",
-        "rows the first stage's batch function returned from, running tasks included "
-        "(counted in Ray's workers where they reach the recorder: record.in_task)",
+        "rows through the chain of counted functions (map_batches, map) the operator starts with, running "
+        "tasks included (counted in Ray's workers where they reach the recorder: record.in_task)",
         cumulative=True,
     ),
     Metric("rows_planned", "rows", "rows Ray expects the operator to output in all (its own running estimate)"),

@@ -233,13 +233,16 @@ def test_a_per_row_functions_rows_are_counted_while_its_one_task_runs_and_give_n
     work: Path, address: str
 ) -> None:
     """``map`` over one block: one task of about 4 s. Its rows are counted in the worker while the task runs
-    (``udf_rows`` before Ray's own count moves); the calls are not timed, so the stage has no call figures."""
+    (``udf_rows`` before Ray's own count moves), against the rows Ray's read metadata says the read will output;
+    the calls are not timed, so the stage has no call figures."""
     view = run_json(work, address, "slow_rows.py", "--", "1000")
     run = open_store(work / ".pipetune" / "pipetune.db").load(view["id"])
     (op,) = [op for _, op in run.operators() if 1 in op.stages]
     assert op.name == "ReadRange->Map(parse)->Write"  # the wrapper is named after the function, as Ray names it
-    running = [s.values.get("udf_rows", 0.0) for s in run.samples_of(op.uid) if not s.values.get("tasks_finished")]
+    samples = [s.values for s in run.samples_of(op.uid)]
+    running = [v.get("udf_rows", 0.0) for v in samples if not v.get("tasks_finished")]
     assert max(running) > 0 and running == sorted(running) and max(running) <= 1000
+    assert {v.get("read_rows_planned") for v in samples} == {1000.0}  # the range's rows, from Ray's read metadata
     stats = run.stats_of(op.uid)
     assert stats is not None and stats.calls == () and view["rows"] == 1000
 

@@ -353,3 +353,22 @@ def test_an_operator_that_reads_and_is_counted_inside_its_tasks_is_measured_agai
     files = Operator("0/ReadFiles_2", "ReadFiles", (0,))
     listed = with_(probe, executions=(dataclasses.replace(stopped, operators=(listing, files, work)),))
     assert objective.sink_of(listed) == Sink(rows=1.0, tail_s=0.0, stage=1, read=True)
+
+
+def test_a_read_fused_with_a_counted_chain_is_measured_against_the_rows_its_read_tasks_will_output() -> None:
+    """The http rows: the baseline runs the read fused with its per-row fetch, so it never sees the read end and
+    measures no whole there; a trial of Ray's defaults runs a few long tasks of that one operator. Ray's read
+    metadata says how many rows the read tasks will output; the rows counted inside the tasks move against
+    it. A whole the baseline measured comes first."""
+    fused = Operator("0/ReadRange->Map(fetch)->Write_1", "ReadRange->Map(fetch)->Write", (0, 1, 2))
+    values = {"bytes_planned": 16_000.0, "bytes_done": 0.0, "rows_in": 2.0, "udf_rows": 600.0,
+              "read_rows_planned": 2_400.0}  # fmt: skip
+    unmeasured = Sink(1.0, 0.0, 0, read=True)
+    assert objective.share_done((fused,), {fused.uid: values}, unmeasured) == pytest.approx(0.25)
+    assert objective.share_done((fused,), {fused.uid: values}, None) == pytest.approx(0.25)  # a baseline's own
+    measured = Sink(1.0, 0.0, 0, read=True, read_rows=((0, 1_200.0),))
+    assert objective.share_done((fused,), {fused.uid: values}, measured) == pytest.approx(0.5)
+    unknown = {**values, "read_rows_planned": 0.0, "bytes_done": 4_000.0}
+    assert objective.share_done((fused,), {fused.uid: unknown}, unmeasured) == pytest.approx(0.25)  # bytes, as before
+    uncounted = {**values, "udf_rows": 0.0, "bytes_done": 8_000.0}
+    assert objective.share_done((fused,), {fused.uid: uncounted}, unmeasured) == pytest.approx(0.5)

@@ -17,6 +17,7 @@ _ROWS_OUT, _TASKS_FINISHED = declared("rows_out"), declared("tasks_finished")
 _TASKS_RUNNING, _ACTORS_ACTIVE = declared("tasks_running"), declared("actors_active")
 _ROWS_IN, _BYTES_IN, _BYTES_DONE = declared("rows_in"), declared("bytes_in"), declared("bytes_done")
 _BYTES_PLANNED, _ROWS_PLANNED = declared("bytes_planned"), declared("rows_planned")
+_READ_ROWS_PLANNED = declared("read_rows_planned")
 _UDF_ROWS, _QUEUED = declared("udf_rows"), declared("inqueue_blocks")
 
 
@@ -75,6 +76,12 @@ def rows_read(values: Mapping[str, float]) -> float:
     or, where more, counted inside its running ones (``udf_rows``: its chain of batch functions after the read).
     Its rows received say nothing here (one a read task)."""
     return max(values.get(_ROWS_OUT, 0.0), values.get(_UDF_ROWS, 0.0))
+
+
+def read_rows_planned(values: Mapping[str, float]) -> float:
+    """For an operator that reads: the rows its read tasks will output in all, from the read's own metadata
+    (Ray's, where it has it); 0 where unknown."""
+    return values.get(_READ_ROWS_PLANNED, 0.0)
 
 
 def reads(values: Mapping[str, float]) -> bool:

@@ -41,6 +41,7 @@ from pipetune.diagnose import (
     counted_inside,
     has_task_figures,
     queued,
+    read_rows_planned,
     reads,
     rows_done,
     rows_planned,
@@ -206,19 +207,27 @@ def upstream_shares(
 def own_share(
     ops: Sequence[Operator], i: int, values: Mapping[str, Mapping[str, float]], sink: Sink | None
 ) -> float | None:
-    """Operator ``i``'s share of its own whole done. Where it reads: the rows out of it against the rows the
-    baseline measured there (``Sink.whole_read``), where its chain of batch functions is counted inside its
-    running tasks; else the share of its read tasks' input done (a read task's bytes count only as it ends: a
-    read fused with a model into a few long tasks moves in a few steps). Else its rows done against Ray's
-    estimate of the rows the operator before it will output. None where neither can be read."""
+    """Operator ``i``'s share of its own whole done. Where it reads and its chain of functions is counted inside
+    its running tasks: the rows out of it against the rows the baseline measured there (``Sink.whole_read``),
+    else against the rows its read tasks will output (``read_rows_planned``: the read's metadata, Ray's; the
+    http rows' baseline runs the read fused with its per-row fetch, so it never sees the read end). Else the
+    share of its read tasks' input done (a read task's bytes count only as it ends: a read fused with a model
+    into a few long tasks moves in a few steps). Else its rows done against Ray's estimate of the rows the
+    operator before it will output. None where neither can be read."""
     mine = values.get(ops[i].uid)
     if mine is None:
         return None
     if reads(mine):
-        whole = sink.whole_read(ops[i].stages) if sink is not None and counted_inside(mine) else 0.0
+        whole = _read_whole(ops[i], mine, sink) if counted_inside(mine) else 0.0
         return min(rows_read(mine) / whole, 1.0) if whole > 0 else share_read(mine)
     planned = rows_planned(values.get(ops[i - 1].uid, {})) if i > 0 else 0.0
     return min(rows_done(mine) / planned, 1.0) if planned > 0 else None
+
+
+def _read_whole(op: Operator, values: Mapping[str, float], sink: Sink | None) -> float:
+    """The rows a reading operator's counted chain will have done in all (``own_share``); 0 where unknown."""
+    measured = sink.whole_read(op.stages) if sink is not None else 0.0
+    return measured or read_rows_planned(values)
 
 
 class Progress:
