@@ -29,8 +29,9 @@ _OPERATOR = (
     Metric(
         "read_rows_planned",
         "rows",
-        "rows all its read tasks will output, for an operator that reads, from the read's metadata where Ray "
-        "already has it (a range, most datasource reads; not read_parquet's listed files)",
+        "rows all its read tasks will output, for an operator that reads into a counted chain whose count is of "
+        "those rows (record.in_task), from the read's metadata where Ray already has it (a range, most "
+        "datasource reads; not read_parquet's listed files)",
     ),
     Metric(
         "udf_rows",

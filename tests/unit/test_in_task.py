@@ -207,6 +207,21 @@ def test_a_chain_that_starts_with_a_per_row_call_is_counted_and_gives_no_calls_f
     assert [(c.stage, c.count, c.rows) for c in stats.calls] == [(2, 2, 32.0)]
 
 
+def test_the_rows_a_read_will_output_stay_only_where_the_chain_fused_behind_it_counts_those_rows() -> None:
+    """The chain's count is of the rows into its last function: the rows read where every function before it
+    keeps a row per row (``map``); a batch function before it may drop or add rows."""
+    fold = in_task.InTaskRows()
+    methods = ("range", "map", "map_batches", "map_batches")
+    for index, method in enumerate(methods):
+        fold.fold(StageBuilt(stage(index, method, kind=StageKind.READ if index == 0 else StageKind.TRANSFORM)))
+    per_row, batched = OpId(0, "ReadRange->Map->MapBatches", 1), OpId(1, "ReadRange->Map->MapBatches->MapBatches", 1)
+    fold.fold(ExecutionStarted(0, 0.0, operators=(Operator(str(per_row), "ReadRange->Map->MapBatches", (0, 1, 2)),)))
+    fold.fold(ExecutionStarted(1, 0.0, operators=(Operator(str(batched), "R->M->MB->MB", (0, 1, 2, 3)),)))
+    planned = {"read_rows_planned": 600.0}
+    folded = fold.fold(OpSamples(1.0, {per_row: planned, batched: planned})).values
+    assert folded[per_row] == planned and folded[batched] == {}
+
+
 def test_a_later_execution_of_the_same_stage_counts_from_its_own_start() -> None:
     fold = _folding(second="filter")
     fold.fold(_started(0))

@@ -38,7 +38,7 @@ from pipetune.record import remote
 from pipetune.record.channel import Sender
 
 SEND_EVERY_S = SAMPLE_INTERVAL_S / 2  # fresher than the samples the count is added to
-UDF_ROWS = declared("udf_rows")
+UDF_ROWS, READ_ROWS_PLANNED = declared("udf_rows"), declared("read_rows_planned")
 M = TypeVar("M", bound=Message)
 
 
@@ -263,8 +263,20 @@ class InTaskRows:
         return through_chain([self._since_start(stage) for stage in self._chain(op)])
 
     def _with_rows(self, op: OpId, values: dict[str, float]) -> dict[str, float]:
+        """The operator's counted rows added; the rows its read will output left out where its chain's count
+        is not a count of those rows (``_counts_the_rows_read``)."""
         rows = sum(m.rows for m in self._through(op))
-        return {**values, UDF_ROWS: float(rows)} if rows > 0 else values
+        out = {**values, UDF_ROWS: float(rows)} if rows > 0 else values
+        if READ_ROWS_PLANNED in out and not self._counts_the_rows_read(op):
+            out = {k: v for k, v in out.items() if k != READ_ROWS_PLANNED}
+        return out
+
+    def _counts_the_rows_read(self, op: OpId) -> bool:
+        """Whether the chain's count is the rows its read fused in front of it outputs: the count is of the
+        rows into the chain's last function, so every one before it must keep a row per row (``map``); a
+        batch function before it may drop or add rows (the sink's whole would then be out of reach)."""
+        chain = self._chain(op)
+        return bool(chain) and self._stages.get(op, ())[:1] != chain[:1] and set(chain[:-1]) <= self._per_row
 
     def _with_running(self, stats: OperatorStats) -> OperatorStats:
         if stats.task_s.count > 0:
