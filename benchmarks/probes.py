@@ -55,6 +55,13 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"2.batch_size": 64, "2.concurrency": 2, "2.num_cpus": 0.5},
     ],
     "model-pool": [{}, {"1.concurrency": 1}, {"1.concurrency": 2, "1.num_cpus": 0.5}],
+    # held out: a parquet read fused with small batches; its study's trials are probes at the read's share
+    "packed": [
+        {},
+        {"0.repartition": 8},
+        {"0.repartition": 8, "1.batch_size": 64},
+        {"0.repartition": 8, "1.batch_size": 256},
+    ],
     "service-pool": [
         {},
         {"1.concurrency": 4, "1.num_cpus": 0.25},
