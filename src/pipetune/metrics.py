@@ -30,8 +30,8 @@ _OPERATOR = (
         "read_rows_planned",
         "rows",
         "rows all its read tasks will output, for an operator that reads into a counted chain whose count is of "
-        "those rows (record.in_task), from the read's metadata where Ray already has it (a range, most "
-        "datasource reads; not read_parquet's listed files)",
+        "those rows (record.in_task), from the read's metadata where Ray already has it (a range; reads of one "
+        "row per file, such as read_images or read_binary_files; not CSV, JSON, text or parquet files)",
     ),
     Metric(
         "udf_rows",

@@ -78,6 +78,7 @@ def sender(monkeypatch: pytest.MonkeyPatch) -> FakeSender:
     """A fresh worker process's counts, sent to a list instead of the recorder's socket."""
     fake = FakeSender()
     monkeypatch.setattr(in_task, "_counts", in_task._Counts())
+    monkeypatch.setattr(in_task, "_row_counts", {})
     monkeypatch.setattr(remote, "connect", lambda path=None: fake)
     return fake
 
@@ -184,6 +185,24 @@ def test_a_per_row_function_counts_a_row_a_call_and_hands_its_rows_over_at_most_
     assert [m.rows for m in sender.sent if isinstance(m, UdfRows)] == [1, 12]
 
 
+def test_each_unpickled_copy_of_a_per_row_function_shares_its_processs_count_so_no_task_loses_rows(
+    sender: FakeSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray unpickles a task pool's function again for every task: rows a task ends with before a hand-over are
+    handed over with the next task's, not lost with its copy."""
+    import cloudpickle
+
+    now = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    shipped = cloudpickle.dumps(in_task.counting(lambda row: row, 7, "parse", per_row=True))
+    first, second = cloudpickle.loads(shipped), cloudpickle.loads(shipped)  # two tasks in one worker
+    for _ in range(4):
+        first({"x": 1})  # the first row handed over at once, three held
+    now[0] += in_task.SEND_EVERY_S * 2
+    second({"x": 1})  # the next task's first row hands over the three the first task ended with
+    assert [m.rows for m in sender.sent if isinstance(m, UdfRows)] == [1, 5]
+
+
 def test_a_per_row_class_counts_a_row_a_call(sender: FakeSender) -> None:
     model = in_task.counting(Model, 6, "Model", per_row=True)(scale=3)
     assert model({"x": 1}) == {"x": 1} and model.scale == 3
@@ -220,6 +239,9 @@ def test_the_rows_a_read_will_output_stay_only_where_the_chain_fused_behind_it_c
     planned = {"read_rows_planned": 600.0}
     folded = fold.fold(OpSamples(1.0, {per_row: planned, batched: planned})).values
     assert folded[per_row] == planned and folded[batched] == {}
+    alone = OpId(2, "Map->MapBatches", 2)  # its chain starts the operator: no read fused in front of it
+    fold.fold(ExecutionStarted(2, 0.0, operators=(Operator(str(alone), "Map->MapBatches", (1, 2)),)))
+    assert fold.fold(OpSamples(2.0, {alone: planned})).values[alone] == {}
 
 
 def test_a_later_execution_of_the_same_stage_counts_from_its_own_start() -> None:

@@ -372,3 +372,5 @@ def test_a_read_fused_with_a_counted_chain_is_measured_against_the_rows_its_read
     assert objective.share_done((fused,), {fused.uid: unknown}, unmeasured) == pytest.approx(0.25)  # bytes, as before
     uncounted = {**values, "udf_rows": 0.0, "bytes_done": 8_000.0}
     assert objective.share_done((fused,), {fused.uid: uncounted}, unmeasured) == pytest.approx(0.5)
+    expanding = {**values, "rows_out": 3_000.0}  # a stage after the chain made five rows of each one read
+    assert objective.share_done((fused,), {fused.uid: expanding}, unmeasured) == pytest.approx(0.25)

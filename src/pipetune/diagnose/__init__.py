@@ -15,6 +15,7 @@ from pipetune.diagnose.fusion import DEFAULT_NUM_CPUS, cpus_of, lead_stage, stag
 from pipetune.diagnose.noise import Outcome, compare, noise_band
 from pipetune.diagnose.progress import (
     counted_inside,
+    counted_rows,
     has_task_figures,
     in_flight,
     moved,
@@ -70,6 +71,7 @@ __all__ = [
     "consumer_bound",
     "consumption",
     "counted_inside",
+    "counted_rows",
     "cpus_of",
     "diagnose",
     "find_bottleneck",

@@ -203,12 +203,12 @@ def _running_framing(op: Operator, stats: OperatorStats) -> float | None:
     measured none: each worker's time outside the batch function per call, from its first batch's end to its
     last count (``record.in_task``), and no more than the CPU it burnt in that window less the time inside the
     function: a task held back by backpressure waits without framing anything. None where nothing is left (a
-    function that waits itself leaves no CPU to tell framing by). Only where the one stage counted (only
-    ``map_batches`` functions are) is the operator's first: there the time around the calls is Ray's batching
-    and the building of output blocks, while a read or a row-based stage in front of it would add its own
-    work. Checked against Ray's own figure: a probed ETL baseline's enrich operator spent 3.2 ms a call outside
-    its function; run in full at the same batch size, Ray measured 3.8 ms a batch of framing and the in-task
-    figure was 3.8 ms too."""
+    function that waits itself leaves no CPU to tell framing by). Only where the one stage with call figures
+    (only ``map_batches`` functions have them; a per-row ``map`` is counted, never timed) is the operator's
+    first: there the time around the calls is Ray's batching and the building of output blocks, while a read
+    or a row-based stage in front of it would add its own work. Checked against Ray's own figure: a probed ETL
+    baseline's enrich operator spent 3.2 ms a call outside its function; run in full at the same batch size,
+    Ray measured 3.8 ms a batch of framing and the in-task figure was 3.8 ms too."""
     if not stats.running or len(stats.calls) != 1:
         return None
     (counted,), outside = stats.calls, min(stats.busy_s, stats.cpu_s) - stats.udf_s

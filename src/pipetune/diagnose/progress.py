@@ -48,6 +48,12 @@ def has_task_figures(values: Mapping[str, float]) -> bool:
     return values.get(_TASKS_FINISHED, 0.0) > 0 or values.get(_UDF_ROWS, 0.0) > 0
 
 
+def counted_rows(values: Mapping[str, float]) -> float:
+    """The rows the operator's chain of counted functions has taken in so far, running tasks included
+    (``udf_rows``); 0 where nothing is counted."""
+    return values.get(_UDF_ROWS, 0.0)
+
+
 def counted_inside(values: Mapping[str, float]) -> bool:
     """Whether the operator's rows are counted inside its running tasks (``udf_rows``: a batch function the
     recorder wraps), not only as its tasks end."""

@@ -63,7 +63,7 @@ def counting(fn: Any, stage: int, name: str, per_row: bool = False) -> Any:
     Pickled by value with the plan; the counting itself lives here, so the workers import pipetune."""
     if inspect.isclass(fn):
         return _counting_class(fn, stage, per_row)
-    rows = _RowCount(stage) if per_row else None
+    rows = row_count(stage) if per_row else None
 
     def counted(batch: Any, *args: Any, **kwargs: Any) -> Any:
         if rows is not None:
@@ -77,7 +77,7 @@ def counting(fn: Any, stage: int, name: str, per_row: bool = False) -> Any:
 
 def _counting_class(cls: type[Any], stage: int, per_row: bool) -> type[Any]:
     call = cls.__call__
-    rows = _RowCount(stage) if per_row else None
+    rows = row_count(stage) if per_row else None
 
     def __call__(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
         if rows is not None:
@@ -99,12 +99,21 @@ def _counted_call(stage: int, fn: Any, batch: Any, *args: Any, **kwargs: Any) ->
 class _RowCount:
     """A per-row function's rows, handed to the process's counts (``_tally_rows``) a quarter of
     ``SEND_EVERY_S`` apart at most, so each send has the latest rows. The clock is read once a row; the call
-    itself is never timed: a ``map`` stage gives no call figures (``model.Calls``)."""
+    itself is never timed: a ``map`` stage gives no call figures (``model.Calls``).
+
+    One per stage and process (``row_count``): Ray unpickles a task pool's function again for every task, and
+    each copy takes this process's one, so the rows a task ends with before a hand-over are handed over with
+    the next task's. A process that runs no further row of the stage holds them until Ray's own count of its
+    finished task takes over (``diagnose.rows_done``: the more of the two). Not locked: rows counted by two
+    threads at once (a plain function Ray runs on threads) can lose an increment, never more."""
 
     __slots__ = ("due", "rows", "stage")
 
     def __init__(self, stage: int) -> None:
         self.stage, self.rows, self.due = stage, 0, 0.0
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return row_count, (self.stage,)
 
     def counted(self, out: Any) -> Any:
         self.rows += 1
@@ -113,6 +122,14 @@ class _RowCount:
             _tally_rows(self.stage, self.rows, now)
             self.rows, self.due = 0, now + SEND_EVERY_S / 4
         return out
+
+
+_row_counts: dict[int, _RowCount] = {}
+
+
+def row_count(stage: int) -> _RowCount:
+    """This process's count of the per-row function of ``stage`` (made at the first ask)."""
+    return _row_counts.setdefault(stage, _RowCount(stage))
 
 
 def batch_rows(batch: Any) -> int:

@@ -39,6 +39,7 @@ from pipetune.diagnose import (
     Consumption,
     consumption,
     counted_inside,
+    counted_rows,
     has_task_figures,
     queued,
     read_rows_planned,
@@ -209,8 +210,9 @@ def own_share(
 ) -> float | None:
     """Operator ``i``'s share of its own whole done. Where it reads and its chain of functions is counted inside
     its running tasks: the rows out of it against the rows the baseline measured there (``Sink.whole_read``),
-    else against the rows its read tasks will output (``read_rows_planned``: the read's metadata, Ray's; the
-    http rows' baseline runs the read fused with its per-row fetch, so it never sees the read end). Else the
+    else the rows into its chain against the rows its read tasks will output (``_read_share``; the read's
+    metadata, Ray's: the http rows' baseline runs the read fused with its per-row fetch, so it never sees the
+    read end). Else the
     share of its read tasks' input done (a read task's bytes count only as it ends: a read fused with a model
     into a few long tasks moves in a few steps). Else its rows done against Ray's estimate of the rows the
     operator before it will output. None where neither can be read."""
@@ -218,16 +220,21 @@ def own_share(
     if mine is None:
         return None
     if reads(mine):
-        whole = _read_whole(ops[i], mine, sink) if counted_inside(mine) else 0.0
-        return min(rows_read(mine) / whole, 1.0) if whole > 0 else share_read(mine)
+        return _read_share(ops[i], mine, sink)
     planned = rows_planned(values.get(ops[i - 1].uid, {})) if i > 0 else 0.0
     return min(rows_done(mine) / planned, 1.0) if planned > 0 else None
 
 
-def _read_whole(op: Operator, values: Mapping[str, float], sink: Sink | None) -> float:
-    """The rows a reading operator's counted chain will have done in all (``own_share``); 0 where unknown."""
-    measured = sink.whole_read(op.stages) if sink is not None else 0.0
-    return measured or read_rows_planned(values)
+def _read_share(op: Operator, values: Mapping[str, float], sink: Sink | None) -> float:
+    """A reading operator's share done (``own_share``). Its rows out against the whole the baseline measured
+    there; else the rows into its counted chain's last function (``counted_rows``) against the rows its read
+    will output (never its rows out: a stage after the chain may make more rows than it read); else the share
+    of its read tasks' input done."""
+    measured = sink.whole_read(op.stages) if sink is not None and counted_inside(values) else 0.0
+    if measured > 0:
+        return min(rows_read(values) / measured, 1.0)
+    planned = read_rows_planned(values) if counted_inside(values) else 0.0
+    return min(counted_rows(values) / planned, 1.0) if planned > 0 else share_read(values)
 
 
 class Progress:
