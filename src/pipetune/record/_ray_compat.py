@@ -233,17 +233,21 @@ def _op_snapshot(op: Any, state: Any, rm: Any) -> dict[str, float]:
 def _planned_bytes(op: Any) -> float:
     """Input bytes of the read tasks an operator that reads will get: its input buffer counts them all as received
     when the execution starts. 0 for an operator fed by another."""
+    return float(sum(d.metrics.bytes_inputs_received or 0 for d in _read_inputs(op)))
+
+
+def _read_inputs(op: object) -> list[Any]:
+    """The operator's input buffers of read tasks (Ray's ``InputDataBuffer``): none for one fed by another."""
     deps = getattr(op, "input_dependencies", None) or []
-    return float(sum(d.metrics.bytes_inputs_received or 0 for d in deps if type(d).__name__ == "InputDataBuffer"))
+    return [d for d in deps if type(d).__name__ == "InputDataBuffer"]
 
 
-def _planned_read_rows(op: Any) -> float:
+def _planned_read_rows(op: object) -> float:
     """Rows an operator that reads will get out of its read tasks, in all: the ``Read`` logical operator's
     metadata (``infer_metadata().num_rows``), only where Ray has already computed it while planning (a cached
     property: never a second listing of the files here). 0 where it has not, or the operator does not read."""
-    reads = [d for d in getattr(op, "input_dependencies", None) or [] if type(d).__name__ == "InputDataBuffer"]
     logical = [lop for lop in getattr(op, "_logical_operators", None) or [] if type(lop).__name__ == "Read"]
-    cached = [vars(lop).get("_cached_output_metadata") for lop in logical] if reads else []
+    cached = [vars(lop).get("_cached_output_metadata") for lop in logical] if _read_inputs(op) else []
     rows = [getattr(getattr(c, "metadata", None), "num_rows", None) for c in cached if c is not None]
     known = [float(n) for n in rows if n is not None]
     return sum(known) if known and len(known) == len(rows) else 0.0

@@ -28,6 +28,7 @@ import inspect
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -39,8 +40,10 @@ from pipetune.record import remote
 from pipetune.record.channel import Sender
 
 SEND_EVERY_S = SAMPLE_INTERVAL_S / 2  # fresher than the samples the count is added to
+HAND_OVER_S = SEND_EVERY_S / 4  # chosen: a per-row count reaches the process's figures several times a send
 UDF_ROWS, READ_ROWS_PLANNED = declared("udf_rows"), declared("read_rows_planned")
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 # -- a worker's side -------------------------------------------------------------------------------------
@@ -63,30 +66,41 @@ def counting(fn: Any, stage: int, name: str, per_row: bool = False) -> Any:
     Pickled by value with the plan; the counting itself lives here, so the workers import pipetune."""
     if inspect.isclass(fn):
         return _counting_class(fn, stage, per_row)
-    rows = row_count(stage) if per_row else None
-
-    def counted(batch: Any, *args: Any, **kwargs: Any) -> Any:
-        if rows is not None:
-            return rows.counted(fn(batch, *args, **kwargs))
-        return _counted_call(stage, fn, batch, *args, **kwargs)
-
+    counted = _row_counted(fn, row_count(stage)) if per_row else _batch_counted(fn, stage)
     counted.__name__ = counted.__qualname__ = name
     counted.__doc__ = fn.__doc__
     return counted
 
 
+def _batch_counted(fn: Callable[..., Any], stage: int) -> Callable[..., Any]:
+    def counted(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        return _counted_call(stage, fn, batch, *args, **kwargs)
+
+    return counted
+
+
+def _row_counted(fn: Callable[..., object], rows: _RowCount) -> Callable[..., object]:
+    """``fn`` counted a row a call; for a class's ``__call__`` too, its instance passed through as it comes."""
+
+    def counted(*args: object, **kwargs: object) -> object:
+        return rows.counted(fn(*args, **kwargs))
+
+    return counted
+
+
 def _counting_class(cls: type[Any], stage: int, per_row: bool) -> type[Any]:
     call = cls.__call__
-    rows = row_count(stage) if per_row else None
-
-    def __call__(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        if rows is not None:
-            return rows.counted(call(self, batch, *args, **kwargs))
-        return _counted_call(stage, functools.partial(call, self), batch, *args, **kwargs)
-
-    namespace = {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+    counted = _row_counted(call, row_count(stage)) if per_row else _batch_method(call, stage)
+    namespace = {"__call__": counted, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
                  "__doc__": cls.__doc__}  # fmt: skip
     return type(cls.__name__, (cls,), namespace)
+
+
+def _batch_method(call: Callable[..., Any], stage: int) -> Callable[..., Any]:
+    def __call__(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        return _counted_call(stage, functools.partial(call, self), batch, *args, **kwargs)
+
+    return __call__
 
 
 def _counted_call(stage: int, fn: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
@@ -97,8 +111,8 @@ def _counted_call(stage: int, fn: Any, batch: Any, *args: Any, **kwargs: Any) ->
 
 
 class _RowCount:
-    """A per-row function's rows, handed to the process's counts (``_tally_rows``) a quarter of
-    ``SEND_EVERY_S`` apart at most, so each send has the latest rows. The clock is read once a row; the call
+    """A per-row function's rows, handed to the process's counts (``_add_rows``) ``HAND_OVER_S`` apart at
+    most. The clock is read once a row; the call
     itself is never timed: a ``map`` stage gives no call figures (``model.Calls``).
 
     One per stage and process (``row_count``): Ray unpickles a task pool's function again for every task, and
@@ -112,15 +126,15 @@ class _RowCount:
     def __init__(self, stage: int) -> None:
         self.stage, self.rows, self.due = stage, 0, 0.0
 
-    def __reduce__(self) -> tuple[Any, tuple[int]]:
+    def __reduce__(self) -> tuple[Callable[[int], _RowCount], tuple[int]]:
         return row_count, (self.stage,)
 
-    def counted(self, out: Any) -> Any:
+    def counted(self, out: T) -> T:
         self.rows += 1
         now = time.perf_counter()
         if now >= self.due:
-            _tally_rows(self.stage, self.rows, now)
-            self.rows, self.due = 0, now + SEND_EVERY_S / 4
+            _add_rows(self.stage, self.rows, now)
+            self.rows, self.due = 0, now + HAND_OVER_S
         return out
 
 
@@ -161,22 +175,20 @@ _counts = _Counts()
 
 
 def _tally(stage: int, batch: Any, began: float) -> None:
-    """A batch function's call: its rows and seconds, and the sums its calls' line is fitted from."""
-    now, c = time.perf_counter(), _counts
-    with c.lock:
-        n, took = batch_rows(batch), now - began
-        c.udf_s[stage] = c.udf_s.get(stage, 0.0) + took
-        calls, rows_sq, rows_s, s_sq = c.squares.get(stage, (0, 0.0, 0.0, 0.0))
-        c.squares[stage] = (calls + 1, rows_sq + n * n, rows_s + n * took, s_sq + took * took)
-        message = _counted(stage, n, now)
-    if message is not None and c.sender is not None:
-        c.sender.send(message)
+    """A batch function's call: its rows and seconds."""
+    now = time.perf_counter()
+    _add_rows(stage, batch_rows(batch), now, now - began)
 
 
-def _tally_rows(stage: int, n: int, now: float) -> None:
-    """A per-row function's rows since the last hand-over (``_RowCount``)."""
+def _add_rows(stage: int, n: int, now: float, took: float | None = None) -> None:
+    """``n`` rows of the stage done by ``now``; with ``took``, one call's seconds, and the sums its calls' line
+    is fitted from (a per-row function's calls are not timed: ``_RowCount``)."""
     c = _counts
     with c.lock:
+        if took is not None:
+            c.udf_s[stage] = c.udf_s.get(stage, 0.0) + took
+            calls, rows_sq, rows_s, s_sq = c.squares.get(stage, (0, 0.0, 0.0, 0.0))
+            c.squares[stage] = (calls + 1, rows_sq + n * n, rows_s + n * took, s_sq + took * took)
         message = _counted(stage, n, now)
     if message is not None and c.sender is not None:
         c.sender.send(message)

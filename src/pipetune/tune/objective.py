@@ -133,10 +133,10 @@ def _finished_sink(run: Run, last: Operator) -> Sink | None:
 def read_wholes(run: Run) -> tuple[tuple[int, float], ...]:
     """For each operator of the run's execution that reads and read all its input (the share of its read tasks'
     input done reached 1 in its samples), its last stage and the rows out of it then (``Sink.whole_read``).
-    Only where every stage after its read is counted (a ``map_batches`` or ``map`` call, ``Stage.counted_in_task``):
-    a trial's operator that reads and holds
-    that last stage then counts its rows inside its tasks at least that far (``record.in_task``'s chain), never
-    short of a filter whose output the whole would be.
+    Only where every stage after its read is counted (a ``map_batches`` or ``map`` call,
+    ``Stage.counted_in_task``): a trial's operator that reads and holds that last stage then counts its rows
+    inside its tasks at least that far (``record.in_task``'s chain), never short of a filter whose output the
+    whole would be.
     An operator whose last stage goes on in the next one is left out: Ray runs ``read_parquet`` as ListFiles,
     then ReadFiles, and the first one's rows out are the files it listed (24 in the packed row), not rows."""
     batched = {s.index for s in run.stages if s.counted_in_task}
@@ -212,10 +212,9 @@ def own_share(
     its running tasks: the rows out of it against the rows the baseline measured there (``Sink.whole_read``),
     else the rows into its chain against the rows its read tasks will output (``_read_share``; the read's
     metadata, Ray's: the http rows' baseline runs the read fused with its per-row fetch, so it never sees the
-    read end). Else the
-    share of its read tasks' input done (a read task's bytes count only as it ends: a read fused with a model
-    into a few long tasks moves in a few steps). Else its rows done against Ray's estimate of the rows the
-    operator before it will output. None where neither can be read."""
+    read end). Else the share of its read tasks' input done (a read task's bytes count only as it ends: a read
+    fused with a model into a few long tasks moves in a few steps). Else its rows done against Ray's estimate
+    of the rows the operator before it will output. None where neither can be read."""
     mine = values.get(ops[i].uid)
     if mine is None:
         return None
@@ -230,10 +229,12 @@ def _read_share(op: Operator, values: Mapping[str, float], sink: Sink | None) ->
     there; else the rows into its counted chain's last function (``counted_rows``) against the rows its read
     will output (never its rows out: a stage after the chain may make more rows than it read); else the share
     of its read tasks' input done."""
-    measured = sink.whole_read(op.stages) if sink is not None and counted_inside(values) else 0.0
+    if not counted_inside(values):
+        return share_read(values)
+    measured = sink.whole_read(op.stages) if sink is not None else 0.0
     if measured > 0:
         return min(rows_read(values) / measured, 1.0)
-    planned = read_rows_planned(values) if counted_inside(values) else 0.0
+    planned = read_rows_planned(values)
     return min(counted_rows(values) / planned, 1.0) if planned > 0 else share_read(values)
 
 
